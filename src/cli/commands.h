@@ -1,0 +1,11 @@
+// Subcommands of the `tandem` CLI. Each registers its options on the app and runs later.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace tandem::cli {
+
+void register_inspect(CLI::App& app);
+void register_devices(CLI::App& app);
+
+}  // namespace tandem::cli

@@ -1,0 +1,32 @@
+// What the CPU we run on can do, read once at start-up (cpuid + xgetbv), so that kernels
+// pick their widest safe path at run time and one binary runs on any x86-64 machine.
+#pragma once
+
+#include <string>
+
+namespace tandem {
+
+struct CpuFeatures {
+  bool sse42 = false;
+  bool avx = false;
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512vnni = false;
+  bool avx512bf16 = false;
+  bool avx_vnni = false;  // VEX-encoded VNNI (Alder Lake and later)
+
+  // Space-separated names of the features present, e.g. "sse4.2 avx avx2 fma f16c".
+  std::string describe() const;
+};
+
+// Detected once; honours TANDEM_CPU_MAX=scalar|avx2|avx512 to cap the path for testing.
+const CpuFeatures& cpu_features();
+
+// Reads the CPU directly (no cap applied); exposed for tests.
+CpuFeatures detect_cpu_features();
+
+}  // namespace tandem

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this after tools/setup.sh):
+#   1. release build + every unit and oracle test (ctest)
+#   2. ASan+UBSan build of the parser and format tests
+#   3. CUDA build (compile + link; `tandem devices` must fall back to the CPU cleanly)
+#   4. libFuzzer run of the GGUF parser, seeded with real files (TANDEM_FUZZ_SECONDS, default 60)
+# Shared data (../shared) and the real model are required: a missing one fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+PY="$ROOT/.venv/bin/python"
+JOBS="${JOBS:-$(nproc)}"
+export TANDEM_SHARED="${TANDEM_SHARED:-$(cd "$ROOT/.." && pwd)/shared}"
+export TANDEM_REQUIRE_SHARED=1
+[ -d "$TANDEM_SHARED/data" ] || { echo "test: shared data not found at $TANDEM_SHARED" >&2; exit 1; }
+
+step() { echo; echo "=== $* ==="; }
+
+step "fetch the real test model"
+MODEL="$(PYTHON="$PY" tools/fetch_model.sh)"
+export TANDEM_TEST_MODEL="$MODEL"
+
+step "release build + tests"
+cmake --preset release -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
+cmake --build build/release -j "$JOBS"
+ctest --test-dir build/release -j "$JOBS" --output-on-failure --no-tests=error
+
+step "ASan+UBSan build + parser/format tests"
+cmake --preset asan -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
+cmake --build build/asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --no-tests=error -E 'oracle'
+
+step "CUDA build"
+NVCC="$(command -v nvcc || true)"
+[ -n "$NVCC" ] || { [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc; } || true
+if [ -n "$NVCC" ]; then
+  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" -DTANDEM_TESTS=OFF >/dev/null
+  cmake --build build/cuda -j "$JOBS"
+  build/cuda/tandem devices | tee build/cuda/devices.txt
+  grep -q "^gpu" build/cuda/devices.txt
+elif [ "${TANDEM_REQUIRE_CUDA_BUILD:-0}" = 1 ]; then
+  echo "test: nvcc not found but TANDEM_REQUIRE_CUDA_BUILD=1" >&2
+  exit 1
+else
+  echo "SKIPPED LOUDLY: nvcc not found, CUDA backend not built"
+fi
+
+step "fuzz the GGUF parser (${TANDEM_FUZZ_SECONDS:-60} s)"
+cmake --preset fuzz >/dev/null
+cmake --build build/fuzz -j "$JOBS" --target gguf_parse_fuzz
+seeds="build/fuzz/seeds"
+rm -rf "$seeds" build/fuzz/corpus && mkdir -p "$seeds" build/fuzz/corpus
+cp build/release/gguf-samples/*.gguf "$seeds/"
+for f in "$TANDEM_SHARED"/data/vocab/*.gguf "$MODEL"; do
+  head -c 65536 "$f" > "$seeds/$(basename "$f").head"   # real headers, cut where max_len cuts
+done
+build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 \
+  -max_total_time="${TANDEM_FUZZ_SECONDS:-60}" -print_final_stats=1 2>&1 | tail -n 25
+echo
+echo "test: all passed"
