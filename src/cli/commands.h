@@ -7,5 +7,8 @@ namespace tandem::cli {
 
 void register_inspect(CLI::App& app);
 void register_devices(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_run(CLI::App& app);
+void register_template(CLI::App& app);
 
 }  // namespace tandem::cli

@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tandem 0.1.0");
   tandem::cli::register_inspect(app);
   tandem::cli::register_devices(app);
+  tandem::cli::register_run(app);
+  tandem::cli::register_tokenize(app);
+  tandem::cli::register_template(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

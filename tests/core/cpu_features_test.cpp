@@ -42,8 +42,12 @@ TEST(CpuFeatures, AgreesWithProcCpuinfo) {
 
 TEST(CpuFeatures, ImpliedFeaturesAreConsistent) {
   const CpuFeatures f = detect_cpu_features();
-  if (f.avx2) EXPECT_TRUE(f.avx);
-  if (f.avx512bw || f.avx512vl || f.avx512vnni) EXPECT_TRUE(f.avx512f);
+  if (f.avx2) {
+    EXPECT_TRUE(f.avx);
+  }
+  if (f.avx512bw || f.avx512vl || f.avx512vnni) {
+    EXPECT_TRUE(f.avx512f);
+  }
   EXPECT_FALSE(f.describe().empty());
 }
 

@@ -1,0 +1,70 @@
+// libFuzzer target: random bytes through the tokenizer. The vocabulary is a GGUF named by
+// TANDEM_FUZZ_VOCAB (e.g. build/release/tokenizer/qwen3-vocab.gguf or a file of
+// ../shared/data/vocab). Checks: encode never crashes with or without parse_special;
+// every id is in range; for byte-level BPE, decode(encode(x)) == x for any bytes x
+// (byte-level is lossless even for invalid UTF-8); for SentencePiece only when x is valid
+// UTF-8 without U+2581 (its lossless cases); the streaming decoder gives the same text as decode.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "text/detokenizer.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
+
+namespace {
+
+const tandem::text::Tokenizer& tokenizer() {
+  static const std::unique_ptr<tandem::text::Tokenizer> tok = [] {
+    const char* path = std::getenv("TANDEM_FUZZ_VOCAB");
+    if (path == nullptr) {
+      std::fprintf(stderr, "set TANDEM_FUZZ_VOCAB to a vocabulary GGUF\n");
+      std::abort();
+    }
+    return std::make_unique<tandem::text::Tokenizer>(tandem::text::Tokenizer::open(path));
+  }();
+  return *tok;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace tandem::text;
+  const Tokenizer& tok = tokenizer();
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const bool bpe = tok.vocab().kind == VocabKind::Bpe;
+
+  for (const bool parse_special : {false, true}) {
+    const std::vector<TokenId> ids = tok.encode(text, {false, parse_special});
+    for (TokenId id : ids) {
+      if (!tok.vocab().valid(id)) std::abort();
+    }
+    if (parse_special) continue;
+    // Without parse_special, control tokens never come out of text.
+    for (TokenId id : ids) {
+      if (tok.vocab().is_control(id)) std::abort();
+    }
+    const std::string decoded = tok.decode(ids);
+    // SentencePiece is lossless for valid UTF-8 (byte fallback covers the rest of Unicode)
+    // except that a literal U+2581 in the text decodes as the space it stands for.
+    const bool lossless =
+        bpe || (is_valid_utf8(text) && text.find("\xE2\x96\x81") == std::string_view::npos);
+    if (lossless && decoded != text) {
+      std::fprintf(stderr, "round trip differs: %zu bytes in, %zu out\n", text.size(), decoded.size());
+      std::abort();
+    }
+    StreamDecoder stream(tok);
+    std::string streamed;
+    for (TokenId id : ids) {
+      const std::string part = stream.push(id);
+      if (incomplete_utf8_tail(part) != 0 && is_valid_utf8(text)) std::abort();
+      streamed += part;
+    }
+    streamed += stream.finish();
+    if (streamed != decoded) std::abort();
+  }
+  return 0;
+}

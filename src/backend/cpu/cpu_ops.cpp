@@ -1,0 +1,162 @@
+#include "backend/cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "quant/dequantize.h"
+
+namespace tandem::cpu {
+
+OpContext::OpContext(int n_threads, int64_t max_row)
+    : pool_(n_threads), max_row_(max_row), scratch_(static_cast<size_t>(n_threads)),
+      scores_(static_cast<size_t>(n_threads)) {
+  for (auto& s : scratch_) s.resize(static_cast<size_t>(max_row));
+}
+
+void OpContext::reserve_context(int64_t n_ctx) {
+  if (n_ctx <= max_ctx_) return;
+  max_ctx_ = n_ctx;
+  for (auto& s : scores_) s.resize(static_cast<size_t>(n_ctx));
+}
+
+namespace {
+
+float dot(const float* a, const float* b, int64_t n) {
+  // Four partial sums: lets the compiler vectorise without -ffast-math.
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace
+
+void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,
+            const float* bias) {
+  const int64_t n_in = w.ne[0], n_out = w.rows();
+  if (n_in > ctx.max_row()) fail("matmul '{}': row of {} exceeds scratch {}", w.name, n_in, ctx.max_row());
+  ctx.pool().parallel_for(
+      n_out,
+      [&](int thread, int64_t begin, int64_t end) {
+        float* row = ctx.row_scratch(thread);
+        for (int64_t o = begin; o < end; ++o) {
+          const float* wrow = row;
+          if (w.type == DType::F32) {
+            wrow = reinterpret_cast<const float*>(w.row(o));
+          } else {
+            quant::dequantize_row(w.type, w.row(o), row, n_in);
+          }
+          const float b = bias ? bias[o] : 0.0f;
+          for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + o] = dot(wrow, x + t * n_in, n_in) + b;
+        }
+      },
+      16);
+}
+
+void embed(const Tensor& table, std::span<const int32_t> tokens, float* out) {
+  const int64_t d = table.ne[0], vocab = table.rows();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    if (t < 0 || t >= vocab) fail("token id {} is outside the vocabulary of {} tokens", t, vocab);
+    quant::dequantize_row(table.type, table.row(t), out + static_cast<int64_t>(i) * d, d);
+  }
+}
+
+void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * n;
+    float* o = out + r * n;
+    double sum = 0;  // f64 accumulation: the mean of squares is sensitive in long rows
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+    for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * scale * w[i];
+  }
+}
+
+void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+               std::span<const int32_t> positions, float freq_base) {
+  const int64_t half = n_rot / 2;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const double p = positions[static_cast<size_t>(t)];
+    for (int64_t i = 0; i < half; ++i) {
+      const double theta = p * std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot);
+      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + (t * n_heads + h) * head_dim;
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c - b * s;
+        v[i + half] = a * s + b * c;
+      }
+    }
+  }
+}
+
+void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+               int64_t head_dim, const float* k_cache, const float* v_cache,
+               std::span<const int32_t> positions, float* out) {
+  const int64_t group = n_head / n_head_kv;  // consecutive query heads share a KV head
+  const int64_t kv_row = n_head_kv * head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  // Checked here, not in the workers: an exception must not escape a pool thread.
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int32_t p = positions[static_cast<size_t>(t)];
+    if (p < 0 || p >= ctx.max_context()) {
+      fail("attention: position {} is outside the reserved context of {}", p, ctx.max_context());
+    }
+  }
+  ctx.pool().parallel_for(n_tokens * n_head, [&](int thread, int64_t begin, int64_t end) {
+    float* scores = ctx.score_scratch(thread);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t t = job / n_head, h = job % n_head, g = h / group;
+      const int64_t n_keys = positions[static_cast<size_t>(t)] + 1;
+      const float* qv = q + (t * n_head + h) * head_dim;
+      float max_score = -INFINITY;
+      for (int64_t s = 0; s < n_keys; ++s) {
+        scores[s] = dot(qv, k_cache + s * kv_row + g * head_dim, head_dim) * scale;
+        max_score = std::max(max_score, scores[s]);
+      }
+      float sum = 0;
+      for (int64_t s = 0; s < n_keys; ++s) {
+        scores[s] = std::exp(scores[s] - max_score);
+        sum += scores[s];
+      }
+      float* o = out + (t * n_head + h) * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      for (int64_t s = 0; s < n_keys; ++s) {
+        const float p = scores[s] / sum;
+        const float* vv = v_cache + s * kv_row + g * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
+      }
+    }
+  });
+}
+
+void swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void add(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void softmax(float* x, int64_t n) {
+  const float m = *std::max_element(x, x + n);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    sum += x[i];
+  }
+  for (int64_t i = 0; i < n; ++i) x[i] /= sum;
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,66 @@
+// The CPU op set: the numeric building blocks every forward pass is written with.
+// Activations are f32 and row-major ([tokens][features]); weights stay in their GGUF
+// type and are decoded a row at a time into per-thread scratch (never a whole copy).
+// These are the reference kernels; the fast SIMD ones replace them behind this interface.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace tandem::cpu {
+
+// Per-thread scratch for decoded weight rows, sized once for the widest row.
+class OpContext {
+ public:
+  OpContext(int n_threads, int64_t max_row);
+  ThreadPool& pool() { return pool_; }
+  float* row_scratch(int thread) { return scratch_[static_cast<size_t>(thread)].data(); }
+  int64_t max_row() const { return max_row_; }
+  // Attention score rows: call once with the longest context a session will use.
+  void reserve_context(int64_t n_ctx);
+  float* score_scratch(int thread) { return scores_[static_cast<size_t>(thread)].data(); }
+  int64_t max_context() const { return max_ctx_; }
+
+ private:
+  ThreadPool pool_;
+  int64_t max_row_;
+  int64_t max_ctx_ = 0;
+  std::vector<std::vector<float>> scratch_;
+  std::vector<std::vector<float>> scores_;
+};
+
+// y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens; W is {n_in, n_out}.
+// x is [n_tokens][n_in], y is [n_tokens][n_out].
+void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,
+            const float* bias = nullptr);
+
+// Rows of an embedding table {D, V} for the given token ids -> out [n][D].
+void embed(const Tensor& table, std::span<const int32_t> tokens, float* out);
+
+// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for n_rows rows of width n. In place allowed.
+void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps, float* out);
+
+// NeoX ("rotate half") RoPE on the first n_rot dims of each head. x is [n_tokens][n_heads][head_dim].
+void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+               std::span<const int32_t> positions, float freq_base);
+
+// Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; k/v cache rows:
+// [position][n_head_kv][d]; token t sees cache positions 0..positions[t]. out: [n_tokens][n_head][d].
+void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+               int64_t head_dim, const float* k_cache, const float* v_cache,
+               std::span<const int32_t> positions, float* out);
+
+// out = silu(gate) * up, elementwise over n values.
+void swiglu(const float* gate, const float* up, int64_t n, float* out);
+
+// x += y over n values.
+void add(float* x, const float* y, int64_t n);
+
+// In-place softmax of n values (max-subtracted, f32).
+void softmax(float* x, int64_t n);
+
+}  // namespace tandem::cpu

@@ -1,0 +1,156 @@
+#include "backend/cpu/delta_net.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tandem::cpu {
+
+void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_t K, float* state, float* out) {
+  const int64_t keep = K - 1;
+  // Input at relative time r (r < 0 reads the state; state row keep + r).
+  auto input = [&](int64_t r, int64_t c) { return r < 0 ? state[(keep + r) * C + c] : P[r * C + c]; };
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t c = 0; c < C; ++c) {
+      float sum = 0;
+      for (int64_t j = 0; j < K; ++j) sum += taps[c * K + j] * input(t - keep + j, c);
+      out[t * C + c] = sum / (1.0f + std::exp(-sum));
+    }
+  }
+  // New state: the last K-1 inputs of [state | P].
+  std::vector<float> next(static_cast<size_t>(keep * C));
+  for (int64_t r = 0; r < keep; ++r) {
+    for (int64_t c = 0; c < C; ++c) next[static_cast<size_t>(r * C + c)] = input(T - keep + r, c);
+  }
+  std::copy(next.begin(), next.end(), state);
+}
+
+void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
+                          const float* k, const float* v, const float* g, const float* beta,
+                          float* state, float* out) {
+  const int64_t dk = sh.d_k, dv = sh.d_v;
+  ctx.pool().parallel_for(sh.n_v, [&](int thread, int64_t begin, int64_t end) {
+    float* u = ctx.row_scratch(thread);  // [d_v]
+    for (int64_t j = begin; j < end; ++j) {
+      float* S = state + j * dk * dv;
+      const int64_t kh = j % sh.n_k;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* kt = k + (t * sh.n_k + kh) * dk;
+        const float* qt = q + (t * sh.n_k + kh) * dk;
+        const float* vt = v + (t * sh.n_v + j) * dv;
+        const float decay = std::exp(g[t * sh.n_v + j]), b = beta[t * sh.n_v + j];
+        for (int64_t i = 0; i < dk * dv; ++i) S[i] *= decay;
+        for (int64_t c = 0; c < dv; ++c) u[c] = 0;
+        for (int64_t i = 0; i < dk; ++i) {
+          for (int64_t c = 0; c < dv; ++c) u[c] += S[i * dv + c] * kt[i];
+        }
+        for (int64_t c = 0; c < dv; ++c) u[c] = b * (vt[c] - u[c]);
+        for (int64_t i = 0; i < dk; ++i) {
+          for (int64_t c = 0; c < dv; ++c) S[i * dv + c] += kt[i] * u[c];
+        }
+        float* o = out + (t * sh.n_v + j) * dv;
+        for (int64_t c = 0; c < dv; ++c) o[c] = 0;
+        for (int64_t i = 0; i < dk; ++i) {
+          for (int64_t c = 0; c < dv; ++c) o[c] += S[i * dv + c] * qt[i];
+        }
+      }
+    }
+  });
+}
+
+namespace {
+
+// One head, one chunk of n tokens (rows of q/k/v at stride_k / stride_v floats).
+struct ChunkScratch {
+  std::vector<float> gamma, L, U, KS;  // cumulative decay [n], Lm [n][n], U [n][dv], S0^T k [n][dv]
+};
+
+void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float* k, const float* v,
+                const float* g, const float* beta, int64_t stride_k, int64_t stride_v, int64_t stride_g,
+                float* S, float* out, ChunkScratch& c) {
+  const int64_t dk = sh.d_k, dv = sh.d_v;
+  c.gamma.resize(static_cast<size_t>(n));
+  c.L.assign(static_cast<size_t>(n * n), 0.0f);
+  c.U.resize(static_cast<size_t>(n * dv));
+  float running = 0;
+  for (int64_t t = 0; t < n; ++t) c.gamma[static_cast<size_t>(t)] = running += g[t * stride_g];
+  auto dot_k = [&](const float* a, const float* b) {
+    float s = 0;
+    for (int64_t i = 0; i < dk; ++i) s += a[i] * b[i];
+    return s;
+  };
+  // Right-hand side rows u_t = beta_t (v_t - e^{gamma_t} S0^T k_t), then forward substitution
+  // with Lm[t][s] = beta_t (k_t . k_s) e^{gamma_t - gamma_s} for s < t.
+  for (int64_t t = 0; t < n; ++t) {
+    const float* kt = k + t * stride_k;
+    const float bt = beta[t * stride_g], et = std::exp(c.gamma[static_cast<size_t>(t)]);
+    float* ut = c.U.data() + t * dv;
+    for (int64_t col = 0; col < dv; ++col) {
+      float s0k = 0;
+      for (int64_t i = 0; i < dk; ++i) s0k += S[i * dv + col] * kt[i];
+      ut[col] = bt * (v[t * stride_v + col] - et * s0k);
+    }
+    for (int64_t s = 0; s < t; ++s) {
+      const float l = bt * dot_k(kt, k + s * stride_k) *
+                      std::exp(c.gamma[static_cast<size_t>(t)] - c.gamma[static_cast<size_t>(s)]);
+      const float* us = c.U.data() + s * dv;
+      for (int64_t col = 0; col < dv; ++col) ut[col] -= l * us[col];
+    }
+  }
+  // Outputs: o_t = e^{gamma_t} S0^T q_t + sum_{s<=t} (q_t . k_s) e^{gamma_t - gamma_s} u_s.
+  for (int64_t t = 0; t < n; ++t) {
+    const float* qt = q + t * stride_k;
+    const float et = std::exp(c.gamma[static_cast<size_t>(t)]);
+    float* o = out + t * stride_v;
+    for (int64_t col = 0; col < dv; ++col) {
+      float s0q = 0;
+      for (int64_t i = 0; i < dk; ++i) s0q += S[i * dv + col] * qt[i];
+      o[col] = et * s0q;
+    }
+    for (int64_t s = 0; s <= t; ++s) {
+      const float a = dot_k(qt, k + s * stride_k) *
+                      std::exp(c.gamma[static_cast<size_t>(t)] - c.gamma[static_cast<size_t>(s)]);
+      const float* us = c.U.data() + s * dv;
+      for (int64_t col = 0; col < dv; ++col) o[col] += a * us[col];
+    }
+  }
+  // State: S = e^{gamma_n} S0 + sum_s e^{gamma_n - gamma_s} k_s u_s^T.
+  const float gn = c.gamma[static_cast<size_t>(n - 1)], en = std::exp(gn);
+  for (int64_t i = 0; i < dk * dv; ++i) S[i] *= en;
+  for (int64_t s = 0; s < n; ++s) {
+    const float w = std::exp(gn - c.gamma[static_cast<size_t>(s)]);
+    const float* ks = k + s * stride_k;
+    const float* us = c.U.data() + s * dv;
+    for (int64_t i = 0; i < dk; ++i) {
+      const float f = w * ks[i];
+      for (int64_t col = 0; col < dv; ++col) S[i * dv + col] += f * us[col];
+    }
+  }
+}
+
+}  // namespace
+
+void delta_rule_chunked(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
+                        const float* k, const float* v, const float* g, const float* beta,
+                        float* state, float* out, int64_t chunk_size) {
+  if (chunk_size <= 0) fail("delta_rule_chunked: chunk size must be positive");
+  // Per-thread scratch: one head at a time per thread. Sized on first use per call; a
+  // prompt-sized allocation, not a per-token one.
+  std::vector<ChunkScratch> scratch(static_cast<size_t>(ctx.pool().size()));
+  ctx.pool().parallel_for(sh.n_v, [&](int thread, int64_t begin, int64_t end) {
+    ChunkScratch& c = scratch[static_cast<size_t>(thread)];
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t kh = j % sh.n_k;
+      float* S = state + j * sh.d_k * sh.d_v;
+      for (int64_t t0 = 0; t0 < T; t0 += chunk_size) {
+        const int64_t n = std::min(chunk_size, T - t0);
+        chunk_step(sh, n, q + (t0 * sh.n_k + kh) * sh.d_k, k + (t0 * sh.n_k + kh) * sh.d_k,
+                   v + (t0 * sh.n_v + j) * sh.d_v, g + t0 * sh.n_v + j, beta + t0 * sh.n_v + j,
+                   sh.n_k * sh.d_k, sh.n_v * sh.d_v, sh.n_v, S, out + (t0 * sh.n_v + j) * sh.d_v, c);
+      }
+    }
+  });
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,36 @@
+// Gated DeltaNet (Qwen3.5 linear-attention layers) on the CPU: the causal depthwise conv
+// with carried state, and the gated delta rule in two forms that are algebraically
+// identical: token by token (decode) and chunked (prompts). All math in f32.
+//
+// Layouts: q, k [T][n_k][d_k] (q already L2-normalised and scaled by 1/sqrt(d_k), k
+// L2-normalised); v, out [T][n_v][d_v]; g, beta [T][n_v]; state S [n_v][d_k][d_v] (row =
+// key dim). Value head j reads key head j % n_k (GGUF's tiled head order).
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/cpu_ops.h"
+
+namespace tandem::cpu {
+
+struct DeltaNetShape {
+  int64_t n_k = 0, n_v = 0, d_k = 0, d_v = 0;
+};
+
+// out[t][c] = silu(sum_j taps[c][j] * P[t - (K-1) + j][c]) where inputs before this call
+// come from `state` ([(K-1)][C], oldest first, raw P). `state` is updated to the last K-1
+// inputs. taps is [C][K] (tap 0 multiplies the oldest input).
+void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_t K, float* state, float* out);
+
+// S_j <- exp(g_j) S_j; u = beta_j (v_j - S_j^T k); S_j += k u^T; o_j = S_j^T q, token by token.
+void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& shape, int64_t T, const float* q,
+                          const float* k, const float* v, const float* g, const float* beta,
+                          float* state, float* out);
+
+// The same result computed chunk by chunk (chunk_size tokens at a time) with the WY-style
+// forward substitution, so a prompt costs O(T * chunk * d) instead of T sequential steps.
+void delta_rule_chunked(OpContext& ctx, const DeltaNetShape& shape, int64_t T, const float* q,
+                        const float* k, const float* v, const float* g, const float* beta,
+                        float* state, float* out, int64_t chunk_size = 64);
+
+}  // namespace tandem::cpu

@@ -1,0 +1,176 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tandem::model {
+
+void AttentionScratch::reserve(int64_t max_tokens, const AttentionShape& shape, bool gated) {
+  const auto T = static_cast<size_t>(max_tokens);
+  const auto q_dim = static_cast<size_t>(shape.n_head * shape.head_dim);
+  const auto kv_dim = static_cast<size_t>(shape.n_head_kv * shape.head_dim);
+  if (gated) qg.resize(T * 2 * q_dim);
+  q.resize(T * q_dim);
+  k.resize(T * kv_dim);
+  v.resize(T * kv_dim);
+  attn.resize(T * q_dim);
+  positions.resize(T);
+}
+
+void attention_block(cpu::OpContext& ctx, const AttentionWeights& w, const AttentionShape& shape,
+                     const float* a, std::span<const AttentionSequence> seqs, AttentionScratch& s,
+                     float* out) {
+  int64_t T = 0;
+  for (const AttentionSequence& seq : seqs) {
+    for (int64_t i = 0; i < seq.n_tokens; ++i) s.positions[static_cast<size_t>(T++)] = static_cast<int32_t>(seq.n_past + i);
+  }
+  const int64_t H = shape.n_head, d = shape.head_dim, q_dim = H * d, kv_dim = shape.n_head_kv * d;
+  if (w.gated) {
+    // Per head the projection holds [q_h | gate_h]; split into q and keep the gates in qg.
+    cpu::matmul(ctx, w.wq, a, T, s.qg.data());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t h = 0; h < H; ++h) {
+        const float* src = s.qg.data() + (t * H + h) * 2 * d;
+        std::copy_n(src, d, s.q.data() + (t * H + h) * d);
+      }
+    }
+  } else {
+    cpu::matmul(ctx, w.wq, a, T, s.q.data(), w.bq.empty() ? nullptr : w.bq.data());
+  }
+  cpu::matmul(ctx, w.wk, a, T, s.k.data(), w.bk.empty() ? nullptr : w.bk.data());
+  cpu::matmul(ctx, w.wv, a, T, s.v.data(), w.bv.empty() ? nullptr : w.bv.data());
+  if (!w.q_norm.empty()) cpu::rms_norm(s.q.data(), w.q_norm.data(), T * H, d, shape.rms_eps, s.q.data());
+  if (!w.k_norm.empty()) {
+    cpu::rms_norm(s.k.data(), w.k_norm.data(), T * shape.n_head_kv, d, shape.rms_eps, s.k.data());
+  }
+  const std::span<const int32_t> pos(s.positions.data(), static_cast<size_t>(T));
+  cpu::rope_neox(s.q.data(), T, H, d, shape.n_rot, pos, shape.rope_base);
+  cpu::rope_neox(s.k.data(), T, shape.n_head_kv, d, shape.n_rot, pos, shape.rope_base);
+  // Each sequence appends to its own cache and attends only to it.
+  int64_t first = 0;
+  for (const AttentionSequence& seq : seqs) {
+    const int64_t n = seq.n_tokens;
+    std::copy_n(s.k.data() + first * kv_dim, n * kv_dim, seq.k_cache + seq.n_past * kv_dim);
+    std::copy_n(s.v.data() + first * kv_dim, n * kv_dim, seq.v_cache + seq.n_past * kv_dim);
+    cpu::attention(ctx, s.q.data() + first * q_dim, n, H, shape.n_head_kv, d, seq.k_cache, seq.v_cache,
+                   pos.subspan(static_cast<size_t>(first), static_cast<size_t>(n)),
+                   s.attn.data() + first * q_dim);
+    first += n;
+  }
+  if (w.gated) {
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t h = 0; h < H; ++h) {
+        const float* gate = s.qg.data() + (t * H + h) * 2 * d + d;
+        float* o = s.attn.data() + (t * H + h) * d;
+        for (int64_t i = 0; i < d; ++i) o[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
+      }
+    }
+  }
+  cpu::matmul(ctx, w.wo, s.attn.data(), T, out);
+}
+
+void FfnScratch::reserve(int64_t max_tokens, int64_t n_embd, const FfnWeights& w) {
+  const auto T = static_cast<size_t>(max_tokens), D = static_cast<size_t>(n_embd);
+  int64_t width = w.is_moe() ? w.gate_exps.ne[1] : w.gate.ne[1];
+  if (w.gate_shexp.valid()) width = std::max(width, w.gate_shexp.ne[1]);
+  ffn_a.resize(T * static_cast<size_t>(width));
+  ffn_b.resize(T * static_cast<size_t>(width));
+  if (!w.is_moe()) return;
+  const auto E = static_cast<size_t>(w.router.ne[1]), k = static_cast<size_t>(w.n_expert_used);
+  router_logits.resize(T * E);
+  chosen.resize(T * k);
+  chosen_weight.resize(T * k);
+  expert_tokens.reserve(T);
+  expert_weights.reserve(T);
+  expert_in.resize(T * D);
+  expert_out.resize(T * D);
+  if (w.gate_shexp.valid()) shared.resize(T * D);
+}
+
+namespace {
+
+void swiglu_ffn(cpu::OpContext& ctx, const Tensor& gate, const Tensor& up, const Tensor& down,
+                const float* m, int64_t T, FfnScratch& s, float* out) {
+  cpu::matmul(ctx, gate, m, T, s.ffn_a.data());
+  cpu::matmul(ctx, up, m, T, s.ffn_b.data());
+  cpu::swiglu(s.ffn_a.data(), s.ffn_b.data(), T * gate.ne[1], s.ffn_a.data());
+  cpu::matmul(ctx, down, s.ffn_a.data(), T, out);
+}
+
+// Softmax over all experts, keep the k most probable, renormalise over those k (what
+// llama.cpp does for qwen3moe and qwen35moe); ties go to the lower expert index.
+void route(const FfnWeights& w, int64_t T, FfnScratch& s) {
+  const int64_t E = w.router.ne[1], k = w.n_expert_used;
+  for (int64_t t = 0; t < T; ++t) {
+    float* p = s.router_logits.data() + t * E;
+    cpu::softmax(p, E);
+    int32_t* chosen = s.chosen.data() + t * k;
+    float* weight = s.chosen_weight.data() + t * k;
+    float sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t best = -1;
+      for (int64_t e = 0; e < E; ++e) {
+        if (std::find(chosen, chosen + j, static_cast<int32_t>(e)) != chosen + j) continue;
+        if (best < 0 || p[e] > p[best]) best = e;
+      }
+      chosen[j] = static_cast<int32_t>(best);
+      weight[j] = p[best];
+      sum += p[best];
+    }
+    sum = std::max(sum, 6.1035e-5f);  // as llama.cpp: never divide by ~0
+    for (int64_t j = 0; j < k; ++j) weight[j] /= sum;
+  }
+}
+
+}  // namespace
+
+void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D,
+               FfnScratch& s, float* out) {
+  if (!w.is_moe()) {
+    swiglu_ffn(ctx, w.gate, w.up, w.down, m, T, s, out);
+    return;
+  }
+  const int64_t E = w.router.ne[1], k = w.n_expert_used;
+  cpu::matmul(ctx, w.router, m, T, s.router_logits.data());
+  route(w, T, s);
+  std::fill(out, out + T * D, 0.0f);
+  // Each expert runs once over all tokens routed to it; decode reads only chosen experts.
+  for (int64_t e = 0; e < E; ++e) {
+    s.expert_tokens.clear();
+    s.expert_weights.clear();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < k; ++j) {
+        if (s.chosen[static_cast<size_t>(t * k + j)] == e) {
+          s.expert_tokens.push_back(static_cast<int32_t>(t));
+          s.expert_weights.push_back(s.chosen_weight[static_cast<size_t>(t * k + j)]);
+        }
+      }
+    }
+    const auto n = static_cast<int64_t>(s.expert_tokens.size());
+    if (n == 0) continue;
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy_n(m + s.expert_tokens[static_cast<size_t>(i)] * D, D, s.expert_in.data() + i * D);
+    }
+    swiglu_ffn(ctx, w.gate_exps.matrix(e), w.up_exps.matrix(e), w.down_exps.matrix(e), s.expert_in.data(), n,
+               s, s.expert_out.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* dst = out + s.expert_tokens[static_cast<size_t>(i)] * D;
+      const float* src = s.expert_out.data() + i * D;
+      const float wgt = s.expert_weights[static_cast<size_t>(i)];
+      for (int64_t c = 0; c < D; ++c) dst[c] += wgt * src[c];
+    }
+  }
+  if (w.gate_shexp.valid()) {
+    swiglu_ffn(ctx, w.gate_shexp, w.up_shexp, w.down_shexp, m, T, s, s.shared.data());
+    for (int64_t t = 0; t < T; ++t) {
+      float logit = 0;
+      for (int64_t c = 0; c < D; ++c) logit += w.shexp_gate[static_cast<size_t>(c)] * m[t * D + c];
+      const float gate = 1.0f / (1.0f + std::exp(-logit));
+      for (int64_t c = 0; c < D; ++c) out[t * D + c] += gate * s.shared[static_cast<size_t>(t * D + c)];
+    }
+  }
+}
+
+}  // namespace tandem::model

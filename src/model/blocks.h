@@ -1,0 +1,72 @@
+// Layer pieces shared by several architectures: (gated) grouped-query attention over
+// per-sequence KV caches, the SwiGLU FFN, and the mixture-of-experts FFN with an optional
+// shared expert. Architecture files wire these together; the math of each piece is here.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/cpu/cpu_ops.h"
+#include "core/tensor.h"
+
+namespace tandem::model {
+
+struct AttentionShape {
+  int64_t n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0;
+  float rope_base = 10000.0f;
+  float rms_eps = 1e-6f;
+};
+
+struct AttentionWeights {
+  Tensor wq, wk, wv, wo;                 // wq is {D, 2*H*d} when gated ([q_h | gate_h] per head)
+  std::vector<float> bq, bk, bv;         // optional biases (qwen2)
+  std::vector<float> q_norm, k_norm;     // optional per-head RMSNorm weights [d]
+  bool gated = false;                    // Qwen3.5: o_h *= sigmoid(gate_h) before wo
+};
+
+// One sequence's slice of a batch, as attention needs it.
+struct AttentionSequence {
+  float* k_cache;   // this layer's rows [n_ctx][H_kv*d]
+  float* v_cache;
+  int64_t n_past;   // positions already cached
+  int64_t n_tokens; // tokens of this sequence in the batch (consecutive)
+};
+
+struct AttentionScratch {
+  std::vector<float> qg, q, k, v, attn;
+  std::vector<int32_t> positions;
+  void reserve(int64_t max_tokens, const AttentionShape& shape, bool gated);
+};
+
+// out [T][D] = attention over the sequences' caches for input a [T][D] (already normed).
+// Appends each sequence's new k/v rows to its cache at n_past.
+void attention_block(cpu::OpContext& ctx, const AttentionWeights& w, const AttentionShape& shape,
+                     const float* a, std::span<const AttentionSequence> seqs, AttentionScratch& s,
+                     float* out);
+
+struct FfnWeights {
+  // Dense SwiGLU (when router is absent).
+  Tensor gate, up, down;                   // {D, F}, {D, F}, {F, D}
+  // Mixture of experts.
+  Tensor router;                           // {D, E}
+  Tensor gate_exps, up_exps, down_exps;    // {D, F_e, E}, {D, F_e, E}, {F_e, D, E}
+  int64_t n_expert_used = 0;
+  // Optional shared expert (Qwen3.5-MoE): sigmoid(shexp_gate . m) * SwiGLU_s(m).
+  Tensor gate_shexp, up_shexp, down_shexp;
+  std::vector<float> shexp_gate;           // [D]
+  bool is_moe() const { return router.valid(); }
+};
+
+struct FfnScratch {
+  std::vector<float> ffn_a, ffn_b, router_logits, chosen_weight, expert_in, expert_out, shared;
+  std::vector<int32_t> chosen, expert_tokens;
+  std::vector<float> expert_weights;
+  void reserve(int64_t max_tokens, int64_t n_embd, const FfnWeights& w);
+};
+
+// out [T][D] = FFN(m) for m [T][D] (already normed): dense SwiGLU or routed MoE (+ shared).
+void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D,
+               FfnScratch& s, float* out);
+
+}  // namespace tandem::model

@@ -1,0 +1,71 @@
+// The interface every architecture implements: load weights, make per-sequence state,
+// run tokens through the network. Each architecture's forward pass is written out by hand
+// in its own file over the op set (backend/cpu), readable top to bottom.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_ops.h"
+#include "gguf/gguf_model_files.h"
+#include "model/hparams.h"
+
+namespace tandem::model {
+
+// Everything one sequence carries between calls: its KV cache (and, in hybrid models, its
+// recurrent state) and how many positions are filled.
+class SequenceState {
+ public:
+  virtual ~SequenceState() = default;
+  int64_t n_past = 0;  // positions already in the cache
+  int64_t n_ctx = 0;   // capacity in positions
+  virtual void clear() { n_past = 0; }
+};
+
+// Activation scratch for one forward call, sized once for the most tokens a call may
+// carry (all sequences of a batch together). Shared by the sequences of a batch.
+class Workspace {
+ public:
+  virtual ~Workspace() = default;
+  int64_t max_tokens = 0;
+};
+
+// One sequence's part of a batched forward call.
+struct SequenceInput {
+  SequenceState* state = nullptr;
+  std::span<const int32_t> tokens;  // appended at positions state->n_past..
+  float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab]
+  bool all_logits = false;          //   when all_logits is set
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const HParams& hparams() const { return hp_; }
+  // The widest weight row (for per-thread decode scratch).
+  virtual int64_t max_row() const = 0;
+  virtual std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx) const = 0;
+  virtual std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const = 0;
+  // Runs the tokens of several sequences through the network in one pass: weights are read
+  // once for all of them, attention stays within each sequence. Fails cleanly (nothing
+  // changed) when a sequence's context would overflow or the batch exceeds the workspace.
+  virtual void forward(cpu::OpContext& ctx, Workspace& workspace,
+                       std::span<const SequenceInput> batch) const = 0;
+  // Tensors in the file that the architecture did not use.
+  const std::vector<std::string>& unused_tensors() const { return unused_; }
+
+ protected:
+  HParams hp_;
+  std::vector<std::string> unused_;
+};
+
+// Checks a batch against the workspace and each sequence's context; returns total tokens.
+int64_t validate_batch(const Workspace& workspace, std::span<const SequenceInput> batch);
+
+// Picks the architecture from general.architecture; unsupported ones are an error naming it.
+std::unique_ptr<Model> load_model(const gguf::ModelFiles& files);
+
+}  // namespace tandem::model

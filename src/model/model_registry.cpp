@@ -1,0 +1,32 @@
+#include "model/model_registry.h"
+
+#include "core/error.h"
+
+namespace tandem::model {
+
+int64_t validate_batch(const Workspace& workspace, std::span<const SequenceInput> batch) {
+  int64_t total = 0;
+  for (const SequenceInput& in : batch) {
+    const auto n = static_cast<int64_t>(in.tokens.size());
+    if (in.state->n_past + n > in.state->n_ctx) {
+      fail("context full: {} positions used + {} new tokens exceed the context of {} (raise -c)",
+           in.state->n_past, n, in.state->n_ctx);
+    }
+    if (n > 0 && in.logits == nullptr) fail("forward: no logits buffer for a sequence");
+    total += n;
+  }
+  if (total > workspace.max_tokens) {
+    fail("forward: {} tokens exceed the workspace of {}", total, workspace.max_tokens);
+  }
+  return total;
+}
+
+std::unique_ptr<Model> load_model(const gguf::ModelFiles& files) {
+  const gguf::File& f = files.primary();
+  if (!f.contains("general.architecture")) fail("{}: no general.architecture key: not a model file", f.name());
+  const std::string arch(f.architecture());
+  if (arch == "qwen2" || arch == "qwen3" || arch == "qwen3moe") return make_qwen3_family(files);
+  fail("{}: architecture '{}' is not supported (supported: qwen2, qwen3, qwen3moe)", f.name(), arch);
+}
+
+}  // namespace tandem::model

@@ -1,0 +1,189 @@
+// Qwen2, Qwen3 and Qwen3-MoE: the classic pre-norm decoder. They share one forward pass
+// and differ only in optional pieces, so one file holds all three:
+//   qwen2    — q/k/v projections carry biases;
+//   qwen3    — per-head RMSNorm on q and k before RoPE (no biases);
+//   qwen3moe — as qwen3, with a routed mixture of experts instead of the dense FFN.
+//
+// Per layer (T tokens, residual x [T][D]):
+//   a = rms(x; attn_norm)
+//   x += attention(a)        q/k/v (+bias), (qwen3*) q/k head norms, NeoX RoPE, causal GQA
+//   m = rms(x; ffn_norm)
+//   x += SwiGLU(m) | MoE(m)
+// then h = rms(x; output_norm), logits = W_out h (W_out = token_embd when tied).
+#include <algorithm>
+
+#include "core/error.h"
+#include "model/blocks.h"
+#include "model/model.h"
+#include "model/model_registry.h"
+#include "model/weight_loader.h"
+
+namespace tandem::model {
+namespace {
+
+struct Layer {
+  std::vector<float> attn_norm, ffn_norm;  // [D]
+  AttentionWeights attn;
+  FfnWeights ffn;
+};
+
+// Per sequence: the KV cache, rows [layer][position][H_kv * d] in f32.
+class Qwen3Sequence : public SequenceState {
+ public:
+  std::vector<float> k_cache, v_cache;
+};
+
+// Per forward call, for up to max_tokens tokens over all sequences of the batch.
+class Qwen3Workspace : public Workspace {
+ public:
+  std::vector<float> x, a, proj;  // [T][D]
+  std::vector<int32_t> tokens;    // [T]
+  std::vector<AttentionSequence> seqs;
+  AttentionScratch attn;
+  FfnScratch ffn;
+};
+
+class Qwen3Model final : public Model {
+ public:
+  explicit Qwen3Model(const gguf::ModelFiles& files);
+  int64_t max_row() const override { return max_row_; }
+  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx) const override;
+  std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const override;
+  void forward(cpu::OpContext& ctx, Workspace& workspace,
+               std::span<const SequenceInput> batch) const override;
+
+ private:
+  AttentionShape shape_;
+  Tensor token_embd_, output_;
+  std::vector<float> output_norm_;
+  std::vector<Layer> layers_;
+  int64_t max_row_ = 0;
+};
+
+Qwen3Model::Qwen3Model(const gguf::ModelFiles& files) {
+  hp_ = HParams::from_gguf(files);
+  const HParams& h = hp_;
+  const std::string& file = files.primary().name();
+  const bool moe = h.arch == "qwen3moe";
+  if (moe && (h.n_expert <= 0 || h.n_expert_used <= 0 || h.n_ff_expert <= 0)) {
+    fail("{}: qwen3moe needs expert_count, expert_used_count and expert_feed_forward_length", file);
+  }
+  if (!moe && h.n_ff <= 0) fail("{}: feed_forward_length is missing or zero", file);
+  if (h.n_rot != h.head_dim) {
+    fail("{}: {} rotates whole heads, but rope.dimension_count {} != head dim {}", file, h.arch, h.n_rot, h.head_dim);
+  }
+  shape_ = {h.n_head, h.n_head_kv, h.head_dim, h.n_rot, h.rope_freq_base, h.rms_eps};
+  WeightLoader w(files);
+  const int64_t D = h.n_embd, q_dim = h.n_head * h.head_dim, kv_dim = h.n_head_kv * h.head_dim;
+  token_embd_ = w.require("token_embd.weight", {D, h.n_vocab});
+  output_norm_ = w.require_f32("output_norm.weight", D);
+  output_ = w.optional("output.weight", {D, h.n_vocab});
+  if (!output_.valid()) output_ = token_embd_;  // tied embeddings
+
+  layers_.resize(static_cast<size_t>(h.n_layer));
+  for (int64_t i = 0; i < h.n_layer; ++i) {
+    Layer& l = layers_[static_cast<size_t>(i)];
+    const std::string p = "blk." + std::to_string(i) + ".";
+    l.attn_norm = w.require_f32(p + "attn_norm.weight", D);
+    l.ffn_norm = w.require_f32(p + "ffn_norm.weight", D);
+    l.attn.wq = w.require(p + "attn_q.weight", {D, q_dim});
+    l.attn.wk = w.require(p + "attn_k.weight", {D, kv_dim});
+    l.attn.wv = w.require(p + "attn_v.weight", {D, kv_dim});
+    l.attn.wo = w.require(p + "attn_output.weight", {q_dim, D});
+    l.attn.bq = w.optional_f32(p + "attn_q.bias", q_dim);
+    l.attn.bk = w.optional_f32(p + "attn_k.bias", kv_dim);
+    l.attn.bv = w.optional_f32(p + "attn_v.bias", kv_dim);
+    if (h.arch != "qwen2") {
+      l.attn.q_norm = w.require_f32(p + "attn_q_norm.weight", h.head_dim);
+      l.attn.k_norm = w.require_f32(p + "attn_k_norm.weight", h.head_dim);
+    }
+    if (moe) {
+      l.ffn.router = w.require(p + "ffn_gate_inp.weight", {D, h.n_expert});
+      l.ffn.gate_exps = w.require(p + "ffn_gate_exps.weight", {D, h.n_ff_expert, h.n_expert});
+      l.ffn.up_exps = w.require(p + "ffn_up_exps.weight", {D, h.n_ff_expert, h.n_expert});
+      l.ffn.down_exps = w.require(p + "ffn_down_exps.weight", {h.n_ff_expert, D, h.n_expert});
+      l.ffn.n_expert_used = h.n_expert_used;
+    } else {
+      l.ffn.gate = w.require(p + "ffn_gate.weight", {D, h.n_ff});
+      l.ffn.up = w.require(p + "ffn_up.weight", {D, h.n_ff});
+      l.ffn.down = w.require(p + "ffn_down.weight", {h.n_ff, D});
+    }
+  }
+  max_row_ = std::max({D, q_dim, moe ? h.n_ff_expert : h.n_ff});
+  unused_ = w.unused();
+}
+
+std::unique_ptr<SequenceState> Qwen3Model::new_sequence(int64_t n_ctx) const {
+  if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
+  auto s = std::make_unique<Qwen3Sequence>();
+  s->n_ctx = n_ctx;
+  const auto cache = static_cast<size_t>(hp_.n_layer * n_ctx * hp_.n_head_kv * hp_.head_dim);
+  s->k_cache.assign(cache, 0.0f);
+  s->v_cache.assign(cache, 0.0f);
+  return s;
+}
+
+std::unique_ptr<Workspace> Qwen3Model::new_workspace(int64_t max_tokens) const {
+  if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
+  auto s = std::make_unique<Qwen3Workspace>();
+  s->max_tokens = max_tokens;
+  const auto T = static_cast<size_t>(max_tokens), D = static_cast<size_t>(hp_.n_embd);
+  s->x.resize(T * D);
+  s->a.resize(T * D);
+  s->proj.resize(T * D);
+  s->tokens.resize(T);
+  s->seqs.reserve(T);
+  s->attn.reserve(max_tokens, shape_, false);
+  s->ffn.reserve(max_tokens, hp_.n_embd, layers_.front().ffn);
+  return s;
+}
+
+void Qwen3Model::forward(cpu::OpContext& ctx, Workspace& workspace,
+                         std::span<const SequenceInput> batch) const {
+  auto& s = static_cast<Qwen3Workspace&>(workspace);
+  const HParams& h = hp_;
+  const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
+  if (T == 0) return;
+  int64_t at = 0;
+  for (const SequenceInput& in : batch) {
+    ctx.reserve_context(in.state->n_ctx);
+    for (int32_t token : in.tokens) s.tokens[static_cast<size_t>(at++)] = token;
+  }
+  cpu::embed(token_embd_, std::span<const int32_t>(s.tokens.data(), static_cast<size_t>(T)), s.x.data());
+  const int64_t kv_dim = h.n_head_kv * h.head_dim;
+  for (int64_t i = 0; i < h.n_layer; ++i) {
+    const Layer& l = layers_[static_cast<size_t>(i)];
+    s.seqs.clear();
+    for (const SequenceInput& in : batch) {
+      auto& seq = static_cast<Qwen3Sequence&>(*in.state);
+      const int64_t layer_offset = i * seq.n_ctx * kv_dim;
+      s.seqs.push_back({seq.k_cache.data() + layer_offset, seq.v_cache.data() + layer_offset, seq.n_past,
+                        static_cast<int64_t>(in.tokens.size())});
+    }
+    cpu::rms_norm(s.x.data(), l.attn_norm.data(), T, D, h.rms_eps, s.a.data());  // a [T][D]
+    attention_block(ctx, l.attn, shape_, s.a.data(), s.seqs, s.attn, s.proj.data());
+    cpu::add(s.x.data(), s.proj.data(), T * D);
+    cpu::rms_norm(s.x.data(), l.ffn_norm.data(), T, D, h.rms_eps, s.a.data());   // m [T][D]
+    ffn_block(ctx, l.ffn, s.a.data(), T, D, s.ffn, s.proj.data());
+    cpu::add(s.x.data(), s.proj.data(), T * D);
+  }
+  // Final norm and head, only for the rows each sequence wants.
+  int64_t first = 0;
+  for (const SequenceInput& in : batch) {
+    const auto n = static_cast<int64_t>(in.tokens.size());
+    if (n == 0) continue;
+    const int64_t from = in.all_logits ? first : first + n - 1, rows = first + n - from;
+    cpu::rms_norm(s.x.data() + from * D, output_norm_.data(), rows, D, h.rms_eps, s.a.data());
+    cpu::matmul(ctx, output_, s.a.data(), rows, in.logits);
+    first += n;
+  }
+  for (const SequenceInput& in : batch) in.state->n_past += static_cast<int64_t>(in.tokens.size());
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_qwen3_family(const gguf::ModelFiles& files) {
+  return std::make_unique<Qwen3Model>(files);
+}
+
+}  // namespace tandem::model

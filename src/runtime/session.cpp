@@ -1,0 +1,45 @@
+#include "runtime/session.h"
+
+#include "core/error.h"
+
+namespace tandem::runtime {
+
+Session::Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch)
+    : model_(model), ctx_(ctx), state_(model.new_sequence(n_ctx)),
+      workspace_(model.new_workspace(n_ubatch)), n_ubatch_(n_ubatch),
+      logits_(static_cast<size_t>(model.hparams().n_vocab)) {
+  ctx_.reserve_context(n_ctx);
+}
+
+// Cuts `tokens` into micro-batches; checks the whole span fits first so that a failure
+// leaves the context as it was.
+void Session::run(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  if (tokens.empty()) fail("feed: no tokens");
+  if (n_past() + static_cast<int64_t>(tokens.size()) > n_ctx()) {
+    fail("context full: {} positions used + {} new tokens exceed the context of {} (raise -c)",
+         n_past(), tokens.size(), n_ctx());
+  }
+  const auto V = static_cast<size_t>(model_.hparams().n_vocab);
+  const auto ub = static_cast<size_t>(n_ubatch_);
+  for (size_t at = 0; at < tokens.size(); at += ub) {
+    model::SequenceInput in;
+    in.state = state_.get();
+    in.tokens = tokens.subspan(at, std::min(ub, tokens.size() - at));
+    in.logits = all_logits ? logits + at * V : logits;
+    in.all_logits = all_logits;
+    model_.forward(ctx_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
+  }
+}
+
+std::span<float> Session::feed(std::span<const int32_t> tokens) {
+  run(tokens, logits_.data(), false);
+  return logits_;
+}
+
+const std::vector<float>& Session::feed_all_logits(std::span<const int32_t> tokens) {
+  all_logits_.resize(tokens.size() * static_cast<size_t>(model_.hparams().n_vocab));
+  run(tokens, all_logits_.data(), true);
+  return all_logits_;
+}
+
+}  // namespace tandem::runtime

@@ -1,0 +1,41 @@
+// One conversation's worth of model state: feed it tokens (a prompt of any length is cut
+// into micro-batches), read the logits of the last one, repeat. Owns nothing global: the
+// model and the op context (thread pool, scratch) are shared.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+
+namespace tandem::runtime {
+
+class Session {
+ public:
+  Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch = 64);
+
+  // Appends tokens to the context and returns the logits after the last one (n_vocab
+  // floats, valid until the next call). Fails with a clear error if the context is full.
+  std::span<float> feed(std::span<const int32_t> tokens);
+  // Logits at every position of `tokens` ([tokens][n_vocab]), e.g. for perplexity.
+  const std::vector<float>& feed_all_logits(std::span<const int32_t> tokens);
+
+  int64_t n_past() const { return state_->n_past; }
+  int64_t n_ctx() const { return state_->n_ctx; }
+  void reset() { state_->clear(); }
+  model::SequenceState& state() { return *state_; }
+
+ private:
+  void run(std::span<const int32_t> tokens, float* logits, bool all_logits);
+
+  const model::Model& model_;
+  cpu::OpContext& ctx_;
+  std::unique_ptr<model::SequenceState> state_;
+  std::unique_ptr<model::Workspace> workspace_;
+  int64_t n_ubatch_;
+  std::vector<float> logits_;      // [n_vocab]
+  std::vector<float> all_logits_;  // grown on demand by feed_all_logits
+};
+
+}  // namespace tandem::runtime

@@ -1,0 +1,20 @@
+# Chat templates: the Jinja interpreter (src/text/jinja) and the chat-template API.
+target_sources(tandem PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/value.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/lexer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/parser.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/interpreter.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/operators.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/filters.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/tests.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/methods.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/text_ops.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/jinja/template.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chat_template.cpp
+)
+
+if(TANDEM_FUZZ)
+  add_executable(jinja_fuzz ${CMAKE_SOURCE_DIR}/fuzz/jinja_fuzz.cpp)
+  target_compile_options(jinja_fuzz PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(jinja_fuzz PRIVATE tandem -fsanitize=fuzzer)
+endif()

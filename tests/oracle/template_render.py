@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Chat-template oracle: Python jinja2 configured exactly as transformers'
+apply_chat_template configures it, against `tandem template`.
+
+transformers (utils/chat_template_utils.py) compiles templates with
+ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+extensions=[loopcontrols]), replaces the `tojson` filter with json.dumps
+(ensure_ascii=False by default, indent/separators/sort_keys passed through), adds the
+globals raise_exception (raises TemplateError) and strftime_now, and renders with
+messages, tools (None when absent), documents (None), add_generation_prompt, then the
+special tokens and the caller's extra kwargs.
+
+  template_render.py render TEMPLATE CONVERSATION [--add-generation-prompt] [--var k=json]...
+  template_render.py compare TANDEM_CLI --model GGUF --templates DIR --conversations DIR
+      renders every template (and the model's own) x every conversation x generation
+      prompt on/off x enable_thinking absent/true/false with both, and requires identical
+      bytes -- or an error from both.
+"""
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jinja2
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+def make_env():
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(fmt):
+        return datetime.datetime.now().strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env
+
+
+def render(source, conversation, add_generation_prompt, extra, special_tokens):
+    """Returns (text, None) or (None, error message)."""
+    try:
+        template = make_env().from_string(source)
+        kwargs = {**special_tokens, **extra}
+        text = template.render(messages=conversation["messages"], tools=conversation.get("tools"),
+                               documents=conversation.get("documents"),
+                               add_generation_prompt=add_generation_prompt, **kwargs)
+        return text, None
+    except Exception as e:  # the template's own errors and Python errors alike
+        return None, f"{type(e).__name__}: {e}"
+
+
+def model_info(path):
+    """Chat template and bos/eos strings of a GGUF, read with the gguf package."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+
+    def field(key):
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
+    tokens = field("tokenizer.ggml.tokens") or []
+    special = {}
+    for name, key in (("bos_token", "tokenizer.ggml.bos_token_id"), ("eos_token", "tokenizer.ggml.eos_token_id")):
+        idx = field(key)
+        if idx is not None and idx < len(tokens):
+            special[name] = tokens[idx]
+    return field("tokenizer.chat_template"), special
+
+
+def first_difference(expected, actual, context=60):
+    n = min(len(expected), len(actual))
+    i = next((k for k in range(n) if expected[k] != actual[k]), n)
+    line = expected.count("\n", 0, i) + 1
+    return (f"first difference at character {i} (line {line}):\n"
+            f"    jinja2: {expected[max(0, i - context):i + context]!r}\n"
+            f"    tandem: {actual[max(0, i - context):i + context]!r}")
+
+
+def compare(args):
+    source_of = {}
+    for path in sorted(Path(args.templates).glob("*.jinja")):
+        source_of[path.name] = (path.read_text(encoding="utf-8"), str(path))
+    special = {}
+    if args.model:
+        model_template, special = model_info(args.model)
+        if model_template is None:
+            sys.exit(f"{args.model}: no tokenizer.chat_template")
+        source_of["<model>"] = (model_template, None)
+    conversations = sorted(Path(args.conversations).glob("*.json"))
+    if not source_of or not conversations:
+        sys.exit("no templates or no conversations found")
+    variants = []
+    for agp in (False, True):
+        for thinking in (None, True, False):
+            variants.append((agp, {} if thinking is None else {"enable_thinking": thinking}))
+
+    cases = failures = both_raise = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (source, path) in source_of.items():
+            for conv_path in conversations:
+                conversation = json.loads(conv_path.read_text(encoding="utf-8"))
+                for agp, extra in variants:
+                    cases += 1
+                    expected, expected_error = render(source, conversation, agp, extra, special)
+                    cmd = [args.tandem, "template", "--messages", str(conv_path)]
+                    if args.model:
+                        cmd += ["-m", args.model]
+                    if path:
+                        cmd += ["--template", path]
+                    if agp:
+                        cmd.append("--add-generation-prompt")
+                    for k, v in extra.items():
+                        cmd += ["--var", f"{k}={json.dumps(v)}"]
+                    proc = subprocess.run(cmd, capture_output=True, timeout=60)
+                    label = f"{name} x {conv_path.name} agp={agp} {extra or ''}"
+                    actual = proc.stdout.decode("utf-8", errors="replace")
+                    stderr = proc.stderr.decode("utf-8", errors="replace").strip()
+                    if proc.returncode not in (0, 1) or "Sanitizer" in stderr:
+                        failures += 1
+                        print(f"FAIL {label}: tandem crashed (exit {proc.returncode}): {stderr[-500:]}")
+                    elif expected_error is not None:
+                        if proc.returncode == 0:
+                            failures += 1
+                            print(f"FAIL {label}: jinja2 raised ({expected_error}) but tandem rendered {actual[:200]!r}")
+                        else:
+                            both_raise += 1
+                            if args.verbose:
+                                print(f"ok   {label}: both raise\n    jinja2: {expected_error}\n    tandem: {stderr}")
+                    elif proc.returncode != 0:
+                        failures += 1
+                        print(f"FAIL {label}: tandem failed: {stderr}")
+                    elif actual != expected:
+                        failures += 1
+                        print(f"FAIL {label}: output differs; {first_difference(expected, actual)}")
+                    elif args.verbose:
+                        print(f"ok   {label}")
+    print(f"{cases} renders ({len(source_of)} templates x {len(conversations)} conversations x {len(variants)} variants): "
+          f"{cases - failures} agree ({both_raise} of them error in both), {failures} differ")
+    return 1 if failures else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("render")
+    r.add_argument("template")
+    r.add_argument("conversation")
+    r.add_argument("--add-generation-prompt", action="store_true")
+    r.add_argument("--var", action="append", default=[])
+    r.add_argument("--bos", default=None)
+    r.add_argument("--eos", default=None)
+    c = sub.add_parser("compare")
+    c.add_argument("tandem")
+    c.add_argument("--model")
+    c.add_argument("--templates", required=True)
+    c.add_argument("--conversations", required=True)
+    c.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.mode == "render":
+        conv = json.loads(Path(args.conversation).read_text(encoding="utf-8"))
+        if isinstance(conv, list):
+            conv = {"messages": conv}
+        extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.var)}
+        special = {k: v for k, v in (("bos_token", args.bos), ("eos_token", args.eos)) if v is not None}
+        text, err = render(Path(args.template).read_text(encoding="utf-8"), conv, args.add_generation_prompt, extra, special)
+        if err:
+            sys.exit(err)
+        sys.stdout.write(text)
+        return 0
+    return compare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
