@@ -26,7 +26,9 @@ std::unique_ptr<Model> load_model(const gguf::ModelFiles& files) {
   if (!f.contains("general.architecture")) fail("{}: no general.architecture key: not a model file", f.name());
   const std::string arch(f.architecture());
   if (arch == "qwen2" || arch == "qwen3" || arch == "qwen3moe") return make_qwen3_family(files);
-  fail("{}: architecture '{}' is not supported (supported: qwen2, qwen3, qwen3moe)", f.name(), arch);
+  if (arch == "qwen35" || arch == "qwen35moe") return make_qwen35_family(files);
+  fail("{}: architecture '{}' is not supported (supported: qwen2, qwen3, qwen3moe, qwen35, qwen35moe)",
+       f.name(), arch);
 }
 
 }  // namespace tandem::model

@@ -7,6 +7,7 @@
 
 namespace tandem::model {
 
-std::unique_ptr<Model> make_qwen3_family(const gguf::ModelFiles& files);  // qwen2, qwen3, qwen3moe
+std::unique_ptr<Model> make_qwen3_family(const gguf::ModelFiles& files);   // qwen2, qwen3, qwen3moe
+std::unique_ptr<Model> make_qwen35_family(const gguf::ModelFiles& files);  // qwen35, qwen35moe
 
 }  // namespace tandem::model

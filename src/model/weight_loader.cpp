@@ -54,6 +54,19 @@ std::vector<float> WeightLoader::require_f32(const std::string& name, int64_t n)
   return optional_f32(name, n);
 }
 
+std::vector<float> WeightLoader::require_vector_f32(const std::string& name, int64_t n) {
+  const gguf::TensorInfo* info = files_.find_tensor(name);
+  if (info != nullptr && info->dims == std::vector<int64_t>{n, 1}) return require_small_f32(name, {n, 1});
+  return require_f32(name, n);
+}
+
+std::vector<float> WeightLoader::require_small_f32(const std::string& name, std::vector<int64_t> shape) {
+  const Tensor t = require(name, shape);
+  std::vector<float> out(static_cast<size_t>(t.elements()));
+  quant::dequantize_rows(*files_.find_tensor(name), 0, t.rows(), out.data());
+  return out;
+}
+
 std::vector<std::string> WeightLoader::unused() const {
   std::vector<std::string> names;
   for (const gguf::TensorInfo* t : files_.tensors()) {

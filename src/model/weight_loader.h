@@ -22,6 +22,10 @@ class WeightLoader {
   // Small 1-D tensors (norm weights, biases) decoded to f32 once at load.
   std::vector<float> require_f32(const std::string& name, int64_t n);
   std::vector<float> optional_f32(const std::string& name, int64_t n);
+  // A vector of n values that converters store either as {n} or as {n, 1}.
+  std::vector<float> require_vector_f32(const std::string& name, int64_t n);
+  // A small tensor of any shape decoded to f32 (e.g. conv taps {K, C} -> [C][K]).
+  std::vector<float> require_small_f32(const std::string& name, std::vector<int64_t> shape);
   // Tensors in the file that nothing asked for (reported to the user, not fatal).
   std::vector<std::string> unused() const;
 

@@ -20,16 +20,28 @@ float max_abs_diff(const float* a, const float* b, int64_t n) {
 
 class BatchTest : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(BatchTest, BatchEqualsAlone) {
-  const auto path = testing::scratch_dir(std::string("batch_") + GetParam()) / "m.gguf";
+// A tiny model per architecture: written here for the classic decoders, the transformers
+// fixture for the hybrid Qwen3.5 ones (their recurrent state is per sequence too).
+std::filesystem::path model_for(const std::string& arch) {
+  if (arch.rfind("qwen35", 0) == 0) {
+    return std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / arch / "model-f32.gguf";
+  }
+  const auto path = testing::scratch_dir("batch_" + arch) / "m.gguf";
   testing::TinySpec spec;
-  spec.arch = GetParam();
+  spec.arch = arch;
   testing::write_tiny_model(path, spec);
+  return path;
+}
+
+TEST_P(BatchTest, BatchEqualsAlone) {
+  const auto path = model_for(GetParam());
   const auto files = gguf::ModelFiles::open(path);
   const auto model = load_model(files);
   const int64_t V = model->hparams().n_vocab;
   cpu::OpContext ctx(2, model->max_row());
-  const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9, 77, 3}, {100, 2}, {42, 42, 42, 7, 8, 9, 10}};
+  // Lengths around the 16-token switch between the recurrent and chunked DeltaNet paths.
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 5, 9, 77, 3}, {100, 2}, {42, 42, 42, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}};
 
   // Each alone: prompt, then two decode steps with fixed tokens.
   std::vector<std::vector<float>> alone;
@@ -69,7 +81,7 @@ TEST_P(BatchTest, BatchEqualsAlone) {
   EXPECT_GT(*hi - *lo, 0.5f);
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, BatchTest, ::testing::Values("qwen2", "qwen3", "qwen3moe"));
+INSTANTIATE_TEST_SUITE_P(Archs, BatchTest, ::testing::Values("qwen2", "qwen3", "qwen3moe", "qwen35", "qwen35moe"));
 
 TEST(Session, ContextOverflowIsAClearErrorAndChangesNothing) {
   const auto path = testing::scratch_dir("session_overflow") / "m.gguf";

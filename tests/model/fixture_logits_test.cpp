@@ -54,6 +54,8 @@ struct Case {
   std::string family, variant;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.family << "/" << c.variant; }
+
 class FixtureLogits : public ::testing::TestWithParam<Case> {};
 
 TEST_P(FixtureLogits, MatchTransformers) {

@@ -18,6 +18,7 @@ special tokens and the caller's extra kwargs.
 """
 import argparse
 import datetime
+import os
 import json
 import subprocess
 import sys
@@ -87,7 +88,61 @@ def first_difference(expected, actual, context=60):
             f"    tandem: {actual[max(0, i - context):i + context]!r}")
 
 
+def shared_missing(path):
+    if Path(path).is_dir():
+        return False
+    if os.environ.get("TANDEM_REQUIRE_SHARED") == "1":
+        sys.exit(f"shared data missing: {path} (TANDEM_REQUIRE_SHARED=1)")
+    print(f"SKIPPED LOUDLY: {path} not found; set TANDEM_SHARED")
+    return True
+
+
+def run_tandem(cmd):
+    proc = subprocess.run(cmd, capture_output=True, timeout=60)
+    return proc.returncode, proc.stdout.decode("utf-8", errors="replace"), proc.stderr.decode("utf-8", errors="replace").strip()
+
+
+def snippets(args):
+    """Feature snippets: each {"template": ..., "vars": {...}} renders identically (or both fail)."""
+    cases = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "messages.json"
+        empty.write_text("[]")
+        for k, case in enumerate(cases):
+            tpath = Path(tmp) / f"snippet{k}.jinja"
+            tpath.write_text(case["template"], encoding="utf-8")
+            variables = case.get("vars", {})
+            expected, expected_error = render(case["template"], {"messages": []}, False, variables, {})
+            cmd = [args.tandem, "template", "--template", str(tpath), "--messages", str(empty)]
+            for name, value in variables.items():
+                cmd += ["--var", f"{name}={json.dumps(value)}"]
+            code, out, err = run_tandem(cmd)
+            label = f"snippet {k}: {case['template']!r}"
+            if code not in (0, 1) or "Sanitizer" in err:
+                failures += 1
+                print(f"FAIL {label}: crashed (exit {code}) {err[-300:]}")
+            elif expected_error is not None:
+                if code == 0:
+                    failures += 1
+                    print(f"FAIL {label}: jinja2 raised {expected_error} but tandem printed {out!r}")
+                elif args.verbose:
+                    print(f"ok   {label}: both raise: jinja2 {expected_error} / tandem {err}")
+            elif code != 0:
+                failures += 1
+                print(f"FAIL {label}: tandem failed: {err}")
+            elif out != expected:
+                failures += 1
+                print(f"FAIL {label}: {first_difference(expected, out)}")
+            elif args.verbose:
+                print(f"ok   {label}")
+    print(f"{len(cases)} snippets: {len(cases) - failures} agree with jinja2, {failures} differ")
+    return 1 if failures else 0
+
+
 def compare(args):
+    if shared_missing(args.templates):
+        return 0
     source_of = {}
     for path in sorted(Path(args.templates).glob("*.jinja")):
         source_of[path.name] = (path.read_text(encoding="utf-8"), str(path))
@@ -166,7 +221,13 @@ def main():
     c.add_argument("--templates", required=True)
     c.add_argument("--conversations", required=True)
     c.add_argument("--verbose", action="store_true")
+    sn = sub.add_parser("snippets")
+    sn.add_argument("tandem")
+    sn.add_argument("file")
+    sn.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    if args.mode == "snippets":
+        return snippets(args)
     if args.mode == "render":
         conv = json.loads(Path(args.conversation).read_text(encoding="utf-8"))
         if isinstance(conv, list):

@@ -125,10 +125,17 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Scope* scope, std::string& ou
     }
     case StmtKind::Macro: scope->set(s.text, define_macro(s, scope)); return Flow::Normal;
     case StmtKind::CallBlock: {
-      // The body becomes `caller` for the called macro.
-      Scope* inner = new_scope(scope);
-      inner->set("caller", define_macro(s, scope, &s));
-      append(out, to_str(eval(*s.expr, inner)));
+      // The body is passed to the called macro as its `caller` keyword, as jinja2 does.
+      const Value callee = eval(*s.expr->a, scope);
+      CallArgs args = eval_args(*s.expr, scope);
+      args.keyword.emplace_back("caller", define_macro(s, scope, &s));
+      try {
+        append(out, to_str(call(callee, args)));
+      } catch (const TemplateError&) {
+        throw;
+      } catch (const std::exception& e) {
+        fail_at(s.expr->offset, e.what());
+      }
       return Flow::Normal;
     }
     case StmtKind::FilterBlock: {
@@ -292,6 +299,10 @@ Value Interpreter::define_macro(const Stmt& s, Scope* closure, const Stmt* calle
     }
     Dict extra_kw;
     for (auto& [key, v] : args.keyword) {
+      if (key == "caller") {  // from {% call %}
+        scope->set("caller", v);
+        continue;
+      }
       size_t k = 0;
       while (k < np && def->params[k] != key) ++k;
       if (k < np) {

@@ -699,7 +699,7 @@ class Parser {
 
   ExprPtr parse_call(ExprPtr e) {
     Depth depth(*this, cur().offset);
-    auto c = node(ExprKind::Call, cur().offset);
+    auto c = node(ExprKind::Call, e->offset);  // errors point at the callee
     c->a = std::move(e);
     parse_call_args(*c);
     return c;
