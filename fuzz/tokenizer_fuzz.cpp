@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
 #include "text/detokenizer.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -38,7 +39,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool bpe = tok.vocab().kind == VocabKind::Bpe;
 
   for (const bool parse_special : {false, true}) {
-    const std::vector<TokenId> ids = tok.encode(text, {false, parse_special});
+    std::vector<TokenId> ids;
+    try {
+      ids = tok.encode(text, {false, parse_special});
+    } catch (const tandem::Error& e) {
+      // Allowed only as the clear error for a byte the vocabulary has no token for (falcon
+      // lacks some control bytes and 0xF5..0xFF): an error, not a crash or wrong ids.
+      if (std::string_view(e.what()).find("has no token for byte") == std::string_view::npos) {
+        std::fprintf(stderr, "unexpected error: %s\n", e.what());
+        std::abort();
+      }
+      return 0;
+    }
     for (TokenId id : ids) {
       if (!tok.vocab().valid(id)) std::abort();
     }
