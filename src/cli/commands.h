@@ -10,6 +10,7 @@ void register_devices(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
 void register_perplexity(CLI::App& app);
+void register_chat(CLI::App& app);
 void register_template(CLI::App& app);
 
 }  // namespace tandem::cli

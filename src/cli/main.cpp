@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   tandem::cli::register_devices(app);
   tandem::cli::register_run(app);
   tandem::cli::register_perplexity(app);
+  tandem::cli::register_chat(app);
   tandem::cli::register_tokenize(app);
   tandem::cli::register_template(app);
   try {

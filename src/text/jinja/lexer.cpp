@@ -1,6 +1,7 @@
 #include "text/jinja/lexer.h"
 
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 
 #include "text/jinja/error.h"
@@ -286,7 +287,10 @@ class Lexer {
       std::string body;
       for (size_t k = start + 2; k < p; ++k)
         if (s_[k] != '_') body += s_[k];
-      tokens_.push_back({Tok::Integer, std::to_string(std::stoll(body, nullptr, base == 'b' ? 2 : base == 'o' ? 8 : 16)), start});
+      errno = 0;
+      const long long v = std::strtoll(body.c_str(), nullptr, base == 'b' ? 2 : base == 'o' ? 8 : 16);
+      if (errno == ERANGE) error(start, "integer literal too large (tandem integers are 64-bit)");
+      tokens_.push_back({Tok::Integer, std::to_string(v), start});
       return p;
     }
     digits(is_digit);

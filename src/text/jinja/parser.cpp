@@ -1,5 +1,6 @@
 #include "text/jinja/parser.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <set>
 
@@ -623,7 +624,10 @@ class Parser {
       if (cur().kind == Tok::Integer) {
         auto g = node(ExprKind::Item, at);
         g->a = std::move(e);
-        g->b = literal(Value::integer(std::strtoll(cur().text.c_str(), nullptr, 10)), cur().offset);
+        errno = 0;
+        const long long index = std::strtoll(cur().text.c_str(), nullptr, 10);
+        if (errno == ERANGE) fail_at(cur().offset, "integer literal too large");
+        g->b = literal(Value::integer(index), cur().offset);
         advance();
         return g;
       }
@@ -639,6 +643,9 @@ class Parser {
       args.push_back(parse_subscribed());
     }
     if (args.empty()) fail_at(at, "expected a subscript");
+    if (args.size() > 1)
+      for (const auto& a : args)
+        if (a->kind == ExprKind::Slice) fail_at(a->offset, "a slice cannot be part of a tuple subscript");
     ExprPtr index;
     if (args.size() == 1) {
       index = std::move(args[0]);
