@@ -62,7 +62,7 @@ build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_
 TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf build/fuzz/tokenizer_fuzz build/fuzz/corpus-tok \
   tests/data/tokenizer -max_len=4096 -rss_limit_mb=4096 -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" \
   -print_final_stats=1 2>&1 | tail -n 8
-build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 \
+build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 \
   -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
 echo
 echo "test: all passed"

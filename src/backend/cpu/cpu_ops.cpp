@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/dot_f32.h"
 #include "core/error.h"
 #include "quant/dequantize.h"
 
@@ -42,6 +43,7 @@ void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, f
             const float* bias) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
   if (n_in > ctx.max_row()) fail("matmul '{}': row of {} exceeds scratch {}", w.name, n_in, ctx.max_row());
+  static const DotRowsFn dot_rows = best_dot_rows();
   ctx.pool().parallel_for(
       n_out,
       [&](int thread, int64_t begin, int64_t end) {
@@ -53,8 +55,7 @@ void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, f
           } else {
             quant::dequantize_row(w.type, w.row(o), row, n_in);
           }
-          const float b = bias ? bias[o] : 0.0f;
-          for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + o] = dot(wrow, x + t * n_in, n_in) + b;
+          dot_rows(wrow, x, n_in, n_tokens, n_in, y + o, n_out, bias ? bias[o] : 0.0f);
         }
       },
       16);

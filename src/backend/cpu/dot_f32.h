@@ -1,0 +1,23 @@
+// Dot products of one f32 weight row with many f32 activation rows: the inner loop of the
+// reference matmul. A portable path and an AVX2+FMA path (four activation rows per pass,
+// so each weight vector loaded is used four times), picked once at start-up from the CPU's
+// features. Both sum in a fixed order per path; results differ between paths by rounding only.
+#pragma once
+
+#include <cstdint>
+
+namespace tandem::cpu {
+
+// y[t * y_stride] = sum_i w[i] * x[t * x_stride + i] (+ bias) for t < n_tokens.
+using DotRowsFn = void (*)(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                           float* y, int64_t y_stride, float bias);
+
+void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                       float* y, int64_t y_stride, float bias);
+void dot_rows_avx2(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                   float* y, int64_t y_stride, float bias);
+
+// The best path this CPU can run (honours TANDEM_CPU_MAX, see core/cpu_features.h).
+DotRowsFn best_dot_rows();
+
+}  // namespace tandem::cpu
