@@ -173,4 +173,28 @@ void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t
   }
 }
 
+void embed_batch(cpu::OpContext& ctx, const Tensor& token_embd, std::span<const SequenceInput> batch,
+                 std::vector<int32_t>& tokens, float* x) {
+  size_t at = 0;
+  for (const SequenceInput& in : batch) {
+    ctx.reserve_context(in.state->n_ctx);
+    for (int32_t token : in.tokens) tokens[at++] = token;
+  }
+  cpu::embed(token_embd, std::span<const int32_t>(tokens.data(), at), x);
+}
+
+void finish_batch(cpu::OpContext& ctx, std::span<const SequenceInput> batch, const float* x, int64_t D,
+                  const std::vector<float>& output_norm, float rms_eps, const Tensor& output, float* scratch) {
+  int64_t first = 0;
+  for (const SequenceInput& in : batch) {
+    const auto n = static_cast<int64_t>(in.tokens.size());
+    if (n == 0) continue;
+    const int64_t from = in.all_logits ? first : first + n - 1, rows = first + n - from;
+    cpu::rms_norm(x + from * D, output_norm.data(), rows, D, rms_eps, scratch);
+    cpu::matmul(ctx, output, scratch, rows, in.logits);
+    first += n;
+  }
+  for (const SequenceInput& in : batch) in.state->n_past += static_cast<int64_t>(in.tokens.size());
+}
+
 }  // namespace tandem::model

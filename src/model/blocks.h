@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "core/tensor.h"
+#include "model/model.h"
 
 namespace tandem::model {
 
@@ -68,5 +69,14 @@ struct FfnScratch {
 // out [T][D] = FFN(m) for m [T][D] (already normed): dense SwiGLU or routed MoE (+ shared).
 void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D,
                FfnScratch& s, float* out);
+
+// Start and end of every batched forward pass:
+// concatenates the batch's tokens into `tokens` and writes their embeddings to x [T][D];
+void embed_batch(cpu::OpContext& ctx, const Tensor& token_embd, std::span<const SequenceInput> batch,
+                 std::vector<int32_t>& tokens, float* x);
+// final RMSNorm and head for the rows each sequence asked for (its last token, or all), then
+// advances each sequence's n_past. `scratch` holds at least T * D floats.
+void finish_batch(cpu::OpContext& ctx, std::span<const SequenceInput> batch, const float* x, int64_t D,
+                  const std::vector<float>& output_norm, float rms_eps, const Tensor& output, float* scratch);
 
 }  // namespace tandem::model

@@ -291,12 +291,7 @@ void Qwen35Model::forward(cpu::OpContext& ctx, Workspace& workspace,
   const HParams& h = hp_;
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;
-  int64_t at = 0;
-  for (const SequenceInput& in : batch) {
-    ctx.reserve_context(in.state->n_ctx);
-    for (int32_t token : in.tokens) s.tokens[static_cast<size_t>(at++)] = token;
-  }
-  cpu::embed(token_embd_, std::span<const int32_t>(s.tokens.data(), static_cast<size_t>(T)), s.x.data());
+  embed_batch(ctx, token_embd_, batch, s.tokens, s.x.data());  // x [T][D]
   const int64_t kv_dim = h.n_head_kv * h.head_dim;
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const Layer& l = layers_[static_cast<size_t>(i)];
@@ -319,16 +314,7 @@ void Qwen35Model::forward(cpu::OpContext& ctx, Workspace& workspace,
     ffn_block(ctx, l.ffn, s.a.data(), T, D, s.ffn, s.proj.data());
     cpu::add(s.x.data(), s.proj.data(), T * D);
   }
-  int64_t first = 0;
-  for (const SequenceInput& in : batch) {
-    const auto n = static_cast<int64_t>(in.tokens.size());
-    if (n == 0) continue;
-    const int64_t from = in.all_logits ? first : first + n - 1, rows = first + n - from;
-    cpu::rms_norm(s.x.data() + from * D, output_norm_.data(), rows, D, h.rms_eps, s.a.data());
-    cpu::matmul(ctx, output_, s.a.data(), rows, in.logits);
-    first += n;
-  }
-  for (const SequenceInput& in : batch) in.state->n_past += static_cast<int64_t>(in.tokens.size());
+  finish_batch(ctx, batch, s.x.data(), D, output_norm_, h.rms_eps, output_, s.a.data());
 }
 
 }  // namespace

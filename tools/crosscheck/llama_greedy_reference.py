@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Records llama.cpp's greedy continuations of a few chat prompts on the default real model,
-as reference data for tests/oracle/real_model_greedy.py.
+as reference data for tests/model/real_model_greedy_test.cpp.
 
 llama.cpp is built by the developer beside the checkout (never in it, never committed); pass
 the path of its stock `llama-simple` (greedy sampling, prompt tokenized with special tokens).

@@ -21,23 +21,6 @@ void OpContext::reserve_context(int64_t n_ctx) {
   for (auto& s : scores_) s.resize(static_cast<size_t>(n_ctx));
 }
 
-namespace {
-
-float dot(const float* a, const float* b, int64_t n) {
-  // Four partial sums: lets the compiler vectorise without -ffast-math.
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
-}  // namespace
 
 void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,
             const float* bias) {
@@ -120,7 +103,7 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
       const float* qv = q + (t * n_head + h) * head_dim;
       float max_score = -INFINITY;
       for (int64_t s = 0; s < n_keys; ++s) {
-        scores[s] = dot(qv, k_cache + s * kv_row + g * head_dim, head_dim) * scale;
+        scores[s] = dot_f32(qv, k_cache + s * kv_row + g * head_dim, head_dim) * scale;
         max_score = std::max(max_score, scores[s]);
       }
       float sum = 0;

@@ -6,22 +6,22 @@
 
 namespace tandem::cpu {
 
+float dot_f32(const float* a, const float* b, int64_t n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
 void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
                        float* y, int64_t y_stride, float bias) {
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* xt = x + t * x_stride;
-    // Four partial sums: lets the compiler vectorise without -ffast-math.
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-      s0 += w[i] * xt[i];
-      s1 += w[i + 1] * xt[i + 1];
-      s2 += w[i + 2] * xt[i + 2];
-      s3 += w[i + 3] * xt[i + 3];
-    }
-    for (; i < n; ++i) s0 += w[i] * xt[i];
-    y[t * y_stride] = (s0 + s1) + (s2 + s3) + bias;
-  }
+  for (int64_t t = 0; t < n_tokens; ++t) y[t * y_stride] = dot_f32(w, x + t * x_stride, n) + bias;
 }
 
 namespace {

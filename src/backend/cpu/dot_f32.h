@@ -8,6 +8,9 @@
 
 namespace tandem::cpu {
 
+// sum_i a[i] * b[i], four partial sums (vectorisable without -ffast-math).
+float dot_f32(const float* a, const float* b, int64_t n);
+
 // y[t * y_stride] = sum_i w[i] * x[t * x_stride + i] (+ bias) for t < n_tokens.
 using DotRowsFn = void (*)(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
                            float* y, int64_t y_stride, float bias);
