@@ -105,21 +105,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Scope* scope, std::string& ou
       std::string captured;
       exec(s.body, scope, captured);
       Value v = Value::string(std::move(captured));
-      if (s.filter) {
-        // Apply the chain innermost-first; its innermost input is the captured text.
-        std::vector<const Expr*> chain;
-        for (const Expr* f = s.filter.get(); f; f = f->a.get()) chain.push_back(f);
-        for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-          CallArgs args = eval_args(**it, scope);
-          try {
-            v = apply_filter((*it)->name, v, args);
-          } catch (const TemplateError&) {
-            throw;
-          } catch (const std::exception& e) {
-            fail_at((*it)->offset, e.what());
-          }
-        }
-      }
+      if (s.filter) v = apply_filter_chain(*s.filter, std::move(v), scope);
       exec_set(*s.target, std::move(v), scope, s.offset);
       return Flow::Normal;
     }
@@ -141,20 +127,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Scope* scope, std::string& ou
     case StmtKind::FilterBlock: {
       std::string captured;
       exec(s.body, scope, captured);
-      Value v = Value::string(std::move(captured));
-      std::vector<const Expr*> chain;
-      for (const Expr* f = s.filter.get(); f; f = f->a.get()) chain.push_back(f);
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-        CallArgs args = eval_args(**it, scope);
-        try {
-          v = apply_filter((*it)->name, v, args);
-        } catch (const TemplateError&) {
-          throw;
-        } catch (const std::exception& e) {
-          fail_at((*it)->offset, e.what());
-        }
-      }
-      append(out, to_str(v));
+      append(out, to_str(apply_filter_chain(*s.filter, Value::string(std::move(captured)), scope)));
       return Flow::Normal;
     }
     case StmtKind::With: {
@@ -349,6 +322,23 @@ Value Interpreter::eval(const Expr& e, Scope* scope) {
     // Built-ins and operators throw without a position: the innermost node adds it.
     fail_at(e.offset, ex.what());
   }
+}
+
+Value Interpreter::apply_filter_chain(const Expr& chain, Value v, Scope* scope) {
+  // The chain is stored outermost-first (each filter's input in `a`); apply innermost first.
+  std::vector<const Expr*> filters;
+  for (const Expr* f = &chain; f; f = f->a.get()) filters.push_back(f);
+  for (auto it = filters.rbegin(); it != filters.rend(); ++it) {
+    CallArgs args = eval_args(**it, scope);
+    try {
+      v = apply_filter((*it)->name, v, args);
+    } catch (const TemplateError&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail_at((*it)->offset, e.what());
+    }
+  }
+  return v;
 }
 
 CallArgs Interpreter::eval_args(const Expr& e, Scope* scope) {

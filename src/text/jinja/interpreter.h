@@ -70,6 +70,8 @@ class Interpreter {
   Value eval_binary(const Expr& e, Scope* scope);
   Value eval_compare(const Expr& e, Scope* scope);
   CallArgs eval_args(const Expr& e, Scope* scope);
+  // Applies a `{% set x | f | g %}` / `{% filter f | g %}` chain to v, innermost first.
+  Value apply_filter_chain(const Expr& chain, Value v, Scope* scope);
   Value lookup(const std::string& name, Scope* scope);
   void append(std::string& out, std::string_view text) const;
   [[noreturn]] void fail_at(size_t offset, const std::string& message) const;
