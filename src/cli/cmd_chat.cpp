@@ -10,6 +10,7 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "cli/loading.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
@@ -36,6 +37,7 @@ struct ChatOptions {
 
 void run_chat(const ChatOptions& o) {
   const gguf::ModelFiles files = gguf::ModelFiles::open(o.model);
+  load_with_progress(files);
   const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
   const text::ChatTemplate chat = o.template_file.empty()
                                       ? text::ChatTemplate::from_gguf(files.primary())

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/loading.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
@@ -29,6 +30,7 @@ void run_perplexity(const PerplexityOptions& o) {
   std::ostringstream text;
   text << in.rdbuf();
   const gguf::ModelFiles files = gguf::ModelFiles::open(o.model);
+  load_with_progress(files);
   const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
   const auto model = model::load_model(files);
   text::EncodeOptions enc;

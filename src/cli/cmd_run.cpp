@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/loading.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
@@ -54,6 +55,7 @@ void run_generate(const RunOptions& o) {
   if (o.n_predict < 0) fail("-n must be >= 0 (got {})", o.n_predict);
 
   const gguf::ModelFiles files = gguf::ModelFiles::open(o.model);
+  load_with_progress(files);
   const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
   const auto model = model::load_model(files);
   for (const std::string& name : model->unused_tensors()) {

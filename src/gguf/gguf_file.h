@@ -58,6 +58,7 @@ class File {
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
   uint64_t file_size() const { return bytes_.size(); }
+  std::span<const uint8_t> bytes() const { return bytes_; }
 
   const std::vector<MetadataEntry>& metadata() const { return metadata_; }
   const Value* find(std::string_view key) const;

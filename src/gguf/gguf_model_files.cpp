@@ -95,4 +95,24 @@ uint64_t ModelFiles::total_file_bytes() const {
   return total;
 }
 
+void ModelFiles::prefault(const std::function<void(uint64_t, uint64_t)>& progress) const {
+  const uint64_t total = total_file_bytes(), step = std::max<uint64_t>(total / 100, 1);
+  uint64_t done = 0, next_report = 0;
+  uint8_t sum = 0;
+  for (const File& part : parts_) {
+    const std::span<const uint8_t> bytes = part.bytes();
+    for (uint64_t at = 0; at < bytes.size(); at += 4096) {
+      sum ^= bytes[at];
+      if (done + at >= next_report) {
+        if (progress) progress(done + at, total);
+        next_report += step;
+      }
+    }
+    done += bytes.size();
+  }
+  volatile uint8_t sink = sum;  // keep the reads
+  (void)sink;
+  if (progress) progress(total, total);
+}
+
 }  // namespace tandem::gguf

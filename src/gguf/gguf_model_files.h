@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ class ModelFiles {
   const std::vector<const TensorInfo*>& tensors() const { return tensors_; }
   const TensorInfo* find_tensor(std::string_view name) const;
   uint64_t total_file_bytes() const;
+  // Reads every page of every part once, so that the first tokens do not stall on disk
+  // reads; progress(done_bytes, total_bytes) is called about every 1%.
+  void prefault(const std::function<void(uint64_t, uint64_t)>& progress) const;
 
  private:
   ModelFiles() = default;
