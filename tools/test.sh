@@ -29,7 +29,8 @@ step "ASan+UBSan build + parser/format tests"
 cmake --preset asan -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
 cmake --build build/asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --no-tests=error -E 'oracle'
+  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --no-tests=error \
+    -E 'gguf_oracle_shared_and_model|template_oracle_matrix|real_model_greedy_oracle'
 
 step "CUDA build"
 NVCC="$(command -v nvcc || true)"
