@@ -7,6 +7,23 @@
 
 namespace tandem::model {
 
+void KvSequence::allocate_kv(int64_t n_attention_layers, int64_t context, int64_t row) {
+  n_ctx = context;
+  kv_row = row;
+  k_cache.assign(static_cast<size_t>(n_attention_layers * context * row), 0.0f);
+  v_cache.assign(k_cache.size(), 0.0f);
+}
+
+void attention_sequences(std::span<const SequenceInput> batch, int64_t slot, std::vector<AttentionSequence>& out) {
+  out.clear();
+  for (const SequenceInput& in : batch) {
+    auto& seq = static_cast<KvSequence&>(*in.state);
+    const int64_t offset = slot * seq.n_ctx * seq.kv_row;
+    out.push_back({seq.k_cache.data() + offset, seq.v_cache.data() + offset, seq.n_past,
+                   static_cast<int64_t>(in.tokens.size())});
+  }
+}
+
 void AttentionScratch::reserve(int64_t max_tokens, const AttentionShape& shape, bool gated) {
   const auto T = static_cast<size_t>(max_tokens);
   const auto q_dim = static_cast<size_t>(shape.n_head * shape.head_dim);

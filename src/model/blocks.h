@@ -34,6 +34,17 @@ struct AttentionSequence {
   int64_t n_tokens; // tokens of this sequence in the batch (consecutive)
 };
 
+// A sequence's KV cache for its attention layers: rows [slot][position][H_kv * d], f32.
+class KvSequence : public SequenceState {
+ public:
+  std::vector<float> k_cache, v_cache;
+  int64_t kv_row = 0;  // H_kv * d
+  void allocate_kv(int64_t n_attention_layers, int64_t context, int64_t row);
+};
+
+// The sequences of a batch as attention layer `slot` sees them (all must be KvSequences).
+void attention_sequences(std::span<const SequenceInput> batch, int64_t slot, std::vector<AttentionSequence>& out);
+
 struct AttentionScratch {
   std::vector<float> qg, q, k, v, attn;
   std::vector<int32_t> positions;

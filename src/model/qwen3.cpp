@@ -27,12 +27,6 @@ struct Layer {
   FfnWeights ffn;
 };
 
-// Per sequence: the KV cache, rows [layer][position][H_kv * d] in f32.
-class Qwen3Sequence : public SequenceState {
- public:
-  std::vector<float> k_cache, v_cache;
-};
-
 // Per forward call, for up to max_tokens tokens over all sequences of the batch.
 class Qwen3Workspace : public Workspace {
  public:
@@ -115,11 +109,8 @@ Qwen3Model::Qwen3Model(const gguf::ModelFiles& files) {
 
 std::unique_ptr<SequenceState> Qwen3Model::new_sequence(int64_t n_ctx) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
-  auto s = std::make_unique<Qwen3Sequence>();
-  s->n_ctx = n_ctx;
-  const auto cache = static_cast<size_t>(hp_.n_layer * n_ctx * hp_.n_head_kv * hp_.head_dim);
-  s->k_cache.assign(cache, 0.0f);
-  s->v_cache.assign(cache, 0.0f);
+  auto s = std::make_unique<KvSequence>();
+  s->allocate_kv(hp_.n_layer, n_ctx, hp_.n_head_kv * hp_.head_dim);
   return s;
 }
 
@@ -145,16 +136,9 @@ void Qwen3Model::forward(cpu::OpContext& ctx, Workspace& workspace,
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;
   embed_batch(ctx, token_embd_, batch, s.tokens, s.x.data());  // x [T][D]
-  const int64_t kv_dim = h.n_head_kv * h.head_dim;
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const Layer& l = layers_[static_cast<size_t>(i)];
-    s.seqs.clear();
-    for (const SequenceInput& in : batch) {
-      auto& seq = static_cast<Qwen3Sequence&>(*in.state);
-      const int64_t layer_offset = i * seq.n_ctx * kv_dim;
-      s.seqs.push_back({seq.k_cache.data() + layer_offset, seq.v_cache.data() + layer_offset, seq.n_past,
-                        static_cast<int64_t>(in.tokens.size())});
-    }
+    attention_sequences(batch, i, s.seqs);
     cpu::rms_norm(s.x.data(), l.attn_norm.data(), T, D, h.rms_eps, s.a.data());  // a [T][D]
     attention_block(ctx, l.attn, shape_, s.a.data(), s.seqs, s.attn, s.proj.data());
     cpu::add(s.x.data(), s.proj.data(), T * D);

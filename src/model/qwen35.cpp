@@ -49,9 +49,9 @@ struct MtpBlock {
   Layer layer;
 };
 
-class Qwen35Sequence : public SequenceState {
+// KV cache for the full-attention layers plus the DeltaNet layers' recurrent state.
+class Qwen35Sequence : public KvSequence {
  public:
-  std::vector<float> k_cache, v_cache;       // full-attention layers: [slot][n_ctx][H_kv*d]
   std::vector<float> conv_state, ssm_state;  // DeltaNet layers: [slot][(K-1)*C], [slot][n_v][d_k][d_v]
   void clear() override {
     n_past = 0;
@@ -190,10 +190,7 @@ std::unique_ptr<SequenceState> Qwen35Model::new_sequence(int64_t n_ctx) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   const HParams& h = hp_;
   auto s = std::make_unique<Qwen35Sequence>();
-  s->n_ctx = n_ctx;
-  const auto kv = static_cast<size_t>(n_attention_layers_ * n_ctx * h.n_head_kv * h.head_dim);
-  s->k_cache.assign(kv, 0.0f);
-  s->v_cache.assign(kv, 0.0f);
+  s->allocate_kv(n_attention_layers_, n_ctx, h.n_head_kv * h.head_dim);
   s->conv_state.assign(static_cast<size_t>(n_delta_layers_ * (h.ssm_conv_kernel - 1) * conv_channels()), 0.0f);
   s->ssm_state.assign(static_cast<size_t>(n_delta_layers_ * h.ssm_n_v * h.ssm_d_k * h.ssm_d_v), 0.0f);
   return s;
@@ -292,19 +289,12 @@ void Qwen35Model::forward(cpu::OpContext& ctx, Workspace& workspace,
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;
   embed_batch(ctx, token_embd_, batch, s.tokens, s.x.data());  // x [T][D]
-  const int64_t kv_dim = h.n_head_kv * h.head_dim;
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const Layer& l = layers_[static_cast<size_t>(i)];
     const int64_t slot = slot_[static_cast<size_t>(i)];
     cpu::rms_norm(s.x.data(), l.attn_norm.data(), T, D, h.rms_eps, s.a.data());  // a [T][D]
     if (l.full_attention) {
-      s.seqs.clear();
-      for (const SequenceInput& in : batch) {
-        auto& seq = static_cast<Qwen35Sequence&>(*in.state);
-        const int64_t offset = slot * seq.n_ctx * kv_dim;
-        s.seqs.push_back({seq.k_cache.data() + offset, seq.v_cache.data() + offset, seq.n_past,
-                          static_cast<int64_t>(in.tokens.size())});
-      }
+      attention_sequences(batch, slot, s.seqs);
       attention_block(ctx, l.attn, shape_, s.a.data(), s.seqs, s.attn, s.proj.data());
     } else {
       delta_net_block(ctx, l.delta, slot, batch, T, s);

@@ -1,5 +1,7 @@
 #include "text/jinja/value.h"
 
+#include "text/unicode.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -146,20 +148,8 @@ std::vector<uint32_t> utf8_decode(std::string_view t) {
 void utf8_append(std::string& out, uint32_t cp) {
   if (cp >= 0x110000u) {
     out.push_back(static_cast<char>(cp - 0x110000u));  // an invalid byte kept as is
-  } else if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
   } else {
-    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    text::append_utf8(out, cp);
   }
 }
 
