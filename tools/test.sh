@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this after tools/setup.sh):
 #   1. release build + every unit and oracle test (ctest)
-#   2. ASan+UBSan build of the parser and format tests
+#   2. ASan+UBSan build + every test except three slow Python oracle comparisons
 #   3. CUDA build (compile + link; `tandem devices` must fall back to the CPU cleanly)
 #   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
 # Shared data (../shared) and the real model are required: a missing one fails the run.
@@ -25,7 +25,7 @@ cmake --preset release -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTAND
 cmake --build build/release -j "$JOBS"
 ctest --test-dir build/release -j "$JOBS" --output-on-failure --no-tests=error
 
-step "ASan+UBSan build + parser/format tests"
+step "ASan+UBSan build + tests"
 cmake --preset asan -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
 cmake --build build/asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
