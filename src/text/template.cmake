@@ -12,9 +12,3 @@ target_sources(tandem PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/jinja/template.cpp
   ${CMAKE_CURRENT_LIST_DIR}/chat_template.cpp
 )
-
-if(TANDEM_FUZZ)
-  add_executable(jinja_fuzz ${CMAKE_SOURCE_DIR}/fuzz/jinja_fuzz.cpp)
-  target_compile_options(jinja_fuzz PRIVATE -fsanitize=fuzzer)
-  target_link_libraries(jinja_fuzz PRIVATE tandem -fsanitize=fuzzer)
-endif()
