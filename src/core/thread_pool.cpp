@@ -1,6 +1,9 @@
 #include "core/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <chrono>
 
 #include "core/error.h"
 
@@ -12,11 +15,9 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  start_cv_.notify_all();
+  stopping_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -28,46 +29,53 @@ void ThreadPool::run_range(int index) {
   const int64_t count = per + (index < extra ? 1 : 0);
   const int64_t begin = std::min(job_n_, first * job_grain_);
   const int64_t end = std::min(job_n_, (first + count) * job_grain_);
-  if (begin < end) (*job_)(index, begin, end);
+  if (begin < end) job_call_(job_fn_, index, begin, end);
 }
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      start_cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
+    // Spin briefly (the next op of a forward pass usually follows within microseconds),
+    // then sleep so an idle engine does not burn a core.
+    uint64_t now = generation_.load(std::memory_order_acquire);
+    if (now == seen) {
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+      for (int i = 0; (now = generation_.load(std::memory_order_acquire)) == seen; ++i) {
+        _mm_pause();
+        if ((i & 1023) == 1023 && std::chrono::steady_clock::now() > spin_until) {
+          sleepers_.fetch_add(1);
+          generation_.wait(seen);
+          sleepers_.fetch_sub(1);
+        }
+      }
     }
+    seen = now;
+    if (stopping_.load()) return;
     run_range(index);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, const RangeFn& fn, int64_t grain) {
+void ThreadPool::run(int64_t n, int64_t grain, const void* fn, Call call) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   if (n_threads_ == 1 || n <= grain) {
-    fn(0, 0, n);
+    call(fn, 0, 0, n);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = n_threads_ - 1;
-    ++generation_;
-  }
-  start_cv_.notify_all();
+  job_fn_ = fn;
+  job_call_ = call;
+  job_n_ = n;
+  job_grain_ = grain;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check below
+  if (sleepers_.load() > 0) generation_.notify_all();
   run_range(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
-  job_ = nullptr;
+  // Yield now and then: with more threads than cores a worker may need this core.
+  for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    _mm_pause();
+    if ((i & 4095) == 0) std::this_thread::yield();
+  }
 }
 
 int default_thread_count() {

@@ -1,23 +1,23 @@
 // One persistent pool of worker threads for all CPU work. The calling thread takes part,
 // so `-t N` means N threads in total. Work is handed out as contiguous index ranges;
 // nothing is allocated per call.
+//
+// Hand-off is a generation counter the workers spin on (then sleep on, after ~1 ms idle),
+// and completion a counter the caller spins on: a decode step runs hundreds of small ops,
+// and waking threads through a mutex and condition variable for each one costs more
+// than many of the ops themselves.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <functional>
-#include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace tandem {
 
 class ThreadPool {
  public:
-  // fn(thread_index, begin, end): process items [begin, end) on thread thread_index.
-  using RangeFn = std::function<void(int, int64_t, int64_t)>;
-
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -26,23 +26,30 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Splits [0, n) into one contiguous range per thread (ranges are multiples of `grain`,
-  // except the last) and runs them all; returns when every range is done.
-  void parallel_for(int64_t n, const RangeFn& fn, int64_t grain = 1);
+  // except the last) and runs fn(thread_index, begin, end) for each; returns when all
+  // are done. fn must not throw (check inputs before the call).
+  template <typename Fn>
+  void parallel_for(int64_t n, const Fn& fn, int64_t grain = 1) {
+    run(n, grain, &fn, [](const void* f, int thread, int64_t begin, int64_t end) {
+      (*static_cast<const Fn*>(f))(thread, begin, end);
+    });
+  }
 
  private:
+  using Call = void (*)(const void*, int, int64_t, int64_t);
+  void run(int64_t n, int64_t grain, const void* fn, Call call);
   void worker_loop(int index);
   void run_range(int index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
-  uint64_t generation_ = 0;  // bumped for every parallel_for
-  int pending_ = 0;          // workers still running the current job
-  bool stopping_ = false;
-  // The current job (valid while pending_ > 0).
-  const RangeFn* job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};  // bumped for every job (and to stop)
+  std::atomic<int> pending_{0};          // workers still running the current job
+  std::atomic<int> sleepers_{0};         // workers blocked in generation_.wait()
+  std::atomic<bool> stopping_{false};
+  // The current job, written before generation_ is bumped.
+  const void* job_fn_ = nullptr;
+  Call job_call_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_grain_ = 1;
 };

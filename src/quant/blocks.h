@@ -118,6 +118,17 @@ struct BlockQ4_K {
 };
 static_assert(sizeof(BlockQ4_K) == 144);
 
+// Unpacks the 6-bit scale and min of group j (0..7) of a Q4_K / Q5_K block's scales.
+inline void unpack_scale_min_k4(const uint8_t* s, int j, int& scale, int& min) {
+  if (j < 4) {
+    scale = s[j] & 0x3F;
+    min = s[j + 4] & 0x3F;
+  } else {
+    scale = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
 // Q5_K: as Q4_K plus a fifth bit: element 32*g + l has its high bit at bit g of qh[l].
 struct BlockQ5_K {
   static constexpr DType kType = DType::Q5_K;

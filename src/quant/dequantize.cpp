@@ -23,17 +23,6 @@ inline int nibble32(const uint8_t* qs, int j) {
 // The fifth bit of element j in Q5_0 / Q5_1 (bit j of qh as a little-endian uint32).
 inline int q5_high_bit(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
 
-// Unpacks the 6-bit scale and min of group j (0..7) of a Q4_K / Q5_K block.
-inline void unpack_scale_min_k4(const uint8_t* s, int j, int& scale, int& min) {
-  if (j < 4) {
-    scale = s[j] & 0x3F;
-    min = s[j + 4] & 0x3F;
-  } else {
-    scale = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-    min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 void dequant_q4_0(const void* src, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += 32) {
     const auto b = load_block<BlockQ4_0>(src, i);

@@ -9,10 +9,20 @@
 
 namespace tandem::cpu {
 
+namespace {
+constexpr size_t kDTypeIds = 64;  // ggml type ids are below this
+}
+
 OpContext::OpContext(int n_threads, int64_t max_row)
     : pool_(n_threads), max_row_(max_row), scratch_(static_cast<size_t>(n_threads)),
-      scores_(static_cast<size_t>(n_threads)) {
+      scores_(static_cast<size_t>(n_threads)), kernels_(kDTypeIds) {
   for (auto& s : scratch_) s.resize(static_cast<size_t>(max_row));
+  for (size_t id = 0; id < kDTypeIds; ++id) kernels_[id] = quant_dot_kernel(static_cast<DType>(id));
+}
+
+uint8_t* OpContext::activation_buffer(size_t bytes) {
+  if (activations_.size() < bytes) activations_.resize(bytes);
+  return activations_.data();
 }
 
 void OpContext::reserve_context(int64_t n_ctx) {
@@ -22,9 +32,55 @@ void OpContext::reserve_context(int64_t n_ctx) {
 }
 
 
+namespace {
+
+// Rows of W handled as one tile: the tile stays in L1/L2 while every token's activations
+// stream past it, so each weight byte comes from memory once per matmul.
+constexpr int64_t kRowTile = 16;
+
+void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor& w, const float* x,
+                      int64_t n_tokens, float* y, const float* bias) {
+  const int64_t n_in = w.ne[0], n_out = w.rows();
+  const size_t act_row = activation_row_bytes(kernel, n_in);
+  uint8_t* act = ctx.activation_buffer(act_row * static_cast<size_t>(n_tokens));
+  if (n_tokens == 1) {
+    kernel.quantize(x, act, n_in);
+  } else {
+    ctx.pool().parallel_for(n_tokens, [&](int, int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) kernel.quantize(x + t * n_in, act + static_cast<size_t>(t) * act_row, n_in);
+    });
+  }
+  ctx.pool().parallel_for(
+      n_out,
+      [&](int, int64_t begin, int64_t end) {
+        for (int64_t o0 = begin; o0 < end; o0 += kRowTile) {
+          const int64_t o1 = std::min(end, o0 + kRowTile);
+          for (int64_t t0 = 0; t0 < n_tokens; t0 += 64) {
+            const int cols = static_cast<int>(std::min<int64_t>(64, n_tokens - t0));
+            for (int64_t o = o0; o < o1; ++o) {
+              kernel.dot(n_in, w.row(o), act + static_cast<size_t>(t0) * act_row, act_row, cols, y + t0 * n_out + o, n_out);
+            }
+          }
+          if (bias) {
+            for (int64_t t = 0; t < n_tokens; ++t) {
+              for (int64_t o = o0; o < o1; ++o) y[t * n_out + o] += bias[o];
+            }
+          }
+        }
+      },
+      kRowTile);
+}
+
+}  // namespace
+
 void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,
             const float* bias) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
+  const QuantDotKernel& kernel = ctx.kernel(w.type);
+  if (kernel) {
+    matmul_quantized(ctx, kernel, w, x, n_tokens, y, bias);
+    return;
+  }
   if (n_in > ctx.max_row()) fail("matmul '{}': row of {} exceeds scratch {}", w.name, n_in, ctx.max_row());
   static const DotRowsFn dot_rows = best_dot_rows();
   ctx.pool().parallel_for(

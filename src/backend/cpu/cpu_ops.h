@@ -1,19 +1,22 @@
 // The CPU op set: the numeric building blocks every forward pass is written with.
 // Activations are f32 and row-major ([tokens][features]); weights stay in their GGUF
-// type and are decoded a row at a time into per-thread scratch (never a whole copy).
-// These are the reference kernels; the fast SIMD ones replace them behind this interface.
+// type. Quantized weights are multiplied in integers against activations quantized to
+// 8 bits (backend/cpu/quant_dot.h); F32/F16/BF16 weights are decoded a row at a time
+// into per-thread scratch and dotted in f32 (never a whole dequantized copy).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "backend/cpu/quant_dot.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
 namespace tandem::cpu {
 
-// Per-thread scratch for decoded weight rows, sized once for the widest row.
+// The thread pool plus scratch every op reuses: per-thread decoded weight rows (float
+// path), attention scores, and quantized activations (integer path).
 class OpContext {
  public:
   OpContext(int n_threads, int64_t max_row);
@@ -24,6 +27,18 @@ class OpContext {
   void reserve_context(int64_t n_ctx);
   float* score_scratch(int thread) { return scores_[static_cast<size_t>(thread)].data(); }
   int64_t max_context() const { return max_ctx_; }
+  // Quantized activations of the matmul in flight; grows to the largest batch seen
+  // (a few calls at start-up), then is reused.
+  uint8_t* activation_buffer(size_t bytes);
+  // The integer dot kernel for a weight type on this CPU's best path (cached); empty when
+  // float activations are forced.
+  const QuantDotKernel& kernel(DType weight) const {
+    static const QuantDotKernel none;
+    return float_activations_ ? none : kernels_[static_cast<size_t>(weight)];
+  }
+  // Float activations for quantized weights too (weight rows decoded to f32): slow, but
+  // free of the 8-bit activation rounding; tests use it to compare with f32 references.
+  void set_float_activations(bool on) { float_activations_ = on; }
 
  private:
   ThreadPool pool_;
@@ -31,6 +46,9 @@ class OpContext {
   int64_t max_ctx_ = 0;
   std::vector<std::vector<float>> scratch_;
   std::vector<std::vector<float>> scores_;
+  std::vector<uint8_t> activations_;
+  std::vector<QuantDotKernel> kernels_;  // indexed by DType id
+  bool float_activations_ = false;
 };
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens; W is {n_in, n_out}.

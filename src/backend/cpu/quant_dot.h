@@ -1,0 +1,56 @@
+// Dot products of quantized weight rows with quantized activations: the inner loop of
+// every matmul on the CPU. As in ggml, each weight type pairs with an 8-bit activation
+// type (Q8_0, Q8_1 or Q8_K), activations are quantized once per matmul, and the dot is
+// done in integers block by block, so weights are never decoded to floats.
+//
+// Every kernel exists as a portable scalar version (the reference the SIMD ones are
+// tested against) and as AVX2 versions; the widest path the CPU supports is picked once
+// at start-up (core/cpu_features.h, capped by TANDEM_CPU_MAX).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace tandem::cpu {
+
+enum class Isa { scalar, avx2 };
+const char* isa_name(Isa isa);
+// The widest path this CPU runs (honours TANDEM_CPU_MAX).
+Isa best_isa();
+
+// Quantizes n floats (a multiple of the type's block) to Q8_0, Q8_1 or Q8_K.
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
+// Dot of one weight row (n elements) with `n_cols` activation rows: out[c * out_stride]
+// = w . a_c, where a_c starts at a + c * a_stride bytes.
+using VecDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, int n_cols,
+                          float* out, int64_t out_stride);
+
+struct QuantDotKernel {
+  DType weight = DType::F32;
+  DType activation = DType::F32;  // Q8_0, Q8_1 or Q8_K
+  QuantizeRowFn quantize = nullptr;
+  VecDotFn dot = nullptr;
+  explicit operator bool() const { return dot != nullptr; }
+};
+
+// The kernel for a weight type on the given path; an empty kernel when the type has none
+// (F32, F16, BF16 and the types without integer kernels take the float path).
+QuantDotKernel quant_dot_kernel(DType weight, Isa isa);
+// Same, on the best path for this CPU.
+QuantDotKernel quant_dot_kernel(DType weight);
+
+// Bytes of one activation row of n elements in the kernel's activation type.
+size_t activation_row_bytes(const QuantDotKernel& kernel, int64_t n);
+
+// The per-ISA tables (one .cpp each; the AVX2 one is compiled with -mavx2 -mfma -mf16c).
+QuantDotKernel quant_dot_kernel_scalar(DType weight);
+QuantDotKernel quant_dot_kernel_avx2(DType weight);
+
+// Shared by the tables: the activation type paired with a weight type (F32 when the
+// weight type has no integer kernel), and ggml's reference Q8_K quantizer.
+DType activation_type_for(DType weight);
+void quantize_q8_k(const float* x, void* y, int64_t n);
+
+}  // namespace tandem::cpu

@@ -1,0 +1,478 @@
+// AVX2 + FMA + F16C kernels (this file alone is compiled with those flags; nothing here
+// runs unless best_isa() said the CPU has them).
+//
+// Each kernel takes up to four activation columns at once: a weight block is loaded and
+// unpacked to int8 once and multiplied with every column, which is what makes prompt
+// processing cheaper per token than decode. Products use the maddubs trick (unsigned x
+// signed 8-bit pairs summed to 16 bits; signed weights go through sign()) and are scaled
+// to 32 bits with madd by the block's integer group scales.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "backend/cpu/quant_dot.h"
+#include "quant/blocks.h"
+
+namespace tandem::cpu {
+
+using namespace tandem::quant;
+
+namespace {
+
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 16 bytes of nibbles -> 32 bytes: low nibbles in the low lane, high nibbles in the high
+// lane (the element order of Q4_0/IQ4_NL blocks and of each IQ4_XS group).
+inline __m256i nibbles_to_bytes(const uint8_t* qs) {
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_srli_epi16(lo, 4), 1);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// Bit i of 32 bits -> byte i = 0xFF if set, else 0.
+inline __m256i bits_to_bytes(const uint8_t* bits) {
+  uint32_t v;
+  std::memcpy(&v, bits, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(v)),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i all_but_bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  return _mm256_cmpeq_epi8(_mm256_or_si256(spread, all_but_bit), _mm256_set1_epi64x(-1));
+}
+
+// Sum over pairs of unsigned x signed bytes, widened to 8 int32 lanes.
+inline __m256i dot_us8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+// Same for signed x signed (w must not be -128).
+inline __m256i dot_ss8(__m256i w, __m256i a) {
+  return dot_us8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+template <typename Act>
+inline const Act* act_block(const uint8_t* a, size_t stride, int c, int64_t i) {
+  return reinterpret_cast<const Act*>(a + c * stride) + i;
+}
+
+// ---- Activation quantizers ------------------------------------------------------------
+
+// Quantizes 32 floats to nearest-even int8 codes with d = absmax / 127; returns d and the
+// sum of the codes.
+inline float quantize_block32(const float* x, int8_t* qs, int& sum) {
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float max = _mm_cvtss_f32(m);
+  const float d = max / 127.0f;
+  const __m256 id = _mm256_set1_ps(max != 0.0f ? 127.0f / max : 0.0f);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) {
+    q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+  // packs interleave 128-bit lanes; the permute puts the 32 codes back in order.
+  const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), p8);
+  return d;
+}
+
+void quantize_q8_0_avx2(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_0*>(y);
+  int sum;
+  for (int64_t b = 0; b < n / 32; ++b) out[b].d = _cvtss_sh(quantize_block32(x + 32 * b, out[b].qs, sum), 0);
+}
+
+void quantize_q8_1_avx2(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_1*>(y);
+  int sum;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float d = quantize_block32(x + 32 * b, out[b].qs, sum);
+    out[b].d = _cvtss_sh(d, 0);
+    out[b].s = _cvtss_sh(d * static_cast<float>(sum), 0);
+  }
+}
+
+// ---- 32-element blocks x Q8_0 ----------------------------------------------------------
+
+// Signed int8 weights of one 32-element block.
+inline __m256i weights_q4_0(const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles_to_bytes(b.qs), _mm256_set1_epi8(8)); }
+inline __m256i weights_q5_0(const BlockQ5_0& b) {
+  // A clear fifth bit means q - 16: or-ing 0xF0 into the nibble gives exactly that int8.
+  return _mm256_or_si256(nibbles_to_bytes(b.qs), _mm256_andnot_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0))));
+}
+inline __m256i weights_q8_0(const BlockQ8_0& b) { return load256(b.qs); }
+inline __m256i weights_iq4_nl(const BlockIQ4_NL& b) {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+  return _mm256_shuffle_epi8(table, nibbles_to_bytes(b.qs));
+}
+
+// W::get(block) gives a block's 32 weights as int8 (a struct, not a function pointer:
+// vector return types lose their attributes as template arguments).
+template <typename Block, typename W>
+struct Dot32 {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const Block*>(w);
+    __m256 acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; ++i) {
+      const __m256i q = W::get(wb[i]);
+      const __m256i uq = _mm256_sign_epi8(q, q);
+      const float d = f16(wb[i].d);
+      for (int c = 0; c < NC; ++c) {
+        const BlockQ8_0* ab = act_block<BlockQ8_0>(a, stride, c, i);
+        const __m256i p = dot_us8(uq, _mm256_sign_epi8(load256(ab->qs), q));
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(p), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+  }
+};
+
+// ---- 32-element blocks with a min x Q8_1 -------------------------------------------------
+
+inline __m256i weights_q4_1(const BlockQ4_1& b) { return nibbles_to_bytes(b.qs); }
+inline __m256i weights_q5_1(const BlockQ5_1& b) {
+  return _mm256_or_si256(nibbles_to_bytes(b.qs), _mm256_and_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(0x10)));
+}
+
+template <typename Block, typename W>
+struct Dot32Min {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const Block*>(w);
+    __m256 acc[NC];
+    float mins[NC] = {};
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; ++i) {
+      const __m256i q = W::get(wb[i]);  // unsigned 0..31
+      const float d = f16(wb[i].d), m = f16(wb[i].m);
+      for (int c = 0; c < NC; ++c) {
+        const BlockQ8_1* ab = act_block<BlockQ8_1>(a, stride, c, i);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(dot_us8(q, load256(ab->qs))), acc[c]);
+        mins[c] += m * f16(ab->s);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) + mins[c];
+  }
+};
+
+#define TANDEM_WEIGHTS(Name, Block, fn) \
+  struct Name {                         \
+    static __m256i get(const Block& b) { return fn(b); } \
+  };
+TANDEM_WEIGHTS(Q4_0W, BlockQ4_0, weights_q4_0)
+TANDEM_WEIGHTS(Q5_0W, BlockQ5_0, weights_q5_0)
+TANDEM_WEIGHTS(Q8_0W, BlockQ8_0, weights_q8_0)
+TANDEM_WEIGHTS(IQ4_NLW, BlockIQ4_NL, weights_iq4_nl)
+TANDEM_WEIGHTS(Q4_1W, BlockQ4_1, weights_q4_1)
+TANDEM_WEIGHTS(Q5_1W, BlockQ5_1, weights_q5_1)
+#undef TANDEM_WEIGHTS
+
+// ---- K-quants x Q8_K ---------------------------------------------------------------------
+
+// int16 scale s0 in the low 128-bit lane and s1 in the high one (16-element groups).
+inline __m256i lane_scales(int s0, int s1) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(s0))),
+                                 _mm_set1_epi16(static_cast<short>(s1)), 1);
+}
+
+// Q4_K/Q5_K: unpacks the 12 packed bytes into 8 scales then 8 mins.
+inline void k4_scales_mins(const uint8_t* packed, uint8_t out[16]) {
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  u[3] = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);
+  const uint32_t mins_low = u[1] & kLow6;
+  u[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);
+  u[2] = mins_low;
+  u[0] &= kLow6;
+  std::memcpy(out, u, 16);  // bytes 0..7 scales, 8..15 mins
+}
+
+template <bool kFive>
+struct DotQ45K {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const Block*>(w);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc[NC];
+    float mins[NC] = {};
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      const Block& b = wb[i];
+      const float d = f16(b.d), dmin = f16(b.dmin);
+      alignas(16) uint8_t sm[16];
+      k4_scales_mins(b.scales, sm);
+      const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+      const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm))));
+      __m256i sumi[NC];
+      for (int c = 0; c < NC; ++c) {
+        const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+        // Group sums of the activations from bsums (pairs of 16 -> 8 groups of 32).
+        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab->bsums)),
+                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab->bsums + 8)));
+        const __m128i pm = _mm_madd_epi16(mins16, bs);
+        __m128i s = _mm_add_epi32(pm, _mm_unpackhi_epi64(pm, pm));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        mins[c] += dmin * ab->d * static_cast<float>(_mm_cvtsi128_si32(s));
+        sumi[c] = _mm256_setzero_si256();
+      }
+      __m256i hbits;
+      if constexpr (kFive) hbits = load256(b.qh);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i bits = load256(b.qs + 32 * j);
+        __m256i ql = _mm256_and_si256(bits, low4), qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+        if constexpr (kFive) {
+          ql = _mm256_add_epi8(ql, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+          qh = _mm256_add_epi8(qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+          hbits = _mm256_srli_epi16(hbits, 2);
+        }
+        const __m256i sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j + 1) << 8 | 4 * j)));
+        const __m256i sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j + 3) << 8 | (4 * j + 2))));
+        for (int c = 0; c < NC; ++c) {
+          const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+          const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, load256(ab->qs + 64 * j)));
+          const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, load256(ab->qs + 64 * j + 32)));
+          sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
+        }
+      }
+      for (int c = 0; c < NC; ++c) {
+        const float da = act_block<BlockQ8_K>(a, stride, c, i)->d;
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) - mins[c];
+  }
+};
+
+// Shared tail of the 16-element-group K-quants (Q2_K, Q3_K, Q6_K): four unsigned 32-byte
+// code vectors per 128-element half, group scales per 16, plus an integer correction per
+// column (sum over groups of corr_scale[g] * bsums[g], shifted) that removes the codes'
+// offset or applies the mins.
+struct Groups16 {
+  // q[s] covers elements 128*h + 32*s .. +31; scale[g] for the 16 groups (int16).
+  template <int NC>
+  static void accumulate(const __m256i q[4], const int16_t* scale, int h, const uint8_t* a, size_t stride,
+                         int64_t i, __m256i sumi[NC]) {
+    for (int s = 0; s < 4; ++s) {
+      const __m256i sc = lane_scales(scale[8 * h + 2 * s], scale[8 * h + 2 * s + 1]);
+      for (int c = 0; c < NC; ++c) {
+        const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q[s], load256(ab->qs + 128 * h + 32 * s))));
+      }
+    }
+  }
+  // sum_g weights[g] * bsums[g] of one activation block.
+  static int weighted_bsums(const int16_t* weights, const BlockQ8_K& ab) {
+    return hsum_i32(_mm256_madd_epi16(load256(weights), load256(ab.bsums)));
+  }
+};
+
+struct DotQ6K {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const BlockQ6_K*>(w);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(3);
+    __m256 acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      const BlockQ6_K& b = wb[i];
+      alignas(32) int16_t scale[16];
+      for (int g = 0; g < 16; ++g) scale[g] = b.scales[g];
+      __m256i sumi[NC];
+      for (int c = 0; c < NC; ++c) {
+        // Codes are stored +32: subtract 32 * scale[g] * bsum[g].
+        const int corr = Groups16::weighted_bsums(scale, *act_block<BlockQ8_K>(a, stride, c, i));
+        sumi[c] = _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0);
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m256i l0 = load256(b.ql + 64 * h), l1 = load256(b.ql + 64 * h + 32), hb = load256(b.qh + 32 * h);
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4)),
+        };
+        Groups16::accumulate<NC>(q, scale, h, a, stride, i, sumi);
+      }
+      const float d = f16(b.d);
+      for (int c = 0; c < NC; ++c) {
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * act_block<BlockQ8_K>(a, stride, c, i)->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+  }
+};
+
+struct DotQ2K {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const BlockQ2_K*>(w);
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc[NC];
+    float mins[NC] = {};
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      const BlockQ2_K& b = wb[i];
+      alignas(32) int16_t scale[16], minv[16];
+      for (int g = 0; g < 16; ++g) scale[g] = b.scales[g] & 0x0F, minv[g] = b.scales[g] >> 4;
+      const float d = f16(b.d), dmin = f16(b.dmin);
+      __m256i sumi[NC];
+      for (int c = 0; c < NC; ++c) {
+        const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+        mins[c] += dmin * ab->d * static_cast<float>(Groups16::weighted_bsums(minv, *ab));
+        sumi[c] = _mm256_setzero_si256();
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m256i bits = load256(b.qs + 32 * h);
+        const __m256i q[4] = {_mm256_and_si256(bits, low2), _mm256_and_si256(_mm256_srli_epi16(bits, 2), low2),
+                              _mm256_and_si256(_mm256_srli_epi16(bits, 4), low2), _mm256_and_si256(_mm256_srli_epi16(bits, 6), low2)};
+        Groups16::accumulate<NC>(q, scale, h, a, stride, i, sumi);
+      }
+      for (int c = 0; c < NC; ++c) {
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * act_block<BlockQ8_K>(a, stride, c, i)->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) - mins[c];
+  }
+};
+
+struct DotQ3K {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const BlockQ3_K*>(w);
+    const __m256i low2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      const BlockQ3_K& b = wb[i];
+      alignas(32) int16_t scale[16];
+      for (int g = 0; g < 16; ++g) {
+        const int lo = (b.scales[g % 8] >> (4 * (g / 8))) & 0x0F, hi = (b.scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+        scale[g] = static_cast<int16_t>((lo | (hi << 4)) - 32);
+      }
+      __m256i sumi[NC];
+      for (int c = 0; c < NC; ++c) {
+        // Codes are used as 0..7 (stored value + 4): subtract 4 * scale[g] * bsum[g].
+        const int corr = Groups16::weighted_bsums(scale, *act_block<BlockQ8_K>(a, stride, c, i));
+        sumi[c] = _mm256_setr_epi32(-4 * corr, 0, 0, 0, 0, 0, 0, 0);
+      }
+      __m256i hmask = load256(b.hmask);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i bits = load256(b.qs + 32 * h);
+        __m256i q[4];
+        for (int s = 0; s < 4; ++s) {
+          const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * s)), low2);
+          q[s] = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hmask, one), 2));
+          hmask = _mm256_srli_epi16(hmask, 1);
+        }
+        Groups16::accumulate<NC>(q, scale, h, a, stride, i, sumi);
+      }
+      const float d = f16(b.d);
+      for (int c = 0; c < NC; ++c) {
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * act_block<BlockQ8_K>(a, stride, c, i)->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+  }
+};
+
+struct DotIQ4XS {
+  template <int NC>
+  static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    const auto* wb = static_cast<const BlockIQ4_XS*>(w);
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+    __m256 acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      const BlockIQ4_XS& b = wb[i];
+      __m256i sumi[NC];
+      for (int c = 0; c < NC; ++c) sumi[c] = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const int sc = (((b.scales_l[g / 2] >> (4 * (g % 2))) & 0x0F) | (((b.scales_h >> (2 * g)) & 3) << 4)) - 32;
+        const __m256i q = _mm256_shuffle_epi8(table, nibbles_to_bytes(b.qs + 16 * g));
+        const __m256i uq = _mm256_sign_epi8(q, q), scale = _mm256_set1_epi16(static_cast<short>(sc));
+        for (int c = 0; c < NC; ++c) {
+          const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+          const __m256i p = _mm256_maddubs_epi16(uq, _mm256_sign_epi8(load256(ab->qs + 32 * g), q));
+          sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(scale, p));
+        }
+      }
+      const float d = f16(b.d);
+      for (int c = 0; c < NC; ++c) {
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * act_block<BlockQ8_K>(a, stride, c, i)->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      }
+    }
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+  }
+};
+
+// Columns in groups of four, then the remainder.
+template <typename K>
+void dot_columns(int64_t n, const void* w, const void* a, size_t stride, int n_cols, float* out, int64_t os) {
+  const auto* ab = static_cast<const uint8_t*>(a);
+  int c = 0;
+  for (; c + 4 <= n_cols; c += 4) K::template run<4>(n, w, ab + c * stride, stride, out + c * os, os);
+  switch (n_cols - c) {
+    case 3: K::template run<3>(n, w, ab + c * stride, stride, out + c * os, os); break;
+    case 2: K::template run<2>(n, w, ab + c * stride, stride, out + c * os, os); break;
+    case 1: K::template run<1>(n, w, ab + c * stride, stride, out + c * os, os); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+QuantDotKernel quant_dot_kernel_avx2(DType weight) {
+  QuantDotKernel k = quant_dot_kernel_scalar(weight);
+  if (!k) return k;
+  switch (k.activation) {
+    case DType::Q8_0: k.quantize = quantize_q8_0_avx2; break;
+    case DType::Q8_1: k.quantize = quantize_q8_1_avx2; break;
+    default: break;  // Q8_K: the reference quantizer, as llama.cpp's x86 build uses
+  }
+  switch (weight) {
+    case DType::Q4_0: k.dot = dot_columns<Dot32<BlockQ4_0, Q4_0W>>; break;
+    case DType::Q5_0: k.dot = dot_columns<Dot32<BlockQ5_0, Q5_0W>>; break;
+    case DType::Q8_0: k.dot = dot_columns<Dot32<BlockQ8_0, Q8_0W>>; break;
+    case DType::IQ4_NL: k.dot = dot_columns<Dot32<BlockIQ4_NL, IQ4_NLW>>; break;
+    case DType::Q4_1: k.dot = dot_columns<Dot32Min<BlockQ4_1, Q4_1W>>; break;
+    case DType::Q5_1: k.dot = dot_columns<Dot32Min<BlockQ5_1, Q5_1W>>; break;
+    case DType::Q2_K: k.dot = dot_columns<DotQ2K>; break;
+    case DType::Q3_K: k.dot = dot_columns<DotQ3K>; break;
+    case DType::Q4_K: k.dot = dot_columns<DotQ45K<false>>; break;
+    case DType::Q5_K: k.dot = dot_columns<DotQ45K<true>>; break;
+    case DType::Q6_K: k.dot = dot_columns<DotQ6K>; break;
+    case DType::IQ4_XS: k.dot = dot_columns<DotIQ4XS>; break;
+    default: break;  // keeps the scalar kernel
+  }
+  return k;
+}
+
+}  // namespace tandem::cpu
