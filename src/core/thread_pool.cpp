@@ -22,14 +22,11 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run_range(int index) {
-  // Contiguous, grain-aligned ranges: thread i gets the i-th share.
-  const int64_t units = (job_n_ + job_grain_ - 1) / job_grain_;
-  const int64_t per = units / n_threads_, extra = units % n_threads_;
-  const int64_t first = index * per + std::min<int64_t>(index, extra);
-  const int64_t count = per + (index < extra ? 1 : 0);
-  const int64_t begin = std::min(job_n_, first * job_grain_);
-  const int64_t end = std::min(job_n_, (first + count) * job_grain_);
-  if (begin < end) job_call_(job_fn_, index, begin, end);
+  for (;;) {
+    const int64_t begin = job_next_.fetch_add(job_chunk_, std::memory_order_relaxed);
+    if (begin >= job_n_) return;
+    job_call_(job_fn_, index, begin, std::min(job_n_, begin + job_chunk_));
+  }
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -66,7 +63,9 @@ void ThreadPool::run(int64_t n, int64_t grain, const void* fn, Call call) {
   job_fn_ = fn;
   job_call_ = call;
   job_n_ = n;
-  job_grain_ = grain;
+  const int64_t target = (n + 4 * n_threads_ - 1) / (4 * n_threads_);  // ~4 chunks per thread
+  job_chunk_ = std::max(grain, (target + grain - 1) / grain * grain);
+  job_next_.store(0, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check below
   if (sleepers_.load() > 0) generation_.notify_all();

@@ -25,9 +25,11 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Splits [0, n) into one contiguous range per thread (ranges are multiples of `grain`,
-  // except the last) and runs fn(thread_index, begin, end) for each; returns when all
-  // are done. fn must not throw (check inputs before the call).
+  // Runs fn(thread_index, begin, end) over chunks covering [0, n) and returns when all
+  // are done. Chunks are multiples of `grain` (except the last), about four per thread,
+  // and are claimed by whichever thread is free (an atomic counter), so a thread slowed
+  // by the OS or by its share of the work does not hold the others up. A thread may run
+  // several chunks. fn must not throw (check inputs before the call).
   template <typename Fn>
   void parallel_for(int64_t n, const Fn& fn, int64_t grain = 1) {
     run(n, grain, &fn, [](const void* f, int thread, int64_t begin, int64_t end) {
@@ -51,7 +53,8 @@ class ThreadPool {
   const void* job_fn_ = nullptr;
   Call job_call_ = nullptr;
   int64_t job_n_ = 0;
-  int64_t job_grain_ = 1;
+  int64_t job_chunk_ = 1;
+  std::atomic<int64_t> job_next_{0};  // first index not yet claimed
 };
 
 // Number of threads to use by default: the physical parallelism the OS reports.

@@ -34,9 +34,11 @@ void OpContext::reserve_context(int64_t n_ctx) {
 
 namespace {
 
-// Rows of W handled as one tile: the tile stays in L1/L2 while every token's activations
-// stream past it, so each weight byte comes from memory once per matmul.
-constexpr int64_t kRowTile = 16;
+// Rows of W handled as one tile (about 16 KiB of weights): the tile stays in L1 while
+// the tokens' activations go past it four at a time (also from L1), so each weight byte
+// comes from memory once per matmul and each unpacked block serves four tokens.
+constexpr int64_t kRowTileBytes = 16 * 1024, kMaxRowTile = 16;
+constexpr int kColumns = 4;
 
 void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor& w, const float* x,
                       int64_t n_tokens, float* y, const float* bias) {
@@ -50,16 +52,16 @@ void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor
       for (int64_t t = begin; t < end; ++t) kernel.quantize(x + t * n_in, act + static_cast<size_t>(t) * act_row, n_in);
     });
   }
+  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(w.row_bytes()), 1, kMaxRowTile);
   ctx.pool().parallel_for(
       n_out,
       [&](int, int64_t begin, int64_t end) {
-        for (int64_t o0 = begin; o0 < end; o0 += kRowTile) {
-          const int64_t o1 = std::min(end, o0 + kRowTile);
-          for (int64_t t0 = 0; t0 < n_tokens; t0 += 64) {
-            const int cols = static_cast<int>(std::min<int64_t>(64, n_tokens - t0));
-            for (int64_t o = o0; o < o1; ++o) {
-              kernel.dot(n_in, w.row(o), act + static_cast<size_t>(t0) * act_row, act_row, cols, y + t0 * n_out + o, n_out);
-            }
+        for (int64_t o0 = begin; o0 < end; o0 += row_tile) {
+          const int64_t o1 = std::min(end, o0 + row_tile);
+          for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
+            const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
+            const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
+            for (int64_t o = o0; o < o1; ++o) kernel.dot(n_in, w.row(o), a, act_row, cols, y + t0 * n_out + o, n_out);
           }
           if (bias) {
             for (int64_t t = 0; t < n_tokens; ++t) {
@@ -68,7 +70,7 @@ void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor
           }
         }
       },
-      kRowTile);
+      kMaxRowTile);
 }
 
 }  // namespace
