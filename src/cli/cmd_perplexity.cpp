@@ -22,6 +22,7 @@ struct PerplexityOptions {
   int chunks = -1;
   int threads = 0;
   int ubatch = 512;
+  KvCacheOptions kv;
 };
 
 void run_perplexity(const PerplexityOptions& o) {
@@ -42,7 +43,7 @@ void run_perplexity(const PerplexityOptions& o) {
   cpu::OpContext ctx(threads, model->max_row());
   fmt::print(stderr, "perplexity: {} tokens, context {}, {} threads\n", tokens.size(), o.n_ctx, threads);
   const runtime::PerplexityResult r = runtime::perplexity(
-      *model, ctx, tokens, o.n_ctx, bos, o.chunks, std::min(o.ubatch, o.n_ctx),
+      *model, ctx, tokens, o.n_ctx, bos, o.chunks, std::min(o.ubatch, o.n_ctx), o.kv.types(),
       [](int64_t chunk, double ppl) { fmt::print(stderr, "[{}]{:.4f} ", chunk + 1, ppl); });
   fmt::print(stderr, "\n");
   fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f} ({} chunks, {} scored tokens)\n", r.ppl, r.ppl_error,
@@ -59,6 +60,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Chunk length in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "Most chunks to evaluate (-1: all)")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  o->kv.add_to(cmd);
   cmd->add_option("--ubatch-size", o->ubatch, "Tokens per forward pass")->capture_default_str()->check(CLI::Range(1, 8192));
   cmd->callback([o] { run_perplexity(*o); });
 }

@@ -12,5 +12,7 @@ void register_run(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_template(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace tandem::cli

@@ -2,11 +2,29 @@
 // and end the process with a one-line message and exit code 1.
 #include <cstdio>
 #include <exception>
+#include <string_view>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
+
+namespace {
+
+// llama.cpp's multi-letter short flags become their long forms (CLI11 takes one-letter
+// short names only), so `-ctk q8_0` and `-ub 256` work for every subcommand.
+void expand_short_aliases(int argc, char** argv) {
+  static const std::pair<std::string_view, const char*> aliases[] = {
+      {"-ub", "--ubatch-size"}, {"-ctk", "--cache-type-k"}, {"-ctv", "--cache-type-v"}};
+  for (int i = 1; i < argc; ++i) {
+    for (const auto& [alias, name] : aliases) {
+      if (alias == argv[i]) argv[i] = const_cast<char*>(name);
+    }
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"tandem: fast local inference for GGUF models on GPU + CPU"};
@@ -19,7 +37,10 @@ int main(int argc, char** argv) {
   tandem::cli::register_chat(app);
   tandem::cli::register_tokenize(app);
   tandem::cli::register_template(app);
+  tandem::cli::register_synth(app);
+  tandem::cli::register_bench(app);
   try {
+    expand_short_aliases(argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

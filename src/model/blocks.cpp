@@ -4,22 +4,56 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/quantize.h"
 
 namespace tandem::model {
 
-void KvSequence::allocate_kv(int64_t n_attention_layers, int64_t context, int64_t row) {
+void KvSequence::allocate_kv(int64_t n_attention_layers, int64_t context, int64_t n_head_kv, int64_t head_dim,
+                             KvCacheTypes kv) {
+  check_kv_cache_types(kv, head_dim);
   n_ctx = context;
-  kv_row = row;
-  k_cache.assign(static_cast<size_t>(n_attention_layers * context * row), 0.0f);
-  v_cache.assign(k_cache.size(), 0.0f);
+  types = kv;
+  const auto row_bytes = [&](DType t) {
+    const DTypeInfo& info = dtype_info(t);
+    return static_cast<size_t>(n_head_kv * head_dim / info.block_elems) * info.block_bytes;
+  };
+  k_row_bytes = row_bytes(kv.k);
+  v_row_bytes = row_bytes(kv.v);
+  k_cache.assign(static_cast<size_t>(n_attention_layers * context) * k_row_bytes, 0);
+  v_cache.assign(static_cast<size_t>(n_attention_layers * context) * v_row_bytes, 0);
+}
+
+void check_kv_cache_types(KvCacheTypes kv, int64_t head_dim) {
+  for (const DType t : {kv.k, kv.v}) {
+    const DTypeInfo& info = dtype_info(t);
+    if (!quant::can_quantize(t) || info.block_elems > 32) {
+      fail("KV cache type {} is not supported (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)", info.name);
+    }
+    if (head_dim % info.block_elems != 0) {
+      fail("KV cache type {} needs a head size that is a multiple of {} (this model's is {})", info.name,
+           info.block_elems, head_dim);
+    }
+  }
+}
+
+DType parse_kv_cache_type(std::string_view name, std::string_view what) {
+  static constexpr std::pair<std::string_view, DType> kNames[] = {
+      {"f32", DType::F32},   {"f16", DType::F16},   {"bf16", DType::BF16}, {"q8_0", DType::Q8_0},
+      {"q4_0", DType::Q4_0}, {"q4_1", DType::Q4_1}, {"q5_0", DType::Q5_0}, {"q5_1", DType::Q5_1}};
+  for (const auto& [n, t] : kNames) {
+    if (n == name) return t;
+  }
+  fail("{}: unknown KV cache type '{}' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)", what, name);
 }
 
 void attention_sequences(std::span<const SequenceInput> batch, int64_t slot, std::vector<AttentionSequence>& out) {
   out.clear();
   for (const SequenceInput& in : batch) {
     auto& seq = static_cast<KvSequence&>(*in.state);
-    const int64_t offset = slot * seq.n_ctx * seq.kv_row;
-    out.push_back({seq.k_cache.data() + offset, seq.v_cache.data() + offset, seq.n_past,
+    const auto rows = static_cast<size_t>(slot * seq.n_ctx);
+    out.push_back({{seq.k_cache.data() + rows * seq.k_row_bytes, seq.types.k, seq.k_row_bytes},
+                   {seq.v_cache.data() + rows * seq.v_row_bytes, seq.types.v, seq.v_row_bytes},
+                   seq.n_past,
                    static_cast<int64_t>(in.tokens.size())});
   }
 }
@@ -65,13 +99,17 @@ void attention_block(cpu::OpContext& ctx, const AttentionWeights& w, const Atten
   const std::span<const int32_t> pos(s.positions.data(), static_cast<size_t>(T));
   cpu::rope_neox(s.q.data(), T, H, d, shape.n_rot, pos, shape.rope_base);
   cpu::rope_neox(s.k.data(), T, shape.n_head_kv, d, shape.n_rot, pos, shape.rope_base);
-  // Each sequence appends to its own cache and attends only to it.
+  // Each sequence appends to its own cache (in the cache's type) and attends only to it.
+  ctx.reserve_context(ctx.max_context(), H / shape.n_head_kv);
   int64_t first = 0;
   for (const AttentionSequence& seq : seqs) {
     const int64_t n = seq.n_tokens;
-    std::copy_n(s.k.data() + first * kv_dim, n * kv_dim, seq.k_cache + seq.n_past * kv_dim);
-    std::copy_n(s.v.data() + first * kv_dim, n * kv_dim, seq.v_cache + seq.n_past * kv_dim);
-    cpu::attention(ctx, s.q.data() + first * q_dim, n, H, shape.n_head_kv, d, seq.k_cache, seq.v_cache,
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t row = static_cast<size_t>(seq.n_past + i);
+      quant::quantize_row(seq.k.type, s.k.data() + (first + i) * kv_dim, seq.k.data + row * seq.k.row_bytes, kv_dim);
+      quant::quantize_row(seq.v.type, s.v.data() + (first + i) * kv_dim, seq.v.data + row * seq.v.row_bytes, kv_dim);
+    }
+    cpu::attention(ctx, s.q.data() + first * q_dim, n, H, shape.n_head_kv, d, seq.k, seq.v,
                    pos.subspan(static_cast<size_t>(first), static_cast<size_t>(n)),
                    s.attn.data() + first * q_dim);
     first += n;

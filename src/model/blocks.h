@@ -28,18 +28,21 @@ struct AttentionWeights {
 
 // One sequence's slice of a batch, as attention needs it.
 struct AttentionSequence {
-  float* k_cache;   // this layer's rows [n_ctx][H_kv*d]
-  float* v_cache;
-  int64_t n_past;   // positions already cached
-  int64_t n_tokens; // tokens of this sequence in the batch (consecutive)
+  cpu::KvView k, v;  // this layer's cache rows [n_ctx][H_kv*d]
+  int64_t n_past;    // positions already cached
+  int64_t n_tokens;  // tokens of this sequence in the batch (consecutive)
 };
 
-// A sequence's KV cache for its attention layers: rows [slot][position][H_kv * d], f32.
+// A sequence's KV cache for its attention layers: rows [slot][position][H_kv * d] in the
+// chosen cache types.
 class KvSequence : public SequenceState {
  public:
-  std::vector<float> k_cache, v_cache;
-  int64_t kv_row = 0;  // H_kv * d
-  void allocate_kv(int64_t n_attention_layers, int64_t context, int64_t row);
+  std::vector<uint8_t> k_cache, v_cache;
+  KvCacheTypes types;
+  size_t k_row_bytes = 0, v_row_bytes = 0;
+  // Fails (naming the type) when head_dim is not a multiple of a type's block.
+  void allocate_kv(int64_t n_attention_layers, int64_t context, int64_t n_head_kv, int64_t head_dim,
+                   KvCacheTypes kv);
 };
 
 // The sequences of a batch as attention layer `slot` sees them (all must be KvSequences).

@@ -25,6 +25,18 @@ class SequenceState {
   virtual void clear() { n_past = 0; }
 };
 
+// Element types of the attention KV cache (llama.cpp's -ctk/-ctv). F16 halves the f32
+// cache at a rounding cost llama.cpp also pays by default; Q8_0/Q4_0 shrink it further.
+struct KvCacheTypes {
+  DType k = DType::F16;
+  DType v = DType::F16;
+};
+// Parses a llama.cpp cache type name (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1);
+// anything else is an error naming `what` and the accepted names.
+DType parse_kv_cache_type(std::string_view name, std::string_view what);
+// Fails (naming the type) unless both types can hold heads of head_dim elements.
+void check_kv_cache_types(KvCacheTypes kv, int64_t head_dim);
+
 // Activation scratch for one forward call, sized once for the most tokens a call may
 // carry (all sequences of a batch together). Shared by the sequences of a batch.
 class Workspace {
@@ -47,7 +59,7 @@ class Model {
   const HParams& hparams() const { return hp_; }
   // The widest weight row (for per-thread decode scratch).
   virtual int64_t max_row() const = 0;
-  virtual std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx) const = 0;
+  virtual std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv = {}) const = 0;
   virtual std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const = 0;
   // Runs the tokens of several sequences through the network in one pass: weights are read
   // once for all of them, attention stays within each sequence. Fails cleanly (nothing

@@ -41,7 +41,7 @@ class Qwen3Model final : public Model {
  public:
   explicit Qwen3Model(const gguf::ModelFiles& files);
   int64_t max_row() const override { return max_row_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx) const override;
+  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv) const override;
   std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const override;
   void forward(cpu::OpContext& ctx, Workspace& workspace,
                std::span<const SequenceInput> batch) const override;
@@ -107,10 +107,10 @@ Qwen3Model::Qwen3Model(const gguf::ModelFiles& files) {
   unused_ = w.unused();
 }
 
-std::unique_ptr<SequenceState> Qwen3Model::new_sequence(int64_t n_ctx) const {
+std::unique_ptr<SequenceState> Qwen3Model::new_sequence(int64_t n_ctx, KvCacheTypes kv) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   auto s = std::make_unique<KvSequence>();
-  s->allocate_kv(hp_.n_layer, n_ctx, hp_.n_head_kv * hp_.head_dim);
+  s->allocate_kv(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
   return s;
 }
 

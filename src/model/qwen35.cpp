@@ -75,7 +75,7 @@ class Qwen35Model final : public Model {
  public:
   explicit Qwen35Model(const gguf::ModelFiles& files);
   int64_t max_row() const override { return max_row_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx) const override;
+  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv) const override;
   std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const override;
   void forward(cpu::OpContext& ctx, Workspace& workspace,
                std::span<const SequenceInput> batch) const override;
@@ -186,11 +186,11 @@ Qwen35Model::Qwen35Model(const gguf::ModelFiles& files) {
   unused_ = w.unused();
 }
 
-std::unique_ptr<SequenceState> Qwen35Model::new_sequence(int64_t n_ctx) const {
+std::unique_ptr<SequenceState> Qwen35Model::new_sequence(int64_t n_ctx, KvCacheTypes kv) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   const HParams& h = hp_;
   auto s = std::make_unique<Qwen35Sequence>();
-  s->allocate_kv(n_attention_layers_, n_ctx, h.n_head_kv * h.head_dim);
+  s->allocate_kv(n_attention_layers_, n_ctx, h.n_head_kv, h.head_dim, kv);
   s->conv_state.assign(static_cast<size_t>(n_delta_layers_ * (h.ssm_conv_kernel - 1) * conv_channels()), 0.0f);
   s->ssm_state.assign(static_cast<size_t>(n_delta_layers_ * h.ssm_n_v * h.ssm_d_k * h.ssm_d_v), 0.0f);
   return s;

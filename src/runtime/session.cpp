@@ -4,8 +4,9 @@
 
 namespace tandem::runtime {
 
-Session::Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch)
-    : model_(model), ctx_(ctx), state_(model.new_sequence(n_ctx)),
+Session::Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch,
+                 model::KvCacheTypes kv)
+    : model_(model), ctx_(ctx), state_(model.new_sequence(n_ctx, kv)),
       workspace_(model.new_workspace(n_ubatch)), n_ubatch_(n_ubatch),
       logits_(static_cast<size_t>(model.hparams().n_vocab)) {
   ctx_.reserve_context(n_ctx);

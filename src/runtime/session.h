@@ -13,7 +13,8 @@ namespace tandem::runtime {
 
 class Session {
  public:
-  Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch = 64);
+  Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch = 64,
+          model::KvCacheTypes kv = {});
 
   // Appends tokens to the context and returns the logits after the last one (n_vocab
   // floats, valid until the next call). Fails with a clear error if the context is full.

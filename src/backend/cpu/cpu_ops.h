@@ -23,10 +23,12 @@ class OpContext {
   ThreadPool& pool() { return pool_; }
   float* row_scratch(int thread) { return scratch_[static_cast<size_t>(thread)].data(); }
   int64_t max_row() const { return max_row_; }
-  // Attention score rows: call once with the longest context a session will use.
-  void reserve_context(int64_t n_ctx);
+  // Attention score rows: `group` rows (query heads per KV head) of the longest context a
+  // session will use. Grows only; call before the first forward pass.
+  void reserve_context(int64_t n_ctx, int64_t group = 1);
   float* score_scratch(int thread) { return scores_[static_cast<size_t>(thread)].data(); }
   int64_t max_context() const { return max_ctx_; }
+  int64_t max_group() const { return max_group_; }
   // Quantized activations of the matmul in flight; grows to the largest batch seen
   // (a few calls at start-up), then is reused.
   uint8_t* activation_buffer(size_t bytes);
@@ -44,6 +46,7 @@ class OpContext {
   ThreadPool pool_;
   int64_t max_row_;
   int64_t max_ctx_ = 0;
+  int64_t max_group_ = 1;
   std::vector<std::vector<float>> scratch_;
   std::vector<std::vector<float>> scores_;
   std::vector<uint8_t> activations_;
@@ -66,11 +69,20 @@ void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float e
 void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                std::span<const int32_t> positions, float freq_base);
 
-// Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; k/v cache rows:
-// [position][n_head_kv][d]; token t sees cache positions 0..positions[t]. out: [n_tokens][n_head][d].
+// One layer's K or V cache of a sequence: rows [position][n_head_kv * head_dim] stored in
+// `type` (F32, F16, BF16 or a 32-element quant type; head_dim is a multiple of its block).
+struct KvView {
+  uint8_t* data = nullptr;
+  DType type = DType::F32;
+  size_t row_bytes = 0;
+};
+
+// Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; token t sees cache
+// positions 0..positions[t]. out: [n_tokens][n_head][d]. One job per (token, KV head): each
+// cached K/V head row is decoded once and used by all the query heads that share it.
 void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
-               int64_t head_dim, const float* k_cache, const float* v_cache,
-               std::span<const int32_t> positions, float* out);
+               int64_t head_dim, const KvView& k, const KvView& v, std::span<const int32_t> positions,
+               float* out);
 
 // out = silu(gate) * up, elementwise over n values.
 void swiglu(const float* gate, const float* up, int64_t n, float* out);
