@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/dot_f32.h"
 #include "core/error.h"
 
 namespace tandem::cpu {
@@ -63,69 +64,69 @@ namespace {
 
 // One head, one chunk of n tokens (rows of q/k/v at stride_k / stride_v floats).
 struct ChunkScratch {
-  std::vector<float> gamma, L, U, KS;  // cumulative decay [n], Lm [n][n], U [n][dv], S0^T k [n][dv]
+  // cumulative decay [n] and its exp, K K^T and Q K^T [n][n], U [n][dv]
+  std::vector<float> gamma, egamma, KK, QK, U;
 };
 
+// Written as dot products of contiguous rows (AVX2 dot_rows) and axpy over rows of S, U
+// and the output, so every inner loop runs over contiguous memory in SIMD.
 void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float* k, const float* v,
                 const float* g, const float* beta, int64_t stride_k, int64_t stride_v, int64_t stride_g,
                 float* S, float* out, ChunkScratch& c) {
+  static const DotRowsFn dot_rows = best_dot_rows();
+  static const AxpyFn axpy = best_axpy();
   const int64_t dk = sh.d_k, dv = sh.d_v;
   c.gamma.resize(static_cast<size_t>(n));
-  c.L.assign(static_cast<size_t>(n * n), 0.0f);
+  c.egamma.resize(static_cast<size_t>(n));
+  c.KK.resize(static_cast<size_t>(n * n));
+  c.QK.resize(static_cast<size_t>(n * n));
   c.U.resize(static_cast<size_t>(n * dv));
   float running = 0;
-  for (int64_t t = 0; t < n; ++t) c.gamma[static_cast<size_t>(t)] = running += g[t * stride_g];
-  auto dot_k = [&](const float* a, const float* b) {
-    float s = 0;
-    for (int64_t i = 0; i < dk; ++i) s += a[i] * b[i];
-    return s;
-  };
+  for (int64_t t = 0; t < n; ++t) {
+    c.gamma[static_cast<size_t>(t)] = running += g[t * stride_g];
+    c.egamma[static_cast<size_t>(t)] = std::exp(running);
+  }
+  // k_t . k_s (s < t) and q_t . k_s (s <= t).
+  for (int64_t t = 0; t < n; ++t) {
+    dot_rows(k + t * stride_k, k, dk, t, stride_k, c.KK.data() + t * n, 1, 0.0f);
+    dot_rows(q + t * stride_k, k, dk, t + 1, stride_k, c.QK.data() + t * n, 1, 0.0f);
+  }
   // Right-hand side rows u_t = beta_t (v_t - e^{gamma_t} S0^T k_t), then forward substitution
   // with Lm[t][s] = beta_t (k_t . k_s) e^{gamma_t - gamma_s} for s < t.
   for (int64_t t = 0; t < n; ++t) {
     const float* kt = k + t * stride_k;
-    const float bt = beta[t * stride_g], et = std::exp(c.gamma[static_cast<size_t>(t)]);
+    const float bt = beta[t * stride_g], et = c.egamma[static_cast<size_t>(t)];
+    const float gt = c.gamma[static_cast<size_t>(t)];
     float* ut = c.U.data() + t * dv;
-    for (int64_t col = 0; col < dv; ++col) {
-      float s0k = 0;
-      for (int64_t i = 0; i < dk; ++i) s0k += S[i * dv + col] * kt[i];
-      ut[col] = bt * (v[t * stride_v + col] - et * s0k);
-    }
+    std::fill(ut, ut + dv, 0.0f);
+    for (int64_t i = 0; i < dk; ++i) axpy(ut, kt[i], S + i * dv, dv);  // S0^T k_t
+    const float* vt = v + t * stride_v;
+    for (int64_t col = 0; col < dv; ++col) ut[col] = bt * (vt[col] - et * ut[col]);
     for (int64_t s = 0; s < t; ++s) {
-      const float l = bt * dot_k(kt, k + s * stride_k) *
-                      std::exp(c.gamma[static_cast<size_t>(t)] - c.gamma[static_cast<size_t>(s)]);
-      const float* us = c.U.data() + s * dv;
-      for (int64_t col = 0; col < dv; ++col) ut[col] -= l * us[col];
+      const float l = bt * c.KK[static_cast<size_t>(t * n + s)] * std::exp(gt - c.gamma[static_cast<size_t>(s)]);
+      axpy(ut, -l, c.U.data() + s * dv, dv);
     }
   }
   // Outputs: o_t = e^{gamma_t} S0^T q_t + sum_{s<=t} (q_t . k_s) e^{gamma_t - gamma_s} u_s.
   for (int64_t t = 0; t < n; ++t) {
     const float* qt = q + t * stride_k;
-    const float et = std::exp(c.gamma[static_cast<size_t>(t)]);
+    const float et = c.egamma[static_cast<size_t>(t)], gt = c.gamma[static_cast<size_t>(t)];
     float* o = out + t * stride_v;
-    for (int64_t col = 0; col < dv; ++col) {
-      float s0q = 0;
-      for (int64_t i = 0; i < dk; ++i) s0q += S[i * dv + col] * qt[i];
-      o[col] = et * s0q;
-    }
+    std::fill(o, o + dv, 0.0f);
+    for (int64_t i = 0; i < dk; ++i) axpy(o, et * qt[i], S + i * dv, dv);
     for (int64_t s = 0; s <= t; ++s) {
-      const float a = dot_k(qt, k + s * stride_k) *
-                      std::exp(c.gamma[static_cast<size_t>(t)] - c.gamma[static_cast<size_t>(s)]);
-      const float* us = c.U.data() + s * dv;
-      for (int64_t col = 0; col < dv; ++col) o[col] += a * us[col];
+      const float a = c.QK[static_cast<size_t>(t * n + s)] * std::exp(gt - c.gamma[static_cast<size_t>(s)]);
+      axpy(o, a, c.U.data() + s * dv, dv);
     }
   }
   // State: S = e^{gamma_n} S0 + sum_s e^{gamma_n - gamma_s} k_s u_s^T.
-  const float gn = c.gamma[static_cast<size_t>(n - 1)], en = std::exp(gn);
+  const float gn = c.gamma[static_cast<size_t>(n - 1)], en = c.egamma[static_cast<size_t>(n - 1)];
   for (int64_t i = 0; i < dk * dv; ++i) S[i] *= en;
   for (int64_t s = 0; s < n; ++s) {
     const float w = std::exp(gn - c.gamma[static_cast<size_t>(s)]);
     const float* ks = k + s * stride_k;
     const float* us = c.U.data() + s * dv;
-    for (int64_t i = 0; i < dk; ++i) {
-      const float f = w * ks[i];
-      for (int64_t col = 0; col < dv; ++col) S[i * dv + col] += f * us[col];
-    }
+    for (int64_t i = 0; i < dk; ++i) axpy(S + i * dv, w * ks[i], us, dv);
   }
 }
 

@@ -81,6 +81,22 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const float* w, const flo
   }
 }
 
+void axpy_portable(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+__attribute__((target("avx2,fma"))) void axpy_avx2(float* y, float a, const float* x, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+AxpyFn best_axpy() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma ? axpy_avx2 : axpy_portable;
+}
+
 DotRowsFn best_dot_rows() {
   const CpuFeatures& f = cpu_features();
   return f.avx2 && f.fma ? dot_rows_avx2 : dot_rows_portable;

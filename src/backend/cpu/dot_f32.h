@@ -1,5 +1,5 @@
-// Dot products of one f32 weight row with many f32 activation rows: the inner loop of the
-// reference matmul. A portable path and an AVX2+FMA path (four activation rows per pass,
+// Dot products of one f32 weight row with many f32 activation rows (the inner loop of the
+// float matmul), and axpy (attention's value sums, DeltaNet's chunk algebra). A portable path and an AVX2+FMA path (four activation rows per pass,
 // so each weight vector loaded is used four times), picked once at start-up from the CPU's
 // features. Both sum in a fixed order per path; results differ between paths by rounding only.
 #pragma once
@@ -22,5 +22,11 @@ void dot_rows_avx2(const float* w, const float* x, int64_t n, int64_t n_tokens, 
 
 // The best path this CPU can run (honours TANDEM_CPU_MAX, see core/cpu_features.h).
 DotRowsFn best_dot_rows();
+
+// y[i] += a * x[i] for i < n.
+using AxpyFn = void (*)(float* y, float a, const float* x, int64_t n);
+void axpy_portable(float* y, float a, const float* x, int64_t n);
+void axpy_avx2(float* y, float a, const float* x, int64_t n);
+AxpyFn best_axpy();
 
 }  // namespace tandem::cpu
