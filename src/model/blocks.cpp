@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "quant/quantize.h"
@@ -137,11 +138,26 @@ void FfnScratch::reserve(int64_t max_tokens, int64_t n_embd, const FfnWeights& w
   router_logits.resize(T * E);
   chosen.resize(T * k);
   chosen_weight.resize(T * k);
-  expert_tokens.reserve(T);
+  expert_tokens.reserve(std::max(T, E));
   expert_weights.reserve(T);
   expert_in.resize(T * D);
   expert_out.resize(T * D);
   if (w.gate_shexp.valid()) shared.resize(T * D);
+  const cpu::QuantDotKernel kg = cpu::quant_dot_kernel(w.gate_exps.type), ku = cpu::quant_dot_kernel(w.up_exps.type),
+                            kd = cpu::quant_dot_kernel(w.down_exps.type);
+  grouped = kg && ku && kd && kg.activation == ku.activation;
+  if (!grouped) return;
+  const auto F = static_cast<size_t>(w.gate_exps.ne[1]), slots = T * k;
+  expert_first.resize(E + 1);
+  slot_token.resize(slots);
+  slot_weight.resize(slots);
+  slot_gate.resize(slots * F);
+  slot_up.resize(slots * F);
+  slot_out.resize(slots * D);
+  act_in.resize(T * cpu::activation_row_bytes(kg, static_cast<int64_t>(D)));
+  slot_act.resize(slots * cpu::activation_row_bytes(kg, static_cast<int64_t>(D)));
+  slot_down_act.resize(slots * cpu::activation_row_bytes(kd, static_cast<int64_t>(F)));
+  jobs.reserve(2 * E);
 }
 
 namespace {
@@ -179,19 +195,10 @@ void route(const FfnWeights& w, int64_t T, FfnScratch& s) {
   }
 }
 
-}  // namespace
-
-void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D,
-               FfnScratch& s, float* out) {
-  if (!w.is_moe()) {
-    swiglu_ffn(ctx, w.gate, w.up, w.down, m, T, s, out);
-    return;
-  }
+// The float path (F32/F16 experts, or float activations forced): one expert at a time.
+void moe_per_expert(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D, FfnScratch& s,
+                    float* out) {
   const int64_t E = w.router.ne[1], k = w.n_expert_used;
-  cpu::matmul(ctx, w.router, m, T, s.router_logits.data());
-  route(w, T, s);
-  std::fill(out, out + T * D, 0.0f);
-  // Each expert runs once over all tokens routed to it; decode reads only chosen experts.
   for (int64_t e = 0; e < E; ++e) {
     s.expert_tokens.clear();
     s.expert_weights.clear();
@@ -216,6 +223,74 @@ void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t
       const float wgt = s.expert_weights[static_cast<size_t>(i)];
       for (int64_t c = 0; c < D; ++c) dst[c] += wgt * src[c];
     }
+  }
+}
+
+// The routed experts with integer kernels: every chosen expert's gate and up run in one
+// parallel pass, then every down in another, over inputs quantized once per token (two
+// hand-offs per layer instead of three per expert: decode runs 8 small experts per layer).
+void moe_grouped(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D, FfnScratch& s,
+                 float* out) {
+  const int64_t E = w.router.ne[1], k = w.n_expert_used, F = w.gate_exps.ne[1];
+  // Counting sort of the T*k (token, expert) slots by expert.
+  std::fill(s.expert_first.begin(), s.expert_first.end(), 0);
+  for (int64_t i = 0; i < T * k; ++i) ++s.expert_first[static_cast<size_t>(s.chosen[static_cast<size_t>(i)]) + 1];
+  for (int64_t e = 0; e < E; ++e) s.expert_first[static_cast<size_t>(e + 1)] += s.expert_first[static_cast<size_t>(e)];
+  s.expert_tokens.assign(s.expert_first.begin(), s.expert_first.end() - 1);  // next free slot per expert
+  for (int64_t i = 0; i < T * k; ++i) {
+    const auto slot = static_cast<size_t>(s.expert_tokens[static_cast<size_t>(s.chosen[static_cast<size_t>(i)])]++);
+    s.slot_token[slot] = static_cast<int32_t>(i / k);
+    s.slot_weight[slot] = s.chosen_weight[static_cast<size_t>(i)];
+  }
+  const size_t in_row = cpu::activation_row_bytes(ctx.kernel(w.gate_exps.type), D);
+  cpu::quantize_activations(ctx, w.gate_exps.type, m, T, D, s.act_in.data());
+  for (int64_t i = 0; i < T * k; ++i) {
+    std::memcpy(s.slot_act.data() + static_cast<size_t>(i) * in_row,
+                s.act_in.data() + static_cast<size_t>(s.slot_token[static_cast<size_t>(i)]) * in_row, in_row);
+  }
+  auto add_jobs = [&](const Tensor& stack, const std::vector<uint8_t>& act, size_t act_row, std::vector<float>& y,
+                      int64_t width) {
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t first = s.expert_first[static_cast<size_t>(e)], n = s.expert_first[static_cast<size_t>(e + 1)] - first;
+      if (n > 0) s.jobs.push_back({stack.matrix(e), act.data() + static_cast<size_t>(first) * act_row, n, y.data() + first * width});
+    }
+  };
+  s.jobs.clear();
+  add_jobs(w.gate_exps, s.slot_act, in_row, s.slot_gate, F);
+  add_jobs(w.up_exps, s.slot_act, in_row, s.slot_up, F);
+  cpu::matmul_grouped(ctx, s.jobs);
+  cpu::swiglu(s.slot_gate.data(), s.slot_up.data(), T * k * F, s.slot_gate.data());
+  const size_t down_row = cpu::activation_row_bytes(ctx.kernel(w.down_exps.type), F);
+  cpu::quantize_activations(ctx, w.down_exps.type, s.slot_gate.data(), T * k, F, s.slot_down_act.data());
+  s.jobs.clear();
+  add_jobs(w.down_exps, s.slot_down_act, down_row, s.slot_out, D);
+  cpu::matmul_grouped(ctx, s.jobs);
+  // Weighted sum into each token's row, in slot order (a fixed order: results do not depend
+  // on threads).
+  for (int64_t i = 0; i < T * k; ++i) {
+    float* dst = out + static_cast<int64_t>(s.slot_token[static_cast<size_t>(i)]) * D;
+    const float* src = s.slot_out.data() + i * D;
+    const float wgt = s.slot_weight[static_cast<size_t>(i)];
+    for (int64_t c = 0; c < D; ++c) dst[c] += wgt * src[c];
+  }
+}
+
+}  // namespace
+
+void ffn_block(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D,
+               FfnScratch& s, float* out) {
+  if (!w.is_moe()) {
+    swiglu_ffn(ctx, w.gate, w.up, w.down, m, T, s, out);
+    return;
+  }
+  cpu::matmul(ctx, w.router, m, T, s.router_logits.data());
+  route(w, T, s);
+  std::fill(out, out + T * D, 0.0f);
+  // Each expert runs once over all tokens routed to it; decode reads only chosen experts.
+  if (s.grouped && ctx.kernel(w.gate_exps.type)) {
+    moe_grouped(ctx, w, m, T, D, s, out);
+  } else {
+    moe_per_expert(ctx, w, m, T, D, s, out);
   }
   if (w.gate_shexp.valid()) {
     swiglu_ffn(ctx, w.gate_shexp, w.up_shexp, w.down_shexp, m, T, s, s.shared.data());

@@ -46,33 +46,84 @@ namespace {
 constexpr int64_t kRowTileBytes = 16 * 1024, kMaxRowTile = 16;
 constexpr int kColumns = 4;
 
+// Rows o0..o1 of one weight for n_tokens activation rows: 4 tokens at a time per row tile.
+void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t* act, size_t act_row,
+                   int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
+  const int64_t n_in = w.ne[0], n_out = w.rows();
+  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(w.row_bytes()), 1, kMaxRowTile);
+  for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
+    const int64_t r1 = std::min(o1, r0 + row_tile);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
+      const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
+      const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
+      for (int64_t o = r0; o < r1; ++o) kernel.dot(n_in, w.row(o), a, act_row, cols, y + t0 * n_out + o, n_out);
+    }
+  }
+}
+
+}  // namespace
+
+DType grouped_activation_type(const OpContext& ctx, DType weight) {
+  const QuantDotKernel& k = ctx.kernel(weight);
+  return k ? k.activation : DType::F32;
+}
+
+void quantize_activations(OpContext& ctx, DType weight, const float* x, int64_t n_rows, int64_t n, uint8_t* dst) {
+  const QuantDotKernel& kernel = ctx.kernel(weight);
+  if (!kernel) fail("quantize_activations: {} weights take the float path", dtype_name(weight));
+  const size_t row = activation_row_bytes(kernel, n);
+  if (n_rows == 1) {
+    kernel.quantize(x, dst, n);
+    return;
+  }
+  ctx.pool().parallel_for(n_rows, [&](int, int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) kernel.quantize(x + t * n, dst + static_cast<size_t>(t) * row, n);
+  });
+}
+
+void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
+  if (group.empty()) return;
+  // Row offsets of each matmul in the concatenated row space.
+  int64_t* first = ctx.group_offsets(group.size() + 1);
+  first[0] = 0;
+  const DType act_type = grouped_activation_type(ctx, group[0].w.type);
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (grouped_activation_type(ctx, group[i].w.type) != act_type || act_type == DType::F32) {
+      fail("matmul_grouped: '{}' ({}) does not share the group's activation type", group[i].w.name,
+           dtype_name(group[i].w.type));
+    }
+    first[i + 1] = first[i] + group[i].w.rows();
+  }
+  ctx.pool().parallel_for(
+      first[group.size()],
+      [&](int, int64_t begin, int64_t end) {
+        size_t i = static_cast<size_t>(std::upper_bound(first, first + group.size() + 1, begin) - first) - 1;
+        for (int64_t at = begin; at < end; ++i) {
+          const GroupedMatmul& g = group[i];
+          const int64_t o0 = at - first[i], o1 = std::min(end, first[i + 1]) - first[i];
+          const QuantDotKernel& kernel = ctx.kernel(g.w.type);
+          dot_row_tiles(kernel, g.w, g.act, activation_row_bytes(kernel, g.w.ne[0]), g.n_tokens, g.y, o0, o1);
+          at = first[i] + o1;
+        }
+      },
+      kMaxRowTile);
+}
+
+namespace {
+
 void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor& w, const float* x,
                       int64_t n_tokens, float* y, const float* bias) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
   const size_t act_row = activation_row_bytes(kernel, n_in);
   uint8_t* act = ctx.activation_buffer(act_row * static_cast<size_t>(n_tokens));
-  if (n_tokens == 1) {
-    kernel.quantize(x, act, n_in);
-  } else {
-    ctx.pool().parallel_for(n_tokens, [&](int, int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) kernel.quantize(x + t * n_in, act + static_cast<size_t>(t) * act_row, n_in);
-    });
-  }
-  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(w.row_bytes()), 1, kMaxRowTile);
+  quantize_activations(ctx, w.type, x, n_tokens, n_in, act);
   ctx.pool().parallel_for(
       n_out,
       [&](int, int64_t begin, int64_t end) {
-        for (int64_t o0 = begin; o0 < end; o0 += row_tile) {
-          const int64_t o1 = std::min(end, o0 + row_tile);
-          for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
-            const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
-            const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
-            for (int64_t o = o0; o < o1; ++o) kernel.dot(n_in, w.row(o), a, act_row, cols, y + t0 * n_out + o, n_out);
-          }
-          if (bias) {
-            for (int64_t t = 0; t < n_tokens; ++t) {
-              for (int64_t o = o0; o < o1; ++o) y[t * n_out + o] += bias[o];
-            }
+        dot_row_tiles(kernel, w, act, act_row, n_tokens, y, begin, end);
+        if (bias) {
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t o = begin; o < end; ++o) y[t * n_out + o] += bias[o];
           }
         }
       },

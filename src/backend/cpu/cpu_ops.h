@@ -32,6 +32,11 @@ class OpContext {
   // Quantized activations of the matmul in flight; grows to the largest batch seen
   // (a few calls at start-up), then is reused.
   uint8_t* activation_buffer(size_t bytes);
+  // Row offsets for matmul_grouped (grows to the largest group seen).
+  int64_t* group_offsets(size_t n) {
+    if (offsets_.size() < n) offsets_.resize(n);
+    return offsets_.data();
+  }
   // The integer dot kernel for a weight type on this CPU's best path (cached); empty when
   // float activations are forced.
   const QuantDotKernel& kernel(DType weight) const {
@@ -50,6 +55,7 @@ class OpContext {
   std::vector<std::vector<float>> scratch_;
   std::vector<std::vector<float>> scores_;
   std::vector<uint8_t> activations_;
+  std::vector<int64_t> offsets_;
   std::vector<QuantDotKernel> kernels_;  // indexed by DType id
   bool float_activations_ = false;
 };
@@ -58,6 +64,23 @@ class OpContext {
 // x is [n_tokens][n_in], y is [n_tokens][n_out].
 void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,
             const float* bias = nullptr);
+
+// Quantized activations handed to several matmuls: one matmul of a group. Every weight of
+// a group must use the same activation type (act_type_for(w.type)).
+struct GroupedMatmul {
+  Tensor w;             // 2-D quantized weight {n_in, n_out}
+  const uint8_t* act;   // n_tokens quantized activation rows (activation_row_bytes each)
+  int64_t n_tokens = 0;
+  float* y = nullptr;   // [n_tokens][n_out]
+};
+// The activation type a weight type's integer kernel wants on this context (F32 when the
+// weight goes through the float path: no kernel, or float activations forced).
+DType grouped_activation_type(const OpContext& ctx, DType weight);
+// Quantizes n_rows rows of x ([n_rows][n]) for weights of type `weight` into dst.
+void quantize_activations(OpContext& ctx, DType weight, const float* x, int64_t n_rows, int64_t n, uint8_t* dst);
+// Runs the group in one parallel pass over all their rows, so that many small matmuls
+// (a MoE layer's chosen experts) cost one hand-off instead of one each.
+void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group);
 
 // Rows of an embedding table {D, V} for the given token ids -> out [n][D].
 void embed(const Tensor& table, std::span<const int32_t> tokens, float* out);
