@@ -58,12 +58,12 @@ for f in "$TANDEM_SHARED"/data/vocab/*.gguf "$MODEL"; do
   head -c 65536 "$f" > "$seeds/$(basename "$f").head"   # real headers, cut where max_len cuts
 done
 # libFuzzer exits non-zero on any crash, sanitizer report or leak; pipefail passes that on.
-build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 \
+build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ \
   -max_total_time="${TANDEM_FUZZ_SECONDS:-60}" -print_final_stats=1 2>&1 | tail -n 8
 TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf build/fuzz/tokenizer_fuzz build/fuzz/corpus-tok \
-  tests/data/tokenizer -max_len=4096 -rss_limit_mb=4096 -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" \
+  tests/data/tokenizer -max_len=4096 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" \
   -print_final_stats=1 2>&1 | tail -n 8
-build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 \
+build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 -artifact_prefix=build/fuzz/ \
   -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
 echo
 echo "test: all passed"
