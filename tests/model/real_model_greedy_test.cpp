@@ -1,12 +1,13 @@
 // Greedy generation on the real model against llama.cpp (tests/data/llama_reference/
 // greedy.json, recorded with stock llama-simple by tools/crosscheck/llama_greedy_reference.py).
 //
-// llama.cpp rounds activations to 8 bits before its quantized dot products and keeps the KV
-// cache in f16; tandem's reference kernels keep both in f32. Measured on this model and a
-// chat prompt: max |logit difference| 0.32-0.39 per position, mean 0.055. Where the two best
-// tokens are closer than that, the engines may legitimately pick differently. So: the texts
-// must be identical up to the end, or up to a step where tandem's own top-2 margin was below
-// kNearTie — after which the continuations part and are not compared.
+// tandem's fast path rounds activations to 8 bits and keeps an f16 KV cache as llama.cpp does,
+// but llama.cpp's CPU flash attention (on by default) also rounds Q to f16 and accumulates
+// V*softmax in f16, so logits still differ by ~0.1. How much that matters: on case 1 llama.cpp
+// itself with -fa off parts from its -fa on text at step ~7, where tandem holds to step 19
+// (top-2 margin 0.10). So: the texts must be identical up to the end, or up to a step where
+// tandem's own top-2 margin was below kNearTie -- after which the continuations part and are
+// not compared.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -23,7 +24,7 @@
 namespace tandem::model {
 namespace {
 
-constexpr float kNearTie = 0.5f;
+constexpr float kNearTie = 0.25f;
 
 TEST(RealModelGreedy, MatchesLlamaCpp) {
   TANDEM_REQUIRE_TEST_MODEL(path);
@@ -58,6 +59,8 @@ TEST(RealModelGreedy, MatchesLlamaCpp) {
         ASSERT_LT(best - second, kNearTie) << "step " << step << " of \"" << prompt << "\": tandem's text "
                                            << ours + piece << " leaves llama.cpp's " << expected
                                            << " with a top-2 margin of " << best - second;
+        std::printf("case %d parted at step %d with tandem's top-2 margin %.4f\n", identical + parted_at_near_tie,
+                    step, best - second);
         parted = true;
         break;
       }
@@ -73,7 +76,7 @@ TEST(RealModelGreedy, MatchesLlamaCpp) {
   }
   std::printf("real model greedy vs llama.cpp: %d identical, %d parted at a near-tie (< %.2f)\n", identical,
               parted_at_near_tie, kNearTie);
-  EXPECT_GE(identical, 2);  // measured: 2 of the 5 run all 64 tokens identically
+  EXPECT_GE(identical, 4);  // measured: 4 of the 5 run all 64 tokens identically
 }
 
 }  // namespace
