@@ -46,20 +46,27 @@ constexpr std::array<DTypeInfo, 34> kTypes = {{
     {DType::Q1_0, "Q1_0", 128, 18},
 }};
 
+// Type id -> index into kTypes (-1: unknown): dtype_info(DType) sits on the matmul path
+// (row sizes), so it is a table lookup, not a search.
+constexpr size_t kMaxTypeId = 64;
+constexpr std::array<int8_t, kMaxTypeId> kIndexById = [] {
+  std::array<int8_t, kMaxTypeId> index{};
+  index.fill(-1);
+  for (size_t i = 0; i < kTypes.size(); ++i) index[static_cast<size_t>(kTypes[i].type)] = static_cast<int8_t>(i);
+  return index;
+}();
+
 }  // namespace
 
 std::optional<DTypeInfo> dtype_info(uint32_t type_id) {
-  for (const DTypeInfo& info : kTypes) {
-    if (static_cast<uint32_t>(info.type) == type_id) return info;
-  }
-  return std::nullopt;
+  if (type_id >= kMaxTypeId || kIndexById[type_id] < 0) return std::nullopt;
+  return kTypes[static_cast<size_t>(kIndexById[type_id])];
 }
 
 const DTypeInfo& dtype_info(DType type) {
-  for (const DTypeInfo& info : kTypes) {
-    if (info.type == type) return info;
-  }
-  fail("internal error: DType {} missing from the type table", static_cast<uint32_t>(type));
+  const auto id = static_cast<uint32_t>(type);
+  if (id >= kMaxTypeId || kIndexById[id] < 0) fail("internal error: DType {} missing from the type table", id);
+  return kTypes[static_cast<size_t>(kIndexById[id])];
 }
 
 std::string_view dtype_name(DType type) { return dtype_info(type).name; }

@@ -116,22 +116,24 @@ TEST(QuantDot, EveryKernelMatchesTheDequantizedOracle) {
       const QuantDotKernel k = quant_dot_kernel(type, isa);
       ASSERT_TRUE(k) << dtype_name(type);
       const int64_t n = 512;
-      const int cols = 7;  // exercises the 4-column and remainder paths
       const std::vector<uint8_t> w = random_rows(type, n, 1, rng);
-      const size_t act_row = activation_row_bytes(k, n);
-      std::vector<uint8_t> act(act_row * cols);
-      std::vector<float> x(n);
-      for (int c = 0; c < cols; ++c) {
-        for (float& v : x) v = normal(rng) * (c + 1);
-        k.quantize(x.data(), act.data() + c * act_row, n);
-      }
-      std::vector<float> out(cols * 3, -1.0f);
-      k.dot(n, w.data(), act.data(), act_row, cols, out.data(), 3);
-      for (int c = 0; c < cols; ++c) {
-        const uint8_t* a = act.data() + c * act_row;
-        const Oracle o = oracle(type, w.data(), decode_activation(k.activation, a, n), n);
-        EXPECT_NEAR(out[c * 3], o.dot, tolerance(type, o, w.data(), a, n))
-            << isa_name(isa) << " " << dtype_name(type) << " column " << c;
+      // 1..3 columns are the remainder kernels, 4 the folded one, 5..7 both in one call.
+      for (int cols = 1; cols <= 7; ++cols) {
+        const size_t act_row = activation_row_bytes(k, n);
+        std::vector<uint8_t> act(act_row * cols);
+        std::vector<float> x(n);
+        for (int c = 0; c < cols; ++c) {
+          for (float& v : x) v = normal(rng) * (c + 1);
+          k.quantize(x.data(), act.data() + c * act_row, n);
+        }
+        std::vector<float> out(cols * 3, -1.0f);
+        k.dot(n, w.data(), act.data(), act_row, cols, out.data(), 3);
+        for (int c = 0; c < cols; ++c) {
+          const uint8_t* a = act.data() + c * act_row;
+          const Oracle o = oracle(type, w.data(), decode_activation(k.activation, a, n), n);
+          EXPECT_NEAR(out[c * 3], o.dot, tolerance(type, o, w.data(), a, n))
+              << isa_name(isa) << " " << dtype_name(type) << " column " << c << " of " << cols;
+        }
       }
     }
   }

@@ -21,12 +21,13 @@ namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+inline float hsum(__m128 s) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+
+inline float hsum(__m256 v) { return hsum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
 
 inline int hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -141,19 +142,28 @@ struct Dot32 {
       return;
     }
     const auto* wb = static_cast<const Block*>(w);
-    __m256 acc[NC];
-    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; ++i) {
+    // Even and odd blocks feed separate accumulators: one FMA chain per column would
+    // wait on the FMA latency every block.
+    __m256 acc[2][NC];
+    for (int c = 0; c < NC; ++c) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
+    const int64_t nb = n / 32;
+    auto block = [&](int64_t i, __m256* sum) {
       const __m256i q = W::get(wb[i]);
       const __m256i uq = _mm256_sign_epi8(q, q);
       const float d = f16(wb[i].d);
       for (int c = 0; c < NC; ++c) {
         const BlockQ8_0* ab = act_block<BlockQ8_0>(a, stride, c, i);
         const __m256i p = dot_us8(uq, _mm256_sign_epi8(load256(ab->qs), q));
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(p), acc[c]);
+        sum[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(p), sum[c]);
       }
+    };
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+      block(i, acc[0]);
+      block(i + 1, acc[1]);
     }
-    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+    if (i < nb) block(i, acc[0]);
+    for (int c = 0; c < NC; ++c) out[c * os] = hsum(_mm256_add_ps(acc[0][c], acc[1][c]));
   }
 
   // Four columns: their 8-lane integer sums are folded with two rounds of hadd into one
@@ -163,8 +173,8 @@ struct Dot32 {
     const auto* wb = static_cast<const Block*>(w);
     const BlockQ8_0* col[4];
     for (int c = 0; c < 4; ++c) col[c] = act_block<BlockQ8_0>(a, stride, c, 0);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; ++i) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // even / odd blocks
+    auto block = [&](int64_t i, __m256& sum) {
       const __m256i q = W::get(wb[i]);
       const __m256i uq = _mm256_sign_epi8(q, q);
       __m256i p[4];
@@ -173,10 +183,18 @@ struct Dot32 {
       const __m128 da = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(col[0][i].d), static_cast<short>(col[1][i].d),
                                                     static_cast<short>(col[2][i].d), static_cast<short>(col[3][i].d), 0, 0, 0, 0));
       const __m128 scale = _mm_mul_ps(da, _mm_set1_ps(f16(wb[i].d)));
-      acc = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), acc);
+      sum = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), sum);
+    };
+    const int64_t nb = n / 32;
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+      block(i, acc[0]);
+      block(i + 1, acc[1]);
     }
+    if (i < nb) block(i, acc[0]);
+    const __m256 total = _mm256_add_ps(acc[0], acc[1]);
     alignas(16) float r[4];
-    _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+    _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1)));
     for (int c = 0; c < 4; ++c) out[c * os] = r[c];
   }
 };
@@ -229,47 +247,54 @@ inline __m256i lane_scales(int s0, int s1) {
                                  _mm_set1_epi16(static_cast<short>(s1)), 1);
 }
 
-// Q4_K/Q5_K: unpacks the 12 packed bytes into 8 scales then 8 mins.
-inline void k4_scales_mins(const uint8_t* packed, uint8_t out[16]) {
-  uint32_t u[4];
+// Q4_K/Q5_K: unpacks the 12 packed bytes into 8 scales (bytes 0..7) then 8 mins (8..15),
+// kept in a register (a store and a reload would stall on store forwarding).
+inline __m128i k4_scales_mins(const uint8_t* packed) {
+  uint32_t u[3];
   std::memcpy(u, packed, 12);
   constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  u[3] = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);
-  const uint32_t mins_low = u[1] & kLow6;
-  u[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);
-  u[2] = mins_low;
-  u[0] &= kLow6;
-  std::memcpy(out, u, 16);  // bytes 0..7 scales, 8..15 mins
+  const uint32_t scales_hi = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);
+  const uint32_t mins_hi = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);
+  return _mm_setr_epi32(static_cast<int>(u[0] & kLow6), static_cast<int>(scales_hi), static_cast<int>(u[1] & kLow6),
+                        static_cast<int>(mins_hi));
+}
+
+// Lane c of the result = the sum of the eight int32 lanes of v[c] (c < 4), each half of
+// the 256-bit result holding four partial sums: two rounds of hadd.
+inline __m256i fold4(const __m256i v[4]) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
 template <bool kFive>
 struct DotQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  // Columns are handled four wide (missing ones as zeros): the integer sums of the four
+  // are folded into one vector, so each block costs one convert and one FMA for the codes
+  // and one for the mins, whatever the column count.
   template <int NC>
   static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
     const auto* wb = static_cast<const Block*>(w);
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const BlockQ8_K* col[NC];
+    for (int c = 0; c < NC; ++c) col[c] = act_block<BlockQ8_K>(a, stride, c, 0);
     __m256 acc[NC];
-    float mins[NC] = {};
-    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+    __m128 mins[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps(), mins[c] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / kQK; ++i) {
       const Block& b = wb[i];
-      const float d = f16(b.d), dmin = f16(b.dmin);
-      alignas(16) uint8_t sm[16];
-      k4_scales_mins(b.scales, sm);
-      const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
-      const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm))));
-      __m256i sumi[NC];
+      const __m128i sm = k4_scales_mins(b.scales);
+      const __m128i mins16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+      const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+      alignas(16) float da_arr[4] = {};
+      __m256i sumi[4], msum[4];
+      for (int c = 0; c < 4; ++c) sumi[c] = msum[c] = _mm256_setzero_si256();
       for (int c = 0; c < NC; ++c) {
-        const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
+        const BlockQ8_K& ab = col[c][i];
+        da_arr[c] = ab.d;
         // Group sums of the activations from bsums (pairs of 16 -> 8 groups of 32).
-        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab->bsums)),
-                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab->bsums + 8)));
-        const __m128i pm = _mm_madd_epi16(mins16, bs);
-        __m128i s = _mm_add_epi32(pm, _mm_unpackhi_epi64(pm, pm));
-        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-        mins[c] += dmin * ab->d * static_cast<float>(_mm_cvtsi128_si32(s));
-        sumi[c] = _mm256_setzero_si256();
+        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums)),
+                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums + 8)));
+        msum[c] = _mm256_castsi128_si256(_mm_madd_epi16(mins16, bs));
       }
       __m256i hbits;
       if constexpr (kFive) hbits = load256(b.qh);
@@ -284,18 +309,34 @@ struct DotQ45K {
         const __m256i sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j + 1) << 8 | 4 * j)));
         const __m256i sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j + 3) << 8 | (4 * j + 2))));
         for (int c = 0; c < NC; ++c) {
-          const BlockQ8_K* ab = act_block<BlockQ8_K>(a, stride, c, i);
-          const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, load256(ab->qs + 64 * j)));
-          const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, load256(ab->qs + 64 * j + 32)));
+          const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, load256(col[c][i].qs + 64 * j)));
+          const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, load256(col[c][i].qs + 64 * j + 32)));
           sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
         }
       }
-      for (int c = 0; c < NC; ++c) {
-        const float da = act_block<BlockQ8_K>(a, stride, c, i)->d;
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      const float d = f16(b.d), dmin = f16(b.dmin);
+      if constexpr (NC == 4) {
+        const __m128 da = _mm_load_ps(da_arr);
+        const __m128 dd = _mm_mul_ps(da, _mm_set1_ps(d));
+        acc[0] = _mm256_fmadd_ps(_mm256_set_m128(dd, dd), _mm256_cvtepi32_ps(fold4(sumi)), acc[0]);
+        // Only the low halves of msum hold data: the folded low lane has every column's total.
+        mins[0] = _mm_fmadd_ps(_mm_mul_ps(da, _mm_set1_ps(dmin)), _mm_cvtepi32_ps(_mm256_castsi256_si128(fold4(msum))),
+                               mins[0]);
+      } else {
+        // Fewer columns: per-column accumulators, reduced once per row instead of per block.
+        for (int c = 0; c < NC; ++c) {
+          acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * da_arr[c]), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+          mins[c] = _mm_fmadd_ps(_mm_set1_ps(dmin * da_arr[c]), _mm_cvtepi32_ps(_mm256_castsi256_si128(msum[c])), mins[c]);
+        }
       }
     }
-    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) - mins[c];
+    if constexpr (NC == 4) {
+      alignas(16) float r[4];
+      _mm_store_ps(r, _mm_sub_ps(_mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1)), mins[0]));
+      for (int c = 0; c < NC; ++c) out[c * os] = r[c];
+    } else {
+      for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) - hsum(mins[c]);
+    }
   }
 };
 
@@ -323,23 +364,31 @@ struct Groups16 {
 };
 
 struct DotQ6K {
+  // Folded four columns wide like DotQ45K; the group scales stay in registers: each 128-element
+  // half broadcasts its eight int16 scales to both 128-bit lanes and one in-lane shuffle
+  // per 32 elements picks group 2s for the low lane and 2s+1 for the high one.
   template <int NC>
   static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
     const auto* wb = static_cast<const BlockQ6_K*>(w);
     const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(3);
+    const BlockQ8_K* col[NC];
+    for (int c = 0; c < NC; ++c) col[c] = act_block<BlockQ8_K>(a, stride, c, 0);
     __m256 acc[NC];
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK; ++i) {
       const BlockQ6_K& b = wb[i];
-      alignas(32) int16_t scale[16];
-      for (int g = 0; g < 16; ++g) scale[g] = b.scales[g];
-      __m256i sumi[NC];
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+      const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+      alignas(16) float da_arr[4] = {};
+      __m256i sumi[4];
+      for (int c = 0; c < 4; ++c) sumi[c] = _mm256_setzero_si256();
       for (int c = 0; c < NC; ++c) {
         // Codes are stored +32: subtract 32 * scale[g] * bsum[g].
-        const int corr = Groups16::weighted_bsums(scale, *act_block<BlockQ8_K>(a, stride, c, i));
-        sumi[c] = _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0);
+        da_arr[c] = col[c][i].d;
+        sumi[c] = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(col[c][i].bsums)), 5));
       }
       for (int h = 0; h < 2; ++h) {
+        const __m256i half_scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8)));
         const __m256i l0 = load256(b.ql + 64 * h), l1 = load256(b.ql + 64 * h + 32), hb = load256(b.qh + 32 * h);
         const __m256i q[4] = {
             _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4)),
@@ -347,14 +396,33 @@ struct DotQ6K {
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4)),
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4)),
         };
-        Groups16::accumulate<NC>(q, scale, h, a, stride, i, sumi);
+        for (int sub = 0; sub < 4; ++sub) {
+          const char lo = static_cast<char>(4 * sub), hi = static_cast<char>(4 * sub + 2);
+          const __m256i sc = _mm256_shuffle_epi8(
+              half_scales, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
+                                            lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi,
+                                            hi + 1, hi, hi + 1));
+          for (int c = 0; c < NC; ++c) {
+            const __m256i p = _mm256_maddubs_epi16(q[sub], load256(col[c][i].qs + 128 * h + 32 * sub));
+            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sc, p));
+          }
+        }
       }
       const float d = f16(b.d);
-      for (int c = 0; c < NC; ++c) {
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * act_block<BlockQ8_K>(a, stride, c, i)->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      if constexpr (NC == 4) {
+        const __m128 dd = _mm_mul_ps(_mm_load_ps(da_arr), _mm_set1_ps(d));
+        acc[0] = _mm256_fmadd_ps(_mm256_set_m128(dd, dd), _mm256_cvtepi32_ps(fold4(sumi)), acc[0]);
+      } else {
+        for (int c = 0; c < NC; ++c) acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * da_arr[c]), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
       }
     }
-    for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+    if constexpr (NC == 4) {
+      alignas(16) float r[4];
+      _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1)));
+      for (int c = 0; c < NC; ++c) out[c * os] = r[c];
+    } else {
+      for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);
+    }
   }
 };
 

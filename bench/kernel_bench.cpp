@@ -1,0 +1,115 @@
+// Single-thread throughput of the integer dot kernels (quant_dot.h), the inner loop of
+// every CPU matmul: a random weight matrix of each type times 1..4 activation columns,
+// in the order the matmul drives them (a tile of rows stays in L1 while the columns
+// stream). Prints GMAC/s and ns per weight block per column, so a kernel change can be
+// judged without the noise of a whole model run (the fastest of the timed passes). A tool, not a test.
+//   tandem_kernel_bench [--types q4_k,q6_k,...] [--n 2048] [--rows 512] [--tokens 64]
+//                       [--isa scalar|avx2] [--seconds 0.5]
+#include <fmt/format.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "backend/cpu/quant_dot.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "quant/quantize.h"
+
+namespace {
+
+using tandem::DType;
+using namespace tandem::cpu;
+
+double bench_one(const QuantDotKernel& k, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  const auto& info = tandem::dtype_info(k.weight);
+  const size_t row_bytes = static_cast<size_t>(n / info.block_elems) * info.block_bytes;
+  std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : x) v = dist(rng);
+    tandem::quant::quantize_row(k.weight, x.data(), w.data() + row_bytes * static_cast<size_t>(r), n);
+  }
+  const size_t act_row = activation_row_bytes(k, n);
+  std::vector<uint8_t> act(act_row * static_cast<size_t>(tokens));
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (auto& v : x) v = dist(rng);
+    k.quantize(x.data(), act.data() + act_row * static_cast<size_t>(t), n);
+  }
+  std::vector<float> y(static_cast<size_t>(rows * tokens));
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
+  auto pass = [&] {
+    for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+      for (int64_t t0 = 0; t0 + cols <= tokens; t0 += cols) {
+        for (int64_t r = r0; r < std::min(rows, r0 + tile); ++r) {
+          k.dot(n, w.data() + row_bytes * static_cast<size_t>(r), act.data() + act_row * static_cast<size_t>(t0),
+                act_row, cols, y.data() + t0 * rows + r, rows);
+        }
+      }
+    }
+  };
+  pass();
+  // The fastest pass: other tenants of a shared machine only ever slow a pass down.
+  double best = 1e30, elapsed = 0;
+  while (elapsed < seconds) {
+    const auto start = std::chrono::steady_clock::now();
+    pass();
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::min(best, t);
+    elapsed += t;
+  }
+  const double macs = static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(tokens / cols * cols);
+  return macs / best / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Single-thread throughput of the integer dot kernels"};
+  std::vector<std::string> types{"q4_0", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_xs"};
+  int64_t n = 2048, rows = 512, tokens = 64;
+  std::string isa_name_arg;
+  double seconds = 0.5;
+  app.add_option("--types", types, "Weight types")->delimiter(',');
+  app.add_option("--n", n, "Row length (a multiple of 256)")->check(CLI::Range(int64_t{256}, int64_t{1} << 20));
+  app.add_option("--rows", rows, "Weight rows")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--tokens", tokens, "Activation columns in all")->check(CLI::Range(int64_t{4}, int64_t{4096}));
+  app.add_option("--isa", isa_name_arg, "scalar or avx2 (default: the best this CPU runs)");
+  app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (n % 256 != 0) tandem::fail("--n {} is not a multiple of 256", n);
+    Isa isa = best_isa();
+    if (isa_name_arg == "scalar") {
+      isa = Isa::scalar;
+    } else if (isa_name_arg == "avx2") {
+      if (best_isa() != Isa::avx2) tandem::fail("--isa avx2: this CPU (or TANDEM_CPU_MAX) does not allow it");
+      isa = Isa::avx2;
+    } else if (!isa_name_arg.empty()) {
+      tandem::fail("--isa '{}': expected scalar or avx2", isa_name_arg);
+    }
+    fmt::print("isa {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), n, rows,
+               tokens);
+    fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols");
+    for (const std::string& name : types) {
+      const auto parsed = tandem::dtype_from_name(name);
+      if (!parsed) tandem::fail("--types: unknown type '{}'", name);
+      const DType type = *parsed;
+      const QuantDotKernel k = quant_dot_kernel(type, isa);
+      if (!k) tandem::fail("--types: {} has no integer kernel", name);
+      fmt::print("{:<8}", name);
+      for (int cols = 1; cols <= 4; ++cols) fmt::print(" {:>9.2f}", bench_one(k, n, rows, tokens, cols, seconds));
+      fmt::print("\n");
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tandem_kernel_bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
