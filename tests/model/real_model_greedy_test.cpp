@@ -1,13 +1,16 @@
 // Greedy generation on the real model against llama.cpp (tests/data/llama_reference/
-// greedy.json, recorded with stock llama-simple by tools/crosscheck/llama_greedy_reference.py).
+// greedy.json, recorded with stock llama-simple, and with llama-completion -fa off, by
+// tools/crosscheck/llama_greedy_reference.py).
 //
-// tandem's fast path rounds activations to 8 bits and keeps an f16 KV cache as llama.cpp does,
-// but llama.cpp's CPU flash attention (on by default) also rounds Q to f16 and accumulates
-// V*softmax in f16, so logits still differ by ~0.1. How much that matters: on case 1 llama.cpp
-// itself with -fa off parts from its -fa on text at step ~7, where tandem holds to step 19
-// (top-2 margin 0.10). So: the texts must be identical up to the end, or up to a step where
-// tandem's own top-2 margin was below kNearTie -- after which the continuations part and are
-// not compared.
+// tandem's fast path rounds activations to 8 bits and keeps an f16 KV cache as llama.cpp
+// does, but llama.cpp also rounds the queries and the softmax weights to f16 inside
+// attention (differently with flash attention on or off), so logits differ by ~0.1 and the
+// texts part wherever two tokens are that close. llama.cpp is no steadier: with -fa off it
+// parts from its own default text in 4 of the 5 cases, once after 38 characters. So:
+//   - tandem's text must equal llama.cpp's up to the end, or up to a step where tandem's
+//     own top-2 margin was below kNearTie (after which the continuations are not compared);
+//   - summed over the cases, tandem must agree with llama.cpp's default text for at least
+//     as many characters as llama.cpp -fa off does.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -36,8 +39,12 @@ TEST(RealModelGreedy, MatchesLlamaCpp) {
   const auto eog = text::end_of_generation_tokens(tokenizer.vocab(), files.primary());
   cpu::OpContext ctx(2, model->max_row());
   int identical = 0, parted_at_near_tie = 0;
+  size_t tandem_agrees = 0, fa_off_agrees = 0;  // characters of llama.cpp's text matched
   for (const auto& c : ref["cases"]) {
-    const std::string prompt = c["prompt"], expected = c["generated"];
+    const std::string prompt = c["prompt"], expected = c["generated"], fa_off = c["generated_fa_off"];
+    size_t same = 0;
+    while (same < std::min(expected.size(), fa_off.size()) && expected[same] == fa_off[same]) ++same;
+    fa_off_agrees += same;
     text::EncodeOptions enc;
     enc.add_special = true;
     enc.parse_special = true;
@@ -69,14 +76,18 @@ TEST(RealModelGreedy, MatchesLlamaCpp) {
     }
     if (parted) {
       ++parted_at_near_tie;
+      tandem_agrees += ours.size();
     } else {
       EXPECT_EQ(ours + decoder.finish(), expected) << prompt;
       ++identical;
+      tandem_agrees += expected.size();
     }
   }
+  std::printf("characters of llama.cpp's greedy texts matched: tandem %zu, llama.cpp -fa off %zu\n", tandem_agrees,
+              fa_off_agrees);
+  EXPECT_GE(tandem_agrees, fa_off_agrees);
   std::printf("real model greedy vs llama.cpp: %d identical, %d parted at a near-tie (< %.2f)\n", identical,
               parted_at_near_tie, kNearTie);
-  EXPECT_GE(identical, 4);  // measured: 4 of the 5 run all 64 tokens identically
 }
 
 }  // namespace

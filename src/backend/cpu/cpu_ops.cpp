@@ -4,11 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include <immintrin.h>
 
 #include "backend/cpu/dot_f32.h"
 #include "core/cpu_features.h"
-#include "core/half.h"
 #include "core/error.h"
 #include "quant/dequantize.h"
 
@@ -20,7 +18,7 @@ constexpr size_t kDTypeIds = 64;  // ggml type ids are below this
 
 OpContext::OpContext(int n_threads, int64_t max_row)
     : pool_(n_threads), max_row_(max_row), scratch_(static_cast<size_t>(n_threads)),
-      scores_(static_cast<size_t>(n_threads)), kernels_(kDTypeIds) {
+      attention_(static_cast<size_t>(n_threads)), kernels_(kDTypeIds) {
   for (auto& s : scratch_) s.resize(static_cast<size_t>(max_row));
   for (size_t id = 0; id < kDTypeIds; ++id) kernels_[id] = quant_dot_kernel(static_cast<DType>(id));
 }
@@ -34,7 +32,21 @@ void OpContext::reserve_context(int64_t n_ctx, int64_t group) {
   if (n_ctx <= max_ctx_ && group <= max_group_) return;
   max_ctx_ = std::max(max_ctx_, n_ctx);
   max_group_ = std::max(max_group_, group);
-  for (auto& s : scores_) s.resize(static_cast<size_t>(max_ctx_ * max_group_));
+  const auto size = static_cast<size_t>(2 * kAttentionTileKeys * max_row_ + max_group_ * kAttentionTileKeys +
+                                        2 * kAttentionTileTokens * max_group_ + max_row_);
+  for (auto& a : attention_) a.assign(size, 0.0f);
+}
+
+AttentionScratch OpContext::attention_scratch(int thread) {
+  float* base = attention_[static_cast<size_t>(thread)].data();
+  AttentionScratch s{};
+  s.keys_t = base;
+  s.values = s.keys_t + kAttentionTileKeys * max_row_;
+  s.scores = s.values + kAttentionTileKeys * max_row_;
+  s.max = s.scores + max_group_ * kAttentionTileKeys;
+  s.sum = s.max + kAttentionTileTokens * max_group_;
+  s.row = s.sum + kAttentionTileTokens * max_group_;
+  return s;
 }
 
 
@@ -195,93 +207,6 @@ void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, in
       }
     }
   }
-}
-
-namespace {
-
-__attribute__((target("avx,f16c"))) void f16_row_to_f32_f16c(const uint8_t* src, float* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
-  }
-  for (; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = f16_to_f32(h);
-  }
-}
-
-// Head g of cache row `pos` as floats: in place for F32, else decoded into tmp.
-inline const float* kv_head(const KvView& kv, int64_t pos, int64_t g, int64_t d, float* tmp, bool f16c) {
-  const DTypeInfo& info = dtype_info(kv.type);
-  const uint8_t* src = kv.data + static_cast<size_t>(pos) * kv.row_bytes +
-                       static_cast<size_t>(g * d / info.block_elems) * info.block_bytes;
-  if (kv.type == DType::F32) return reinterpret_cast<const float*>(src);
-  if (kv.type == DType::F16 && f16c) {
-    f16_row_to_f32_f16c(src, tmp, d);
-  } else {
-    quant::dequantize_row(kv.type, src, tmp, d);
-  }
-  return tmp;
-}
-
-}  // namespace
-
-void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
-               int64_t head_dim, const KvView& k, const KvView& v, std::span<const int32_t> positions,
-               float* out) {
-  const int64_t group = n_head / n_head_kv;  // consecutive query heads share a KV head
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  // Checked here, not in the workers: an exception must not escape a pool thread.
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int32_t p = positions[static_cast<size_t>(t)];
-    if (p < 0 || p >= ctx.max_context()) {
-      fail("attention: position {} is outside the reserved context of {}", p, ctx.max_context());
-    }
-  }
-  if (group > ctx.max_group()) fail("attention: {} query heads per KV head exceed the reserved {}", group, ctx.max_group());
-  if (head_dim > ctx.max_row()) fail("attention: head size {} exceeds the row scratch {}", head_dim, ctx.max_row());
-  for (const KvView* kv : {&k, &v}) {
-    if (head_dim % dtype_info(kv->type).block_elems != 0) {
-      fail("attention: head size {} is not a multiple of the {} cache block", head_dim, dtype_name(kv->type));
-    }
-  }
-  static const bool f16c = cpu_features().f16c && cpu_features().avx;
-  const int64_t stride = ctx.max_context();  // between one query head's scores and the next
-  ctx.pool().parallel_for(n_tokens * n_head_kv, [&](int thread, int64_t begin, int64_t end) {
-    float* scores = ctx.score_scratch(thread);
-    float* tmp = ctx.row_scratch(thread);
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / n_head_kv, g = job % n_head_kv;
-      const int64_t n_keys = positions[static_cast<size_t>(t)] + 1;
-      const float* qg = q + (t * n_head + g * group) * head_dim;
-      for (int64_t s = 0; s < n_keys; ++s) {
-        const float* kr = kv_head(k, s, g, head_dim, tmp, f16c);
-        for (int64_t j = 0; j < group; ++j) scores[j * stride + s] = dot_f32(qg + j * head_dim, kr, head_dim) * scale;
-      }
-      for (int64_t j = 0; j < group; ++j) {
-        float* sj = scores + j * stride;
-        const float max_score = *std::max_element(sj, sj + n_keys);
-        float sum = 0;
-        for (int64_t s = 0; s < n_keys; ++s) {
-          sj[s] = std::exp(sj[s] - max_score);
-          sum += sj[s];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t s = 0; s < n_keys; ++s) sj[s] *= inv;
-      }
-      float* og = out + (t * n_head + g * group) * head_dim;
-      std::fill(og, og + group * head_dim, 0.0f);
-      for (int64_t s = 0; s < n_keys; ++s) {
-        const float* vr = kv_head(v, s, g, head_dim, tmp, f16c);
-        for (int64_t j = 0; j < group; ++j) {
-          const float p = scores[j * stride + s];
-          float* o = og + j * head_dim;
-          for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vr[i];
-        }
-      }
-    }
-  });
 }
 
 void swiglu(const float* gate, const float* up, int64_t n, float* out) {

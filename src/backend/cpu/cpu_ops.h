@@ -15,18 +15,33 @@
 
 namespace tandem::cpu {
 
+// Attention works on tiles: a job takes up to kAttentionTileTokens query tokens (times the
+// query heads of one KV head) past the cached keys kAttentionTileKeys at a time.
+constexpr int64_t kAttentionTileTokens = 8, kAttentionTileKeys = 32;
+
+// One thread's attention tile buffers (see flash_attention.cpp).
+struct AttentionScratch {
+  float* keys_t;  // [head_dim][kAttentionTileKeys]: a K tile, transposed
+  float* values;  // [kAttentionTileKeys][head_dim]: a V tile
+  float* scores;  // [group][kAttentionTileKeys]: one token's scores, then probabilities
+  float* max;     // [kAttentionTileTokens * group]: running max per query row
+  float* sum;     // [kAttentionTileTokens * group]: running sum of exp per query row
+  float* row;     // [head_dim]: one decoded cache row
+};
+
 // The thread pool plus scratch every op reuses: per-thread decoded weight rows (float
-// path), attention scores, and quantized activations (integer path).
+// path), attention tiles, and quantized activations (integer path).
 class OpContext {
  public:
   OpContext(int n_threads, int64_t max_row);
   ThreadPool& pool() { return pool_; }
   float* row_scratch(int thread) { return scratch_[static_cast<size_t>(thread)].data(); }
   int64_t max_row() const { return max_row_; }
-  // Attention score rows: `group` rows (query heads per KV head) of the longest context a
-  // session will use. Grows only; call before the first forward pass.
+  // Attention limits: the longest context a session will use and the most query heads per
+  // KV head (sizes the tile buffers; head sizes up to max_row). Grows only; call before
+  // the first forward pass.
   void reserve_context(int64_t n_ctx, int64_t group = 1);
-  float* score_scratch(int thread) { return scores_[static_cast<size_t>(thread)].data(); }
+  AttentionScratch attention_scratch(int thread);
   int64_t max_context() const { return max_ctx_; }
   int64_t max_group() const { return max_group_; }
   // Quantized activations of the matmul in flight; grows to the largest batch seen
@@ -53,7 +68,7 @@ class OpContext {
   int64_t max_ctx_ = 0;
   int64_t max_group_ = 1;
   std::vector<std::vector<float>> scratch_;
-  std::vector<std::vector<float>> scores_;
+  std::vector<std::vector<float>> attention_;
   std::vector<uint8_t> activations_;
   std::vector<int64_t> offsets_;
   std::vector<QuantDotKernel> kernels_;  // indexed by DType id
@@ -101,8 +116,9 @@ struct KvView {
 };
 
 // Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; token t sees cache
-// positions 0..positions[t]. out: [n_tokens][n_head][d]. One job per (token, KV head): each
-// cached K/V head row is decoded once and used by all the query heads that share it.
+// positions 0..positions[t]. out: [n_tokens][n_head][d]. Flash-attention form
+// (flash_attention.cpp): one job per (KV head, tile of tokens), each K/V tile decoded once
+// for all its query rows, online softmax, no score row longer than a tile.
 void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
                int64_t head_dim, const KvView& k, const KvView& v, std::span<const int32_t> positions,
                float* out);

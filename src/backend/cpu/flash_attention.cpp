@@ -1,0 +1,318 @@
+// Causal grouped-query attention in the flash-attention form (cpu_ops.h: attention()).
+//
+// A job is one KV head and a tile of up to kTileTokens query tokens: every query head of
+// the group for those tokens (the job's "rows") walks the keys in tiles of kTileKeys.
+// Each K/V tile is decoded from the cache once per job (K transposed, so the scores of a
+// row are plain vertical FMAs with no horizontal sums) and used by all rows; softmax is
+// online (running max and sum per row, earlier sums rescaled when the max grows), so no
+// score row longer than a tile ever exists, whatever the context length.
+//
+// The three inner loops (scores, exp, value sums) have a portable and an AVX2+FMA version,
+// picked once from the CPU's features; they differ by rounding only.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "backend/cpu/cpu_ops.h"
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/dequantize.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// ---- inner loops -------------------------------------------------------------------------
+
+// s[r][j] = scale * q_r . kt[.][j] for r < rows, j < kTileKeys; q rows are d apart,
+// kt is [d][kTileKeys].
+using ScoresFn = void (*)(const float* q, int64_t rows, const float* kt, int64_t d, float scale, float* s);
+// x[j] = exp(x[j] - m) for j < n; returns the sum.
+using ExpSumFn = float (*)(float* x, int64_t n, float m);
+// o_r += sum_{j < n} p[r][j] * v[j] for r < rows; p rows are kTileKeys apart, v rows and
+// o rows d apart.
+using ValuesFn = void (*)(const float* p, int64_t rows, const float* v, int64_t n, int64_t d, float* o);
+
+void scores_portable(const float* q, int64_t rows, const float* kt, int64_t d, float scale, float* s) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float acc[kAttentionTileKeys] = {};
+    for (int64_t i = 0; i < d; ++i) {
+      const float qi = q[r * d + i];
+      for (int64_t j = 0; j < kAttentionTileKeys; ++j) acc[j] += qi * kt[i * kAttentionTileKeys + j];
+    }
+    for (int64_t j = 0; j < kAttentionTileKeys; ++j) s[r * kAttentionTileKeys + j] = acc[j] * scale;
+  }
+}
+
+float exp_sum_portable(float* x, int64_t n, float m) {
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += (x[j] = std::exp(x[j] - m));
+  return sum;
+}
+
+void values_portable(const float* p, int64_t rows, const float* v, int64_t n, int64_t d, float* o) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float pj = p[r * kAttentionTileKeys + j];
+      for (int64_t i = 0; i < d; ++i) o[r * d + i] += pj * v[j * d + i];
+    }
+  }
+}
+
+static_assert(kAttentionTileKeys == 32, "the AVX2 loops hold a key tile in four vectors");
+
+__attribute__((target("avx2,fma"))) void scores_avx2(const float* q, int64_t rows, const float* kt, int64_t d,
+                                                      float scale, float* s) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {  // two rows share each loaded key vector
+    __m256 a[2][4];
+    for (auto& row : a) {
+      for (auto& x : row) x = _mm256_setzero_ps();
+    }
+    const float* q0 = q + r * d;
+    const float* q1 = q0 + d;
+    for (int64_t i = 0; i < d; ++i) {
+      const float* k = kt + i * kAttentionTileKeys;
+      const __m256 b0 = _mm256_broadcast_ss(q0 + i), b1 = _mm256_broadcast_ss(q1 + i);
+      for (int x = 0; x < 4; ++x) {
+        const __m256 kv = _mm256_loadu_ps(k + 8 * x);
+        a[0][x] = _mm256_fmadd_ps(b0, kv, a[0][x]);
+        a[1][x] = _mm256_fmadd_ps(b1, kv, a[1][x]);
+      }
+    }
+    for (int y = 0; y < 2; ++y) {
+      for (int x = 0; x < 4; ++x) _mm256_storeu_ps(s + (r + y) * kAttentionTileKeys + 8 * x, _mm256_mul_ps(a[y][x], vscale));
+    }
+  }
+  for (; r < rows; ++r) {
+    __m256 a[4];
+    for (auto& x : a) x = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d; ++i) {
+      const __m256 b = _mm256_broadcast_ss(q + r * d + i);
+      for (int x = 0; x < 4; ++x) a[x] = _mm256_fmadd_ps(b, _mm256_loadu_ps(kt + i * kAttentionTileKeys + 8 * x), a[x]);
+    }
+    for (int x = 0; x < 4; ++x) _mm256_storeu_ps(s + r * kAttentionTileKeys + 8 * x, _mm256_mul_ps(a[x], vscale));
+  }
+}
+
+// e^x for x <= 0 to about 2 ulp: 2^n * e^f with n = round(x / ln 2), f = x - n ln 2 in
+// [-ln2/2, ln2/2] (ln 2 split in two so f stays exact), e^f by its degree-7 Taylor series
+// in Horner form. Below -87.3 (where e^x leaves the normal floats) the result is 0.
+__attribute__((target("avx2,fma"))) inline __m256 exp_nonpositive_avx2(__m256 x) {
+  const __m256 too_small = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 f = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  f = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-6f), f);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(too_small, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+}
+
+__attribute__((target("avx2,fma"))) float exp_sum_avx2(float* x, int64_t n, float m) {
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+    _mm256_storeu_ps(x + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  float total = _mm_cvtss_f32(s);
+  for (; j < n; ++j) total += (x[j] = std::exp(x[j] - m));
+  return total;
+}
+
+__attribute__((target("avx2,fma"))) void values_avx2(const float* p, int64_t rows, const float* v, int64_t n,
+                                                      int64_t d, float* o) {
+  // 32 output floats of two rows in registers while the tile's value rows go past.
+  for (int64_t c = 0; c + 32 <= d; c += 32) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+      __m256 acc[2][4];
+      for (int y = 0; y < 2; ++y) {
+        for (int x = 0; x < 4; ++x) acc[y][x] = _mm256_loadu_ps(o + (r + y) * d + c + 8 * x);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 p0 = _mm256_broadcast_ss(p + r * kAttentionTileKeys + j);
+        const __m256 p1 = _mm256_broadcast_ss(p + (r + 1) * kAttentionTileKeys + j);
+        for (int x = 0; x < 4; ++x) {
+          const __m256 vv = _mm256_loadu_ps(v + j * d + c + 8 * x);
+          acc[0][x] = _mm256_fmadd_ps(p0, vv, acc[0][x]);
+          acc[1][x] = _mm256_fmadd_ps(p1, vv, acc[1][x]);
+        }
+      }
+      for (int y = 0; y < 2; ++y) {
+        for (int x = 0; x < 4; ++x) _mm256_storeu_ps(o + (r + y) * d + c + 8 * x, acc[y][x]);
+      }
+    }
+    for (; r < rows; ++r) {
+      __m256 acc[4];
+      for (int x = 0; x < 4; ++x) acc[x] = _mm256_loadu_ps(o + r * d + c + 8 * x);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 pj = _mm256_broadcast_ss(p + r * kAttentionTileKeys + j);
+        for (int x = 0; x < 4; ++x) acc[x] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * d + c + 8 * x), acc[x]);
+      }
+      for (int x = 0; x < 4; ++x) _mm256_storeu_ps(o + r * d + c + 8 * x, acc[x]);
+    }
+  }
+  if (d % 32 != 0) {  // the last d % 32 columns
+    const int64_t c0 = d - d % 32;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float pj = p[r * kAttentionTileKeys + j];
+        for (int64_t i = c0; i < d; ++i) o[r * d + i] += pj * v[j * d + i];
+      }
+    }
+  }
+}
+
+struct AttentionLoops {
+  ScoresFn scores;
+  ExpSumFn exp_sum;
+  ValuesFn values;
+};
+
+const AttentionLoops& attention_loops() {
+  static const AttentionLoops loops = [] {
+    const CpuFeatures& f = cpu_features();
+    if (f.avx2 && f.fma) return AttentionLoops{scores_avx2, exp_sum_avx2, values_avx2};
+    return AttentionLoops{scores_portable, exp_sum_portable, values_portable};
+  }();
+  return loops;
+}
+
+// ---- cache tiles -------------------------------------------------------------------------
+
+__attribute__((target("avx,f16c"))) void f16_row_to_f32_f16c(const uint8_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
+  }
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = f16_to_f32(h);
+  }
+}
+
+// Head g of cache row `pos` decoded to d floats.
+void decode_head(const KvView& kv, int64_t pos, int64_t g, int64_t d, float* dst, bool f16c) {
+  const DTypeInfo& info = dtype_info(kv.type);
+  const uint8_t* src = kv.data + static_cast<size_t>(pos) * kv.row_bytes +
+                       static_cast<size_t>(g * d / info.block_elems) * info.block_bytes;
+  if (kv.type == DType::F32) {
+    std::memcpy(dst, src, static_cast<size_t>(d) * sizeof(float));
+  } else if (kv.type == DType::F16 && f16c) {
+    f16_row_to_f32_f16c(src, dst, d);
+  } else {
+    quant::dequantize_row(kv.type, src, dst, d);
+  }
+}
+
+}  // namespace
+
+void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+               int64_t head_dim, const KvView& k, const KvView& v, std::span<const int32_t> positions,
+               float* out) {
+  const int64_t group = n_head / n_head_kv;  // consecutive query heads share a KV head
+  const int64_t d = head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  // Checked here, not in the workers: an exception must not escape a pool thread.
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int32_t p = positions[static_cast<size_t>(t)];
+    if (p < 0 || p >= ctx.max_context()) {
+      fail("attention: position {} is outside the reserved context of {}", p, ctx.max_context());
+    }
+  }
+  if (group > ctx.max_group()) fail("attention: {} query heads per KV head exceed the reserved {}", group, ctx.max_group());
+  if (d > ctx.max_row()) fail("attention: head size {} exceeds the row scratch {}", d, ctx.max_row());
+  for (const KvView* kv : {&k, &v}) {
+    if (d % dtype_info(kv->type).block_elems != 0) {
+      fail("attention: head size {} is not a multiple of the {} cache block", d, dtype_name(kv->type));
+    }
+  }
+  static const bool f16c = cpu_features().f16c && cpu_features().avx;
+  const AttentionLoops& loops = attention_loops();
+  constexpr int64_t TK = kAttentionTileKeys;
+  const int64_t n_tiles = (n_tokens + kAttentionTileTokens - 1) / kAttentionTileTokens;
+  // Jobs run latest token tile first: under the causal mask those see the most keys, and
+  // handing them out first keeps the threads' finishing times together.
+  ctx.pool().parallel_for(
+      n_tiles * n_head_kv,
+      [&](int thread, int64_t begin, int64_t end) {
+        const AttentionScratch scratch = ctx.attention_scratch(thread);
+        for (int64_t job = begin; job < end; ++job) {
+          const int64_t tile = n_tiles - 1 - job / n_head_kv, g = job % n_head_kv;
+          const int64_t t0 = tile * kAttentionTileTokens, t1 = std::min(n_tokens, t0 + kAttentionTileTokens);
+          int64_t n_keys = 0;
+          for (int64_t t = t0; t < t1; ++t) n_keys = std::max<int64_t>(n_keys, positions[static_cast<size_t>(t)] + 1);
+          for (int64_t t = t0; t < t1; ++t) {
+            std::fill_n(out + (t * n_head + g * group) * d, group * d, 0.0f);
+          }
+          std::fill_n(scratch.max, (t1 - t0) * group, kNegInf);
+          std::fill_n(scratch.sum, (t1 - t0) * group, 0.0f);
+          for (int64_t s0 = 0; s0 < n_keys; s0 += TK) {
+            const int64_t n = std::min(TK, n_keys - s0);
+            // K^T tile (zero past n) and V tile.
+            for (int64_t j = 0; j < n; ++j) {
+              decode_head(k, s0 + j, g, d, scratch.row, f16c);
+              for (int64_t i = 0; i < d; ++i) scratch.keys_t[i * TK + j] = scratch.row[i];
+              decode_head(v, s0 + j, g, d, scratch.values + j * d, f16c);
+            }
+            for (int64_t j = n; j < TK; ++j) {
+              for (int64_t i = 0; i < d; ++i) scratch.keys_t[i * TK + j] = 0.0f;
+            }
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t valid = std::min<int64_t>(n, positions[static_cast<size_t>(t)] + 1 - s0);
+              if (valid <= 0) continue;  // this token's keys end before the tile
+              const int64_t row0 = (t - t0) * group;
+              float* s = scratch.scores;
+              loops.scores(q + (t * n_head + g * group) * d, group, scratch.keys_t, d, scale, s);
+              float* o = out + (t * n_head + g * group) * d;
+              for (int64_t r = 0; r < group; ++r) {
+                float* sr = s + r * TK;
+                const float tile_max = *std::max_element(sr, sr + valid);
+                float& m = scratch.max[row0 + r];
+                const float m_new = std::max(m, tile_max);
+                const float rescale = m == kNegInf ? 0.0f : std::exp(m - m_new);
+                scratch.sum[row0 + r] = scratch.sum[row0 + r] * rescale + loops.exp_sum(sr, valid, m_new);
+                if (rescale != 1.0f) {
+                  for (int64_t i = 0; i < d; ++i) o[r * d + i] *= rescale;
+                }
+                m = m_new;
+              }
+              loops.values(s, group, scratch.values, valid, d, o);
+            }
+          }
+          for (int64_t t = t0; t < t1; ++t) {
+            float* o = out + (t * n_head + g * group) * d;
+            for (int64_t r = 0; r < group; ++r) {
+              const float inv = 1.0f / scratch.sum[(t - t0) * group + r];
+              for (int64_t i = 0; i < d; ++i) o[r * d + i] *= inv;
+            }
+          }
+        }
+      },
+      1);
+}
+
+}  // namespace tandem::cpu
