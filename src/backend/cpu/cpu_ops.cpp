@@ -6,6 +6,7 @@
 
 
 #include "backend/cpu/dot_f32.h"
+#include "backend/cpu/vec_math.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "quant/dequantize.h"
@@ -62,13 +63,15 @@ constexpr int kColumns = 4;
 void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t* act, size_t act_row,
                    int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
-  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(w.row_bytes()), 1, kMaxRowTile);
+  const size_t row_bytes = w.row_bytes();  // once: the type lookup is not free per row
+  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), 1, kMaxRowTile);
   for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
     const int64_t r1 = std::min(o1, r0 + row_tile);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
       const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
       const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
-      for (int64_t o = r0; o < r1; ++o) kernel.dot(n_in, w.row(o), a, act_row, cols, y + t0 * n_out + o, n_out);
+      const uint8_t* wrow = w.data + static_cast<size_t>(r0) * row_bytes;
+      for (int64_t o = r0; o < r1; ++o, wrow += row_bytes) kernel.dot(n_in, wrow, a, act_row, cols, y + t0 * n_out + o, n_out);
     }
   }
 }
@@ -209,11 +212,31 @@ void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, in
   }
 }
 
-void swiglu(const float* gate, const float* up, int64_t n, float* out) {
+namespace {
+
+void swiglu_portable(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
+}
+
+__attribute__((target("avx2,fma"))) void swiglu_avx2(const float* gate, const float* up, int64_t n, float* out) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp_avx2(_mm256_xor_ps(g, sign))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  swiglu_portable(gate + i, up + i, n - i, out + i);
+}
+
+}  // namespace
+
+void swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  static const auto impl = cpu_features().avx2 && cpu_features().fma ? swiglu_avx2 : swiglu_portable;
+  impl(gate, up, n, out);
 }
 
 void add(float* x, const float* y, int64_t n) {

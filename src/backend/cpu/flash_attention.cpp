@@ -8,7 +8,7 @@
 // score row longer than a tile ever exists, whatever the context length.
 //
 // The three inner loops (scores, exp, value sums) have a portable and an AVX2+FMA version,
-// picked once from the CPU's features; they differ by rounding only.
+// picked once from the CPU's features; they differ by rounding only (vec_math.h's exp).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/vec_math.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -102,34 +103,12 @@ __attribute__((target("avx2,fma"))) void scores_avx2(const float* q, int64_t row
   }
 }
 
-// e^x for x <= 0 to about 2 ulp: 2^n * e^f with n = round(x / ln 2), f = x - n ln 2 in
-// [-ln2/2, ln2/2] (ln 2 split in two so f stays exact), e^f by its degree-7 Taylor series
-// in Horner form. Below -87.3 (where e^x leaves the normal floats) the result is 0.
-__attribute__((target("avx2,fma"))) inline __m256 exp_nonpositive_avx2(__m256 x) {
-  const __m256 too_small = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 f = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-  f = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-6f), f);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(too_small, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
-}
-
 __attribute__((target("avx2,fma"))) float exp_sum_avx2(float* x, int64_t n, float m) {
   const __m256 vm = _mm256_set1_ps(m);
   __m256 sum = _mm256_setzero_ps();
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 e = exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+    const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
     _mm256_storeu_ps(x + j, e);
     sum = _mm256_add_ps(sum, e);
   }

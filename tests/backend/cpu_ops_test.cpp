@@ -1,5 +1,6 @@
-// The tiled, online-softmax attention (flash_attention.cpp) against the textbook form in
-// double precision: scores for every cached key, max-subtracted softmax over all of them,
+// CPU ops against double-precision references.
+//
+// Attention (flash_attention.cpp: tiled, online softmax) against the textbook form: scores for every cached key, max-subtracted softmax over all of them,
 // weighted sum of values. Shapes cover token tiles cut anywhere (1, 7, 8, 9, 40 tokens),
 // prompts that start after cached positions, key counts around the 32-key tile, group
 // sizes 1/7/8 (Qwen2.5-0.5B has 7 query heads per KV head), head sizes with and without a
@@ -121,6 +122,30 @@ TEST(Attention, PositionsOutsideTheReservedContextAreAnError) {
   const std::vector<int32_t> too_many_heads = {3};
   std::vector<float> q3(3 * 64), out3(q3.size());
   EXPECT_THROW(attention(ctx, q3.data(), 1, 3, 1, 64, kv, kv, too_many_heads, out3.data()), std::exception);
+}
+
+}  // namespace
+}  // namespace tandem::cpu
+
+namespace tandem::cpu {
+namespace {
+
+// silu(g) * u against double precision over the whole float range that matters, including
+// the ends where e^-g overflows or vanishes, and a length with a remainder of the 8-wide loop.
+TEST(Swiglu, MatchesDoublePrecision) {
+  std::vector<float> gate, up;
+  for (float g = -120.0f; g <= 120.0f; g += 0.0173f) gate.push_back(g);
+  for (float g : {-1e30f, -89.0f, -87.5f, -1e-30f, 0.0f, 1e-30f, 87.5f, 89.0f, 1e30f}) gate.push_back(g);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (size_t i = 0; i < gate.size(); ++i) up.push_back(normal(rng));
+  std::vector<float> out(gate.size());
+  swiglu(gate.data(), up.data(), static_cast<int64_t>(gate.size()), out.data());
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const double g = gate[i];
+    const double expected = g / (1.0 + std::exp(-g)) * up[i];
+    ASSERT_NEAR(out[i], expected, 4e-7 * std::fabs(expected) + 1e-30) << "gate " << gate[i];
+  }
 }
 
 }  // namespace
