@@ -79,20 +79,22 @@ void attention_block(cpu::OpContext& ctx, const AttentionWeights& w, const Atten
     for (int64_t i = 0; i < seq.n_tokens; ++i) s.positions[static_cast<size_t>(T++)] = static_cast<int32_t>(seq.n_past + i);
   }
   const int64_t H = shape.n_head, d = shape.head_dim, q_dim = H * d, kv_dim = shape.n_head_kv * d;
+  // q, k and v from one quantization of the input, in one parallel pass where they share
+  // an activation type. A gated q projection holds [q_h | gate_h] per head: it goes to qg
+  // and q is split out of it.
+  auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+  const cpu::SharedInputMatmul qkv[] = {{&w.wq, w.gated ? s.qg.data() : s.q.data(), bias(w.bq)},
+                                        {&w.wk, s.k.data(), bias(w.bk)},
+                                        {&w.wv, s.v.data(), bias(w.bv)}};
+  cpu::matmul_shared_input(ctx, a, T, qkv);
   if (w.gated) {
-    // Per head the projection holds [q_h | gate_h]; split into q and keep the gates in qg.
-    cpu::matmul(ctx, w.wq, a, T, s.qg.data());
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < H; ++h) {
         const float* src = s.qg.data() + (t * H + h) * 2 * d;
         std::copy_n(src, d, s.q.data() + (t * H + h) * d);
       }
     }
-  } else {
-    cpu::matmul(ctx, w.wq, a, T, s.q.data(), w.bq.empty() ? nullptr : w.bq.data());
   }
-  cpu::matmul(ctx, w.wk, a, T, s.k.data(), w.bk.empty() ? nullptr : w.bk.data());
-  cpu::matmul(ctx, w.wv, a, T, s.v.data(), w.bv.empty() ? nullptr : w.bv.data());
   if (!w.q_norm.empty()) cpu::rms_norm(s.q.data(), w.q_norm.data(), T * H, d, shape.rms_eps, s.q.data());
   if (!w.k_norm.empty()) {
     cpu::rms_norm(s.k.data(), w.k_norm.data(), T * shape.n_head_kv, d, shape.rms_eps, s.k.data());
@@ -164,8 +166,8 @@ namespace {
 
 void swiglu_ffn(cpu::OpContext& ctx, const Tensor& gate, const Tensor& up, const Tensor& down,
                 const float* m, int64_t T, FfnScratch& s, float* out) {
-  cpu::matmul(ctx, gate, m, T, s.ffn_a.data());
-  cpu::matmul(ctx, up, m, T, s.ffn_b.data());
+  const cpu::SharedInputMatmul gate_up[] = {{&gate, s.ffn_a.data()}, {&up, s.ffn_b.data()}};
+  cpu::matmul_shared_input(ctx, m, T, gate_up);
   cpu::swiglu(s.ffn_a.data(), s.ffn_b.data(), T * gate.ne[1], s.ffn_a.data());
   cpu::matmul(ctx, down, s.ffn_a.data(), T, out);
 }

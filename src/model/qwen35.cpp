@@ -225,10 +225,13 @@ void Qwen35Model::delta_net_block(cpu::OpContext& ctx, const DeltaNetWeights& w,
   const HParams& h = hp_;
   const int64_t C = conv_channels(), Cv = value_width(), nk = h.ssm_n_k, nv = h.ssm_n_v;
   const int64_t dk = h.ssm_d_k, dv = h.ssm_d_v, Ck = nk * dk, K = h.ssm_conv_kernel;
-  cpu::matmul(ctx, w.qkv, s.a.data(), T, s.P.data());      // P [T][C]
-  cpu::matmul(ctx, w.gate, s.a.data(), T, s.z.data());     // z [T][C_v]
-  cpu::matmul(ctx, w.beta, s.a.data(), T, s.b.data());     // [T][n_v]
-  cpu::matmul(ctx, w.alpha, s.a.data(), T, s.alpha.data());
+  const cpu::SharedInputMatmul projections[] = {
+      {&w.qkv, s.P.data()},       // P [T][C]
+      {&w.gate, s.z.data()},      // z [T][C_v]
+      {&w.beta, s.b.data()},      // [T][n_v]
+      {&w.alpha, s.alpha.data()}  // [T][n_v]
+  };
+  cpu::matmul_shared_input(ctx, s.a.data(), T, projections);
   // Causal conv per sequence, each with its own carried state.
   int64_t first = 0;
   for (const SequenceInput& in : batch) {

@@ -76,6 +76,13 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
   }
 }
 
+// y[t][o] += bias[o] for outputs o0..o1 of every token.
+void add_bias_rows(const float* bias, int64_t n_tokens, int64_t n_out, float* y, int64_t o0, int64_t o1) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t o = o0; o < o1; ++o) y[t * n_out + o] += bias[o];
+  }
+}
+
 }  // namespace
 
 DType grouped_activation_type(const OpContext& ctx, DType weight) {
@@ -118,6 +125,7 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
           const int64_t o0 = at - first[i], o1 = std::min(end, first[i + 1]) - first[i];
           const QuantDotKernel& kernel = ctx.kernel(g.w.type);
           dot_row_tiles(kernel, g.w, g.act, activation_row_bytes(kernel, g.w.ne[0]), g.n_tokens, g.y, o0, o1);
+          if (g.bias) add_bias_rows(g.bias, g.n_tokens, g.w.rows(), g.y, o0, o1);
           at = first[i] + o1;
         }
       },
@@ -136,11 +144,7 @@ void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor
       n_out,
       [&](int, int64_t begin, int64_t end) {
         dot_row_tiles(kernel, w, act, act_row, n_tokens, y, begin, end);
-        if (bias) {
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            for (int64_t o = begin; o < end; ++o) y[t * n_out + o] += bias[o];
-          }
-        }
+        if (bias) add_bias_rows(bias, n_tokens, n_out, y, begin, end);
       },
       kMaxRowTile);
 }
@@ -172,6 +176,35 @@ void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, f
         }
       },
       16);
+}
+
+void matmul_shared_input(OpContext& ctx, const float* x, int64_t n_tokens, std::span<const SharedInputMatmul> outs) {
+  constexpr size_t kMax = 8;
+  if (outs.size() > kMax) fail("matmul_shared_input: {} matmuls, at most {}", outs.size(), kMax);
+  bool done[kMax] = {};
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (done[i]) continue;
+    const DType act = grouped_activation_type(ctx, outs[i].w->type);
+    if (act == DType::F32) {  // float path
+      matmul(ctx, *outs[i].w, x, n_tokens, outs[i].y, outs[i].bias);
+      done[i] = true;
+      continue;
+    }
+    // Every remaining matmul wanting this activation type joins one grouped pass.
+    const int64_t n_in = outs[i].w->ne[0];
+    const QuantDotKernel& kernel = ctx.kernel(outs[i].w->type);
+    uint8_t* buffer = ctx.activation_buffer(activation_row_bytes(kernel, n_in) * static_cast<size_t>(n_tokens));
+    quantize_activations(ctx, outs[i].w->type, x, n_tokens, n_in, buffer);
+    GroupedMatmul group[kMax];
+    size_t n = 0;
+    for (size_t j = i; j < outs.size(); ++j) {
+      if (done[j] || grouped_activation_type(ctx, outs[j].w->type) != act) continue;
+      if (outs[j].w->ne[0] != n_in) fail("matmul_shared_input: '{}' does not take the shared input", outs[j].w->name);
+      group[n++] = GroupedMatmul{*outs[j].w, buffer, n_tokens, outs[j].y, outs[j].bias};
+      done[j] = true;
+    }
+    matmul_grouped(ctx, std::span<const GroupedMatmul>(group, n));
+  }
 }
 
 void embed(const Tensor& table, std::span<const int32_t> tokens, float* out) {

@@ -87,6 +87,7 @@ struct GroupedMatmul {
   const uint8_t* act;   // n_tokens quantized activation rows (activation_row_bytes each)
   int64_t n_tokens = 0;
   float* y = nullptr;   // [n_tokens][n_out]
+  const float* bias = nullptr;  // [n_out], added to every token's row; optional
 };
 // The activation type a weight type's integer kernel wants on this context (F32 when the
 // weight goes through the float path: no kernel, or float activations forced).
@@ -96,6 +97,16 @@ void quantize_activations(OpContext& ctx, DType weight, const float* x, int64_t 
 // Runs the group in one parallel pass over all their rows, so that many small matmuls
 // (a MoE layer's chosen experts) cost one hand-off instead of one each.
 void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group);
+
+// Several matmuls of one input (a layer's q/k/v, an FFN's gate/up): the input is quantized
+// once per activation type and each type's weights run in one parallel pass; weights on
+// the float path run one by one. Same results as a matmul() each.
+struct SharedInputMatmul {
+  const Tensor* w;
+  float* y;                     // [n_tokens][n_out]
+  const float* bias = nullptr;  // optional
+};
+void matmul_shared_input(OpContext& ctx, const float* x, int64_t n_tokens, std::span<const SharedInputMatmul> outs);
 
 // Rows of an embedding table {D, V} for the given token ids -> out [n][D].
 void embed(const Tensor& table, std::span<const int32_t> tokens, float* out);
