@@ -71,14 +71,15 @@ double bench_one(const QuantDotKernel& k, int64_t n, int64_t rows, int64_t token
 
 int main(int argc, char** argv) {
   CLI::App app{"Single-thread throughput of the integer dot kernels"};
-  std::vector<std::string> types{"q4_0", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_xs"};
+  std::vector<std::string> types{"q4_0", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k"};
   int64_t n = 2048, rows = 512, tokens = 64;
   std::string isa_name_arg;
   double seconds = 0.5;
-  app.add_option("--types", types, "Weight types")->delimiter(',');
+  app.add_option("--types", types, "Weight types (those tandem can quantize)")->delimiter(',');
   app.add_option("--n", n, "Row length (a multiple of 256)")->check(CLI::Range(int64_t{256}, int64_t{1} << 20));
   app.add_option("--rows", rows, "Weight rows")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--tokens", tokens, "Activation columns in all")->check(CLI::Range(int64_t{4}, int64_t{4096}));
+  app.add_option("--tokens", tokens, "Activation columns in all (1: decode, weights streamed from memory when --rows is large)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   app.add_option("--isa", isa_name_arg, "scalar or avx2 (default: the best this CPU runs)");
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
   CLI11_PARSE(app, argc, argv);
@@ -103,7 +104,13 @@ int main(int argc, char** argv) {
       const QuantDotKernel k = quant_dot_kernel(type, isa);
       if (!k) tandem::fail("--types: {} has no integer kernel", name);
       fmt::print("{:<8}", name);
-      for (int cols = 1; cols <= 4; ++cols) fmt::print(" {:>9.2f}", bench_one(k, n, rows, tokens, cols, seconds));
+      for (int cols = 1; cols <= 4; ++cols) {
+        if (cols > tokens) {
+          fmt::print(" {:>9}", "-");
+        } else {
+          fmt::print(" {:>9.2f}", bench_one(k, n, rows, tokens, cols, seconds));
+        }
+      }
       fmt::print("\n");
       std::fflush(stdout);
     }
