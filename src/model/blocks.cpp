@@ -159,7 +159,7 @@ void FfnScratch::reserve(int64_t max_tokens, int64_t n_embd, const FfnWeights& w
   act_in.resize(T * cpu::activation_row_bytes(kg, static_cast<int64_t>(D)));
   slot_act.resize(slots * cpu::activation_row_bytes(kg, static_cast<int64_t>(D)));
   slot_down_act.resize(slots * cpu::activation_row_bytes(kd, static_cast<int64_t>(F)));
-  jobs.reserve(2 * E);
+  active_experts.reserve(E);
 }
 
 namespace {
@@ -228,9 +228,11 @@ void moe_per_expert(cpu::OpContext& ctx, const FfnWeights& w, const float* m, in
   }
 }
 
-// The routed experts with integer kernels: every chosen expert's gate and up run in one
-// parallel pass, then every down in another, over inputs quantized once per token (two
-// hand-offs per layer instead of three per expert: decode runs 8 small experts per layer).
+// The routed experts with integer kernels, fused: inputs are quantized once per token,
+// the (token, expert) slots sorted by expert, and then each chosen expert is one job of a
+// single parallel pass that runs its gate and up over its tokens, SiLU, quantizes the
+// result and runs its down -- one hand-off per layer, and the expert's intermediate rows
+// stay in the cache of the thread that made them. Jobs go out busiest expert first.
 void moe_grouped(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64_t T, int64_t D, FfnScratch& s,
                  float* out) {
   const int64_t E = w.router.ne[1], k = w.n_expert_used, F = w.gate_exps.ne[1];
@@ -244,29 +246,45 @@ void moe_grouped(cpu::OpContext& ctx, const FfnWeights& w, const float* m, int64
     s.slot_token[slot] = static_cast<int32_t>(i / k);
     s.slot_weight[slot] = s.chosen_weight[static_cast<size_t>(i)];
   }
-  const size_t in_row = cpu::activation_row_bytes(ctx.kernel(w.gate_exps.type), D);
+  const cpu::QuantDotKernel &kg = ctx.kernel(w.gate_exps.type), &ku = ctx.kernel(w.up_exps.type),
+                            &kd = ctx.kernel(w.down_exps.type);
+  const size_t in_row = cpu::activation_row_bytes(kg, D), down_row = cpu::activation_row_bytes(kd, F);
   cpu::quantize_activations(ctx, w.gate_exps.type, m, T, D, s.act_in.data());
   for (int64_t i = 0; i < T * k; ++i) {
     std::memcpy(s.slot_act.data() + static_cast<size_t>(i) * in_row,
                 s.act_in.data() + static_cast<size_t>(s.slot_token[static_cast<size_t>(i)]) * in_row, in_row);
   }
-  auto add_jobs = [&](const Tensor& stack, const std::vector<uint8_t>& act, size_t act_row, std::vector<float>& y,
-                      int64_t width) {
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t first = s.expert_first[static_cast<size_t>(e)], n = s.expert_first[static_cast<size_t>(e + 1)] - first;
-      if (n > 0) s.jobs.push_back({stack.matrix(e), act.data() + static_cast<size_t>(first) * act_row, n, y.data() + first * width});
+  // The chosen experts, most tokens first (the long jobs start early, the short ones fill in).
+  s.active_experts.clear();
+  for (int64_t e = 0; e < E; ++e) {
+    if (s.expert_first[static_cast<size_t>(e + 1)] > s.expert_first[static_cast<size_t>(e)]) {
+      s.active_experts.push_back(static_cast<int32_t>(e));
     }
+  }
+  auto n_slots = [&](int32_t e) {
+    return s.expert_first[static_cast<size_t>(e) + 1] - s.expert_first[static_cast<size_t>(e)];
   };
-  s.jobs.clear();
-  add_jobs(w.gate_exps, s.slot_act, in_row, s.slot_gate, F);
-  add_jobs(w.up_exps, s.slot_act, in_row, s.slot_up, F);
-  cpu::matmul_grouped(ctx, s.jobs);
-  cpu::swiglu(s.slot_gate.data(), s.slot_up.data(), T * k * F, s.slot_gate.data());
-  const size_t down_row = cpu::activation_row_bytes(ctx.kernel(w.down_exps.type), F);
-  cpu::quantize_activations(ctx, w.down_exps.type, s.slot_gate.data(), T * k, F, s.slot_down_act.data());
-  s.jobs.clear();
-  add_jobs(w.down_exps, s.slot_down_act, down_row, s.slot_out, D);
-  cpu::matmul_grouped(ctx, s.jobs);
+  std::sort(s.active_experts.begin(), s.active_experts.end(), [&](int32_t a, int32_t b) {
+    return n_slots(a) != n_slots(b) ? n_slots(a) > n_slots(b) : a < b;  // in place: no allocation
+  });
+  ctx.pool().parallel_for(
+      static_cast<int64_t>(s.active_experts.size()),
+      [&](int, int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          const int32_t e = s.active_experts[static_cast<size_t>(j)];
+          const int64_t first = s.expert_first[static_cast<size_t>(e)], n = n_slots(e);
+          float* gate = s.slot_gate.data() + first * F;
+          float* up = s.slot_up.data() + first * F;
+          const uint8_t* act = s.slot_act.data() + static_cast<size_t>(first) * in_row;
+          cpu::matmul_serial(kg, {w.gate_exps.matrix(e), act, n, gate});
+          cpu::matmul_serial(ku, {w.up_exps.matrix(e), act, n, up});
+          cpu::swiglu(gate, up, n * F, gate);
+          uint8_t* down_act = s.slot_down_act.data() + static_cast<size_t>(first) * down_row;
+          for (int64_t i = 0; i < n; ++i) kd.quantize(gate + i * F, down_act + static_cast<size_t>(i) * down_row, F);
+          cpu::matmul_serial(kd, {w.down_exps.matrix(e), down_act, n, s.slot_out.data() + first * D});
+        }
+      },
+      1);
   // Weighted sum into each token's row, in slot order (a fixed order: results do not depend
   // on threads).
   for (int64_t i = 0; i < T * k; ++i) {

@@ -77,12 +77,11 @@ struct FfnScratch {
   std::vector<float> ffn_a, ffn_b, router_logits, chosen_weight, expert_in, expert_out, shared;
   std::vector<int32_t> chosen, expert_tokens;
   std::vector<float> expert_weights;
-  // Grouped MoE path: token slots ordered by expert, their quantized inputs, the experts'
-  // outputs, and the matmul groups (all sized once in reserve).
-  std::vector<int32_t> expert_first, slot_token;
+  // Fused MoE path: token slots ordered by expert, their quantized inputs, the experts'
+  // intermediate rows and outputs, and the chosen experts (all sized once in reserve).
+  std::vector<int32_t> expert_first, slot_token, active_experts;
   std::vector<float> slot_weight, slot_gate, slot_up, slot_out;
   std::vector<uint8_t> act_in, slot_act, slot_down_act;
-  std::vector<cpu::GroupedMatmul> jobs;
   bool grouped = false;  // the experts' types have integer kernels
   void reserve(int64_t max_tokens, int64_t n_embd, const FfnWeights& w);
 };

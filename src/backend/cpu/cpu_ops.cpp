@@ -132,6 +132,11 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
       kMaxRowTile);
 }
 
+void matmul_serial(const QuantDotKernel& kernel, const GroupedMatmul& m) {
+  dot_row_tiles(kernel, m.w, m.act, activation_row_bytes(kernel, m.w.ne[0]), m.n_tokens, m.y, 0, m.w.rows());
+  if (m.bias) add_bias_rows(m.bias, m.n_tokens, m.w.rows(), m.y, 0, m.w.rows());
+}
+
 namespace {
 
 void matmul_quantized(OpContext& ctx, const QuantDotKernel& kernel, const Tensor& w, const float* x,

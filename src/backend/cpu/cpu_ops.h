@@ -97,6 +97,9 @@ void quantize_activations(OpContext& ctx, DType weight, const float* x, int64_t 
 // Runs the group in one parallel pass over all their rows, so that many small matmuls
 // (a MoE layer's chosen experts) cost one hand-off instead of one each.
 void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group);
+// One matmul over pre-quantized activations on the calling thread only: for work that is
+// already split across the pool by the caller (one MoE expert per job).
+void matmul_serial(const QuantDotKernel& kernel, const GroupedMatmul& m);
 
 // Several matmuls of one input (a layer's q/k/v, an FFN's gate/up): the input is quantized
 // once per activation type and each type's weights run in one parallel pass; weights on
