@@ -1,8 +1,8 @@
 // Single-thread throughput of the integer dot kernels (quant_dot.h), the inner loop of
-// every CPU matmul: a random weight matrix of each type times 1..4 activation columns,
-// in the order the matmul drives them (a tile of rows stays in L1 while the columns
-// stream). Prints GMAC/s and ns per weight block per column, so a kernel change can be
-// judged without the noise of a whole model run (the fastest of the timed passes). A tool, not a test.
+// every CPU matmul: a random weight matrix of each type times 1..4 and 8 activation
+// columns per call, in the order the matmul drives them (a tile of rows stays in L1 while
+// the columns stream). Prints GMAC/s, so a kernel change can be judged without the noise
+// of a whole model run (the fastest of the timed passes). A tool, not a test.
 //   tandem_kernel_bench [--types q4_k,q6_k,...] [--n 2048] [--rows 512] [--tokens 64]
 //                       [--isa scalar|avx2] [--seconds 0.5]
 #include <fmt/format.h>
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     }
     fmt::print("isa {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), n, rows,
                tokens);
-    fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols");
+    fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols", "8 cols");
     for (const std::string& name : types) {
       const auto parsed = tandem::dtype_from_name(name);
       if (!parsed) tandem::fail("--types: unknown type '{}'", name);
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
       const QuantDotKernel k = quant_dot_kernel(type, isa);
       if (!k) tandem::fail("--types: {} has no integer kernel", name);
       fmt::print("{:<8}", name);
-      for (int cols = 1; cols <= 4; ++cols) {
+      for (int cols : {1, 2, 3, 4, 8}) {
         if (cols > tokens) {
           fmt::print(" {:>9}", "-");
         } else {

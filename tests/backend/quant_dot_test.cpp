@@ -117,8 +117,9 @@ TEST(QuantDot, EveryKernelMatchesTheDequantizedOracle) {
       ASSERT_TRUE(k) << dtype_name(type);
       const int64_t n = 512;
       const std::vector<uint8_t> w = random_rows(type, n, 1, rng);
-      // 1..3 columns are the remainder kernels, 4 the folded one, 5..7 both in one call.
-      for (int cols = 1; cols <= 7; ++cols) {
+      // 1..3 columns are the remainder kernels, 4 the folded one, 8 the eight-wide one of the
+      // 32-element types, and the others mixes of them in one call.
+      for (int cols = 1; cols <= 15; ++cols) {
         const size_t act_row = activation_row_bytes(k, n);
         std::vector<uint8_t> act(act_row * cols);
         std::vector<float> x(n);

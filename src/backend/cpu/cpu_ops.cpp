@@ -54,12 +54,12 @@ AttentionScratch OpContext::attention_scratch(int thread) {
 namespace {
 
 // Rows of W handled as one tile (about 16 KiB of weights): the tile stays in L1 while
-// the tokens' activations go past it four at a time (also from L1), so each weight byte
+// the tokens' activations go past it eight at a time (also from L1), so each weight byte
 // comes from memory once per matmul and each unpacked block serves four tokens.
 constexpr int64_t kRowTileBytes = 16 * 1024, kMaxRowTile = 16;
-constexpr int kColumns = 4;
+constexpr int kColumns = 8;
 
-// Rows o0..o1 of one weight for n_tokens activation rows: 4 tokens at a time per row tile.
+// Rows o0..o1 of one weight for n_tokens activation rows: 8 tokens at a time per row tile.
 void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t* act, size_t act_row,
                    int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
   const int64_t n_in = w.ne[0], n_out = w.rows();

@@ -178,24 +178,33 @@ struct Dot32 {
     for (int c = 0; c < NC; ++c) out[c * os] = hsum(_mm256_add_ps(acc[0][c], acc[1][c]));
   }
 
-  // Four columns: their 8-lane integer sums are folded with two rounds of hadd into one
-  // vector (lane c of each half = column c), so each block needs one int->float convert,
-  // one f16 convert of the four activation scales and one FMA instead of four of each.
-  static void run4(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+  // Four or eight columns (G groups of four) per unpacked weight block. A group's 8-lane
+  // integer sums are folded with two rounds of hadd into one vector (lane c of each half =
+  // column c), so each block needs one int->float convert, one f16 convert of the four
+  // activation scales and one FMA per group instead of four of each.
+  static constexpr int kWidest = 8;
+  template <int G>
+  static void run_groups(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
     const auto* wb = static_cast<const Block*>(w);
-    const BlockQ8_0* col[4];
-    for (int c = 0; c < 4; ++c) col[c] = act_block<BlockQ8_0>(a, stride, c, 0);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // even / odd blocks
-    auto block = [&](int64_t i, __m256& sum) {
+    const BlockQ8_0* col[4 * G];
+    for (int c = 0; c < 4 * G; ++c) col[c] = act_block<BlockQ8_0>(a, stride, c, 0);
+    __m256 acc[2][G];  // even / odd blocks
+    for (int g = 0; g < G; ++g) acc[0][g] = acc[1][g] = _mm256_setzero_ps();
+    auto block = [&](int64_t i, __m256* sum) {
       const __m256i q = W::get(wb[i]);
       const __m256i uq = _mm256_sign_epi8(q, q);
-      __m256i p[4];
-      for (int c = 0; c < 4; ++c) p[c] = dot_us8(uq, _mm256_sign_epi8(load256(col[c][i].qs), q));
-      const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-      const __m128 da = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(col[0][i].d), static_cast<short>(col[1][i].d),
-                                                    static_cast<short>(col[2][i].d), static_cast<short>(col[3][i].d), 0, 0, 0, 0));
-      const __m128 scale = _mm_mul_ps(da, _mm_set1_ps(f16(wb[i].d)));
-      sum = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), sum);
+      const float dw = f16(wb[i].d);
+      for (int g = 0; g < G; ++g) {
+        const BlockQ8_0* const* cg = col + 4 * g;
+        __m256i p[4];
+        for (int c = 0; c < 4; ++c) p[c] = dot_us8(uq, _mm256_sign_epi8(load256(cg[c][i].qs), q));
+        const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m128 da = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(cg[0][i].d), static_cast<short>(cg[1][i].d),
+                                                      static_cast<short>(cg[2][i].d), static_cast<short>(cg[3][i].d), 0, 0,
+                                                      0, 0));
+        const __m128 scale = _mm_mul_ps(da, _mm_set1_ps(dw));
+        sum[g] = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), sum[g]);
+      }
     };
     const int64_t nb = n / 32;
     int64_t i = 0;
@@ -205,10 +214,18 @@ struct Dot32 {
       block(i + 1, acc[1]);
     }
     if (i < nb) block(i, acc[0]);
-    const __m256 total = _mm256_add_ps(acc[0], acc[1]);
-    alignas(16) float r[4];
-    _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1)));
-    for (int c = 0; c < 4; ++c) out[c * os] = r[c];
+    for (int g = 0; g < G; ++g) {
+      const __m256 total = _mm256_add_ps(acc[0][g], acc[1][g]);
+      alignas(16) float r[4];
+      _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1)));
+      for (int c = 0; c < 4; ++c) out[(4 * g + c) * os] = r[c];
+    }
+  }
+  static void run4(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    run_groups<1>(n, w, a, stride, out, os);
+  }
+  static void run8(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
+    run_groups<2>(n, w, a, stride, out, os);
   }
 };
 
@@ -548,11 +565,15 @@ struct DotIQ4XS {
   }
 };
 
-// Columns in groups of four, then the remainder.
+// Columns in groups of eight (kernels that unpack a weight block once for eight), then
+// four, then the remainder.
 template <typename K>
 void dot_columns(int64_t n, const void* w, const void* a, size_t stride, int n_cols, float* out, int64_t os) {
   const auto* ab = static_cast<const uint8_t*>(a);
   int c = 0;
+  if constexpr (requires { K::kWidest; }) {
+    for (; c + 8 <= n_cols; c += 8) K::run8(n, w, ab + c * stride, stride, out + c * os, os);
+  }
   for (; c + 4 <= n_cols; c += 4) K::template run<4>(n, w, ab + c * stride, stride, out + c * os, os);
   switch (n_cols - c) {
     case 3: K::template run<3>(n, w, ab + c * stride, stride, out + c * os, os); break;
