@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include "backend/cpu/vec_math.h"
 #include "core/cpu_features.h"
 
 namespace tandem::cpu {
@@ -23,18 +24,6 @@ void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_toke
                        float* y, int64_t y_stride, float bias) {
   for (int64_t t = 0; t < n_tokens; ++t) y[t * y_stride] = dot_f32(w, x + t * x_stride, n) + bias;
 }
-
-namespace {
-
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  __m128 s = _mm_add_ps(lo, hi);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-}  // namespace
 
 __attribute__((target("avx2,fma"))) void dot_rows_avx2(const float* w, const float* x, int64_t n,
                                                        int64_t n_tokens, int64_t x_stride, float* y,

@@ -112,10 +112,7 @@ __attribute__((target("avx2,fma"))) float exp_sum_avx2(float* x, int64_t n, floa
     _mm256_storeu_ps(x + j, e);
     sum = _mm256_add_ps(sum, e);
   }
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  float total = _mm_cvtss_f32(s);
+  float total = hsum(sum);
   for (; j < n; ++j) total += (x[j] = std::exp(x[j] - m));
   return total;
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "backend/cpu/quant_dot.h"
+#include "backend/cpu/vec_math.h"
 #include "quant/blocks.h"
 
 namespace tandem::cpu {
@@ -21,19 +22,17 @@ namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-inline float hsum(__m128 s) {
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float hsum(__m256 v) { return hsum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
-
 inline int hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
   return _mm_cvtsi128_si32(s);
+}
+
+// Lane c of the result = the sum of the eight int32 lanes of v[c] (c < 4), each half of
+// the 256-bit result holding four partial sums: two rounds of hadd.
+inline __m256i fold4(const __m256i v[4]) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
 // 16 bytes of nibbles -> 32 bytes: low nibbles in the low lane, high nibbles in the high
@@ -146,6 +145,20 @@ inline __m256i weights_iq4_nl(const BlockIQ4_NL& b) {
 // vector return types lose their attributes as template arguments).
 template <typename Block, typename W>
 struct Dot32 {
+  // block(i, parity) for blocks 0..nb-1, even ones with parity 0 and odd ones with parity 1
+  // (callers keep one FMA chain per parity: one chain would wait on the FMA latency every
+  // block); the weights are prefetched a pair at a time.
+  template <typename Fn>
+  static void each_block_pair(const Block* wb, int64_t nb, Fn&& block) {
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+      prefetch_weights(wb + i, 2 * sizeof(Block));
+      block(i, 0);
+      block(i + 1, 1);
+    }
+    if (i < nb) block(i, 0);
+  }
+
   template <int NC>
   static void run(int64_t n, const void* w, const uint8_t* a, size_t stride, float* out, int64_t os) {
     if constexpr (NC == 4) {
@@ -153,28 +166,18 @@ struct Dot32 {
       return;
     }
     const auto* wb = static_cast<const Block*>(w);
-    // Even and odd blocks feed separate accumulators: one FMA chain per column would
-    // wait on the FMA latency every block.
-    __m256 acc[2][NC];
+    __m256 acc[2][NC];  // even / odd blocks
     for (int c = 0; c < NC; ++c) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
-    const int64_t nb = n / 32;
-    auto block = [&](int64_t i, __m256* sum) {
+    each_block_pair(wb, n / 32, [&](int64_t i, int parity) {
       const __m256i q = W::get(wb[i]);
       const __m256i uq = _mm256_sign_epi8(q, q);
       const float d = f16(wb[i].d);
       for (int c = 0; c < NC; ++c) {
         const BlockQ8_0* ab = act_block<BlockQ8_0>(a, stride, c, i);
         const __m256i p = dot_us8(uq, _mm256_sign_epi8(load256(ab->qs), q));
-        sum[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(p), sum[c]);
+        acc[parity][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16(ab->d)), _mm256_cvtepi32_ps(p), acc[parity][c]);
       }
-    };
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-      prefetch_weights(wb + i, 2 * sizeof(Block));
-      block(i, acc[0]);
-      block(i + 1, acc[1]);
-    }
-    if (i < nb) block(i, acc[0]);
+    });
     for (int c = 0; c < NC; ++c) out[c * os] = hsum(_mm256_add_ps(acc[0][c], acc[1][c]));
   }
 
@@ -190,7 +193,7 @@ struct Dot32 {
     for (int c = 0; c < 4 * G; ++c) col[c] = act_block<BlockQ8_0>(a, stride, c, 0);
     __m256 acc[2][G];  // even / odd blocks
     for (int g = 0; g < G; ++g) acc[0][g] = acc[1][g] = _mm256_setzero_ps();
-    auto block = [&](int64_t i, __m256* sum) {
+    each_block_pair(wb, n / 32, [&](int64_t i, int parity) {
       const __m256i q = W::get(wb[i]);
       const __m256i uq = _mm256_sign_epi8(q, q);
       const float dw = f16(wb[i].d);
@@ -198,26 +201,18 @@ struct Dot32 {
         const BlockQ8_0* const* cg = col + 4 * g;
         __m256i p[4];
         for (int c = 0; c < 4; ++c) p[c] = dot_us8(uq, _mm256_sign_epi8(load256(cg[c][i].qs), q));
-        const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m256i sums = fold4(p);
         const __m128 da = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(cg[0][i].d), static_cast<short>(cg[1][i].d),
                                                       static_cast<short>(cg[2][i].d), static_cast<short>(cg[3][i].d), 0, 0,
                                                       0, 0));
         const __m128 scale = _mm_mul_ps(da, _mm_set1_ps(dw));
-        sum[g] = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), sum[g]);
+        acc[parity][g] = _mm256_fmadd_ps(_mm256_set_m128(scale, scale), _mm256_cvtepi32_ps(sums), acc[parity][g]);
       }
-    };
-    const int64_t nb = n / 32;
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-      prefetch_weights(wb + i, 2 * sizeof(Block));
-      block(i, acc[0]);
-      block(i + 1, acc[1]);
-    }
-    if (i < nb) block(i, acc[0]);
+    });
     for (int g = 0; g < G; ++g) {
       const __m256 total = _mm256_add_ps(acc[0][g], acc[1][g]);
       alignas(16) float r[4];
-      _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1)));
+      _mm_store_ps(r, add_halves(total));
       for (int c = 0; c < 4; ++c) out[(4 * g + c) * os] = r[c];
     }
   }
@@ -290,12 +285,6 @@ inline __m128i k4_scales_mins(const uint8_t* packed) {
                         static_cast<int>(mins_hi));
 }
 
-// Lane c of the result = the sum of the eight int32 lanes of v[c] (c < 4), each half of
-// the 256-bit result holding four partial sums: two rounds of hadd.
-inline __m256i fold4(const __m256i v[4]) {
-  return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-}
-
 template <bool kFive>
 struct DotQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
@@ -364,7 +353,7 @@ struct DotQ45K {
     }
     if constexpr (NC == 4) {
       alignas(16) float r[4];
-      _mm_store_ps(r, _mm_sub_ps(_mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1)), mins[0]));
+      _mm_store_ps(r, _mm_sub_ps(add_halves(acc[0]), mins[0]));
       for (int c = 0; c < NC; ++c) out[c * os] = r[c];
     } else {
       for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]) - hsum(mins[c]);
@@ -451,7 +440,7 @@ struct DotQ6K {
     }
     if constexpr (NC == 4) {
       alignas(16) float r[4];
-      _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1)));
+      _mm_store_ps(r, add_halves(acc[0]));
       for (int c = 0; c < NC; ++c) out[c * os] = r[c];
     } else {
       for (int c = 0; c < NC; ++c) out[c * os] = hsum(acc[c]);

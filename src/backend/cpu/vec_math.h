@@ -1,10 +1,24 @@
-// Vector math shared by the AVX2 loops of the CPU ops (each caller is itself compiled or
-// attributed for AVX2+FMA and picks this path only when the CPU has it).
+// Vector helpers shared by the AVX2 loops of the CPU backend (each caller is itself compiled
+// or attributed for AVX2+FMA and picks this path only when the CPU has it): horizontal sums
+// and exp.
 #pragma once
 
 #include <immintrin.h>
 
 namespace tandem::cpu {
+
+// The two 128-bit halves of v added lane by lane.
+__attribute__((target("avx2,fma"))) inline __m128 add_halves(__m256 v) {
+  return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+// Sum of the lanes.
+__attribute__((target("avx2,fma"))) inline float hsum(__m128 s) {
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) { return hsum(add_halves(v)); }
 
 // e^x to about 2 ulp for x in [-87.33, 88]: 2^n * e^f with n = round(x / ln 2) and
 // f = x - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in two so f stays exact), e^f by its
