@@ -1,0 +1,110 @@
+#include "backend/cuda/cuda_context.h"
+
+#include <cublas_v2.h>
+
+#include <utility>
+
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+
+namespace tandem::cuda {
+
+void fail_cuda(cudaError_t status, const char* expr, const char* file, int line) {
+  fail("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(status), cudaGetErrorString(status), expr, file, line);
+}
+
+void fail_cublas(int status, const char* expr, const char* file, int line) {
+  fail("cuBLAS error {} ({}) in {} at {}:{}", status,
+       cublasGetStatusString(static_cast<cublasStatus_t>(status)), expr, file, line);
+}
+
+bool device_available() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t status = cudaMalloc(&ptr_, bytes);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail("cannot allocate {} bytes of GPU memory: {}", bytes, cudaGetErrorString(status));
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t status = cudaMallocHost(&ptr_, bytes);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail("cannot allocate {} bytes of pinned host memory: {}", bytes, cudaGetErrorString(status));
+  }
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  if (ptr_ != nullptr) cudaFreeHost(ptr_);
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+void* DeviceArena::take(size_t bytes, size_t align) {
+  const size_t start = (used_ + align - 1) / align * align;
+  if (start + bytes > block_.bytes()) {
+    fail("GPU workspace exhausted: {} bytes wanted, {} of {} in use", bytes, used_, block_.bytes());
+  }
+  used_ = start + bytes;
+  return static_cast<uint8_t*>(block_.data()) + start;
+}
+
+CudaContext::CudaContext(int device) : device_(device) {
+  TANDEM_CUDA_CHECK(cudaSetDevice(device));
+  TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+  TANDEM_CUBLAS_CHECK(cublasCreate(&cublas_));
+  TANDEM_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+}
+
+CudaContext::~CudaContext() {
+  if (cublas_ != nullptr) cublasDestroy(cublas_);
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void CudaContext::synchronize() const {
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+}
+
+void copy_to_device(void* dst, const void* src, size_t bytes) {
+  TANDEM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_to_host(void* dst, const void* src, size_t bytes) {
+  TANDEM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+}  // namespace tandem::cuda

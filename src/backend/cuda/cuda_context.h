@@ -1,0 +1,104 @@
+// Device memory and the per-session CUDA state: owning buffers (device and pinned host),
+// a bump arena for activations, and a context holding the compute stream, a copy stream
+// and the cuBLAS handle. Host-side C++ only (no kernels here).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+typedef struct cublasContext* cublasHandle_t;
+
+namespace tandem::cuda {
+
+// True when the CUDA runtime sees at least one device. Never throws; clears the error a
+// missing driver leaves behind.
+bool device_available();
+
+// cudaMalloc'd bytes, freed on destruction. Move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* data() const { return ptr_; }
+  template <class T> T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Page-locked host memory (cudaMallocHost): the staging area for hidden states that cross
+// between the GPU and the CPU, so copies are DMA and can overlap compute. Move-only.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void* data() const { return ptr_; }
+  template <class T> T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// One device allocation handed out in aligned pieces; reset() frees them all at once.
+// Sized once (workspace for the largest batch), so the hot path never calls cudaMalloc.
+class DeviceArena {
+ public:
+  DeviceArena() = default;
+  explicit DeviceArena(size_t bytes) : block_(bytes) {}
+  // Fails (naming the sizes) when the arena is exhausted.
+  void* take(size_t bytes, size_t align = 256);
+  template <class T> T* take_n(size_t n) { return static_cast<T*>(take(n * sizeof(T), alignof(T) < 256 ? 256 : alignof(T))); }
+  void reset() { used_ = 0; }
+  size_t used() const { return used_; }
+  size_t capacity() const { return block_.bytes(); }
+
+ private:
+  DeviceBuffer block_;
+  size_t used_ = 0;
+};
+
+// The CUDA state of one session: its device, a compute stream, a copy stream (uploads and
+// the hidden-state traffic of hybrid execution overlap compute on it) and a cuBLAS handle
+// bound to the compute stream.
+class CudaContext {
+ public:
+  explicit CudaContext(int device = 0);
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  cudaStream_t copy_stream() const { return copy_stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  // Waits for all work on both streams; fails on any error they raised.
+  void synchronize() const;
+
+ private:
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+};
+
+// Synchronous helpers for tests and set-up (never on the hot path).
+void copy_to_device(void* dst, const void* src, size_t bytes);
+void copy_to_host(void* dst, const void* src, size_t bytes);
+
+}  // namespace tandem::cuda
