@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls this after tools/setup.sh):
 #   1. release build + every unit and oracle test (ctest)
 #   2. ASan+UBSan build + every test except four slow oracle comparisons
-#   3. CUDA build (compile + link; `tandem devices` must fall back to the CPU cleanly)
+#   3. CUDA build (library, CLI and the CUDA op tests; `tandem devices` must fall back to the
+#      CPU cleanly; the op tests skip without a device)
 #   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
 # Shared data (../shared) and the real model are required: a missing one fails the run.
 set -euo pipefail
@@ -36,10 +37,14 @@ step "CUDA build"
 NVCC="$(command -v nvcc || true)"
 [ -n "$NVCC" ] || { [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc; } || true
 if [ -n "$NVCC" ]; then
-  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" -DTANDEM_TESTS=OFF >/dev/null
-  cmake --build build/cuda -j "$JOBS"
+  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" \
+    -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
+  cmake --build build/cuda -j "$JOBS" --target tandem_cli cuda_backend_test
   build/cuda/tandem devices | tee build/cuda/devices.txt
   grep -q "^gpu" build/cuda/devices.txt
+  # The CUDA op tests: on a GPU machine they run; here each says "skipped: no CUDA device"
+  # (device-free cases, e.g. error reporting, still run and must pass).
+  build/cuda/tests/backend/cuda/cuda_backend_test 2>&1 | tail -n 5
 elif [ "${TANDEM_REQUIRE_CUDA_BUILD:-0}" = 1 ]; then
   echo "test: nvcc not found but TANDEM_REQUIRE_CUDA_BUILD=1" >&2
   exit 1
