@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/host_device.h"
 
 namespace tandem::quant {
 
@@ -119,7 +120,7 @@ struct BlockQ4_K {
 static_assert(sizeof(BlockQ4_K) == 144);
 
 // Unpacks the 6-bit scale and min of group j (0..7) of a Q4_K / Q5_K block's scales.
-inline void unpack_scale_min_k4(const uint8_t* s, int j, int& scale, int& min) {
+TANDEM_HD inline void unpack_scale_min_k4(const uint8_t* s, int j, int& scale, int& min) {
   if (j < 4) {
     scale = s[j] & 0x3F;
     min = s[j + 4] & 0x3F;
