@@ -14,5 +14,6 @@ void register_chat(CLI::App& app);
 void register_template(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_fit(CLI::App& app);
 
 }  // namespace tandem::cli

@@ -13,10 +13,12 @@
 namespace {
 
 // llama.cpp's multi-letter short flags become their long forms (CLI11 takes one-letter
-// short names only), so `-ctk q8_0` and `-ub 256` work for every subcommand.
+// short names only), so `-ctk q8_0`, `-ub 256` and `-ngl 99` work for every subcommand.
 void expand_short_aliases(int argc, char** argv) {
   static const std::pair<std::string_view, const char*> aliases[] = {
-      {"-ub", "--ubatch-size"}, {"-ctk", "--cache-type-k"}, {"-ctv", "--cache-type-v"}};
+      {"-ub", "--ubatch-size"}, {"-ctk", "--cache-type-k"}, {"-ctv", "--cache-type-v"},
+      {"-ngl", "--n-gpu-layers"}, {"-ot", "--override-tensor"}, {"-cmoe", "--cpu-moe"},
+      {"-ncmoe", "--n-cpu-moe"}};
   for (int i = 1; i < argc; ++i) {
     for (const auto& [alias, name] : aliases) {
       if (alias == argv[i]) argv[i] = const_cast<char*>(name);
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   tandem::cli::register_template(app);
   tandem::cli::register_synth(app);
   tandem::cli::register_bench(app);
+  tandem::cli::register_fit(app);
   try {
     expand_short_aliases(argc, argv);
     app.parse(argc, argv);

@@ -1,6 +1,7 @@
 // The interface every architecture implements: load weights, make per-sequence state,
 // run tokens through the network. Each architecture's forward pass is written out by hand
-// in its own file over the op set (backend/cpu), readable top to bottom.
+// in its own file over the block interface (backend/backend.h), readable top to bottom;
+// a placement says on which device each layer's weights (and its routed experts) live.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
 #include "gguf/gguf_model_files.h"
 #include "model/hparams.h"
@@ -37,6 +39,24 @@ DType parse_kv_cache_type(std::string_view name, std::string_view what);
 // Fails (naming the type) unless both types can hold heads of head_dim elements.
 void check_kv_cache_types(KvCacheTypes kv, int64_t head_dim);
 
+// The backends a forward pass runs on, by device. `cpu` is always set; `gpu` is the CUDA
+// backend (or, in tests, a second CPU backend standing in for it) when a placement puts
+// anything on Device::Cuda.
+struct Backends {
+  Backend* cpu = nullptr;
+  Backend* gpu = nullptr;
+  // Fails (naming the device) when that backend is absent.
+  Backend& on(Device d) const;
+};
+
+// Where one layer runs: its every-token weights (norms, attention or DeltaNet, router,
+// shared expert, dense FFN) on `main`, its routed experts on `experts`.
+struct LayerPlacement {
+  Device main = Device::Cpu;
+  Device experts = Device::Cpu;
+  bool operator==(const LayerPlacement&) const = default;
+};
+
 // Activation scratch for one forward call, sized once for the most tokens a call may
 // carry (all sequences of a batch together). Shared by the sequences of a batch.
 class Workspace {
@@ -59,19 +79,31 @@ class Model {
   const HParams& hparams() const { return hp_; }
   // The widest weight row (for per-thread decode scratch).
   virtual int64_t max_row() const = 0;
-  virtual std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv = {}) const = 0;
-  virtual std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const = 0;
+  // A sequence's state: each layer's KV cache or recurrent state in the memory of the
+  // device its layer runs on.
+  virtual std::unique_ptr<SequenceState> new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv = {}) const = 0;
+  // Activation buffers on every device the placement uses, and the backends' block scratch
+  // sized for max_tokens.
+  virtual std::unique_ptr<Workspace> new_workspace(const Backends& be, int64_t max_tokens) const = 0;
   // Runs the tokens of several sequences through the network in one pass: weights are read
   // once for all of them, attention stays within each sequence. Fails cleanly (nothing
   // changed) when a sequence's context would overflow or the batch exceeds the workspace.
-  virtual void forward(cpu::OpContext& ctx, Workspace& workspace,
-                       std::span<const SequenceInput> batch) const = 0;
+  virtual void forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const = 0;
   // Tensors in the file that the architecture did not use.
   const std::vector<std::string>& unused_tensors() const { return unused_; }
+
+  // Where each layer and the output head run (default: all on the CPU). Sequences and
+  // workspaces made afterwards follow it. Weights placed on a GPU must already be in its
+  // memory (the CUDA backend's upload); a CPU stand-in reads them where they are.
+  void set_placement(std::vector<LayerPlacement> layers, Device output);
+  const std::vector<LayerPlacement>& placement() const { return placement_; }
+  Device output_device() const { return output_device_; }
 
  protected:
   HParams hp_;
   std::vector<std::string> unused_;
+  std::vector<LayerPlacement> placement_;  // n_layer entries (filled by the loader)
+  Device output_device_ = Device::Cpu;
 };
 
 // Checks a batch against the workspace and each sequence's context; returns total tokens.

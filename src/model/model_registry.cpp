@@ -21,6 +21,19 @@ int64_t validate_batch(const Workspace& workspace, std::span<const SequenceInput
   return total;
 }
 
+void Model::set_placement(std::vector<LayerPlacement> layers, Device output) {
+  if (layers.size() != static_cast<size_t>(hp_.n_layer)) {
+    fail("placement: {} layer entries for a model of {} layers", layers.size(), hp_.n_layer);
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].experts != layers[i].main && !(hp_.n_expert > 0)) {
+      fail("placement: layer {} has no routed experts to place apart from the layer", i);
+    }
+  }
+  placement_ = std::move(layers);
+  output_device_ = output;
+}
+
 std::unique_ptr<Model> load_model(const gguf::ModelFiles& files) {
   const gguf::File& f = files.primary();
   if (!f.contains("general.architecture")) fail("{}: no general.architecture key: not a model file", f.name());

@@ -27,24 +27,13 @@ struct Layer {
   FfnWeights ffn;
 };
 
-// Per forward call, for up to max_tokens tokens over all sequences of the batch.
-class Qwen3Workspace : public Workspace {
- public:
-  std::vector<float> x, a, proj;  // [T][D]
-  std::vector<int32_t> tokens;    // [T]
-  std::vector<AttentionSequence> seqs;
-  AttentionScratch attn;
-  FfnScratch ffn;
-};
-
 class Qwen3Model final : public Model {
  public:
   explicit Qwen3Model(const gguf::ModelFiles& files);
   int64_t max_row() const override { return max_row_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv) const override;
-  std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const override;
-  void forward(cpu::OpContext& ctx, Workspace& workspace,
-               std::span<const SequenceInput> batch) const override;
+  std::unique_ptr<SequenceState> new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const override;
+  std::unique_ptr<Workspace> new_workspace(const Backends& be, int64_t max_tokens) const override;
+  void forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const override;
 
  private:
   AttentionShape shape_;
@@ -105,48 +94,51 @@ Qwen3Model::Qwen3Model(const gguf::ModelFiles& files) {
   }
   max_row_ = std::max({D, q_dim, moe ? h.n_ff_expert : h.n_ff});
   unused_ = w.unused();
+  placement_.assign(layers_.size(), LayerPlacement{});
 }
 
-std::unique_ptr<SequenceState> Qwen3Model::new_sequence(int64_t n_ctx, KvCacheTypes kv) const {
+std::unique_ptr<SequenceState> Qwen3Model::new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   auto s = std::make_unique<KvSequence>();
-  s->allocate_kv(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
+  std::vector<Device> devices;  // every layer has attention: slot = layer
+  for (const LayerPlacement& at : placement_) devices.push_back(at.main);
+  s->allocate_kv(be, devices, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
   return s;
 }
 
-std::unique_ptr<Workspace> Qwen3Model::new_workspace(int64_t max_tokens) const {
+std::unique_ptr<Workspace> Qwen3Model::new_workspace(const Backends& be, int64_t max_tokens) const {
   if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
-  auto s = std::make_unique<Qwen3Workspace>();
-  s->max_tokens = max_tokens;
-  const auto T = static_cast<size_t>(max_tokens), D = static_cast<size_t>(hp_.n_embd);
-  s->x.resize(T * D);
-  s->a.resize(T * D);
-  s->proj.resize(T * D);
-  s->tokens.resize(T);
-  s->seqs.reserve(T);
-  s->attn.reserve(max_tokens, shape_, false);
-  s->ffn.reserve(max_tokens, hp_.n_embd, layers_.front().ffn);
-  return s;
+  auto ws = std::make_unique<LayerWorkspace>();
+  allocate_workspace(be, placement_, output_device_, max_tokens, hp_.n_embd, hp_.n_expert_used, *ws);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    be.on(placement_[i].main).reserve_attention(max_tokens, shape_, false);
+    be.on(placement_[i].main).reserve_ffn(max_tokens, hp_.n_embd, layers_[i].ffn);
+    be.on(placement_[i].experts).reserve_ffn(max_tokens, hp_.n_embd, layers_[i].ffn);
+  }
+  return ws;
 }
 
-void Qwen3Model::forward(cpu::OpContext& ctx, Workspace& workspace,
-                         std::span<const SequenceInput> batch) const {
-  auto& s = static_cast<Qwen3Workspace&>(workspace);
+void Qwen3Model::forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const {
+  auto& ws = static_cast<LayerWorkspace&>(workspace);
   const HParams& h = hp_;
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;
-  embed_batch(ctx, token_embd_, batch, s.tokens, s.x.data());  // x [T][D]
+  embed_batch(be, ws, token_embd_, batch);  // x [T][D]
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const Layer& l = layers_[static_cast<size_t>(i)];
-    attention_sequences(batch, i, s.seqs);
-    cpu::rms_norm(s.x.data(), l.attn_norm.data(), T, D, h.rms_eps, s.a.data());  // a [T][D]
-    attention_block(ctx, l.attn, shape_, s.a.data(), s.seqs, s.attn, s.proj.data());
-    cpu::add(s.x.data(), s.proj.data(), T * D);
-    cpu::rms_norm(s.x.data(), l.ffn_norm.data(), T, D, h.rms_eps, s.a.data());   // m [T][D]
-    ffn_block(ctx, l.ffn, s.a.data(), T, D, s.ffn, s.proj.data());
-    cpu::add(s.x.data(), s.proj.data(), T * D);
+    const LayerPlacement at = placement_[static_cast<size_t>(i)];
+    Backend& b = enter(be, ws, at.main, T, D);
+    DeviceActivations& act = ws.on(at.main);
+    float *x = act.x.as<float>(), *a = act.a.as<float>(), *proj = act.proj.as<float>();
+    attention_sequences(batch, i, ws.seqs);
+    b.rms_norm(x, l.attn_norm, T, D, h.rms_eps, a);  // a [T][D]
+    b.attention(l.attn, shape_, a, ws.seqs, proj);
+    b.add(x, proj, T * D);
+    b.rms_norm(x, l.ffn_norm, T, D, h.rms_eps, a);   // m [T][D]
+    ffn_block(be, ws, l.ffn, at, T, D);              // proj = FFN(m)
+    b.add(x, proj, T * D);
   }
-  finish_batch(ctx, batch, s.x.data(), D, output_norm_, h.rms_eps, output_, s.a.data());
+  finish_batch(be, ws, batch, D, output_norm_, h.rms_eps, output_, output_device_);
 }
 
 }  // namespace

@@ -27,13 +27,6 @@
 namespace tandem::model {
 namespace {
 
-struct DeltaNetWeights {
-  Tensor qkv, gate, beta, alpha, out;   // {D, C}, {D, C_v}, {D, n_v}, {D, n_v}, {C_v, D}
-  std::vector<float> dt_bias, a;        // [n_v]; a = -exp(A_log)
-  std::vector<float> conv_taps;         // [C][K]
-  std::vector<float> norm;              // [d_v]
-};
-
 struct Layer {
   bool full_attention = false;
   std::vector<float> attn_norm, post_attention_norm;  // [D]
@@ -49,47 +42,37 @@ struct MtpBlock {
   Layer layer;
 };
 
-// KV cache for the full-attention layers plus the DeltaNet layers' recurrent state.
+// KV cache for the full-attention layers plus the DeltaNet layers' recurrent state, each
+// in the memory of its layer's device.
 class Qwen35Sequence : public KvSequence {
  public:
-  std::vector<float> conv_state, ssm_state;  // DeltaNet layers: [slot][(K-1)*C], [slot][n_v][d_k][d_v]
+  std::vector<Memory> conv_state, ssm_state;  // [slot]: [(K-1)*C], [n_v][d_k][d_v]
+  std::vector<Backend*> state_backend;        // [slot]: who can zero them
   void clear() override {
     n_past = 0;
-    std::fill(conv_state.begin(), conv_state.end(), 0.0f);
-    std::fill(ssm_state.begin(), ssm_state.end(), 0.0f);
+    for (size_t i = 0; i < conv_state.size(); ++i) {
+      state_backend[i]->zero(conv_state[i].as(), conv_state[i].bytes());
+      state_backend[i]->zero(ssm_state[i].as(), ssm_state[i].bytes());
+    }
   }
-};
-
-class Qwen35Workspace : public Workspace {
- public:
-  std::vector<float> x, a, proj;                 // [T][D]
-  std::vector<int32_t> tokens;
-  std::vector<AttentionSequence> seqs;
-  AttentionScratch attn;
-  FfnScratch ffn;
-  // DeltaNet: P/conv [T][C], z/o/y [T][C_v], q/k [T][n_k*d_k], v [T][C_v], gates [T][n_v].
-  std::vector<float> P, conv, z, q, k, v, o, y, b, alpha, g, beta;
 };
 
 class Qwen35Model final : public Model {
  public:
   explicit Qwen35Model(const gguf::ModelFiles& files);
   int64_t max_row() const override { return max_row_; }
-  std::unique_ptr<SequenceState> new_sequence(int64_t n_ctx, KvCacheTypes kv) const override;
-  std::unique_ptr<Workspace> new_workspace(int64_t max_tokens) const override;
-  void forward(cpu::OpContext& ctx, Workspace& workspace,
-               std::span<const SequenceInput> batch) const override;
+  std::unique_ptr<SequenceState> new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const override;
+  std::unique_ptr<Workspace> new_workspace(const Backends& be, int64_t max_tokens) const override;
+  void forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const override;
 
  private:
   void load_layer(WeightLoader& w, int64_t index, bool full_attention, Layer& l) const;
-  void delta_net_block(cpu::OpContext& ctx, const DeltaNetWeights& w, int64_t slot,
-                       std::span<const SequenceInput> batch, int64_t T, Qwen35Workspace& s) const;
 
   int64_t conv_channels() const { return 2 * hp_.ssm_n_k * hp_.ssm_d_k + hp_.ssm_n_v * hp_.ssm_d_v; }
   int64_t value_width() const { return hp_.ssm_n_v * hp_.ssm_d_v; }
 
   AttentionShape shape_;
-  cpu::DeltaNetShape delta_shape_;
+  DeltaNetShape delta_shape_;
   Tensor token_embd_, output_;
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
@@ -126,6 +109,8 @@ void Qwen35Model::load_layer(WeightLoader& w, int64_t index, bool full_attention
     l.delta.a = w.require_f32(p + "ssm_a", nv);
     l.delta.conv_taps = w.require_small_f32(p + "ssm_conv1d.weight", {h.ssm_conv_kernel, C});
     l.delta.norm = w.require_f32(p + "ssm_norm.weight", h.ssm_d_v);
+    l.delta.conv_kernel = h.ssm_conv_kernel;
+    l.delta.rms_eps = h.rms_eps;
   }
   if (h.arch == "qwen35moe") {
     l.ffn.router = w.require(p + "ffn_gate_inp.weight", {D, h.n_expert});
@@ -184,130 +169,80 @@ Qwen35Model::Qwen35Model(const gguf::ModelFiles& files) {
   max_row_ = std::max({D, 2 * D, h.n_head * h.head_dim, value_width(), h.ssm_d_v,
                        h.arch == "qwen35moe" ? std::max(h.n_ff_expert, h.n_ff_shared) : h.n_ff});
   unused_ = w.unused();
+  placement_.assign(layers_.size(), LayerPlacement{});
 }
 
-std::unique_ptr<SequenceState> Qwen35Model::new_sequence(int64_t n_ctx, KvCacheTypes kv) const {
+std::unique_ptr<SequenceState> Qwen35Model::new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   const HParams& h = hp_;
   auto s = std::make_unique<Qwen35Sequence>();
-  s->allocate_kv(n_attention_layers_, n_ctx, h.n_head_kv, h.head_dim, kv);
-  s->conv_state.assign(static_cast<size_t>(n_delta_layers_ * (h.ssm_conv_kernel - 1) * conv_channels()), 0.0f);
-  s->ssm_state.assign(static_cast<size_t>(n_delta_layers_ * h.ssm_n_v * h.ssm_d_k * h.ssm_d_v), 0.0f);
+  std::vector<Device> attention_devices;
+  const auto conv_bytes = static_cast<size_t>((h.ssm_conv_kernel - 1) * conv_channels()) * sizeof(float);
+  const auto ssm_bytes = static_cast<size_t>(h.ssm_n_v * h.ssm_d_k * h.ssm_d_v) * sizeof(float);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Device d = placement_[i].main;
+    if (layers_[i].full_attention) {
+      attention_devices.push_back(d);
+    } else {
+      s->conv_state.push_back(be.on(d).allocate(conv_bytes));
+      s->ssm_state.push_back(be.on(d).allocate(ssm_bytes));
+      s->state_backend.push_back(&be.on(d));
+    }
+  }
+  s->allocate_kv(be, attention_devices, n_ctx, h.n_head_kv, h.head_dim, kv);
   return s;
 }
 
-std::unique_ptr<Workspace> Qwen35Model::new_workspace(int64_t max_tokens) const {
+std::unique_ptr<Workspace> Qwen35Model::new_workspace(const Backends& be, int64_t max_tokens) const {
   if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
   const HParams& h = hp_;
-  auto s = std::make_unique<Qwen35Workspace>();
-  s->max_tokens = max_tokens;
-  const auto T = static_cast<size_t>(max_tokens), D = static_cast<size_t>(h.n_embd);
-  const auto C = static_cast<size_t>(conv_channels()), Cv = static_cast<size_t>(value_width());
-  const auto Ck = static_cast<size_t>(h.ssm_n_k * h.ssm_d_k), nv = static_cast<size_t>(h.ssm_n_v);
-  s->x.resize(T * D);
-  s->a.resize(T * D);
-  s->proj.resize(T * D);
-  s->tokens.resize(T);
-  s->seqs.reserve(T);
-  s->attn.reserve(max_tokens, shape_, true);
-  s->ffn.reserve(max_tokens, h.n_embd, layers_.front().ffn);
-  for (auto* buffer : {&s->P, &s->conv}) buffer->resize(T * C);
-  for (auto* buffer : {&s->z, &s->v, &s->o, &s->y}) buffer->resize(T * Cv);
-  for (auto* buffer : {&s->q, &s->k}) buffer->resize(T * Ck);
-  for (auto* buffer : {&s->b, &s->alpha, &s->g, &s->beta}) buffer->resize(T * nv);
-  return s;
+  auto ws = std::make_unique<LayerWorkspace>();
+  allocate_workspace(be, placement_, output_device_, max_tokens, h.n_embd, h.n_expert_used, *ws);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Backend& main = be.on(placement_[i].main);
+    if (layers_[i].full_attention) {
+      main.reserve_attention(max_tokens, shape_, true);
+    } else {
+      main.reserve_delta_net(max_tokens, delta_shape_, h.ssm_conv_kernel);
+    }
+    main.reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
+    be.on(placement_[i].experts).reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
+  }
+  return ws;
 }
 
-float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-
-void Qwen35Model::delta_net_block(cpu::OpContext& ctx, const DeltaNetWeights& w, int64_t slot,
-                                  std::span<const SequenceInput> batch, int64_t T, Qwen35Workspace& s) const {
-  const HParams& h = hp_;
-  const int64_t C = conv_channels(), Cv = value_width(), nk = h.ssm_n_k, nv = h.ssm_n_v;
-  const int64_t dk = h.ssm_d_k, dv = h.ssm_d_v, Ck = nk * dk, K = h.ssm_conv_kernel;
-  const cpu::SharedInputMatmul projections[] = {
-      {&w.qkv, s.P.data()},       // P [T][C]
-      {&w.gate, s.z.data()},      // z [T][C_v]
-      {&w.beta, s.b.data()},      // [T][n_v]
-      {&w.alpha, s.alpha.data()}  // [T][n_v]
-  };
-  cpu::matmul_shared_input(ctx, s.a.data(), T, projections);
-  // Causal conv per sequence, each with its own carried state.
-  int64_t first = 0;
-  for (const SequenceInput& in : batch) {
-    auto& seq = static_cast<Qwen35Sequence&>(*in.state);
-    const auto n = static_cast<int64_t>(in.tokens.size());
-    cpu::conv1d_silu(s.P.data() + first * C, n, C, w.conv_taps.data(), K,
-                     seq.conv_state.data() + slot * (K - 1) * C, s.conv.data() + first * C);
-    first += n;
-  }
-  // Split q | k | v, L2-normalise q and k per head, scale q; gates.
-  const float q_scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = s.conv.data() + t * C;
-    for (int64_t head = 0; head < nk; ++head) {
-      for (int part = 0; part < 2; ++part) {
-        const float* src = row + part * Ck + head * dk;
-        float* dst = (part == 0 ? s.q.data() : s.k.data()) + t * Ck + head * dk;
-        float sum = 0;
-        for (int64_t i = 0; i < dk; ++i) sum += src[i] * src[i];
-        const float scale = (part == 0 ? q_scale : 1.0f) / std::max(std::sqrt(sum), h.rms_eps);
-        for (int64_t i = 0; i < dk; ++i) dst[i] = src[i] * scale;
-      }
-    }
-    std::copy_n(row + 2 * Ck, Cv, s.v.data() + t * Cv);
-    for (int64_t j = 0; j < nv; ++j) {
-      const size_t at = static_cast<size_t>(t * nv + j);
-      s.beta[at] = 1.0f / (1.0f + std::exp(-s.b[at]));
-      s.g[at] = w.a[static_cast<size_t>(j)] * softplus(s.alpha[at] + w.dt_bias[static_cast<size_t>(j)]);
-    }
-  }
-  // The delta rule per sequence: chunked for prompts, token by token for decode.
-  first = 0;
-  for (const SequenceInput& in : batch) {
-    auto& seq = static_cast<Qwen35Sequence&>(*in.state);
-    const auto n = static_cast<int64_t>(in.tokens.size());
-    float* state = seq.ssm_state.data() + slot * nv * dk * dv;
-    const auto run = n >= 16 ? [](cpu::OpContext& c, const cpu::DeltaNetShape& sh, int64_t t, const float* q,
-                                  const float* k, const float* v, const float* g, const float* b, float* st,
-                                  float* o) { cpu::delta_rule_chunked(c, sh, t, q, k, v, g, b, st, o); }
-                             : cpu::delta_rule_recurrent;
-    run(ctx, delta_shape_, n, s.q.data() + first * Ck, s.k.data() + first * Ck, s.v.data() + first * Cv,
-        s.g.data() + first * nv, s.beta.data() + first * nv, state, s.o.data() + first * Cv);
-    first += n;
-  }
-  // Gated RMSNorm per value head, then the output projection.
-  cpu::rms_norm(s.o.data(), w.norm.data(), T * nv, dv, h.rms_eps, s.y.data());
-  for (int64_t i = 0; i < T * Cv; ++i) {
-    const float zi = s.z[static_cast<size_t>(i)];
-    s.y[static_cast<size_t>(i)] *= zi / (1.0f + std::exp(-zi));
-  }
-  cpu::matmul(ctx, w.out, s.y.data(), T, s.proj.data());
-}
-
-void Qwen35Model::forward(cpu::OpContext& ctx, Workspace& workspace,
-                          std::span<const SequenceInput> batch) const {
-  auto& s = static_cast<Qwen35Workspace&>(workspace);
+void Qwen35Model::forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const {
+  auto& ws = static_cast<LayerWorkspace&>(workspace);
   const HParams& h = hp_;
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;
-  embed_batch(ctx, token_embd_, batch, s.tokens, s.x.data());  // x [T][D]
+  embed_batch(be, ws, token_embd_, batch);  // x [T][D]
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const Layer& l = layers_[static_cast<size_t>(i)];
-    const int64_t slot = slot_[static_cast<size_t>(i)];
-    cpu::rms_norm(s.x.data(), l.attn_norm.data(), T, D, h.rms_eps, s.a.data());  // a [T][D]
+    const auto slot = static_cast<size_t>(slot_[static_cast<size_t>(i)]);
+    const LayerPlacement at = placement_[static_cast<size_t>(i)];
+    Backend& b = enter(be, ws, at.main, T, D);
+    DeviceActivations& act = ws.on(at.main);
+    float *x = act.x.as<float>(), *a = act.a.as<float>(), *proj = act.proj.as<float>();
+    b.rms_norm(x, l.attn_norm, T, D, h.rms_eps, a);  // a [T][D]
     if (l.full_attention) {
-      attention_sequences(batch, slot, s.seqs);
-      attention_block(ctx, l.attn, shape_, s.a.data(), s.seqs, s.attn, s.proj.data());
+      attention_sequences(batch, static_cast<int64_t>(slot), ws.seqs);
+      b.attention(l.attn, shape_, a, ws.seqs, proj);
     } else {
-      delta_net_block(ctx, l.delta, slot, batch, T, s);
+      ws.delta_seqs.clear();
+      for (const SequenceInput& in : batch) {
+        auto& seq = static_cast<Qwen35Sequence&>(*in.state);
+        ws.delta_seqs.push_back({seq.conv_state[slot].as<float>(), seq.ssm_state[slot].as<float>(),
+                                 static_cast<int64_t>(in.tokens.size())});
+      }
+      b.delta_net(l.delta, delta_shape_, a, ws.delta_seqs, proj);
     }
-    cpu::add(s.x.data(), s.proj.data(), T * D);
-    cpu::rms_norm(s.x.data(), l.post_attention_norm.data(), T, D, h.rms_eps, s.a.data());  // m [T][D]
-    ffn_block(ctx, l.ffn, s.a.data(), T, D, s.ffn, s.proj.data());
-    cpu::add(s.x.data(), s.proj.data(), T * D);
+    b.add(x, proj, T * D);
+    b.rms_norm(x, l.post_attention_norm, T, D, h.rms_eps, a);  // m [T][D]
+    ffn_block(be, ws, l.ffn, at, T, D);                        // proj = FFN(m)
+    b.add(x, proj, T * D);
   }
-  finish_batch(ctx, batch, s.x.data(), D, output_norm_, h.rms_eps, output_, s.a.data());
+  finish_batch(be, ws, batch, D, output_norm_, h.rms_eps, output_, output_device_);
 }
 
 }  // namespace

@@ -531,6 +531,43 @@ Preset with_layers(const Preset& preset, int64_t n_layer) {
   return p;
 }
 
+uint64_t PlannedTensor::bytes() const {
+  uint64_t n = 1;
+  for (int64_t d : dims) n *= static_cast<uint64_t>(d);
+  const DTypeInfo& info = dtype_info(type);
+  return n / info.block_elems * info.block_bytes;
+}
+
+HParams hparams(const Preset& p) {
+  check_preset(p);
+  HParams hp;
+  hp.arch = p.arch;
+  hp.n_ctx_train = p.n_ctx_train;
+  hp.n_embd = p.n_embd;
+  hp.n_layer = p.n_layer;
+  hp.n_head = p.n_head;
+  hp.n_head_kv = p.n_head_kv;
+  hp.head_dim = p.head_dim;
+  hp.n_rot = p.n_rot > 0 ? p.n_rot : p.head_dim;
+  hp.n_ff = p.n_ff;
+  hp.n_vocab = p.n_vocab;
+  hp.rope_freq_base = p.rope_freq_base;
+  hp.rms_eps = p.rms_eps;
+  hp.n_expert = p.n_expert;
+  hp.n_expert_used = p.n_expert_used;
+  hp.n_ff_expert = p.n_ff_expert;
+  hp.n_ff_shared = p.n_ff_shared > 0 ? p.n_ff_shared : p.n_ff;  // from_gguf's fallback
+  if (is_qwen35(p)) {
+    hp.full_attention_interval = p.full_attention_interval;
+    hp.ssm_conv_kernel = p.ssm_conv_kernel;
+    hp.ssm_n_k = p.ssm_n_k;
+    hp.ssm_n_v = p.ssm_n_v;
+    hp.ssm_d_k = p.ssm_d_state;
+    hp.ssm_d_v = p.ssm_d_state;  // the file says inner_size = n_v * d_state
+  }
+  return hp;
+}
+
 std::vector<PlannedTensor> plan_tensors(const Preset& p, const FileType& ft) {
   check_preset(p);
   const int64_t D = p.n_embd, q = p.n_head * p.head_dim, kv = p.n_head_kv * p.head_dim;

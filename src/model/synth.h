@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "model/hparams.h"
 
 namespace tandem::model::synth {
 
@@ -75,10 +76,16 @@ struct PlannedTensor {
   DType type;
   Fill fill = Fill::kRandom;
   float scale = 0.0f;         // std of the effective weights (kRandom)
+
+  uint64_t bytes() const;     // size of its data in the file
 };
 
-// Every tensor of the file in llama-quantize's order, with the types its mix gives.
+// Every tensor of the file in llama-quantize's order, with the types its mix gives. The
+// writer writes exactly these; the planner (plan/) reads them to plan a preset without a file.
 std::vector<PlannedTensor> plan_tensors(const Preset& preset, const FileType& type);
+
+// The hyper-parameters a loader reads back from the preset's file (HParams::from_gguf).
+HParams hparams(const Preset& preset);
 
 struct Options {
   Preset preset;                   // layers already shrunk, see with_layers()

@@ -5,12 +5,10 @@
 namespace tandem::runtime {
 
 Session::Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch,
-                 model::KvCacheTypes kv)
-    : model_(model), ctx_(ctx), state_(model.new_sequence(n_ctx, kv)),
-      workspace_(model.new_workspace(n_ubatch)), n_ubatch_(n_ubatch),
-      logits_(static_cast<size_t>(model.hparams().n_vocab)) {
-  ctx_.reserve_context(n_ctx);
-}
+                 model::KvCacheTypes kv, Backend* gpu)
+    : model_(model), cpu_(ctx), backends_{&cpu_, gpu}, state_(model.new_sequence(backends_, n_ctx, kv)),
+      workspace_(model.new_workspace(backends_, n_ubatch)), n_ubatch_(n_ubatch),
+      logits_(static_cast<size_t>(model.hparams().n_vocab)) {}
 
 // Cuts `tokens` into micro-batches; checks the whole span fits first so that a failure
 // leaves the context as it was.
@@ -28,7 +26,7 @@ void Session::run(std::span<const int32_t> tokens, float* logits, bool all_logit
     in.tokens = tokens.subspan(at, std::min(ub, tokens.size() - at));
     in.logits = all_logits ? logits + at * V : logits;
     in.all_logits = all_logits;
-    model_.forward(ctx_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
+    model_.forward(backends_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
   }
 }
 

@@ -7,14 +7,17 @@
 #include <span>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.h"
 #include "model/model.h"
 
 namespace tandem::runtime {
 
 class Session {
  public:
+  // The CPU part runs on ctx's pool; `gpu` serves the layers the model's placement puts on
+  // Device::Cuda (nullptr when the placement is all-CPU).
   Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch = 64,
-          model::KvCacheTypes kv = {});
+          model::KvCacheTypes kv = {}, Backend* gpu = nullptr);
 
   // Appends tokens to the context and returns the logits after the last one (n_vocab
   // floats, valid until the next call). Fails with a clear error if the context is full.
@@ -31,7 +34,8 @@ class Session {
   void run(std::span<const int32_t> tokens, float* logits, bool all_logits);
 
   const model::Model& model_;
-  cpu::OpContext& ctx_;
+  cpu::CpuBackend cpu_;
+  model::Backends backends_;
   std::unique_ptr<model::SequenceState> state_;
   std::unique_ptr<model::Workspace> workspace_;
   int64_t n_ubatch_;

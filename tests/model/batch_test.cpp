@@ -59,22 +59,24 @@ TEST_P(BatchTest, BatchEqualsAlone) {
     }
   }
   // Together: one call for all prompts, then one call per decode step for all three.
-  auto ws = model->new_workspace(32);
+  cpu::CpuBackend cpu(ctx);
+  const Backends be{&cpu};
+  auto ws = model->new_workspace(be, 32);
   std::vector<std::unique_ptr<SequenceState>> seqs;
   std::vector<std::vector<float>> logits(prompts.size(), std::vector<float>(static_cast<size_t>(V)));
   std::vector<SequenceInput> batch(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    seqs.push_back(model->new_sequence(64, kF32Cache));
+    seqs.push_back(model->new_sequence(be, 64, kF32Cache));
     batch[i] = {seqs[i].get(), prompts[i], logits[i].data(), false};
   }
-  model->forward(ctx, *ws, batch);
+  model->forward(be, *ws, batch);
   for (size_t i = 0; i < prompts.size(); ++i) {
     EXPECT_LT(max_abs_diff(logits[i].data(), alone[i * 3].data(), V), 1e-4f) << "prompt of sequence " << i;
   }
   const int32_t steps[2] = {11, 12};
   for (int step = 0; step < 2; ++step) {
     for (size_t i = 0; i < prompts.size(); ++i) batch[i].tokens = std::span<const int32_t>(&steps[step], 1);
-    model->forward(ctx, *ws, batch);
+    model->forward(be, *ws, batch);
     for (size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_LT(max_abs_diff(logits[i].data(), alone[i * 3 + 1 + step].data(), V), 1e-4f)
           << "step " << step << " of sequence " << i;

@@ -70,15 +70,18 @@ TEST(KvCache, HeadSizeMustFitTheBlock) {
   // qwen2's fixture has 16-dim heads: q8_0 (32-element blocks) cannot hold them.
   const auto files = gguf::ModelFiles::open(kFixtures / "qwen2" / "model-f32.gguf");
   const auto model = load_model(files);
+  cpu::OpContext ctx(1, model->max_row());
+  cpu::CpuBackend cpu(ctx);
+  const Backends be{&cpu};
   try {
-    model->new_sequence(64, {DType::Q8_0, DType::F16});
+    model->new_sequence(be, 64, {DType::Q8_0, DType::F16});
     FAIL() << "q8_0 cache accepted for 16-dim heads";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("KV cache type Q8_0 needs a head size that is a multiple of 32 (this model's is 16)"),
               std::string::npos) << e.what();
   }
-  EXPECT_THROW(model->new_sequence(64, {DType::Q4_K, DType::F16}), Error);
-  EXPECT_NO_THROW(model->new_sequence(64, {DType::F16, DType::BF16}));
+  EXPECT_THROW(model->new_sequence(be, 64, {DType::Q4_K, DType::F16}), Error);
+  EXPECT_NO_THROW(model->new_sequence(be, 64, {DType::F16, DType::BF16}));
 }
 
 TEST(KvCache, ParsesLlamaCppNames) {

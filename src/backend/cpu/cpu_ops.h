@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -121,13 +122,7 @@ void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float e
 void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                std::span<const int32_t> positions, float freq_base);
 
-// One layer's K or V cache of a sequence: rows [position][n_head_kv * head_dim] stored in
-// `type` (F32, F16, BF16 or a 32-element quant type; head_dim is a multiple of its block).
-struct KvView {
-  uint8_t* data = nullptr;
-  DType type = DType::F32;
-  size_t row_bytes = 0;
-};
+using tandem::KvView;  // backend/backend.h: one layer's K or V cache rows of a sequence
 
 // Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; token t sees cache
 // positions 0..positions[t]. out: [n_tokens][n_head][d]. Flash-attention form

@@ -9,13 +9,12 @@
 
 #include <cstdint>
 
+#include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
 
 namespace tandem::cpu {
 
-struct DeltaNetShape {
-  int64_t n_k = 0, n_v = 0, d_k = 0, d_v = 0;
-};
+using tandem::DeltaNetShape;  // backend/backend.h
 
 // out[t][c] = silu(sum_j taps[c][j] * P[t - (K-1) + j][c]) where inputs before this call
 // come from `state` ([(K-1)][C], oldest first, raw P). `state` is updated to the last K-1

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The GPU check of the CUDA backend (issue 5) as ONE call on a lent device machine, so its
+# minutes go to measuring, not to debugging this script:
+#
+#   here (no GPU needed):  bash bench/device-check.sh --prepare
+#       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test)
+#       and copies the non-CUDA shared libraries it needs (libfmt, libpcre2) into
+#       build/device/lib, because the device machine cannot install packages.
+#   device (run tool):     carry: ["build/device"]
+#                          command: bash bench/device-check.sh --out "$OUT"
+#   here, rehearsal:       bash bench/device-check.sh --out /tmp/device-check --layers 2
+#       (every GPU step reports "no GPU" and the script still ends with its table)
+#
+# Steps: tandem devices --bandwidth (HBM read and host<->device copy GB/s), the CUDA op
+# tests (gtest JSON to $OUT), tandem synth of a qwen35moe Q4_K_M (16 layers by default, on
+# the device's local disk), tandem bench on it (pp512/tg128) full-GPU when the build has
+# GPU execution, and a table: op tests passed/failed/skipped, pp512, tg128, decode as % of
+# the HBM roofline (weights read per token / measured read bandwidth).
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$ROOT/build/device"
+out="" layers=16 prepare=0 reps=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prepare) prepare=1; shift ;;
+    --out) out="${2:?--out needs a folder}"; shift 2 ;;
+    --layers) layers="${2:?--layers needs a number}"; shift 2 ;;
+    -r) reps="${2:?-r needs a number}"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "device-check: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$prepare" = 1 ]; then
+  set -e
+  NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+  [ -x "$NVCC" ] || { echo "device-check: nvcc not found" >&2; exit 1; }
+  PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY="$(command -v python3)"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=ON \
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="89;90" -DTANDEM_PYTHON="$PY" >/dev/null
+  cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test
+  mkdir -p "$BUILD/lib"
+  # Debian's shared libraries that a CUDA image may lack; the CUDA ones come from the device.
+  for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test"; do
+    ldd "$bin" | awk '/libfmt|libpcre2/ {print $3}' | xargs -r -I{} cp -L {} "$BUILD/lib/"
+  done
+  strip "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test"
+  du -sh "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/lib"
+  echo "device-check: prepared; carry [\"build/device\"] (the run tool sends at most 64 MiB)"
+  exit 0
+fi
+
+[ -n "$out" ] || { echo "device-check: --out FOLDER is required" >&2; exit 2; }
+mkdir -p "$out"
+TANDEM="$BUILD/tandem"
+TESTS="$BUILD/tests/backend/cuda/cuda_backend_test"
+[ -x "$TANDEM" ] && [ -x "$TESTS" ] || { echo "device-check: $BUILD is not prepared (run --prepare here and carry it)" >&2; exit 1; }
+export LD_LIBRARY_PATH="$BUILD/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+log() { echo "== $* ==" | tee -a "$out/summary.txt"; }
+
+log "devices"
+"$TANDEM" devices --bandwidth 2>&1 | tee "$out/devices.txt"
+read_gbps="$(sed -n 's/.*bandwidth: read \([0-9.]*\) GB\/s.*/\1/p' "$out/devices.txt" | head -n 1)"
+has_gpu=0; grep -q '^gpu [0-9]' "$out/devices.txt" && has_gpu=1
+
+log "CUDA op tests"
+"$TESTS" --gtest_output="json:$out/cuda_tests.json" >"$out/cuda_tests.txt" 2>&1
+tests_rc=$?
+tail -n 25 "$out/cuda_tests.txt"
+passed="$(grep -c '^\[       OK \]' "$out/cuda_tests.txt")"
+failed="$(grep -c '^\[  FAILED  \] [A-Za-z]' "$out/cuda_tests.txt")"
+skipped="$(grep -c '^\[  SKIPPED \] [A-Za-z].*(' "$out/cuda_tests.txt")"
+
+log "synth qwen35moe-35b-a3b, $layers layers, q4_k_m"
+model="${TMPDIR:-/tmp}/device-check-qwen35moe-${layers}l-q4_k_m.gguf"
+[ -f "$model" ] || "$TANDEM" synth --preset qwen35moe-35b-a3b --layers "$layers" --type q4_k_m -o "$model" 2>&1 | tail -n 3
+weights_bytes="$("$TANDEM" inspect "$model" --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d.get("decode_bytes_per_token", ""))' 2>/dev/null)"
+
+pp="" tg=""
+if "$TANDEM" bench --help 2>&1 | grep -q -- '-ngl'; then
+  log "bench full-GPU (-ngl 99)"
+  "$TANDEM" bench -m "$model" -ngl 99 -p 512 -n 128 -r "$reps" -o json >"$out/bench.json" 2>"$out/bench.err"
+  pp="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_prompt"]>0), ""))' "$out/bench.json" 2>/dev/null)"
+  tg="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench.json" 2>/dev/null)"
+else
+  log "bench full-GPU: SKIPPED, this build of tandem bench has no GPU execution (-ngl) yet"
+fi
+
+roofline=""
+if [ -n "$tg" ] && [ -n "$read_gbps" ] && [ -n "$weights_bytes" ]; then
+  roofline="$(python3 -c "print(f'{100 * $tg * $weights_bytes / ($read_gbps * 1e9):.0f}%')")"
+fi
+{
+  echo
+  echo "| check | result |"
+  echo "|---|---|"
+  echo "| GPU | $([ $has_gpu = 1 ] && grep -m1 '^gpu [0-9]' "$out/devices.txt" | cut -d: -f2- || echo 'none found') |"
+  echo "| HBM read bandwidth | ${read_gbps:-n/a} GB/s |"
+  echo "| CUDA op tests | $passed passed, $failed failed, $skipped skipped (exit $tests_rc) |"
+  echo "| qwen35moe ${layers}L Q4_K_M pp512 | ${pp:-n/a} tok/s |"
+  echo "| qwen35moe ${layers}L Q4_K_M tg128 | ${tg:-n/a} tok/s |"
+  echo "| tg128 vs HBM roofline | ${roofline:-n/a} (${weights_bytes:-?} bytes/token) |"
+} | tee -a "$out/summary.txt"
+[ "$tests_rc" = 0 ]

@@ -1,0 +1,310 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/delta_net.h"
+#include "backend/cuda/matmul.h"
+#include "backend/cuda/ops.h"
+#include "core/error.h"
+
+namespace tandem::cuda {
+namespace {
+
+void release_device(void* p) { cudaFree(p); }
+
+size_t floats(int64_t n) { return static_cast<size_t>(n) * sizeof(float); }
+
+// The cache types the CUDA attention and KV writes support (ops.h).
+void check_cache(const KvView& v, const char* which) {
+  if (v.type != DType::F32 && v.type != DType::F16 && v.type != DType::Q8_0 && v.type != DType::Q4_0) {
+    fail("CUDA attention: {} cache type {} is not supported on the GPU (use f32, f16, q8_0 or q4_0)", which,
+         dtype_info(v.type).name);
+  }
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : ctx_(device) {}
+
+CudaBackend::~CudaBackend() { cudaStreamSynchronize(ctx_.stream()); }
+
+Memory CudaBackend::allocate(size_t bytes) {
+  if (bytes == 0) return {};
+  void* p = nullptr;
+  const cudaError_t status = cudaMalloc(&p, bytes);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail("cannot allocate {} bytes of GPU memory: {}", bytes, cudaGetErrorString(status));
+  }
+  Memory m(p, bytes, release_device);
+  TANDEM_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, ctx_.stream()));
+  return m;
+}
+
+void CudaBackend::zero(void* dst, size_t bytes) { TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream())); }
+
+void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
+  // On the compute stream, so the kernels that read dst wait for it; from pageable memory
+  // the call returns once src has been staged, so the caller may reuse it.
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream()));
+}
+
+void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream()));
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
+}
+
+void* CudaBackend::slot(Slot s, size_t bytes) {
+  DeviceBuffer& b = slots_[s];
+  if (b.bytes() < bytes) {
+    // Grows at set-up (reserve_*) or on the first pass of a larger shape; waiting for the
+    // stream first keeps queued kernels from reading a freed buffer.
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
+    b = DeviceBuffer(bytes);
+    if (s == kPositions) device_positions_.clear();
+  }
+  return b.data();
+}
+
+const Tensor& CudaBackend::weight(const Tensor& host) {
+  if (host.device == Device::Cuda) return host;
+  auto it = weights_.find(host.data);
+  if (it != weights_.end()) return it->second.view;
+  if (!cuda_supports_weight(host.type)) {
+    fail("{}: weight type {} has no CUDA kernels", host.name, dtype_info(host.type).name);
+  }
+  const uint64_t bytes = host.row_bytes() * static_cast<uint64_t>(host.rows());
+  Uploaded up{DeviceBuffer(bytes), host};
+  TANDEM_CUDA_CHECK(cudaMemcpy(up.bytes.data(), host.data, bytes, cudaMemcpyHostToDevice));
+  up.view.data = up.bytes.as<uint8_t>();
+  up.view.device = Device::Cuda;
+  weight_bytes_ += bytes;
+  return weights_.emplace(host.data, std::move(up)).first->second.view;
+}
+
+const float* CudaBackend::vec(const std::vector<float>& host) {
+  if (host.empty()) return nullptr;
+  auto it = vectors_.find(host.data());
+  if (it != vectors_.end()) return it->second.as<float>();
+  DeviceBuffer d(floats(static_cast<int64_t>(host.size())));
+  TANDEM_CUDA_CHECK(cudaMemcpy(d.data(), host.data(), d.bytes(), cudaMemcpyHostToDevice));
+  weight_bytes_ += d.bytes();
+  return vectors_.emplace(host.data(), std::move(d)).first->second.as<float>();
+}
+
+void CudaBackend::matmul(const Tensor& host_w, const float* x, int64_t T, float* y, const float* bias) {
+  const Tensor& w = weight(host_w);
+  const size_t need = matmul_scratch_bytes(w.ne[0], w.ne[1], T);
+  cuda::matmul(ctx_, w, x, T, y, bias, {slot(kMatmulScratch, need), need});
+}
+
+void CudaBackend::matmul_experts(const Tensor& host_w, const float* x, int64_t n_x_rows, const int32_t* ids,
+                                 int64_t n_slots, float* y) {
+  const Tensor& w = weight(host_w);
+  const size_t need = matmul_experts_scratch_bytes(w.ne[0], n_x_rows);
+  cuda::matmul_experts(ctx_, w, x, n_x_rows, ids, n_slots, y, {slot(kMatmulScratch, need), need});
+}
+
+void CudaBackend::reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) {
+  const int64_t q_dim = shape.n_head * shape.head_dim, kv_dim = shape.n_head_kv * shape.head_dim;
+  slot(kQ, floats(max_tokens * q_dim));
+  if (gated) slot(kQG, floats(max_tokens * 2 * q_dim));
+  slot(kK, floats(max_tokens * kv_dim));
+  slot(kV, floats(max_tokens * kv_dim));
+  slot(kAttnOut, floats(max_tokens * q_dim));
+  slot(kPositions, static_cast<size_t>(max_tokens) * sizeof(int32_t));
+  host_positions_.reserve(static_cast<size_t>(max_tokens));
+  device_positions_.reserve(static_cast<size_t>(max_tokens));
+}
+
+void CudaBackend::reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) {
+  const int64_t Ck = shape.n_k * shape.d_k, Cv = shape.n_v * shape.d_v, C = 2 * Ck + Cv;
+  slot(kP, floats(max_tokens * C));
+  slot(kConv, floats(max_tokens * C));
+  for (const Slot s : {kZ, kDv, kDo}) slot(s, floats(max_tokens * Cv));
+  for (const Slot s : {kDq, kDk}) slot(s, floats(max_tokens * Ck));
+  for (const Slot s : {kB, kAlpha}) slot(s, floats(max_tokens * shape.n_v));
+  slot(kDeltaScratch, delta_rule_chunked_scratch_bytes(shape, max_tokens));
+}
+
+void CudaBackend::reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeights& w) {
+  int64_t width = w.is_moe() ? w.gate_exps.ne[1] * w.n_expert_used : w.gate.ne[1];
+  if (w.gate_shexp.valid()) width = std::max(width, w.gate_shexp.ne[1]);
+  slot(kFfnA, floats(max_tokens * width));
+  slot(kFfnB, floats(max_tokens * width));
+  if (!w.is_moe()) return;
+  slot(kRouterLogits, floats(max_tokens * w.router.ne[1]));
+  slot(kSlotOut, floats(max_tokens * w.n_expert_used * n_embd));
+}
+
+void CudaBackend::embed(const Tensor& table, std::span<const int32_t> tokens, float* x) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  int32_t* ids = slot_n<int32_t>(kTokens, tokens.size());
+  copy_from_host(ids, tokens.data(), tokens.size_bytes());
+  cuda::embed(ctx_.stream(), weight(table), ids, n, x);
+}
+
+void CudaBackend::rms_norm(const float* x, const std::vector<float>& w, int64_t rows, int64_t n, float eps,
+                           float* out) {
+  cuda::rms_norm(ctx_.stream(), x, vec(w), rows, n, eps, out);
+}
+
+void CudaBackend::add(float* x, const float* y, int64_t n) { cuda::add(ctx_.stream(), x, y, n); }
+
+void CudaBackend::attention(const AttentionWeights& w, const AttentionShape& shape, const float* a,
+                            std::span<const AttentionSequence> seqs, float* out) {
+  const int64_t H = shape.n_head, Hkv = shape.n_head_kv, d = shape.head_dim, q_dim = H * d, kv_dim = Hkv * d;
+  host_positions_.clear();
+  int64_t max_kv = 0;
+  for (const AttentionSequence& seq : seqs) {
+    check_cache(seq.k, "K");
+    check_cache(seq.v, "V");
+    for (int64_t i = 0; i < seq.n_tokens; ++i) host_positions_.push_back(static_cast<int32_t>(seq.n_past + i));
+    max_kv = std::max(max_kv, seq.n_past + seq.n_tokens);
+  }
+  const auto T = static_cast<int64_t>(host_positions_.size());
+  if (w.gated && w.q_norm.empty()) fail("CUDA attention: a gated query without q norm is not supported");
+  float* q = slot_n<float>(kQ, static_cast<size_t>(T * q_dim));
+  float* qg = w.gated ? slot_n<float>(kQG, static_cast<size_t>(T * 2 * q_dim)) : nullptr;
+  float* k = slot_n<float>(kK, static_cast<size_t>(T * kv_dim));
+  float* v = slot_n<float>(kV, static_cast<size_t>(T * kv_dim));
+  float* attn = slot_n<float>(kAttnOut, static_cast<size_t>(T * q_dim));
+  int32_t* pos = slot_n<int32_t>(kPositions, static_cast<size_t>(T));
+  // Every attention layer of a forward pass has the same positions: upload them once (a
+  // copy from pageable memory also waits for the stream).
+  if (host_positions_ != device_positions_) {
+    copy_from_host(pos, host_positions_.data(), host_positions_.size() * sizeof(int32_t));
+    device_positions_ = host_positions_;
+  }
+  const cudaStream_t s = ctx_.stream();
+  matmul(w.wq, a, T, w.gated ? qg : q, vec(w.bq));
+  matmul(w.wk, a, T, k, vec(w.bk));
+  matmul(w.wv, a, T, v, vec(w.bv));
+  if (w.gated) {
+    // [T][H][q_h | gate_h]: the norm reads q_h with stride 2d into a compact q.
+    cuda::rms_norm(s, qg, 2 * d, vec(w.q_norm), T * H, d, shape.rms_eps, q, d);
+  } else if (!w.q_norm.empty()) {
+    cuda::rms_norm(s, q, vec(w.q_norm), T * H, d, shape.rms_eps, q);
+  }
+  if (!w.k_norm.empty()) cuda::rms_norm(s, k, vec(w.k_norm), T * Hkv, d, shape.rms_eps, k);
+  rope_neox(s, q, T, H, d, shape.n_rot, pos, shape.rope_base);
+  rope_neox(s, k, T, Hkv, d, shape.n_rot, pos, shape.rope_base);
+  const size_t scratch_bytes = attention_scratch_bytes(T, H, Hkv, d, max_kv);
+  void* scratch = scratch_bytes == 0 ? nullptr : slot(kAttnScratch, scratch_bytes);
+  int64_t first = 0;
+  for (const AttentionSequence& seq : seqs) {
+    const int64_t n = seq.n_tokens;
+    const KvCacheView kc{seq.k.data, seq.k.type, seq.k.row_bytes, seq.n_ctx};
+    const KvCacheView vc{seq.v.data, seq.v.type, seq.v.row_bytes, seq.n_ctx};
+    kv_cache_write(s, k + first * kv_dim, n, kv_dim, pos + first, kc);
+    kv_cache_write(s, v + first * kv_dim, n, kv_dim, pos + first, vc);
+    cuda::attention(s, q + first * q_dim, n, H, Hkv, d, kc, vc, pos + first, seq.n_past + n, attn + first * q_dim,
+                    scratch, scratch_bytes);
+    first += n;
+  }
+  if (w.gated) sigmoid_gate(s, attn, T * H, d, qg + d, 2 * d);
+  matmul(w.wo, attn, T, out);
+}
+
+void CudaBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
+                            std::span<const DeltaNetSequence> seqs, float* out) {
+  int64_t T = 0;
+  for (const DeltaNetSequence& seq : seqs) T += seq.n_tokens;
+  const int64_t nv = shape.n_v, dv = shape.d_v, Ck = shape.n_k * shape.d_k, Cv = nv * dv, C = 2 * Ck + Cv;
+  const cudaStream_t s = ctx_.stream();
+  float* P = slot_n<float>(kP, static_cast<size_t>(T * C));
+  float* conv = slot_n<float>(kConv, static_cast<size_t>(T * C));
+  float* z = slot_n<float>(kZ, static_cast<size_t>(T * Cv));
+  float* q = slot_n<float>(kDq, static_cast<size_t>(T * Ck));
+  float* k = slot_n<float>(kDk, static_cast<size_t>(T * Ck));
+  float* v = slot_n<float>(kDv, static_cast<size_t>(T * Cv));
+  float* o = slot_n<float>(kDo, static_cast<size_t>(T * Cv));
+  float* b = slot_n<float>(kB, static_cast<size_t>(T * nv));
+  float* alpha = slot_n<float>(kAlpha, static_cast<size_t>(T * nv));
+  matmul(w.qkv, a, T, P);
+  matmul(w.gate, a, T, z);
+  matmul(w.beta, a, T, b);
+  matmul(w.alpha, a, T, alpha);
+  int64_t first = 0;
+  for (const DeltaNetSequence& seq : seqs) {
+    conv1d_silu(s, P + first * C, seq.n_tokens, C, vec(w.conv_taps), w.conv_kernel, seq.conv_state, conv + first * C);
+    first += seq.n_tokens;
+  }
+  // beta over b and g over alpha (delta_net.h allows both).
+  delta_net_prep(s, shape, T, conv, b, alpha, vec(w.a), vec(w.dt_bias), w.rms_eps, q, k, v, b, alpha);
+  first = 0;
+  for (const DeltaNetSequence& seq : seqs) {
+    const int64_t n = seq.n_tokens;
+    const float *qs = q + first * Ck, *ks = k + first * Ck, *vs = v + first * Cv, *g = alpha + first * nv,
+                *beta = b + first * nv;
+    if (n >= 16) {  // the CPU's switch: chunked for prompts, recurrent for decode
+      const size_t bytes = delta_rule_chunked_scratch_bytes(shape, n);
+      delta_rule_chunked(s, shape, n, qs, ks, vs, g, beta, seq.ssm_state, o + first * Cv,
+                         slot(kDeltaScratch, bytes), bytes);
+    } else {
+      delta_rule_recurrent(s, shape, n, qs, ks, vs, g, beta, seq.ssm_state, o + first * Cv);
+    }
+    first += n;
+  }
+  gated_rms_norm(s, o, z, vec(w.norm), T * nv, dv, w.rms_eps, o);
+  matmul(w.out, o, T, out);
+}
+
+void CudaBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T,
+                             float* out) {
+  const int64_t F = gate.ne[1];
+  float* g = slot_n<float>(kFfnA, static_cast<size_t>(T * F));
+  float* u = slot_n<float>(kFfnB, static_cast<size_t>(T * F));
+  matmul(gate, m, T, g);
+  matmul(up, m, T, u);
+  swiglu(ctx_.stream(), g, u, T * F, g);
+  matmul(down, g, T, out);
+}
+
+void CudaBackend::dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) {
+  swiglu_ffn(w.gate, w.up, w.down, m, T, out);
+}
+
+void CudaBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) {
+  const int64_t E = w.router.ne[1];
+  float* logits = slot_n<float>(kRouterLogits, static_cast<size_t>(T * E));
+  matmul(w.router, m, T, logits);
+  cuda::moe_route(ctx_.stream(), logits, T, E, w.n_expert_used, true, chosen, weight);
+}
+
+void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen,
+                              const float* weight, float* out) {
+  // Slot t*k + j applies expert chosen[t][j] to token t. Each slot reads its expert's whole
+  // matrix: right for decode (k slots, k experts); prompts will group tokens by expert.
+  const int64_t k = w.n_expert_used, F = w.gate_exps.ne[1], D = w.down_exps.ne[1], slots = T * k;
+  float* g = slot_n<float>(kFfnA, static_cast<size_t>(slots * F));
+  float* u = slot_n<float>(kFfnB, static_cast<size_t>(slots * F));
+  float* y = slot_n<float>(kSlotOut, static_cast<size_t>(slots * D));
+  matmul_experts(w.gate_exps, m, T, chosen, slots, g);
+  matmul_experts(w.up_exps, m, T, chosen, slots, u);
+  swiglu(ctx_.stream(), g, u, slots * F, g);
+  matmul_experts(w.down_exps, g, slots, chosen, slots, y);
+  moe_weighted_sum(ctx_.stream(), y, nullptr, weight, T, k, D, out);
+}
+
+void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {
+  const int64_t D = w.down_shexp.ne[1];
+  float* shared = slot_n<float>(kSlotOut, static_cast<size_t>(T * D));
+  swiglu_ffn(w.gate_shexp, w.up_shexp, w.down_shexp, m, T, shared);
+  shared_expert_gate_add(ctx_.stream(), m, vec(w.shexp_gate), shared, T, D, out);
+}
+
+void CudaBackend::logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
+                         int64_t D, float* scratch, float* logits) {
+  const int64_t V = head.ne[1];
+  float* dev = slot_n<float>(kLogits, static_cast<size_t>(rows * V));
+  cuda::rms_norm(ctx_.stream(), x, vec(norm), rows, D, eps, scratch);
+  matmul(head, scratch, rows, dev);
+  copy_to_host(logits, dev, floats(rows * V));
+}
+
+}  // namespace tandem::cuda

@@ -1,0 +1,95 @@
+// The CUDA implementation of the block interface (backend/backend.h): each block is a
+// short sequence of kernel launches on the context's compute stream (matmul.h, ops.h,
+// delta_net.h), with no host synchronisation inside a forward pass except where the
+// interface hands results to the host (copy_to_host, logits).
+//
+// Weights: a block receives the host views the model loaded (mmap'd GGUF bytes, f32
+// vectors). The first time this backend runs a weight it uploads it and keeps the device
+// copy, keyed by the host address, so exactly the weights of the layers a placement gives
+// the GPU end up in VRAM (the planner, not this class, keeps that within the budget). A
+// warm-up pass therefore pays the uploads; later passes only look the copies up.
+//
+// Scratch: one grow-only device buffer per purpose, sized by reserve_* before the first
+// pass (and grown at most once more if a later call is larger), so the steady state never
+// allocates.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_context.h"
+
+namespace tandem::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device = 0);
+  ~CudaBackend() override;
+  CudaContext& context() { return ctx_; }
+  // Bytes of weights uploaded so far.
+  uint64_t weight_bytes() const { return weight_bytes_; }
+
+  Device device() const override { return Device::Cuda; }
+  Memory allocate(size_t bytes) override;
+  void zero(void* dst, size_t bytes) override;
+  void copy_from_host(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) override;
+
+  void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) override;
+  void reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) override;
+  void reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeights& w) override;
+
+  void embed(const Tensor& table, std::span<const int32_t> tokens, float* x) override;
+  void rms_norm(const float* x, const std::vector<float>& w, int64_t rows, int64_t n, float eps, float* out) override;
+  void add(float* x, const float* y, int64_t n) override;
+  void attention(const AttentionWeights& w, const AttentionShape& shape, const float* a,
+                 std::span<const AttentionSequence> seqs, float* out) override;
+  void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
+                 std::span<const DeltaNetSequence> seqs, float* out) override;
+  void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) override;
+  void moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) override;
+  void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,
+                   float* out) override;
+  void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override;
+  void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
+              float* scratch, float* logits) override;
+
+ private:
+  // Grow-only scratch, one buffer per purpose.
+  enum Slot : size_t {
+    kQ, kQG, kK, kV, kAttnOut, kPositions, kAttnScratch, kMatmulScratch, kTokens,
+    kP, kConv, kZ, kDq, kDk, kDv, kDo, kB, kAlpha, kDeltaScratch,
+    kFfnA, kFfnB, kRouterLogits, kSlotOut, kLogits, kSlotCount
+  };
+  void* slot(Slot s, size_t bytes);
+  template <class T>
+  T* slot_n(Slot s, size_t n) { return static_cast<T*>(slot(s, n * sizeof(T))); }
+
+  // The device copy of a weight (uploaded on first use).
+  const Tensor& weight(const Tensor& host);
+  // The device copy of a small f32 vector (nullptr for an empty one).
+  const float* vec(const std::vector<float>& host);
+
+  // y [T][n_out] = W x, with the matmul scratch this shape needs.
+  void matmul(const Tensor& host_w, const float* x, int64_t T, float* y, const float* bias = nullptr);
+  void matmul_experts(const Tensor& host_w, const float* x, int64_t n_x_rows, const int32_t* ids, int64_t n_slots,
+                      float* y);
+  void swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T, float* out);
+
+  CudaContext ctx_;
+  std::array<DeviceBuffer, kSlotCount> slots_;
+  struct Uploaded {
+    DeviceBuffer bytes;
+    Tensor view;
+  };
+  std::unordered_map<const void*, Uploaded> weights_;
+  std::unordered_map<const void*, DeviceBuffer> vectors_;
+  uint64_t weight_bytes_ = 0;
+  std::vector<int32_t> host_positions_, device_positions_;  // this call's; what kPositions holds
+};
+
+}  // namespace tandem::cuda

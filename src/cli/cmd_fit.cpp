@@ -1,0 +1,295 @@
+// `tandem fit (-m MODEL | --preset NAME) [-c CTX] [--vram-budget SIZE] [--gpu-bw GB/s]
+// [--cpu-bw GB/s] [-ctk T -ctv T] [-ngl N] [--cpu-moe] [--n-cpu-moe N] [-ot REGEX=DEV]...
+// [--placement auto|layers] [--json]`: where each tensor would go on this machine (or on
+// one described by the flags) and the decode speed that allows, before anything is loaded
+// or even downloaded. Reads only the GGUF header, or a synth preset's tensor list.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/loading.h"
+#include "core/error.h"
+#include "gguf/gguf_model_files.h"
+#include "model/synth.h"
+#include "plan/hardware.h"
+#include "plan/memory.h"
+#include "plan/planner.h"
+
+namespace tandem::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct FitOptions {
+  std::string model, preset, type = "q4_k_m";
+  int64_t layers = 0;
+  bool layers_given = false;
+  int64_t n_ctx = 0;  // 0: min(training context, 4096), as `run`
+  int64_t n_ubatch = 512;
+  std::optional<int64_t> depth;
+  std::string vram_budget, ram;
+  std::optional<double> gpu_bw, cpu_bw;
+  KvCacheOptions kv;
+  std::optional<int64_t> n_gpu_layers, n_cpu_moe;
+  bool cpu_moe = false;
+  std::vector<std::string> overrides;
+  std::string placement = "auto";
+  bool json = false, tensors = false;
+};
+
+std::string layer_range(const plan::GroupRow& r) {
+  if (r.first_layer < 0) return "-";
+  if (r.first_layer == r.last_layer) return std::to_string(r.first_layer);
+  return fmt::format("{}-{} ({})", r.first_layer, r.last_layer, r.n_layers);
+}
+
+// Bytes per token in GB (1e9), or MB for small models.
+std::string per_token(double bytes) {
+  return bytes >= 1e7 ? fmt::format("{:.3f} GB", bytes / 1e9) : fmt::format("{:.3f} MB", bytes / 1e6);
+}
+
+Json totals_json(const plan::DeviceTotals& t) {
+  return Json{{"weights", t.weights}, {"kv_cache", t.kv}, {"state", t.state}, {"scratch", t.scratch},
+              {"total", t.total()}};
+}
+
+template <typename T>
+Json optional_json(const std::optional<T>& v) {
+  return v ? Json(*v) : Json(nullptr);
+}
+
+void run_fit(const FitOptions& a) {
+  // The model: a file's header, or a preset's tensor list.
+  if (a.model.empty() == a.preset.empty()) fail("fit: give -m MODEL or --preset NAME (one of them)");
+  if (a.layers_given && a.preset.empty()) fail("fit: --layers needs --preset");
+  const plan::ModelSpec spec = [&] {
+    if (!a.model.empty()) return plan::model_spec(gguf::ModelFiles::open(a.model), a.model);
+    const model::synth::Preset& preset = model::synth::find_preset(a.preset);
+    return plan::model_spec(a.layers_given ? model::synth::with_layers(preset, a.layers) : preset,
+                            model::synth::find_file_type(a.type));
+  }();
+  const model::HParams& hp = spec.hp;
+
+  plan::HardwareOverrides hwo;
+  if (!a.vram_budget.empty()) hwo.vram_budget = plan::parse_size(a.vram_budget, "--vram-budget");
+  if (!a.ram.empty()) hwo.ram = plan::parse_size(a.ram, "--ram");
+  for (const auto& [value, flag] : {std::pair{a.gpu_bw, "--gpu-bw"}, std::pair{a.cpu_bw, "--cpu-bw"}}) {
+    if (value && !(*value > 0 && *value < 1e6)) fail("{} must be a bandwidth in GB/s above 0, got {}", flag, *value);
+  }
+  hwo.gpu_gbps = a.gpu_bw, hwo.cpu_gbps = a.cpu_bw;
+
+  plan::PlanOptions po;
+  if (a.n_ctx < 0) fail("-c must be >= 0 (0: min(training context, 4096)), got {}", a.n_ctx);
+  po.n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min<int64_t>(hp.n_ctx_train > 0 ? hp.n_ctx_train : 4096, 4096);
+  po.kv = a.kv.types();
+  po.n_ubatch = a.n_ubatch;
+  po.policy = plan::parse_policy(a.placement);
+  po.n_gpu_layers = a.n_gpu_layers;
+  po.cpu_moe = a.cpu_moe;
+  po.n_cpu_moe = a.n_cpu_moe;
+  for (const std::string& rule : a.overrides) {
+    for (plan::TensorOverride& r : plan::parse_tensor_overrides(rule)) po.overrides.push_back(std::move(r));
+  }
+  const int64_t depth = a.depth.value_or(po.n_ctx);
+  if (depth < 0 || depth > po.n_ctx) fail("--depth must be 0..{} (the context), got {}", po.n_ctx, depth);
+  // Check the flags before probing: measuring takes a second.
+  plan::kv_bytes_per_token(hp, po.kv);
+
+  const plan::Hardware hw = plan::probe_hardware(hwo, /*measure=*/true);
+  po.vram_budget = hw.vram_budget;
+  po.ram_budget = hw.ram_budget;
+  const plan::Plan plan = plan::make_plan(spec, po);
+  const plan::Prediction pred = plan::predict_decode(spec, plan, depth, hw.cpu_gbps, hw.gpu_gbps);
+  const std::vector<plan::GroupRow> rows = plan::group_rows(spec, plan);
+
+  std::vector<std::string> notes;
+  if (hw.gpu && hwo.vram_budget && *hwo.vram_budget > hw.gpu->free_bytes) {
+    notes.push_back(fmt::format("--vram-budget {} is more than CUDA0's free {}", plan::format_size(*hwo.vram_budget),
+                                plan::format_size(hw.gpu->free_bytes)));
+  }
+  if (!pred.tok_s) {
+    if (pred.gpu_bytes > 0 && !hw.gpu_gbps) notes.push_back("no GPU bandwidth: give --gpu-bw GB/s to predict tok/s");
+    if (pred.cpu_bytes > 0 && !hw.cpu_gbps) notes.push_back("no CPU bandwidth: give --cpu-bw GB/s");
+  }
+  try {
+    plan::execution_placement(spec, plan);
+  } catch (const Error& e) {
+    notes.push_back(fmt::format("this placement cannot be run: {}", e.what()));
+  }
+  int64_t n_attention = 0;
+  for (int64_t l = 0; l < hp.n_layer; ++l) n_attention += hp.is_full_attention(l) ? 1 : 0;
+  const uint64_t kv_per_token = plan::kv_bytes_per_token(hp, po.kv) * static_cast<uint64_t>(n_attention);
+
+  if (a.json) {
+    Json j;
+    j["model"] = Json{{"name", spec.name},
+                      {"arch", hp.arch},
+                      {"n_layer", hp.n_layer},
+                      {"n_nextn", hp.n_nextn},
+                      {"n_expert", hp.n_expert},
+                      {"n_expert_used", hp.n_expert_used},
+                      {"weight_bytes", spec.weight_bytes()}};
+    j["context"] = Json{{"n_ctx", po.n_ctx},        {"n_ubatch", po.n_ubatch},         {"type_k", a.kv.k},
+                        {"type_v", a.kv.v},         {"kv_bytes_per_token", kv_per_token},
+                        {"attention_layers", n_attention}};
+    j["hardware"] = Json{{"gpu", hw.gpu ? Json(hw.gpu->name) : Json(nullptr)},
+                         {"gpu_notice", hw.gpu_notice},
+                         {"logical_cpus", hw.logical_cpus},
+                         {"ram_total", hw.ram_total},
+                         {"ram_available", hw.ram_available},
+                         {"gpu_gbps", optional_json(hw.gpu_gbps)},
+                         {"gpu_gbps_source", hw.gpu_bw_source},
+                         {"cpu_gbps", optional_json(hw.cpu_gbps)},
+                         {"cpu_gbps_source", hw.cpu_bw_source},
+                         {"host_to_device_gbps", optional_json(hw.host_to_device_gbps)},
+                         {"device_to_host_gbps", optional_json(hw.device_to_host_gbps)}};
+    j["budget"] = Json{{"vram_budget", plan.vram_budget}, {"vram_source", hw.vram_source},
+                       {"vram_reserve", plan.vram_reserve}, {"vram_usable", plan.vram_usable},
+                       {"ram", plan.ram_budget},            {"ram_source", hw.ram_source}};
+    j["placement"] = plan.policy;
+    j["groups"] = Json::array();
+    for (const plan::GroupRow& r : rows) {
+      j["groups"].push_back(Json{{"what", r.what},
+                                 {"first_layer", r.first_layer},
+                                 {"last_layer", r.last_layer},
+                                 {"n_layers", r.n_layers},
+                                 {"device", plan::device_name(r.device)},
+                                 {"bytes", r.bytes},
+                                 {"n_tensors", r.n_tensors}});
+    }
+    j["totals"] = Json{{"CUDA0", totals_json(plan.gpu)}, {"CPU", totals_json(plan.cpu)}};
+    j["decode"] = Json{{"depth", pred.depth},
+                       {"gpu_bytes_per_token", pred.gpu_bytes},
+                       {"cpu_bytes_per_token", pred.cpu_bytes},
+                       {"gpu_ms", pred.gpu_ms},
+                       {"cpu_ms", pred.cpu_ms},
+                       {"overlap_ms", pred.overlap_ms},
+                       {"ms_per_token", optional_json(pred.ms)},
+                       {"tok_s", optional_json(pred.tok_s)}};
+    if (a.tensors) {
+      j["tensors"] = Json::array();
+      for (size_t i = 0; i < spec.tensors.size(); ++i) {
+        const plan::TensorSpec& t = spec.tensors[i];
+        j["tensors"].push_back(Json{{"name", t.name},
+                                    {"role", plan::role_name(t.role)},
+                                    {"bytes", t.bytes},
+                                    {"device", plan::device_name(plan.tensor_device[i])},
+                                    {"overridden", static_cast<bool>(plan.overridden[i])}});
+      }
+    }
+    j["notes"] = notes;
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+
+  fmt::print("model:     {}: {}, {} layers{}{}, {} of weights\n", spec.name, hp.arch, hp.n_layer,
+             hp.n_nextn > 0 ? fmt::format(" + {} MTP", hp.n_nextn) : "",
+             hp.n_expert > 0 ? fmt::format(", {} experts ({} used)", hp.n_expert, hp.n_expert_used) : "",
+             plan::format_size(spec.weight_bytes()));
+  fmt::print("context:   {} positions, KV {}/{}: {} per position over {} attention layer{}; micro-batch {}\n",
+             po.n_ctx, a.kv.k, a.kv.v, plan::format_size(kv_per_token), n_attention, n_attention == 1 ? "" : "s",
+             po.n_ubatch);
+  fmt::print("hardware:  {}; {} logical CPUs{}\n",
+             hw.gpu ? fmt::format("CUDA0 {} ({} free)", hw.gpu->name, plan::format_size(hw.gpu->free_bytes))
+                    : "no GPU (" + hw.gpu_notice + ")",
+             hw.logical_cpus,
+             hw.host_to_device_gbps ? fmt::format("; host->device {:.1f} GB/s, device->host {:.1f} GB/s",
+                                                  *hw.host_to_device_gbps, *hw.device_to_host_gbps)
+                                    : "");
+  fmt::print("budget:    VRAM {} ({}) - reserve {} (5% + 256 MiB) = {} usable; RAM {} ({})\n",
+             plan::format_size(plan.vram_budget), hw.vram_source, plan::format_size(plan.vram_reserve),
+             plan::format_size(plan.vram_usable), plan::format_size(plan.ram_budget), hw.ram_source);
+  fmt::print("placement: {}\n\n", plan.policy);
+  fmt::print("| {:<16} | {:>13} | {:<6} | {:>11} | {:>7} |\n", "what", "layers", "device", "bytes", "tensors");
+  fmt::print("|{:-<18}|{:->15}|{:-<8}|{:->13}|{:->9}|\n", "", ":", "", ":", ":");
+  for (const plan::GroupRow& r : rows) {
+    fmt::print("| {:<16} | {:>13} | {:<6} | {:>11} | {:>7} |\n", r.what, layer_range(r), plan::device_name(r.device),
+               plan::format_size(r.bytes), r.n_tensors > 0 ? std::to_string(r.n_tensors) : "-");
+  }
+  fmt::print("\n| {:<6} | {:>11} | {:>11} | {:>11} | {:>11} | {:>11} | {:>11} |\n", "device", "weights", "kv cache",
+             "state", "scratch", "total", "available");
+  fmt::print("|{:-<8}|{:->13}|{:->13}|{:->13}|{:->13}|{:->13}|{:->13}|\n", "", ":", ":", ":", ":", ":", ":");
+  for (const auto& [name, t, avail] : {std::tuple{"CUDA0", plan.gpu, plan.vram_usable},
+                                       std::tuple{"CPU", plan.cpu, plan.ram_budget}}) {
+    fmt::print("| {:<6} | {:>11} | {:>11} | {:>11} | {:>11} | {:>11} | {:>11} |\n", name,
+               plan::format_size(t.weights), plan::format_size(t.kv), plan::format_size(t.state),
+               plan::format_size(t.scratch), plan::format_size(t.total()), plan::format_size(avail));
+  }
+  const auto side = [](const char* name, double bytes, const std::optional<double>& gbps, const std::string& source,
+                       double ms) {
+    if (bytes == 0) return fmt::format("{} reads nothing", name);
+    if (!gbps) return fmt::format("{} reads {}/token (bandwidth unknown)", name, per_token(bytes));
+    return fmt::format("{} reads {}/token at {:.0f} GB/s ({}) = {:.2f} ms", name, per_token(bytes), *gbps, source, ms);
+  };
+  fmt::print("\ndecode roofline at depth {}: {}; {}; overlap {:.2f} ms\n", pred.depth,
+             side("CUDA0", pred.gpu_bytes, hw.gpu_gbps, hw.gpu_bw_source, pred.gpu_ms),
+             side("CPU", pred.cpu_bytes, hw.cpu_gbps, hw.cpu_bw_source, pred.cpu_ms), pred.overlap_ms);
+  if (pred.tok_s) {
+    fmt::print("predicted: {:.2f} ms/token, {:.1f} tok/s (an upper bound: bandwidth only, no latencies)\n", *pred.ms,
+               *pred.tok_s);
+  }
+  if (a.tensors) {
+    fmt::print("\n");
+    for (size_t i = 0; i < spec.tensors.size(); ++i) {
+      const plan::TensorSpec& t = spec.tensors[i];
+      fmt::print("{:<40} {:<15} {:>11} {}{}\n", t.name, plan::role_name(t.role), plan::format_size(t.bytes),
+                 plan::device_name(plan.tensor_device[i]), plan.overridden[i] ? " (override)" : "");
+    }
+  }
+  for (const std::string& n : notes) fmt::print("note: {}\n", n);
+}
+
+}  // namespace
+
+void register_fit(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "fit",
+      "Plan where each tensor goes (GPU within a VRAM budget, CPU) and predict decode tok/s\n"
+      "from a bandwidth roofline, from the GGUF header alone or a synth preset (no download).");
+  auto o = std::make_shared<FitOptions>();
+  cmd->add_option("-m,--model", o->model, "GGUF model (any part of a split model)");
+  cmd->add_option("--preset", o->preset, "Plan for a synth preset instead of a file (tandem synth --list)");
+  auto* layers = cmd->add_option("--layers", o->layers, "With --preset: keep only the first N layers");
+  cmd->add_option("--type", o->type, "With --preset: file type as llama-quantize names it")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
+  cmd->add_option("--ubatch-size", o->n_ubatch, "Most tokens per forward call, for the scratch (-ub)")
+      ->capture_default_str();
+  cmd->add_option("--depth", o->depth, "Cached positions the roofline's decode step reads (default: the context)");
+  cmd->add_option("--vram-budget", o->vram_budget,
+                  "VRAM the plan may use, reserve included: 12GiB, 12G, 12000MiB, 512M, 12GB, or bytes\n"
+                  "(default: CUDA0's free memory; 0 without a GPU)");
+  cmd->add_option("--ram", o->ram, "RAM the plan may use (default: MemAvailable)");
+  cmd->add_option("--gpu-bw", o->gpu_bw, "GPU memory bandwidth in GB/s (default: measured; needed without a GPU)");
+  cmd->add_option("--cpu-bw", o->cpu_bw, "CPU memory read bandwidth in GB/s (default: measured)");
+  o->kv.add_to(cmd);
+  cmd->add_option("--n-gpu-layers", o->n_gpu_layers,
+                  "-ngl N as llama.cpp: the last N layers, counting the output head as the last one, on\n"
+                  "the GPU (99: all); replaces the automatic placement");
+  cmd->add_flag("--cpu-moe", o->cpu_moe, "-cmoe: keep every routed expert tensor on the CPU (as llama.cpp)");
+  cmd->add_option("--n-cpu-moe", o->n_cpu_moe, "-ncmoe N: keep the routed experts of the first N layers on the CPU");
+  cmd->add_option("--override-tensor", o->overrides,
+                  "-ot REGEX=DEVICE[,...] as llama.cpp: tensors whose name matches go to DEVICE (CPU or\n"
+                  "CUDA0); repeatable; the first matching rule wins")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--placement", o->placement,
+                  "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
+                  "while they fit (the plain layer split baseline)")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
+  cmd->callback([o, layers] {
+    o->layers_given = layers->count() > 0;
+    run_fit(*o);
+  });
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,200 @@
+// Placement and hybrid execution without a GPU: a second CPU backend stands in for the
+// GPU (Device::Cuda). It owns its memory and checks that every activation, cache and state
+// pointer an op hands it lies in memory it allocated, so a block that reads the other
+// device's buffer fails even when the bytes would happen to match. Every placement —
+// all on the "GPU", routed experts on the CPU (the hybrid MoE split, shared expert on the
+// "GPU"), a plain layer split, experts on the "GPU" for a CPU layer — must give the same
+// logits as all-CPU, for the prompt and for decode steps, dense and MoE, attention and
+// DeltaNet, float and integer expert kernels.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "runtime/session.h"
+
+namespace tandem::model {
+namespace {
+
+class StandInGpu final : public Backend {
+ public:
+  explicit StandInGpu(cpu::OpContext& ctx) : inner_(ctx) {}
+  Device device() const override { return Device::Cuda; }
+  Memory allocate(size_t bytes) override {
+    Memory m = inner_.allocate(bytes);
+    if (m.as() != nullptr) owned_.push_back({m.as(), m.as() + bytes});
+    return m;
+  }
+  void zero(void* dst, size_t bytes) override { inner_.zero(mine(dst), bytes); }
+  void copy_from_host(void* dst, const void* src, size_t bytes) override { inner_.copy_from_host(mine(dst), src, bytes); }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override { inner_.copy_to_host(dst, mine(src), bytes); }
+  void reserve_attention(int64_t t, const AttentionShape& s, bool g) override { inner_.reserve_attention(t, s, g); }
+  void reserve_delta_net(int64_t t, const DeltaNetShape& s, int64_t k) override { inner_.reserve_delta_net(t, s, k); }
+  void reserve_ffn(int64_t t, int64_t d, const FfnWeights& w) override { inner_.reserve_ffn(t, d, w); }
+  void embed(const Tensor& table, std::span<const int32_t> tokens, float* x) override {
+    ADD_FAILURE() << "embeddings are looked up on the CPU";
+    inner_.embed(table, tokens, mine(x));
+  }
+  void rms_norm(const float* x, const std::vector<float>& w, int64_t rows, int64_t n, float eps, float* out) override {
+    inner_.rms_norm(mine(x), w, rows, n, eps, mine(out));
+  }
+  void add(float* x, const float* y, int64_t n) override { inner_.add(mine(x), mine(y), n); }
+  void attention(const AttentionWeights& w, const AttentionShape& shape, const float* a,
+                 std::span<const AttentionSequence> seqs, float* out) override {
+    for (const AttentionSequence& s : seqs) mine(s.k.data), mine(s.v.data);
+    ++blocks;
+    inner_.attention(w, shape, mine(a), seqs, mine(out));
+  }
+  void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
+                 std::span<const DeltaNetSequence> seqs, float* out) override {
+    for (const DeltaNetSequence& s : seqs) mine(s.conv_state), mine(s.ssm_state);
+    ++blocks;
+    inner_.delta_net(w, shape, mine(a), seqs, mine(out));
+  }
+  void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) override {
+    ++blocks;
+    inner_.dense_ffn(w, mine(m), T, mine(out));
+  }
+  void moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) override {
+    inner_.moe_route(w, mine(m), T, mine(chosen), mine(weight));
+  }
+  void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,
+                   float* out) override {
+    ++expert_calls;
+    inner_.moe_experts(w, mine(m), T, mine(chosen), mine(weight), mine(out));
+  }
+  void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override {
+    ++shared_calls;
+    inner_.shared_expert(w, mine(m), T, mine(out));
+  }
+  void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
+              float* scratch, float* logits) override {
+    ++head_calls;
+    inner_.logits(norm, eps, head, mine(x), rows, D, mine(scratch), logits);  // logits: host memory
+  }
+
+  int blocks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0;
+
+ private:
+  template <class T>
+  T* mine(T* p) {
+    const auto* b = reinterpret_cast<const uint8_t*>(p);
+    for (const auto& [lo, hi] : owned_) {
+      if (b >= lo && b < hi) return p;
+    }
+    ADD_FAILURE() << "the stand-in GPU was handed memory it did not allocate";
+    return p;
+  }
+  cpu::CpuBackend inner_;
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> owned_;
+};
+
+constexpr KvCacheTypes kF16Cache{DType::F16, DType::F16};
+
+// Prompt logits, then two decode steps, as one vector.
+std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu) {
+  runtime::Session session(model, ctx, 64, 5, kF16Cache, gpu);  // micro-batch 5: prompt in pieces
+  const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 11, 2, 8, 30, 1, 7, 19, 23};
+  std::vector<float> out;
+  auto l = session.feed(prompt);
+  out.insert(out.end(), l.begin(), l.end());
+  for (int32_t t : {4, 12}) {
+    l = session.feed(std::span<const int32_t>(&t, 1));
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+struct Case {
+  const char* family;
+  const char* file;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.family << "/" << c.file; }
+
+class PlacementTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
+  const auto path = std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / GetParam().family / GetParam().file;
+  const auto files = gguf::ModelFiles::open(path);
+  auto model = load_model(files);
+  const int64_t L = model->hparams().n_layer;
+  const bool moe = model->hparams().n_expert > 0;
+  cpu::OpContext ctx(2, model->max_row()), gpu_ctx(1, model->max_row());
+  const std::vector<float> reference = run(*model, ctx, nullptr);
+
+  struct Named {
+    std::string name;
+    std::vector<LayerPlacement> layers;
+    Device output;
+  };
+  std::vector<Named> placements;
+  placements.push_back({"all on the GPU", std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cuda}), Device::Cuda});
+  std::vector<LayerPlacement> split(L);
+  for (int64_t i = 0; i < L / 2; ++i) split[static_cast<size_t>(i)] = {Device::Cuda, Device::Cuda};
+  placements.push_back({"first half of the layers on the GPU", split, Device::Cpu});
+  if (moe) {
+    placements.push_back({"routed experts on the CPU", std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cpu}), Device::Cuda});
+    std::vector<LayerPlacement> mixed(L, {Device::Cuda, Device::Cpu});
+    mixed.back() = {Device::Cpu, Device::Cuda};  // experts on the GPU for a CPU layer
+    placements.push_back({"mixed", mixed, Device::Cpu});
+  }
+  for (const Named& p : placements) {
+    SCOPED_TRACE(p.name);
+    StandInGpu gpu(gpu_ctx);
+    model->set_placement(p.layers, p.output);
+    const std::vector<float> got = run(*model, ctx, &gpu);
+    ASSERT_EQ(got.size(), reference.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - reference[i]));
+    // Same kernels on the same data: equal to the last bit (thread counts differ, results must not).
+    EXPECT_EQ(worst, 0.0);
+    EXPECT_GT(gpu.blocks, 0) << "nothing ran on the stand-in GPU";
+    if (p.name == "routed experts on the CPU") {
+      EXPECT_EQ(gpu.expert_calls, 0) << "routed experts ran on the GPU";
+      if (std::string(GetParam().family) == "qwen35moe") EXPECT_GT(gpu.shared_calls, 0);
+      EXPECT_GT(gpu.head_calls, 0);
+    }
+    if (p.name == "mixed") EXPECT_GT(gpu.expert_calls, 0);
+  }
+  model->set_placement(std::vector<LayerPlacement>(L), Device::Cpu);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, PlacementTest,
+                         ::testing::Values(Case{"qwen2", "model-f32.gguf"}, Case{"qwen3moe", "model-f32.gguf"},
+                                           Case{"qwen3moe", "model-q8_0.gguf"}, Case{"qwen35", "model-f32.gguf"},
+                                           Case{"qwen35moe", "model-f32.gguf"}, Case{"qwen35moe", "model-q4_k_m.gguf"}),
+                         [](const auto& info) {
+                           std::string n = std::string(info.param.family) + "_" + info.param.file;
+                           for (char& c : n) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return n;
+                         });
+
+TEST(Placement, BadPlacementsAreClearErrors) {
+  const auto files = gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / "qwen2" /
+                                            "model-f32.gguf");
+  auto model = load_model(files);
+  const int64_t L = model->hparams().n_layer;
+  EXPECT_THROW(model->set_placement(std::vector<LayerPlacement>(L + 1), Device::Cpu), Error);
+  // A dense model has no routed experts to place apart.
+  EXPECT_THROW(model->set_placement(std::vector<LayerPlacement>(L, {Device::Cpu, Device::Cuda}), Device::Cpu), Error);
+  // A GPU placement with no GPU backend: an error naming it, not a crash.
+  model->set_placement(std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cuda}), Device::Cuda);
+  cpu::OpContext ctx(1, model->max_row());
+  try {
+    runtime::Session session(*model, ctx, 16, 4);
+    FAIL() << "a GPU placement ran without a GPU backend";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no GPU backend"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tandem::model
