@@ -4,9 +4,9 @@
 #
 #   here (no GPU needed):  bash bench/device-check.sh --prepare
 #       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test)
-#       and copies the non-CUDA shared libraries it needs (libfmt, libpcre2) into
-#       build/device/lib, because the device machine cannot install packages.
-#   device (run tool):     carry: ["build/device"]
+#       and puts the two binaries, stripped, with the non-CUDA shared libraries they need
+#       (libfmt, libpcre2: the device machine cannot install packages) in build/device-carry.
+#   device (run tool):     carry: ["build/device-carry"]
 #                          command: bash bench/device-check.sh --out "$OUT"
 #   here, rehearsal:       bash bench/device-check.sh --out /tmp/device-check --layers 2
 #       (every GPU step reports "no GPU" and the script still ends with its table)
@@ -44,18 +44,25 @@ if [ "$prepare" = 1 ]; then
   for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test"; do
     ldd "$bin" | awk '/libfmt|libpcre2/ {print $3}' | xargs -r -I{} cp -L {} "$BUILD/lib/"
   done
-  strip "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test"
-  du -sh "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/lib"
-  echo "device-check: prepared; carry [\"build/device\"] (the run tool sends at most 64 MiB)"
+  # Only what the device run needs travels (the run tool carries at most 64 MiB).
+  CARRY="$ROOT/build/device-carry"
+  rm -rf "$CARRY" && mkdir -p "$CARRY/lib"
+  cp "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$CARRY/"
+  cp "$BUILD/lib/"* "$CARRY/lib/"
+  strip "$CARRY/tandem" "$CARRY/cuda_backend_test"
+  du -sh "$CARRY"
+  echo "device-check: prepared; carry [\"build/device-carry\"]"
   exit 0
 fi
 
 [ -n "$out" ] || { echo "device-check: --out FOLDER is required" >&2; exit 2; }
 mkdir -p "$out"
-TANDEM="$BUILD/tandem"
-TESTS="$BUILD/tests/backend/cuda/cuda_backend_test"
-[ -x "$TANDEM" ] && [ -x "$TESTS" ] || { echo "device-check: $BUILD is not prepared (run --prepare here and carry it)" >&2; exit 1; }
-export LD_LIBRARY_PATH="$BUILD/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+CARRY="$ROOT/build/device-carry"
+TANDEM="$CARRY/tandem"
+TESTS="$CARRY/cuda_backend_test"
+[ -x "$TANDEM" ] && [ -x "$TESTS" ] || { echo "device-check: $CARRY is not prepared (run --prepare here and carry it)" >&2; exit 1; }
+export TANDEM_SOURCE_DIR="$ROOT"  # the fixtures, wherever this checkout is
+export LD_LIBRARY_PATH="$CARRY/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
 log() { echo "== $* ==" | tee -a "$out/summary.txt"; }
 
 log "devices"
@@ -74,19 +81,19 @@ skipped="$(grep -c '^\[  SKIPPED \] [A-Za-z].*(' "$out/cuda_tests.txt")"
 log "synth qwen35moe-35b-a3b, $layers layers, q4_k_m"
 model="${TMPDIR:-/tmp}/device-check-qwen35moe-${layers}l-q4_k_m.gguf"
 [ -f "$model" ] || "$TANDEM" synth --preset qwen35moe-35b-a3b --layers "$layers" --type q4_k_m -o "$model" 2>&1 | tail -n 3
-weights_bytes="$("$TANDEM" inspect "$model" --json 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(d.get("decode_bytes_per_token", ""))' 2>/dev/null)"
+# Bytes a decode step reads with everything on the GPU (tandem fit's roofline, depth 0 as tg128).
+weights_bytes="$("$TANDEM" fit -m "$model" -ngl 99 --depth 0 --vram-budget 130GiB --gpu-bw 1000 --cpu-bw 100 --json 2>/dev/null |
+  python3 -c 'import json, sys; print(int(json.load(sys.stdin)["decode"]["gpu_bytes_per_token"]))' 2>/dev/null)"
 
 pp="" tg=""
-if "$TANDEM" bench --help 2>&1 | grep -q -- '-ngl'; then
+if [ "$has_gpu" = 1 ]; then
   log "bench full-GPU (-ngl 99)"
-  "$TANDEM" bench -m "$model" -ngl 99 -p 512 -n 128 -r "$reps" -o json >"$out/bench.json" 2>"$out/bench.err"
+  "$TANDEM" bench -m "$model" -ngl 99 -p 512 -n 128 -r "$reps" -o json --progress >"$out/bench.json" 2>"$out/bench.err"
+  cat "$out/bench.err"
   pp="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_prompt"]>0), ""))' "$out/bench.json" 2>/dev/null)"
   tg="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench.json" 2>/dev/null)"
 else
-  log "bench full-GPU: SKIPPED, this build of tandem bench has no GPU execution (-ngl) yet"
+  log "bench full-GPU: SKIPPED, no GPU here"
 fi
 
 roofline=""

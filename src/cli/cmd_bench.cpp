@@ -25,6 +25,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "cli/commands.h"
 #include "cli/loading.h"
+#include "cli/placement.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -53,6 +54,7 @@ struct BenchOptions {
   std::string output = "md";
   bool warmup = true;
   bool progress = false;
+  PlacementOptions placement;  // one placement for every test (-ngl is a single value here)
 };
 
 // One value, or a range as llama-bench writes it: "first-last", "first-last+step",
@@ -406,8 +408,8 @@ struct TestPlan {
 
 // Warmup (untimed, as llama-bench: the whole prompt, or one decode step), then per
 // repetition: empty the context, fill the depth untimed, time the prompt or the steps.
-TestResult run_test(const model::Model& model, cpu::OpContext& ctx, const ModelInfo& info, const TestPlan& plan,
-                    int reps, bool warmup, bool progress) {
+TestResult run_test(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, const ModelInfo& info,
+                    const TestPlan& plan, int reps, bool warmup, bool progress) {
   TestResult r;
   r.model = &info;
   r.n_prompt = plan.n_prompt;
@@ -423,7 +425,7 @@ TestResult run_test(const model::Model& model, cpu::OpContext& ctx, const ModelI
   // The workspace never needs more rows than the longest single feed.
   const int64_t widest = std::max<int64_t>({plan.n_prompt, plan.n_depth, 1});
   const model::KvCacheTypes kv{model::parse_kv_cache_type(plan.type_k, "-ctk"), model::parse_kv_cache_type(plan.type_v, "-ctv")};
-  runtime::Session session(model, ctx, n_ctx, std::min<int64_t>(plan.n_ubatch, widest), kv);
+  runtime::Session session(model, ctx, n_ctx, std::min<int64_t>(plan.n_ubatch, widest), kv, gpu);
   std::mt19937 rng(kTokenSeed);
   std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.n_vocab - 1));
   auto random_tokens = [&](int64_t n) {
@@ -516,6 +518,14 @@ void run_bench(const BenchOptions& o) {
   for (size_t m = 0; m < files.size(); ++m) {
     load_with_progress(files[m]);
     const auto model = model::load_model(files[m]);
+    // One placement per model, planned for its largest test (context and micro-batch).
+    const int64_t most_ctx = int64_t{*std::max_element(depths.begin(), depths.end())} +
+                             std::max(*std::max_element(prompts.begin(), prompts.end()),
+                                      *std::max_element(gens.begin(), gens.end()));
+    const std::unique_ptr<Backend> gpu =
+        place_model(*model, files[m], o.placement, most_ctx,
+                    {model::parse_kv_cache_type(type_k.front(), "-ctk"), model::parse_kv_cache_type(type_v.front(), "-ctv")},
+                    *std::max_element(ubatches.begin(), ubatches.end()), /*quiet=*/!o.progress);
     for (int ub : ubatches) {
       for (const std::string& tk : type_k) {
         for (const std::string& tv : type_v) {
@@ -524,7 +534,7 @@ void run_bench(const BenchOptions& o) {
             for (int d : depths) {
               auto run = [&](int p, int n) {
                 const TestPlan plan{p, n, d, ub, nt, tk, tv};
-                printer->test(run_test(*model, ctx, infos[m], plan, o.reps, o.warmup, o.progress));
+                printer->test(run_test(*model, ctx, gpu.get(), infos[m], plan, o.reps, o.warmup, o.progress));
               };
               for (int p : prompts) {
                 if (p > 0) run(p, 0);
@@ -562,6 +572,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "Output format: md, json, jsonl or csv")->capture_default_str();
   cmd->add_flag("--warmup,!--no-warmup", o->warmup, "One untimed run before each test (default: on)");
   cmd->add_flag("--progress", o->progress, "Say on stderr what is running");
+  o->placement.add_to(cmd);
   cmd->callback([o] { run_bench(*o); });
 }
 

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/loading.h"
+#include "cli/placement.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
@@ -34,6 +35,7 @@ struct ChatOptions {
   bool think = true;
   runtime::SamplerParams sampling;
   KvCacheOptions kv;
+  PlacementOptions placement;
 };
 
 void run_chat(const ChatOptions& o) {
@@ -48,7 +50,8 @@ void run_chat(const ChatOptions& o) {
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
   const int threads = o.threads > 0 ? o.threads : default_thread_count();
   cpu::OpContext ctx(threads, model->max_row());
-  runtime::Session session(*model, ctx, n_ctx, 64, o.kv.types());
+  const std::unique_ptr<Backend> gpu = place_model(*model, files, o.placement, n_ctx, o.kv.types(), 64);
+  runtime::Session session(*model, ctx, n_ctx, 64, o.kv.types(), gpu.get());
   runtime::SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   runtime::Sampler sampler(sp, hp.n_vocab);
@@ -153,6 +156,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   o->kv.add_to(cmd);
+  o->placement.add_to(cmd);
   cmd->add_option("-s,--seed", o->seed, "Random seed (-1: random)")->capture_default_str();
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();

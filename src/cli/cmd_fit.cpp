@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/loading.h"
+#include "cli/placement.h"
 #include "core/error.h"
 #include "gguf/gguf_model_files.h"
 #include "model/synth.h"
@@ -35,13 +36,10 @@ struct FitOptions {
   int64_t n_ctx = 0;  // 0: min(training context, 4096), as `run`
   int64_t n_ubatch = 512;
   std::optional<int64_t> depth;
-  std::string vram_budget, ram;
+  std::string ram;
   std::optional<double> gpu_bw, cpu_bw;
   KvCacheOptions kv;
-  std::optional<int64_t> n_gpu_layers, n_cpu_moe;
-  bool cpu_moe = false;
-  std::vector<std::string> overrides;
-  std::string placement = "auto";
+  PlacementOptions placement;
   bool json = false, tensors = false;
 };
 
@@ -79,7 +77,7 @@ void run_fit(const FitOptions& a) {
   const model::HParams& hp = spec.hp;
 
   plan::HardwareOverrides hwo;
-  if (!a.vram_budget.empty()) hwo.vram_budget = plan::parse_size(a.vram_budget, "--vram-budget");
+  if (!a.placement.vram_budget.empty()) hwo.vram_budget = plan::parse_size(a.placement.vram_budget, "--vram-budget");
   if (!a.ram.empty()) hwo.ram = plan::parse_size(a.ram, "--ram");
   for (const auto& [value, flag] : {std::pair{a.gpu_bw, "--gpu-bw"}, std::pair{a.cpu_bw, "--cpu-bw"}}) {
     if (value && !(*value > 0 && *value < 1e6)) fail("{} must be a bandwidth in GB/s above 0, got {}", flag, *value);
@@ -91,13 +89,7 @@ void run_fit(const FitOptions& a) {
   po.n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min<int64_t>(hp.n_ctx_train > 0 ? hp.n_ctx_train : 4096, 4096);
   po.kv = a.kv.types();
   po.n_ubatch = a.n_ubatch;
-  po.policy = plan::parse_policy(a.placement);
-  po.n_gpu_layers = a.n_gpu_layers;
-  po.cpu_moe = a.cpu_moe;
-  po.n_cpu_moe = a.n_cpu_moe;
-  for (const std::string& rule : a.overrides) {
-    for (plan::TensorOverride& r : plan::parse_tensor_overrides(rule)) po.overrides.push_back(std::move(r));
-  }
+  a.placement.apply(po);
   const int64_t depth = a.depth.value_or(po.n_ctx);
   if (depth < 0 || depth > po.n_ctx) fail("--depth must be 0..{} (the context), got {}", po.n_ctx, depth);
   // Check the flags before probing: measuring takes a second.
@@ -263,27 +255,11 @@ void register_fit(CLI::App& app) {
   cmd->add_option("--ubatch-size", o->n_ubatch, "Most tokens per forward call, for the scratch (-ub)")
       ->capture_default_str();
   cmd->add_option("--depth", o->depth, "Cached positions the roofline's decode step reads (default: the context)");
-  cmd->add_option("--vram-budget", o->vram_budget,
-                  "VRAM the plan may use, reserve included: 12GiB, 12G, 12000MiB, 512M, 12GB, or bytes\n"
-                  "(default: CUDA0's free memory; 0 without a GPU)");
   cmd->add_option("--ram", o->ram, "RAM the plan may use (default: MemAvailable)");
   cmd->add_option("--gpu-bw", o->gpu_bw, "GPU memory bandwidth in GB/s (default: measured; needed without a GPU)");
   cmd->add_option("--cpu-bw", o->cpu_bw, "CPU memory read bandwidth in GB/s (default: measured)");
   o->kv.add_to(cmd);
-  cmd->add_option("--n-gpu-layers", o->n_gpu_layers,
-                  "-ngl N as llama.cpp: the last N layers, counting the output head as the last one, on\n"
-                  "the GPU (99: all); replaces the automatic placement");
-  cmd->add_flag("--cpu-moe", o->cpu_moe, "-cmoe: keep every routed expert tensor on the CPU (as llama.cpp)");
-  cmd->add_option("--n-cpu-moe", o->n_cpu_moe, "-ncmoe N: keep the routed experts of the first N layers on the CPU");
-  cmd->add_option("--override-tensor", o->overrides,
-                  "-ot REGEX=DEVICE[,...] as llama.cpp: tensors whose name matches go to DEVICE (CPU or\n"
-                  "CUDA0); repeatable; the first matching rule wins")
-      ->take_all()
-      ->allow_extra_args(false);
-  cmd->add_option("--placement", o->placement,
-                  "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
-                  "while they fit (the plain layer split baseline)")
-      ->capture_default_str();
+  o->placement.add_to(cmd);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
   cmd->callback([o, layers] {

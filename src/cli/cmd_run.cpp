@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/loading.h"
+#include "cli/placement.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
@@ -36,6 +37,7 @@ struct RunOptions {
   std::vector<std::string> stops;
   runtime::SamplerParams sampling;
   KvCacheOptions kv;
+  PlacementOptions placement;
 };
 
 std::string read_file(const std::string& path) {
@@ -80,7 +82,8 @@ void run_generate(const RunOptions& o) {
   }
   const int threads = o.threads > 0 ? o.threads : default_thread_count();
   cpu::OpContext ctx(threads, model->max_row());
-  runtime::Session session(*model, ctx, n_ctx, o.ubatch, o.kv.types());
+  const std::unique_ptr<Backend> gpu = place_model(*model, files, o.placement, n_ctx, o.kv.types(), o.ubatch);
+  runtime::Session session(*model, ctx, n_ctx, o.ubatch, o.kv.types(), gpu.get());
   runtime::SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   runtime::Sampler sampler(sp, hp.n_vocab);
@@ -128,6 +131,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
   o->kv.add_to(cmd);
+  o->placement.add_to(cmd);
   cmd->add_option("--ubatch-size", o->ubatch, "Prompt tokens per forward pass")->capture_default_str()
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();

@@ -1,0 +1,92 @@
+#include "cli/placement.h"
+
+#include <fmt/format.h>
+
+#include "backend/device_info.h"
+#include "core/error.h"
+#include "plan/hardware.h"
+#include "plan/memory.h"
+#if defined(TANDEM_HAVE_CUDA)
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace tandem::cli {
+
+void PlacementOptions::add_to(CLI::App* cmd) {
+  cmd->add_option("--vram-budget", vram_budget,
+                  "VRAM the plan may use, reserve included: 12GiB, 12G, 12000MiB, 512M, 12GB, or bytes\n"
+                  "(default: CUDA0's free memory; 0 without a GPU)");
+  cmd->add_option("--n-gpu-layers", n_gpu_layers,
+                  "-ngl N as llama.cpp: the last N layers, counting the output head as the last one, on\n"
+                  "the GPU (99: all); replaces the automatic placement");
+  cmd->add_flag("--cpu-moe", cpu_moe, "-cmoe: keep every routed expert tensor on the CPU (as llama.cpp)");
+  cmd->add_option("--n-cpu-moe", n_cpu_moe, "-ncmoe N: keep the routed experts of the first N layers on the CPU");
+  cmd->add_option("--override-tensor", overrides,
+                  "-ot REGEX=DEVICE[,...] as llama.cpp: tensors whose name matches go to DEVICE (CPU or\n"
+                  "CUDA0); repeatable; the first matching rule wins")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--placement", placement,
+                  "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
+                  "while they fit (the plain layer split baseline)")
+      ->capture_default_str();
+}
+
+void PlacementOptions::apply(plan::PlanOptions& po) const {
+  po.policy = plan::parse_policy(placement);
+  po.n_gpu_layers = n_gpu_layers;
+  po.cpu_moe = cpu_moe;
+  po.n_cpu_moe = n_cpu_moe;
+  for (const std::string& rule : overrides) {
+    for (plan::TensorOverride& r : plan::parse_tensor_overrides(rule)) po.overrides.push_back(std::move(r));
+  }
+}
+
+bool PlacementOptions::asks_for_gpu() const {
+  return !vram_budget.empty() || (n_gpu_layers && *n_gpu_layers > 0) || cpu_moe || n_cpu_moe || !overrides.empty() ||
+         placement != "auto";
+}
+
+std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles& files, const PlacementOptions& o,
+                                     int64_t n_ctx, model::KvCacheTypes kv, int64_t n_ubatch, bool quiet) {
+  plan::PlanOptions po;
+  o.apply(po);  // bad flags are errors even on a machine without a GPU
+  plan::HardwareOverrides hwo;
+  if (!o.vram_budget.empty()) hwo.vram_budget = plan::parse_size(o.vram_budget, "--vram-budget");
+  const plan::Hardware hw = plan::probe_hardware(hwo, /*measure=*/false);
+  if (!hw.gpu) {
+    if (!quiet && (probe_gpus().built_with_cuda || o.asks_for_gpu())) {
+      fmt::print(stderr, "note: {}; running on the CPU\n", hw.gpu_notice);
+    }
+    return nullptr;
+  }
+  po.n_ctx = n_ctx;
+  po.kv = kv;
+  po.n_ubatch = n_ubatch;
+  po.vram_budget = hw.vram_budget;
+  po.ram_budget = hw.ram_budget;
+  const plan::ModelSpec spec = plan::model_spec(files, files.primary().name());
+  const plan::Plan p = plan::make_plan(spec, po);
+  const plan::ExecutionPlacement at = plan::execution_placement(spec, p);
+  int64_t gpu_layers = 0, cpu_expert_layers = 0;
+  for (const model::LayerPlacement& l : at.layers) {
+    gpu_layers += l.main == Device::Cuda ? 1 : 0;
+    cpu_expert_layers += l.main == Device::Cuda && l.experts == Device::Cpu ? 1 : 0;
+  }
+  if (gpu_layers == 0 && at.output == Device::Cpu) return nullptr;
+#if defined(TANDEM_HAVE_CUDA)
+  auto gpu = std::make_unique<cuda::CudaBackend>(hw.gpu->index);
+  model.set_placement(at.layers, at.output);
+  if (!quiet) {
+    fmt::print(stderr, "placement: {} of {} layers on {} ({} of {} budget), routed experts of {} of them on the CPU, "
+               "head on {}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),
+               plan::format_size(p.vram_budget), cpu_expert_layers, at.output == Device::Cuda ? "the GPU" : "the CPU");
+  }
+  return gpu;
+#else
+  (void)model, (void)gpu_layers, (void)cpu_expert_layers;
+  return nullptr;  // unreachable: without CUDA the probe finds no GPU
+#endif
+}
+
+}  // namespace tandem::cli
