@@ -209,6 +209,7 @@ struct TestResult {
   const ModelInfo* model = nullptr;
   int n_prompt = 0, n_gen = 0, n_depth = 0, n_ubatch = 0, n_threads = 0;
   std::string type_k, type_v;
+  std::string backends = "CPU";  // "CUDA,CPU" when the placement put layers on the GPU
   std::string test_time;  // RFC 3339, UTC, when the test started
   std::vector<uint64_t> samples_ns;
 
@@ -250,7 +251,7 @@ Json result_fields(const TestResult& t, const std::string& cpu) {
   j["build_number"] = 0;
   j["cpu_info"] = cpu;
   j["gpu_info"] = "";
-  j["backends"] = "CPU";
+  j["backends"] = t.backends;
   j["model_filename"] = t.model->filename;
   j["model_type"] = t.model->type;
   j["model_size"] = t.model->size;
@@ -372,7 +373,7 @@ class MarkdownPrinter : public Printer {
         value = m.n_params < 1000000000 ? fmt::format("{:.2f} M", m.n_params / 1e6)
                                         : fmt::format("{:.2f} B", m.n_params / 1e9);
       }
-      if (name == "backend") value = "CPU";
+      if (name == "backend") value = t.backends;
       if (name == "threads") value = std::to_string(t.n_threads);
       if (name == "n_ubatch") value = std::to_string(t.n_ubatch);
       if (name == "test") value = t.name();
@@ -419,6 +420,7 @@ TestResult run_test(const model::Model& model, cpu::OpContext& ctx, Backend* gpu
   r.n_threads = plan.n_threads;
   r.type_k = plan.type_k;
   r.type_v = plan.type_v;
+  if (gpu != nullptr) r.backends = "CUDA,CPU";
   r.test_time = utc_now();
 
   const int64_t n_ctx = int64_t{plan.n_depth} + plan.n_prompt + plan.n_gen;

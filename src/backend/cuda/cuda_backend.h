@@ -63,7 +63,7 @@ class CudaBackend final : public Backend {
   enum Slot : size_t {
     kQ, kQG, kK, kV, kAttnOut, kPositions, kAttnScratch, kMatmulScratch, kTokens,
     kP, kConv, kZ, kDq, kDk, kDv, kDo, kB, kAlpha, kDeltaScratch,
-    kFfnA, kFfnB, kRouterLogits, kSlotOut, kLogits, kSlotCount
+    kFfnA, kFfnB, kRouterLogits, kSlotOut, kSlotIn, kSlotOrder, kLogits, kSlotCount
   };
   void* slot(Slot s, size_t bytes);
   template <class T>
@@ -90,6 +90,9 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, DeviceBuffer> vectors_;
   uint64_t weight_bytes_ = 0;
   std::vector<int32_t> host_positions_, device_positions_;  // this call's; what kPositions holds
+  // Prompt MoE: the router's choices on the host, slots per expert, the slot order.
+  std::vector<int32_t> host_ids_, order_, next_;
+  std::vector<int64_t> expert_first_;
 };
 
 }  // namespace tandem::cuda

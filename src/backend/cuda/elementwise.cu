@@ -1,4 +1,4 @@
-// Elementwise ops (ops.h): SwiGLU, add, scale and the sigmoid output gate. Grid-stride
+// Elementwise ops (ops.h): SwiGLU, add, scale, the sigmoid output gate and row gathers. Grid-stride
 // loops over at most a few thousand blocks; the math is the CPU's (silu(g) = g / (1 +
 // e^-g), sigmoid(g) = 1 / (1 + e^-g)) with expf (no fast-math).
 #include <cuda_runtime.h>
@@ -42,9 +42,23 @@ __global__ void sigmoid_gate_kernel(float* o, int64_t n_rows, int64_t n, const f
   }
 }
 
+__global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst) {
+  for (int64_t i = first_index(); i < n_rows * n; i += grid_step()) {
+    const int64_t r = i / n, c = i % n;
+    dst[i] = src[static_cast<int64_t>(rows[r]) * n + c];
+  }
+}
+
 }  // namespace
 
 namespace detail {
+
+void launch_gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n,
+                        float* dst) {
+  if (n_rows * n == 0) return;
+  gather_rows_kernel<<<grid_for(n_rows * n), kThreads, 0, stream>>>(src, rows, n_rows, n, dst);
+  TANDEM_CUDA_CHECK_LAUNCH();
+}
 
 void launch_swiglu(cudaStream_t stream, const float* gate, const float* up, int64_t n, float* out) {
   if (n == 0) return;

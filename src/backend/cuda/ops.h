@@ -69,6 +69,10 @@ void scale(cudaStream_t stream, float* x, float s, int64_t n);
 // gate, read from the interleaved q projection (g = qg + d, g_stride = 2d).
 void sigmoid_gate(cudaStream_t stream, float* o, int64_t n_rows, int64_t n, const float* g, int64_t g_stride);
 
+// dst[i] = src[rows[i]] for n_rows rows of n values (rows on the device): a prompt's tokens
+// gathered per routed expert. dst must not alias src.
+void gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst);
+
 // ---- mixture of experts and sampling (router.cu) -----------------------------------------
 
 // Per token: softmax over the n_expert logits [T][E], the k most probable experts (ties to
@@ -141,6 +145,8 @@ void launch_rope_neox(cudaStream_t stream, float* x, int64_t n_tokens, int64_t n
                       int64_t n_rot, const int32_t* positions, float freq_base);
 void launch_swiglu(cudaStream_t stream, const float* gate, const float* up, int64_t n, float* out);
 void launch_add(cudaStream_t stream, float* x, const float* y, int64_t n);
+void launch_gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n,
+                        float* dst);
 void launch_scale(cudaStream_t stream, float* x, float s, int64_t n);
 void launch_sigmoid_gate(cudaStream_t stream, float* o, int64_t n_rows, int64_t n, const float* g,
                          int64_t g_stride);

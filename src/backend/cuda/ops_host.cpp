@@ -128,6 +128,16 @@ void swiglu(cudaStream_t stream, const float* gate, const float* up, int64_t n, 
   detail::launch_swiglu(stream, gate, up, n, out);
 }
 
+void gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst) {
+  check_rows("gather_rows", n_rows, n);
+  if (n_rows == 0) return;
+  check_pointer("gather_rows", src, "src");
+  check_pointer("gather_rows", rows, "rows");
+  check_pointer("gather_rows", dst, "dst");
+  if (src == dst) fail("gather_rows: dst must not alias src");
+  detail::launch_gather_rows(stream, src, rows, n_rows, n, dst);
+}
+
 void add(cudaStream_t stream, float* x, const float* y, int64_t n) {
   if (n < 0) fail("add: {} values", n);
   if (n == 0) return;
