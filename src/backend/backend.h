@@ -115,6 +115,9 @@ class Backend {
 
   // Zeroed memory on this device. Sized at set-up (workspaces, caches), never per token.
   virtual Memory allocate(size_t bytes) = 0;
+  // Zeroed host memory that this device copies to and from fastest (page-locked for a GPU,
+  // so copies are DMA without a staging hop); plain host memory for the CPU.
+  virtual Memory allocate_host(size_t bytes) = 0;
   // Sets bytes of this device's memory to zero (ordered with the work issued here).
   virtual void zero(void* dst, size_t bytes) = 0;
   // Host <-> this device, ordered after the work already issued here; copy_to_host returns

@@ -83,16 +83,20 @@ void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& p
   }
   for (const Device d : {Device::Cpu, Device::Cuda}) {
     if (!used[static_cast<size_t>(d)]) continue;
-    Backend& b = be.on(d);
+    // The CPU's buffers are what crosses to and from the GPU: the GPU backend makes them
+    // (page-locked) when both devices are in use.
+    const bool crossing = d == Device::Cpu && used[1];
+    Backend& b = crossing ? be.on(Device::Cuda) : be.on(d);
+    auto make = [&](size_t bytes) { return crossing ? b.allocate_host(bytes) : b.allocate(bytes); };
     DeviceActivations& act = ws.on(d);
-    act.x = b.allocate(TD);
-    act.a = b.allocate(TD);
-    act.proj = b.allocate(TD);
-    act.chosen = b.allocate(Tk * sizeof(int32_t));
-    act.weight = b.allocate(Tk * sizeof(float));
+    act.x = make(TD);
+    act.a = make(TD);
+    act.proj = make(TD);
+    act.chosen = make(Tk * sizeof(int32_t));
+    act.weight = make(Tk * sizeof(float));
     if (hybrid) {
-      act.expert_in = b.allocate(TD);
-      act.expert_out = b.allocate(TD);
+      act.expert_in = make(TD);
+      act.expert_out = make(TD);
     }
   }
   ws.tokens.resize(static_cast<size_t>(max_tokens));

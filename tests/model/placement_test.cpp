@@ -30,6 +30,8 @@ class StandInGpu final : public Backend {
     if (m.as() != nullptr) owned_.push_back({m.as(), m.as() + bytes});
     return m;
   }
+  // Host memory for the CPU side of crossings: not the stand-in's device memory.
+  Memory allocate_host(size_t bytes) override { return inner_.allocate(bytes); }
   void zero(void* dst, size_t bytes) override { inner_.zero(mine(dst), bytes); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override { inner_.copy_from_host(mine(dst), src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { inner_.copy_to_host(dst, mine(src), bytes); }

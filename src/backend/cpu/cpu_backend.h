@@ -17,6 +17,7 @@ class CpuBackend final : public Backend {
 
   Device device() const override { return Device::Cpu; }
   Memory allocate(size_t bytes) override;
+  Memory allocate_host(size_t bytes) override { return allocate(bytes); }
   void zero(void* dst, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/delta_net.h"
@@ -15,6 +16,7 @@ namespace tandem::cuda {
 namespace {
 
 void release_device(void* p) { cudaFree(p); }
+void release_pinned(void* p) { cudaFreeHost(p); }
 
 size_t floats(int64_t n) { return static_cast<size_t>(n) * sizeof(float); }
 
@@ -43,6 +45,18 @@ Memory CudaBackend::allocate(size_t bytes) {
   Memory m(p, bytes, release_device);
   TANDEM_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, ctx_.stream()));
   return m;
+}
+
+Memory CudaBackend::allocate_host(size_t bytes) {
+  if (bytes == 0) return {};
+  void* p = nullptr;
+  const cudaError_t status = cudaMallocHost(&p, bytes);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail("cannot allocate {} bytes of pinned host memory: {}", bytes, cudaGetErrorString(status));
+  }
+  std::memset(p, 0, bytes);
+  return Memory(p, bytes, release_pinned);
 }
 
 void CudaBackend::zero(void* dst, size_t bytes) { TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream())); }

@@ -35,6 +35,7 @@ class CudaBackend final : public Backend {
 
   Device device() const override { return Device::Cuda; }
   Memory allocate(size_t bytes) override;
+  Memory allocate_host(size_t bytes) override;
   void zero(void* dst, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
