@@ -7,7 +7,9 @@
 #       and puts the two binaries, stripped, with the non-CUDA shared libraries they need
 #       (libfmt, libpcre2: the device machine cannot install packages) in build/device-carry.
 #   device (run tool):     carry: ["build/device-carry"]
-#                          command: bash bench/device-check.sh --out "$OUT"
+#                          command: bash bench/device-check.sh --out "$OUT"   (6 files:
+#                          within the run tool's 8; with bench/hybrid.sh in the same call,
+#                          write both to /tmp and tar them into $OUT)
 #   here, rehearsal:       bash bench/device-check.sh --out /tmp/device-check --layers 2
 #       (every GPU step reports "no GPU" and the script still ends with its table)
 #

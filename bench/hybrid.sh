@@ -2,14 +2,16 @@
 # Hybrid GPU + CPU on a 12 GiB budget (issue 6), as ONE call on a lent device machine:
 #
 #   here:    bash bench/device-check.sh --prepare      (builds build/device-carry)
-#   device:  carry ["build/device-carry"], command: bash bench/hybrid.sh --out "$OUT"
+#   device:  carry ["build/device-carry"], command: bash bench/hybrid.sh --out /tmp/hy; the
+#            run tool brings back at most 8 files: tar the folder into $OUT (summary.txt is
+#            the table; every run's JSON and stderr are beside it)
 #   here, rehearsal (no GPU: every run falls back to the CPU, so use a small model):
 #            bash bench/hybrid.sh --out /tmp/hybrid --layers 4 -p 32 -n 8 -r 1
 #
 # Writes a synthetic qwen35moe-35b-a3b Q4_K_M (40 layers by default) on the local disk,
 # then with --vram-budget 12GiB runs pp and tg for: (a) --placement layers (the plain layer
 # split), (b) -ngl 99 --cpu-moe, (c) the default placement (no flags), (d) -ngl 99
-# --n-cpu-moe K for a sweep of K that fit the budget (the hand-tuned llama.cpp setting);
+# --n-cpu-moe K for the smallest K that fits the budget and K+2 (the hand-tuned setting);
 # prints tok/s, the ratios the issue asks for, and tandem fit's prediction for (c).
 # A llama.cpp CUDA build, if one was carried, can be named with --peer PATH/llama-bench.
 set -uo pipefail
@@ -59,11 +61,17 @@ for cfg in "layers:--placement layers" "cpu_moe:-ngl 99 --cpu-moe" "default:"; d
   read -r PP[$name] TG[$name] < <(run "$name" $flags)
   echo "$name: pp ${PP[$name]} tg ${TG[$name]} ($(grep -m1 '^placement' "$out/$name.err" || echo 'CPU only'))"
 done
+# The hand-tuned llama.cpp setting: the smallest K whose placement fits the budget (tandem fit
+# refuses the rest with the amount missing; no run needed to find it), then K and K+2 run.
+k_min=""
+for ((k = 0; k <= layers; ++k)); do
+  if "$TANDEM" fit -m "$model" -ngl 99 --n-cpu-moe "$k" --vram-budget "$budget" --gpu-bw 1000 --cpu-bw 100 >/dev/null 2>&1; then
+    k_min="$k"; break
+  fi
+done
 best_k="" best_tg=0
-for k in 0 5 10 15 20 25 30 35 40; do
+for k in ${k_min:+$k_min $((k_min + 2))}; do
   [ "$k" -le "$layers" ] || continue
-  # Only K that fit the budget (tandem fit refuses the rest with the amount missing).
-  "$TANDEM" fit -m "$model" -ngl 99 --n-cpu-moe "$k" --vram-budget "$budget" --gpu-bw 1000 --cpu-bw 100 >/dev/null 2>&1 || continue
   read -r pk tk < <(run "ncmoe$k" -ngl 99 --n-cpu-moe "$k")
   echo "-ngl 99 --n-cpu-moe $k: pp $pk tg $tk"
   if python3 -c "import sys; sys.exit(0 if '$tk' != 'fail' and float('$tk') > float('$best_tg') else 1)"; then
