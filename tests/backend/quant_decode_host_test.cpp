@@ -15,20 +15,10 @@
 #include "core/half.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
+#include "support/random_blocks.h"
 
 namespace tandem::cuda {
 namespace {
-
-// Byte offsets of the f16 scale fields in one block of each type.
-std::vector<int> f16_fields(DType t) {
-  switch (t) {
-    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
-    case DType::Q2_K: return {80, 82};
-    case DType::Q3_K: return {108};
-    case DType::Q6_K: return {208};
-    default: return {0};
-  }
-}
 
 // Random f16 bits that are finite: zeros, subnormals, normals up to 65504, either sign.
 uint16_t random_finite_half(std::mt19937& rng) {
@@ -38,17 +28,8 @@ uint16_t random_finite_half(std::mt19937& rng) {
 }
 
 std::vector<uint8_t> random_blocks(DType t, int n_blocks, std::mt19937& rng, bool small_scales) {
-  const DTypeInfo& info = dtype_info(t);
-  std::vector<uint8_t> bytes(static_cast<size_t>(n_blocks) * info.block_bytes);
-  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
-  for (int i = 0; i < n_blocks; ++i) {
-    for (int off : f16_fields(t)) {
-      const uint16_t h = small_scales ? f32_to_f16(scale(rng)) : random_finite_half(rng);
-      std::memcpy(bytes.data() + static_cast<size_t>(i) * info.block_bytes + off, &h, 2);
-    }
-  }
-  return bytes;
+  if (small_scales) return testing::random_blocks(t, n_blocks, rng);
+  return testing::random_blocks(t, n_blocks, rng, [&] { return random_finite_half(rng); });
 }
 
 template <DType T>

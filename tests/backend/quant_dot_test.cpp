@@ -20,6 +20,7 @@
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 #include "support/test_support.h"
+#include "support/random_blocks.h"
 
 namespace tandem::cpu {
 namespace {
@@ -33,31 +34,9 @@ std::vector<Isa> runnable_isas() {
   return isas;
 }
 
-// Byte offsets of the f16 scale fields in one block of each type.
-std::vector<int> f16_fields(DType t) {
-  switch (t) {
-    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
-    case DType::Q2_K: return {80, 82};
-    case DType::Q3_K: return {108};
-    case DType::Q6_K: return {208};
-    default: return {0};
-  }
-}
-
 // n_rows rows of random blocks; scale fields get finite values of either sign.
 std::vector<uint8_t> random_rows(DType t, int64_t n, int64_t n_rows, std::mt19937& rng) {
-  const DTypeInfo& info = dtype_info(t);
-  const int64_t blocks = n / info.block_elems * n_rows;
-  std::vector<uint8_t> bytes(static_cast<size_t>(blocks) * info.block_bytes);
-  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
-  for (int64_t i = 0; i < blocks; ++i) {
-    for (int off : f16_fields(t)) {
-      const uint16_t h = f32_to_f16(scale(rng));
-      std::memcpy(bytes.data() + i * info.block_bytes + off, &h, 2);
-    }
-  }
-  return bytes;
+  return testing::random_blocks(t, n / dtype_info(t).block_elems * n_rows, rng);
 }
 
 // Activations as floats from their quantized bytes (Q8_1 has no dequantizer of its own).

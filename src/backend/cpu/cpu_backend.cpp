@@ -235,29 +235,11 @@ void CpuBackend::dense_ffn(const FfnWeights& w, const float* m, int64_t T, float
   swiglu_ffn(w.gate, w.up, w.down, m, T, out);
 }
 
-// Softmax over all experts, keep the k most probable, renormalise over those k (what
-// llama.cpp does for qwen3moe and qwen35moe); ties go to the lower expert index.
-void CpuBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen_all, float* weight_all) {
+void CpuBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) {
   const int64_t E = w.router.ne[1], k = w.n_expert_used;
   matmul(ctx_, w.router, m, T, ffn_.router_logits.data());
   for (int64_t t = 0; t < T; ++t) {
-    float* p = ffn_.router_logits.data() + t * E;
-    softmax(p, E);
-    int32_t* chosen = chosen_all + t * k;
-    float* weight = weight_all + t * k;
-    float sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t best = -1;
-      for (int64_t e = 0; e < E; ++e) {
-        if (std::find(chosen, chosen + j, static_cast<int32_t>(e)) != chosen + j) continue;
-        if (best < 0 || p[e] > p[best]) best = e;
-      }
-      chosen[j] = static_cast<int32_t>(best);
-      weight[j] = p[best];
-      sum += p[best];
-    }
-    sum = std::max(sum, 6.1035e-5f);  // as llama.cpp: never divide by ~0
-    for (int64_t j = 0; j < k; ++j) weight[j] /= sum;
+    route_top_k(ffn_.router_logits.data() + t * E, E, k, /*renormalize=*/true, chosen + t * k, weight + t * k);
   }
 }
 

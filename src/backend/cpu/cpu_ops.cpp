@@ -291,4 +291,22 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] /= sum;
 }
 
+void route_top_k(float* p, int64_t E, int64_t k, bool renormalize, int32_t* chosen, float* weight) {
+  softmax(p, E);
+  float sum = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < E; ++e) {
+      if (std::find(chosen, chosen + j, static_cast<int32_t>(e)) != chosen + j) continue;
+      if (best < 0 || p[e] > p[best]) best = e;
+    }
+    chosen[j] = static_cast<int32_t>(best);
+    weight[j] = p[best];
+    sum += p[best];
+  }
+  if (!renormalize) return;
+  sum = std::max(sum, 6.1035e-5f);
+  for (int64_t j = 0; j < k; ++j) weight[j] /= sum;
+}
+
 }  // namespace tandem::cpu

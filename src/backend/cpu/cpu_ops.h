@@ -141,4 +141,10 @@ void add(float* x, const float* y, int64_t n);
 // In-place softmax of n values (max-subtracted, f32).
 void softmax(float* x, int64_t n);
 
+// MoE routing of one token: softmax over the n_expert logits (in place), then k times the
+// most probable expert not yet chosen (ties to the lower index) into chosen/weight [k];
+// with `renormalize` (qwen3moe, qwen35moe, as llama.cpp) the k weights are divided by
+// their sum, clamped to >= 6.1035e-5 so a flat router never divides by ~0.
+void route_top_k(float* logits, int64_t n_expert, int64_t k, bool renormalize, int32_t* chosen, float* weight);
+
 }  // namespace tandem::cpu

@@ -15,9 +15,6 @@
 namespace tandem::cuda {
 namespace {
 
-void release_device(void* p) { cudaFree(p); }
-void release_pinned(void* p) { cudaFreeHost(p); }
-
 size_t floats(int64_t n) { return static_cast<size_t>(n) * sizeof(float); }
 
 // The cache types the CUDA attention and KV writes support (ops.h).
@@ -35,28 +32,15 @@ CudaBackend::CudaBackend(int device) : ctx_(device) {}
 CudaBackend::~CudaBackend() { cudaStreamSynchronize(ctx_.stream()); }
 
 Memory CudaBackend::allocate(size_t bytes) {
-  if (bytes == 0) return {};
-  void* p = nullptr;
-  const cudaError_t status = cudaMalloc(&p, bytes);
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    fail("cannot allocate {} bytes of GPU memory: {}", bytes, cudaGetErrorString(status));
-  }
-  Memory m(p, bytes, release_device);
-  TANDEM_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, ctx_.stream()));
-  return m;
+  DeviceBuffer b(bytes);
+  if (bytes != 0) TANDEM_CUDA_CHECK(cudaMemsetAsync(b.data(), 0, bytes, ctx_.stream()));
+  return b;
 }
 
 Memory CudaBackend::allocate_host(size_t bytes) {
-  if (bytes == 0) return {};
-  void* p = nullptr;
-  const cudaError_t status = cudaMallocHost(&p, bytes);
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    fail("cannot allocate {} bytes of pinned host memory: {}", bytes, cudaGetErrorString(status));
-  }
-  std::memset(p, 0, bytes);
-  return Memory(p, bytes, release_pinned);
+  PinnedBuffer b(bytes);
+  if (bytes != 0) std::memset(b.data(), 0, bytes);
+  return b;
 }
 
 void CudaBackend::zero(void* dst, size_t bytes) { TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream())); }

@@ -2,7 +2,6 @@
 
 #include <cublas_v2.h>
 
-#include <utility>
 
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
@@ -27,48 +26,31 @@ bool device_available() {
   return count > 0;
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+namespace {
+void release_device(void* p) { cudaFree(p); }
+void release_pinned(void* p) { cudaFreeHost(p); }
+}  // namespace
+
+DeviceBuffer::DeviceBuffer(size_t bytes) {
   if (bytes == 0) return;
-  const cudaError_t status = cudaMalloc(&ptr_, bytes);
+  void* p = nullptr;
+  const cudaError_t status = cudaMalloc(&p, bytes);
   if (status != cudaSuccess) {
     cudaGetLastError();
     fail("cannot allocate {} bytes of GPU memory: {}", bytes, cudaGetErrorString(status));
   }
+  Memory::operator=(Memory(p, bytes, release_device));
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_ != nullptr) cudaFree(ptr_);
-}
-
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-    ptr_ = std::exchange(o.ptr_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+PinnedBuffer::PinnedBuffer(size_t bytes) {
   if (bytes == 0) return;
-  const cudaError_t status = cudaMallocHost(&ptr_, bytes);
+  void* p = nullptr;
+  const cudaError_t status = cudaMallocHost(&p, bytes);
   if (status != cudaSuccess) {
     cudaGetLastError();
     fail("cannot allocate {} bytes of pinned host memory: {}", bytes, cudaGetErrorString(status));
   }
-}
-
-PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) cudaFreeHost(ptr_);
-}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-  if (this != &o) {
-    if (ptr_ != nullptr) cudaFreeHost(ptr_);
-    ptr_ = std::exchange(o.ptr_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
+  Memory::operator=(Memory(p, bytes, release_pinned));
 }
 
 void* DeviceArena::take(size_t bytes, size_t align) {

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/memory.h"
+
 typedef struct cublasContext* cublasHandle_t;
 
 namespace tandem::cuda {
@@ -17,43 +19,21 @@ namespace tandem::cuda {
 // missing driver leaves behind.
 bool device_available();
 
-// cudaMalloc'd bytes, freed on destruction. Move-only.
-class DeviceBuffer {
+// cudaMalloc'd bytes, freed on destruction (a Memory that knows how it was made). Move-only.
+class DeviceBuffer : public Memory {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(size_t bytes);
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* data() const { return ptr_; }
-  template <class T> T* as() const { return static_cast<T*>(ptr_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
+  void* data() const { return as<void>(); }
 };
 
 // Page-locked host memory (cudaMallocHost): the staging area for hidden states that cross
 // between the GPU and the CPU, so copies are DMA and can overlap compute. Move-only.
-class PinnedBuffer {
+class PinnedBuffer : public Memory {
  public:
   PinnedBuffer() = default;
   explicit PinnedBuffer(size_t bytes);
-  ~PinnedBuffer();
-  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  void* data() const { return ptr_; }
-  template <class T> T* as() const { return static_cast<T*>(ptr_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
+  void* data() const { return as<void>(); }
 };
 
 // One device allocation handed out in aligned pieces; reset() frees them all at once.

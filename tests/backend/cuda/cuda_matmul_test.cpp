@@ -39,6 +39,7 @@
 #include "core/half.h"
 #include "quant/quantize.h"
 #include "cuda_test_support.h"
+#include "support/random_blocks.h"
 
 namespace tandem::cuda {
 namespace {
@@ -74,16 +75,6 @@ cpu::OpContext& cpu_reference() {
   return *ctx;
 }
 
-std::vector<int> f16_fields(DType t) {
-  switch (t) {
-    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
-    case DType::Q2_K: return {80, 82};
-    case DType::Q3_K: return {108};
-    case DType::Q6_K: return {208};
-    default: return {0};
-  }
-}
-
 // A weight {n_in, n_out, n_expert} in host memory and a copy on the device.
 struct Weight {
   std::vector<uint8_t> bytes;
@@ -103,14 +94,7 @@ Weight make_weight(DType type, int64_t n_in, int64_t n_out, int64_t n_expert, st
     for (float& v : values) v = normal(rng);
     quant::quantize_row(type, values.data(), w.bytes.data(), n_in * rows);
   } else {
-    for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
-    std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
-    for (size_t i = 0; i < w.bytes.size() / info.block_bytes; ++i) {
-      for (int off : f16_fields(type)) {
-        const uint16_t h = f32_to_f16(scale(rng));
-        std::memcpy(w.bytes.data() + i * info.block_bytes + off, &h, 2);
-      }
-    }
+    w.bytes = tandem::testing::random_blocks(type, static_cast<int64_t>(w.bytes.size() / info.block_bytes), rng);
   }
   w.host.name = std::string("w.") + std::string(dtype_name(type));
   w.host.type = type;

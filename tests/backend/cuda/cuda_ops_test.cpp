@@ -296,31 +296,13 @@ TEST(CudaOps, SigmoidGateReadsTheInterleavedGate) {
 
 // ---- MoE routing, combine, shared expert, argmax -----------------------------------------
 
-// blocks.cpp's route(): softmax, k times the most probable remaining expert (lower index
-// on ties), renormalised over the chosen with the sum clamped.
+// The CPU backend's routing (cpu::route_top_k) for T tokens.
 void cpu_route(std::vector<float> logits, int64_t T, int64_t E, int64_t k, bool renormalize, std::vector<int32_t>& ids,
                std::vector<float>& weights) {
   ids.assign(static_cast<size_t>(T * k), -1);
   weights.assign(static_cast<size_t>(T * k), 0.0f);
   for (int64_t t = 0; t < T; ++t) {
-    float* p = logits.data() + t * E;
-    cpu::softmax(p, E);
-    int32_t* chosen = ids.data() + t * k;
-    float* weight = weights.data() + t * k;
-    float sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t best = -1;
-      for (int64_t e = 0; e < E; ++e) {
-        if (std::find(chosen, chosen + j, static_cast<int32_t>(e)) != chosen + j) continue;
-        if (best < 0 || p[e] > p[best]) best = e;
-      }
-      chosen[j] = static_cast<int32_t>(best);
-      weight[j] = p[best];
-      sum += p[best];
-    }
-    if (!renormalize) continue;
-    sum = std::max(sum, 6.1035e-5f);
-    for (int64_t j = 0; j < k; ++j) weight[j] /= sum;
+    cpu::route_top_k(logits.data() + t * E, E, k, renormalize, ids.data() + t * k, weights.data() + t * k);
   }
 }
 
