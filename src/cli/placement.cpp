@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "plan/hardware.h"
 #include "plan/memory.h"
+#include "runtime/session.h"
 #if defined(TANDEM_HAVE_CUDA)
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -87,6 +88,13 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
   (void)model, (void)gpu_layers, (void)cpu_expert_layers;
   return nullptr;  // unreachable: without CUDA the probe finds no GPU
 #endif
+}
+
+void upload_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv) {
+  if (gpu == nullptr) return;
+  runtime::Session warm(model, ctx, 1, 1, kv, gpu);
+  const int32_t token = 0;
+  warm.feed(std::span<const int32_t>(&token, 1));
 }
 
 }  // namespace tandem::cli

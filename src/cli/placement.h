@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_ops.h"
 #include "gguf/gguf_model_files.h"
 #include "model/model.h"
 #include "plan/planner.h"
@@ -39,5 +40,9 @@ struct PlacementOptions {
 // uploaded when the model does not fit (the planner's message).
 std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles& files, const PlacementOptions& o,
                                      int64_t n_ctx, model::KvCacheTypes kv, int64_t n_ubatch, bool quiet = false);
+
+// One throwaway token through the model, so that the GPU backend uploads every weight it
+// runs now rather than inside the first timed prompt. Nothing when gpu is null.
+void upload_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv);
 
 }  // namespace tandem::cli
