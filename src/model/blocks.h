@@ -43,7 +43,6 @@ struct DeviceActivations {
 class LayerWorkspace : public Workspace {
  public:
   std::array<DeviceActivations, 2> devices;  // by Device
-  std::vector<float> staging;                // host hop between two non-host devices
   std::vector<int32_t> tokens;               // [T]
   std::vector<AttentionSequence> seqs;
   std::vector<DeltaNetSequence> delta_seqs;
@@ -56,7 +55,7 @@ class LayerWorkspace : public Workspace {
 void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& placement, Device output,
                         int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, LayerWorkspace& ws);
 
-// Copies bytes from one device's memory to another's (through the host when neither is it).
+// Copies bytes from one device's memory to another's (one side is always the host's).
 void transfer(const Backends& be, Device from, const void* src, Device to, void* dst, size_t bytes,
               LayerWorkspace& ws);
 

@@ -53,15 +53,6 @@ PinnedBuffer::PinnedBuffer(size_t bytes) {
   Memory::operator=(Memory(p, bytes, release_pinned));
 }
 
-void* DeviceArena::take(size_t bytes, size_t align) {
-  const size_t start = (used_ + align - 1) / align * align;
-  if (start + bytes > block_.bytes()) {
-    fail("GPU workspace exhausted: {} bytes wanted, {} of {} in use", bytes, used_, block_.bytes());
-  }
-  used_ = start + bytes;
-  return static_cast<uint8_t*>(block_.data()) + start;
-}
-
 CudaContext::CudaContext(int device) : device_(device) {
   TANDEM_CUDA_CHECK(cudaSetDevice(device));
   TANDEM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));

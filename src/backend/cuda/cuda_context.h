@@ -1,5 +1,5 @@
-// Device memory and the per-session CUDA state: owning buffers (device and pinned host),
-// a bump arena for activations, and a context holding the compute stream, a copy stream
+// Device memory and the per-session CUDA state: owning buffers (device and pinned host)
+// and a context holding the compute stream, a copy stream
 // and the cuBLAS handle. Host-side C++ only (no kernels here).
 #pragma once
 
@@ -34,24 +34,6 @@ class PinnedBuffer : public Memory {
   PinnedBuffer() = default;
   explicit PinnedBuffer(size_t bytes);
   void* data() const { return as<void>(); }
-};
-
-// One device allocation handed out in aligned pieces; reset() frees them all at once.
-// Sized once (workspace for the largest batch), so the hot path never calls cudaMalloc.
-class DeviceArena {
- public:
-  DeviceArena() = default;
-  explicit DeviceArena(size_t bytes) : block_(bytes) {}
-  // Fails (naming the sizes) when the arena is exhausted.
-  void* take(size_t bytes, size_t align = 256);
-  template <class T> T* take_n(size_t n) { return static_cast<T*>(take(n * sizeof(T), alignof(T) < 256 ? 256 : alignof(T))); }
-  void reset() { used_ = 0; }
-  size_t used() const { return used_; }
-  size_t capacity() const { return block_.bytes(); }
-
- private:
-  DeviceBuffer block_;
-  size_t used_ = 0;
 };
 
 // The CUDA state of one session: its device, a compute stream, a copy stream (uploads and

@@ -1,5 +1,4 @@
-// The CUDA foundation: buffers round-trip, the arena hands out aligned pieces and refuses
-// to overflow, and a failed CUDA call is an error naming the call.
+// The CUDA foundation: buffers round-trip and a failed CUDA call is an error naming the call.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -21,17 +20,6 @@ TEST(CudaContext, BufferRoundTrip) {
   EXPECT_EQ(testing::download<float>(d, host.size()), host);
   CudaContext ctx;
   ctx.synchronize();
-}
-
-TEST(CudaContext, ArenaAlignsAndRefusesOverflow) {
-  TANDEM_REQUIRE_CUDA_DEVICE();
-  DeviceArena arena(4096);
-  auto* a = static_cast<uint8_t*>(arena.take(10));
-  auto* b = static_cast<uint8_t*>(arena.take(10));
-  EXPECT_EQ(b - a, 256);
-  EXPECT_THROW(arena.take(8192), Error);
-  arena.reset();
-  EXPECT_EQ(arena.used(), 0u);
 }
 
 TEST(CudaContext, FailedCallNamesTheCall) {
