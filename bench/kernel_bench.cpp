@@ -4,7 +4,7 @@
 // the columns stream). Prints GMAC/s, so a kernel change can be judged without the noise
 // of a whole model run (the fastest of the timed passes). A tool, not a test.
 //   tandem_kernel_bench [--types q4_k,q6_k,...] [--n 2048] [--rows 512] [--tokens 64]
-//                       [--isa scalar|avx2] [--seconds 0.5]
+//                       [--isa scalar|avx2] [--seconds 0.5] [--layout rows|x8]
 #include <fmt/format.h>
 
 #include <chrono>
@@ -24,7 +24,7 @@ namespace {
 using tandem::DType;
 using namespace tandem::cpu;
 
-double bench_one(const QuantDotKernel& k, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds) {
+double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds) {
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(n));
@@ -42,13 +42,28 @@ double bench_one(const QuantDotKernel& k, int64_t n, int64_t rows, int64_t token
     k.quantize(x.data(), act.data() + act_row * static_cast<size_t>(t), n);
   }
   std::vector<float> y(static_cast<size_t>(rows * tokens));
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
+  // Interleaved: groups of 8 rows, tiles of whole groups (as the matmul drives them).
+  const int64_t step = x8 ? kInterleave : 1;
+  int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
+  if (x8) {
+    tile = std::max(kInterleave, tile / kInterleave * kInterleave);
+    std::vector<uint8_t> packed(w.size());
+    for (int64_t r = 0; r < rows; r += kInterleave) {
+      k.repack_x8(w.data() + row_bytes * static_cast<size_t>(r), row_bytes, n, packed.data() + row_bytes * static_cast<size_t>(r));
+    }
+    w.swap(packed);
+  }
   auto pass = [&] {
     for (int64_t r0 = 0; r0 < rows; r0 += tile) {
       for (int64_t t0 = 0; t0 + cols <= tokens; t0 += cols) {
-        for (int64_t r = r0; r < std::min(rows, r0 + tile); ++r) {
-          k.dot(n, w.data() + row_bytes * static_cast<size_t>(r), act.data() + act_row * static_cast<size_t>(t0),
-                act_row, cols, y.data() + t0 * rows + r, rows);
+        for (int64_t r = r0; r < std::min(rows, r0 + tile); r += step) {
+          const uint8_t* wr = w.data() + row_bytes * static_cast<size_t>(r);
+          const uint8_t* a = act.data() + act_row * static_cast<size_t>(t0);
+          if (x8) {
+            k.dot_x8(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+          } else {
+            k.dot(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+          }
         }
       }
     }
@@ -75,6 +90,7 @@ int main(int argc, char** argv) {
   int64_t n = 2048, rows = 512, tokens = 64;
   std::string isa_name_arg;
   double seconds = 0.5;
+  std::string layout = "rows";
   app.add_option("--types", types, "Weight types (those tandem can quantize)")->delimiter(',');
   app.add_option("--n", n, "Row length (a multiple of 256)")->check(CLI::Range(int64_t{256}, int64_t{1} << 20));
   app.add_option("--rows", rows, "Weight rows")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -82,6 +98,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   app.add_option("--isa", isa_name_arg, "scalar or avx2 (default: the best this CPU runs)");
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
+  app.add_option("--layout", layout, "rows (as in the file) or x8 (row-interleaved groups of 8, interleaved.h)")
+      ->check(CLI::IsMember({"rows", "x8"}));
   CLI11_PARSE(app, argc, argv);
   try {
     if (n % 256 != 0) tandem::fail("--n {} is not a multiple of 256", n);
@@ -94,8 +112,8 @@ int main(int argc, char** argv) {
     } else if (!isa_name_arg.empty()) {
       tandem::fail("--isa '{}': expected scalar or avx2", isa_name_arg);
     }
-    fmt::print("isa {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), n, rows,
-               tokens);
+    fmt::print("isa {}, layout {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), layout, n,
+               rows, tokens);
     fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols", "8 cols");
     for (const std::string& name : types) {
       const auto parsed = tandem::dtype_from_name(name);
@@ -103,12 +121,15 @@ int main(int argc, char** argv) {
       const DType type = *parsed;
       const QuantDotKernel k = quant_dot_kernel(type, isa);
       if (!k) tandem::fail("--types: {} has no integer kernel", name);
+      const bool x8 = layout == "x8";
+      if (x8 && !k.interleavable()) tandem::fail("--layout x8: {} has no interleaved kernel", name);
+      if (x8 && rows % kInterleave != 0) tandem::fail("--layout x8: --rows {} is not a multiple of {}", rows, kInterleave);
       fmt::print("{:<8}", name);
       for (int cols : {1, 2, 3, 4, 8}) {
         if (cols > tokens) {
           fmt::print(" {:>9}", "-");
         } else {
-          fmt::print(" {:>9.2f}", bench_one(k, n, rows, tokens, cols, seconds));
+          fmt::print(" {:>9.2f}", bench_one(k, x8, n, rows, tokens, cols, seconds));
         }
       }
       fmt::print("\n");

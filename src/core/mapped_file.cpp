@@ -5,12 +5,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "core/error.h"
 
 namespace tandem {
+
+namespace {
+// Live mappings, for release_pages.
+std::mutex g_mappings_mutex;
+std::vector<std::pair<const uint8_t*, size_t>> g_mappings;
+}  // namespace
+
+void MappedFile::release_pages(const void* p, size_t bytes) {
+  const auto* begin = static_cast<const uint8_t*>(p);
+  std::lock_guard lock(g_mappings_mutex);
+  const bool mapped = std::any_of(g_mappings.begin(), g_mappings.end(), [&](const auto& m) {
+    return begin >= m.first && bytes <= m.second && begin - m.first <= static_cast<ptrdiff_t>(m.second - bytes);
+  });
+  if (!mapped) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -36,13 +58,20 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
       fail("cannot map '{}' ({} bytes): {}", path.string(), file->size_, std::strerror(err));
     }
     file->data_ = static_cast<const uint8_t*>(data);
+    std::lock_guard lock(g_mappings_mutex);
+    g_mappings.emplace_back(file->data_, file->size_);
   }
   ::close(fd);  // the mapping keeps the file alive
   return file;
 }
 
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ == nullptr) return;
+  {
+    std::lock_guard lock(g_mappings_mutex);
+    std::erase(g_mappings, std::pair<const uint8_t*, size_t>(data_, size_));
+  }
+  ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 }  // namespace tandem

@@ -20,6 +20,12 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::filesystem::path& path() const { return path_; }
 
+  // Drops the process's mapping of the whole pages inside [p, p + bytes) when they lie in
+  // a live MappedFile (a no-op for any other memory): for bytes a backend has copied
+  // elsewhere, so they stop counting twice. Safe: the file stays mapped and a later read
+  // faults the page back in from the file.
+  static void release_pages(const void* p, size_t bytes);
+
  private:
   MappedFile() = default;
   std::filesystem::path path_;

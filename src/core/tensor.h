@@ -19,6 +19,9 @@ struct Tensor {
   int n_dims = 0;
   const uint8_t* data = nullptr;
   Device device = Device::Cpu;
+  // Rows stored in groups of 8 (backend/cpu/interleaved.h): a CPU backend's repacked copy,
+  // only its matmuls read it. row() does not apply.
+  bool interleaved = false;
 
   bool valid() const { return data != nullptr; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/delta_net.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "quant/quantize.h"
 
 namespace tandem::cpu {
@@ -24,6 +25,45 @@ float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 void release_host(void* p) { std::free(p); }
 
 }  // namespace
+
+namespace {
+// TANDEM_CPU_LAYOUT=rows keeps every weight in the file's row layout (for A/B measurements).
+bool interleaving_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TANDEM_CPU_LAYOUT");
+    if (v == nullptr || std::string_view(v) == "x8") return true;
+    if (std::string_view(v) == "rows") return false;
+    fail("TANDEM_CPU_LAYOUT='{}': expected rows or x8", v);
+  }();
+  return on;
+}
+}  // namespace
+
+const Tensor& CpuBackend::prepared(const Tensor& w) {
+  if (w.interleaved || w.device != Device::Cpu || w.n_dims < 2 || w.ne[1] % kInterleave != 0) return w;
+  if (const auto it = repacked_.find(w.data); it != repacked_.end()) {
+    const Tensor& t = it->second.tensor;
+    if (t.type == w.type && t.ne == w.ne) return t;
+    fail("weight '{}' ({}) is at the address of '{}' ({}), repacked earlier: weights must outlive the backend", w.name,
+         dtype_name(w.type), t.name, dtype_name(t.type));
+  }
+  const QuantDotKernel& kernel = ctx_.kernel(w.type);
+  if (!kernel.interleavable() || !interleaving_enabled()) return w;
+  const size_t row_bytes = w.row_bytes(), bytes = row_bytes * static_cast<size_t>(w.rows());
+  Repacked r{w, allocate(bytes)};
+  r.tensor.interleaved = true;
+  r.tensor.data = static_cast<const uint8_t*>(r.bytes.as());
+  auto* dst = static_cast<uint8_t*>(r.bytes.as());
+  ctx_.pool().parallel_for(w.rows() / kInterleave, [&](int, int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      const size_t at = static_cast<size_t>(g * kInterleave) * row_bytes;
+      kernel.repack_x8(w.data + at, row_bytes, w.ne[0], dst + at);
+    }
+  });
+  MappedFile::release_pages(w.data, bytes);
+  interleaved_bytes_ += bytes;
+  return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
+}
 
 Memory CpuBackend::allocate(size_t bytes) {
   if (bytes == 0) return {};
@@ -115,9 +155,9 @@ void CpuBackend::attention(const AttentionWeights& w, const AttentionShape& shap
   // an activation type. A gated q projection holds [q_h | gate_h] per head: it goes to qg
   // and q is split out of it.
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
-  const SharedInputMatmul qkv[] = {{&w.wq, w.gated ? attn_.qg.data() : attn_.q.data(), bias(w.bq)},
-                                   {&w.wk, attn_.k.data(), bias(w.bk)},
-                                   {&w.wv, attn_.v.data(), bias(w.bv)}};
+  const SharedInputMatmul qkv[] = {{&prepared(w.wq), w.gated ? attn_.qg.data() : attn_.q.data(), bias(w.bq)},
+                                   {&prepared(w.wk), attn_.k.data(), bias(w.bk)},
+                                   {&prepared(w.wv), attn_.v.data(), bias(w.bv)}};
   matmul_shared_input(ctx_, a, T, qkv);
   if (w.gated) {
     for (int64_t t = 0; t < T; ++t) {
@@ -157,7 +197,7 @@ void CpuBackend::attention(const AttentionWeights& w, const AttentionShape& shap
       }
     }
   }
-  matmul(ctx_, w.wo, attn_.out.data(), T, out);
+  matmul(ctx_, prepared(w.wo), attn_.out.data(), T, out);
 }
 
 void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
@@ -168,10 +208,10 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
   const int64_t Ck = nk * dk, Cv = nv * dv, C = 2 * Ck + Cv, K = w.conv_kernel;
   auto& s = delta_;
   const SharedInputMatmul projections[] = {
-      {&w.qkv, s.P.data()},       // P [T][C]
-      {&w.gate, s.z.data()},      // z [T][C_v]
-      {&w.beta, s.b.data()},      // [T][n_v]
-      {&w.alpha, s.alpha.data()}  // [T][n_v]
+      {&prepared(w.qkv), s.P.data()},     // P [T][C]
+      {&prepared(w.gate), s.z.data()},    // z [T][C_v]
+      {&prepared(w.beta), s.b.data()},    // [T][n_v]
+      {&prepared(w.alpha), s.alpha.data()}  // [T][n_v]
   };
   matmul_shared_input(ctx_, a, T, projections);
   // Causal conv per sequence, each with its own carried state.
@@ -220,15 +260,15 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
     const float zi = s.z[static_cast<size_t>(i)];
     s.y[static_cast<size_t>(i)] *= zi / (1.0f + std::exp(-zi));
   }
-  matmul(ctx_, w.out, s.y.data(), T, out);
+  matmul(ctx_, prepared(w.out), s.y.data(), T, out);
 }
 
 void CpuBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T,
                             float* out) {
-  const SharedInputMatmul gate_up[] = {{&gate, ffn_.a.data()}, {&up, ffn_.b.data()}};
+  const SharedInputMatmul gate_up[] = {{&prepared(gate), ffn_.a.data()}, {&prepared(up), ffn_.b.data()}};
   matmul_shared_input(ctx_, m, T, gate_up);
   swiglu(ffn_.a.data(), ffn_.b.data(), T * gate.ne[1], ffn_.a.data());
-  matmul(ctx_, down, ffn_.a.data(), T, out);
+  matmul(ctx_, prepared(down), ffn_.a.data(), T, out);
 }
 
 void CpuBackend::dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) {
@@ -237,7 +277,7 @@ void CpuBackend::dense_ffn(const FfnWeights& w, const float* m, int64_t T, float
 
 void CpuBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) {
   const int64_t E = w.router.ne[1], k = w.n_expert_used;
-  matmul(ctx_, w.router, m, T, ffn_.router_logits.data());
+  matmul(ctx_, prepared(w.router), m, T, ffn_.router_logits.data());
   for (int64_t t = 0; t < T; ++t) {
     route_top_k(ffn_.router_logits.data() + t * E, E, k, /*renormalize=*/true, chosen + t * k, weight + t * k);
   }
@@ -310,6 +350,7 @@ void CpuBackend::moe_grouped(const FfnWeights& w, const float* m, int64_t T, con
   const QuantDotKernel &kg = ctx_.kernel(w.gate_exps.type), &ku = ctx_.kernel(w.up_exps.type),
                        &kd = ctx_.kernel(w.down_exps.type);
   const size_t in_row = activation_row_bytes(kg, D), down_row = activation_row_bytes(kd, F);
+  const Tensor &gate_exps = prepared(w.gate_exps), &up_exps = prepared(w.up_exps), &down_exps = prepared(w.down_exps);
   quantize_activations(ctx_, w.gate_exps.type, m, T, D, s.act_in.data());
   for (int64_t i = 0; i < T * k; ++i) {
     std::memcpy(s.slot_act.data() + static_cast<size_t>(i) * in_row,
@@ -337,12 +378,12 @@ void CpuBackend::moe_grouped(const FfnWeights& w, const float* m, int64_t T, con
           float* gate = s.slot_gate.data() + first * F;
           float* up = s.slot_up.data() + first * F;
           const uint8_t* act = s.slot_act.data() + static_cast<size_t>(first) * in_row;
-          matmul_serial(kg, {w.gate_exps.matrix(e), act, n, gate});
-          matmul_serial(ku, {w.up_exps.matrix(e), act, n, up});
+          matmul_serial(kg, {gate_exps.matrix(e), act, n, gate});
+          matmul_serial(ku, {up_exps.matrix(e), act, n, up});
           swiglu(gate, up, n * F, gate);
           uint8_t* down_act = s.slot_down_act.data() + static_cast<size_t>(first) * down_row;
           for (int64_t i = 0; i < n; ++i) kd.quantize(gate + i * F, down_act + static_cast<size_t>(i) * down_row, F);
-          matmul_serial(kd, {w.down_exps.matrix(e), down_act, n, s.slot_out.data() + first * D});
+          matmul_serial(kd, {down_exps.matrix(e), down_act, n, s.slot_out.data() + first * D});
         }
       },
       1);
@@ -370,7 +411,7 @@ void CpuBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, f
 void CpuBackend::logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
                         int64_t D, float* scratch, float* logits) {
   cpu::rms_norm(x, norm.data(), rows, D, eps, scratch);
-  matmul(ctx_, head, scratch, rows, logits);
+  matmul(ctx_, prepared(head), scratch, rows, logits);
 }
 
 }  // namespace tandem::cpu

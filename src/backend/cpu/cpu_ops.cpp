@@ -60,10 +60,27 @@ constexpr int64_t kRowTileBytes = 16 * 1024, kMaxRowTile = 16;
 constexpr int kColumns = 8;
 
 // Rows o0..o1 of one weight for n_tokens activation rows: 8 tokens at a time per row tile.
+// An interleaved weight goes 8 rows (one group) per kernel call; o0 is then a multiple of
+// 8 (callers split rows on kMaxRowTile boundaries).
 void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t* act, size_t act_row,
                    int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
   const size_t row_bytes = w.row_bytes();  // once: the type lookup is not free per row
+  if (w.interleaved) {
+    const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), kInterleave, kMaxRowTile) /
+                             kInterleave * kInterleave;
+    for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
+      const int64_t r1 = std::min(o1, r0 + row_tile);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
+        const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
+        const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
+        for (int64_t g = r0; g < r1; g += kInterleave) {
+          kernel.dot_x8(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols, y + t0 * n_out + g, n_out);
+        }
+      }
+    }
+    return;
+  }
   const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), 1, kMaxRowTile);
   for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
     const int64_t r1 = std::min(o1, r0 + row_tile);
@@ -114,7 +131,9 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
       fail("matmul_grouped: '{}' ({}) does not share the group's activation type", group[i].w.name,
            dtype_name(group[i].w.type));
     }
-    first[i + 1] = first[i] + group[i].w.rows();
+    // Each matmul's span is padded to whole row tiles, so the pool's cuts (multiples of
+    // kMaxRowTile) fall on interleaved groups' boundaries.
+    first[i + 1] = first[i] + (group[i].w.rows() + kMaxRowTile - 1) / kMaxRowTile * kMaxRowTile;
   }
   ctx.pool().parallel_for(
       first[group.size()],
@@ -123,9 +142,12 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
         for (int64_t at = begin; at < end; ++i) {
           const GroupedMatmul& g = group[i];
           const int64_t o0 = at - first[i], o1 = std::min(end, first[i + 1]) - first[i];
-          const QuantDotKernel& kernel = ctx.kernel(g.w.type);
-          dot_row_tiles(kernel, g.w, g.act, activation_row_bytes(kernel, g.w.ne[0]), g.n_tokens, g.y, o0, o1);
-          if (g.bias) add_bias_rows(g.bias, g.n_tokens, g.w.rows(), g.y, o0, o1);
+          const int64_t rows_end = std::min(o1, g.w.rows());  // past it: the span's padding
+          if (o0 < rows_end) {
+            const QuantDotKernel& kernel = ctx.kernel(g.w.type);
+            dot_row_tiles(kernel, g.w, g.act, activation_row_bytes(kernel, g.w.ne[0]), g.n_tokens, g.y, o0, rows_end);
+            if (g.bias) add_bias_rows(g.bias, g.n_tokens, g.w.rows(), g.y, o0, rows_end);
+          }
           at = first[i] + o1;
         }
       },
@@ -165,6 +187,7 @@ void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, f
     return;
   }
   if (n_in > ctx.max_row()) fail("matmul '{}': row of {} exceeds scratch {}", w.name, n_in, ctx.max_row());
+  if (w.interleaved) fail("matmul '{}': interleaved rows need the integer kernels (float activations are on)", w.name);
   static const DotRowsFn dot_rows = best_dot_rows();
   ctx.pool().parallel_for(
       n_out,

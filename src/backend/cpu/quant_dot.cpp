@@ -307,6 +307,16 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
 #undef TANDEM_SCALAR_DOT
     default: return QuantDotKernel{};
   }
+  switch (weight) {
+#define TANDEM_X8(T, t) \
+  case DType::T: k.repack_x8 = repack_##t##_x8; k.unpack_x8 = unpack_##t##_x8; k.dot_x8 = dot_##t##_x8_scalar; break;
+    TANDEM_X8(Q5_0, q5_0)
+    TANDEM_X8(Q8_0, q8_0)
+    TANDEM_X8(Q4_K, q4_k)
+    TANDEM_X8(Q6_K, q6_k)
+#undef TANDEM_X8
+    default: break;
+  }
   return k;
 }
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cpu/interleaved.h"
 #include "core/dtype.h"
 
 namespace tandem::cpu {
@@ -32,7 +33,13 @@ struct QuantDotKernel {
   DType activation = DType::F32;  // Q8_0, Q8_1 or Q8_K
   QuantizeRowFn quantize = nullptr;
   VecDotFn dot = nullptr;
+  // The row-interleaved layout (interleaved.h), for the types that have one: same
+  // activation type and quantizer as the row kernel above.
+  RepackFn repack_x8 = nullptr;
+  UnpackFn unpack_x8 = nullptr;
+  GroupDotFn dot_x8 = nullptr;
   explicit operator bool() const { return dot != nullptr; }
+  bool interleavable() const { return dot_x8 != nullptr; }
 };
 
 // The kernel for a weight type on the given path; an empty kernel when the type has none

@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "backend/cpu/avx2_util.h"
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/vec_math.h"
 #include "quant/blocks.h"
@@ -19,15 +20,6 @@ namespace tandem::cpu {
 using namespace tandem::quant;
 
 namespace {
-
-inline float f16(uint16_t h) { return _cvtsh_ss(h); }
-
-inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-  return _mm_cvtsi128_si32(s);
-}
 
 // Lane c of the result = the sum of the eight int32 lanes of v[c] (c < 4), each half of
 // the 256-bit result holding four partial sums: two rounds of hadd.
@@ -61,19 +53,6 @@ inline __m256i dot_us8(__m256i u, __m256i s) {
 // Same for signed x signed (w must not be -128).
 inline __m256i dot_ss8(__m256i w, __m256i a) {
   return dot_us8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
-
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-// Software prefetch of the weight bytes kPrefetchDistance ahead of those being read: in a
-// decode each row streams from memory once, and the hardware prefetcher alone left about
-// a third of one core's read bandwidth unused (tandem_kernel_bench --tokens 1 over a
-// large --rows: Q6_K 15.8 -> 22 GMAC/s). Prefetches past the end of a tensor are harmless.
-constexpr int kPrefetchDistance = 4096;
-inline void prefetch_weights(const void* p, int bytes) {
-  for (int line = 0; line < bytes; line += 64) {
-    _mm_prefetch(static_cast<const char*>(p) + kPrefetchDistance + line, _MM_HINT_T0);
-  }
 }
 
 template <typename Act>
@@ -596,6 +575,13 @@ QuantDotKernel quant_dot_kernel_avx2(DType weight) {
     case DType::Q6_K: k.dot = dot_columns<DotQ6K>; break;
     case DType::IQ4_XS: k.dot = dot_columns<DotIQ4XS>; break;
     default: break;  // keeps the scalar kernel
+  }
+  switch (weight) {
+    case DType::Q5_0: k.dot_x8 = dot_q5_0_x8_avx2; break;
+    case DType::Q8_0: k.dot_x8 = dot_q8_0_x8_avx2; break;
+    case DType::Q4_K: k.dot_x8 = dot_q4_k_x8_avx2; break;
+    case DType::Q6_K: k.dot_x8 = dot_q6_k_x8_avx2; break;
+    default: break;
   }
   return k;
 }

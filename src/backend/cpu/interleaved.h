@@ -1,0 +1,79 @@
+// Row-interleaved weights: the CPU backend's own layout for quantized matrices.
+//
+// In a GGUF file each row's blocks are contiguous, so a SIMD dot product unpacks one row's
+// block and then needs a horizontal sum per row and column. Interleaved, 8 consecutive rows
+// form a group whose blocks are stored side by side: one 32-byte load of unpacked codes
+// holds a few k-positions of all 8 rows, an activation chunk is broadcast against it, and
+// the 8 rows' sums land in the 8 lanes of one vector — no horizontal sums, one scale
+// multiply per 8 rows, and one unpack serves every column of a prompt tile.
+//
+// A group takes exactly the bytes of its 8 rows in the file type (8 * row_bytes), so a 3-D
+// expert stack keeps its offsets (Tensor::matrix) and memory stays the file's size. The
+// CPU backend repacks a weight the first time it runs it (backend/cpu/cpu_backend.cpp);
+// the activation type and quantizer are those of the row kernel of the same weight type
+// (quant_dot.h), so grouped matmuls can mix both layouts.
+//
+// Each weight type's layout lives in its own file, documented there:
+//   interleaved_<type>.cpp       layout, repack, unpack, portable (scalar) group dot
+//   interleaved_<type>_avx2.cpp  the AVX2 group dot (compiled with -mavx2 -mfma -mf16c)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tandem::cpu {
+
+// Rows per interleaved group. Matrices whose row count is not a multiple stay row-major.
+constexpr int64_t kInterleave = 8;
+
+// Repacks 8 rows of n elements (row r starts at rows + r * row_bytes, in the file type)
+// into one group of 8 * row_bytes bytes at `group`.
+using RepackFn = void (*)(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+// The inverse: writes the 8 rows back in the file type (byte-identical to what was packed).
+using UnpackFn = void (*)(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+// Dot of one group (8 rows of n elements) with n_cols (1..8) quantized activation rows,
+// a_c at a + c * a_stride bytes: out[c * out_stride + r] = row_r . a_c for r < 8.
+using GroupDotFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                            float* out, int64_t out_stride);
+
+// Byte offsets inside one group super-block (256 elements x 8 rows), shared by each type's
+// portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q6_k.cpp.
+namespace q4_k_x8 {
+constexpr int kDmin = 16, kScLow = 32, kMnLow = 64, kHigh = 96, kQs = 128, kBytes = 8 * 144;
+}
+namespace q6_k_x8 {
+constexpr int kScales = 16, kCodes = 144, kBytes = 8 * 210;
+}
+
+// Per type (activation type in brackets: the row kernel's):
+// Q4_K, Q6_K [Q8_K]
+void repack_q4_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_q4_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
+void dot_q4_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                      float* out, int64_t out_stride);
+
+void repack_q6_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_q6_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
+void dot_q6_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                      float* out, int64_t out_stride);
+
+// Q5_0, Q8_0 [Q8_0]
+void repack_q5_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_q5_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_q5_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
+void dot_q5_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                      float* out, int64_t out_stride);
+
+void repack_q8_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_q8_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
+void dot_q8_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                      float* out, int64_t out_stride);
+
+}  // namespace tandem::cpu

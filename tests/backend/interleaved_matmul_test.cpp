@@ -1,0 +1,156 @@
+// The CPU backend's interleaved weights end to end: CpuBackend::prepared repacks what it
+// can (once), keeps the rest in place, and every matmul form — one matmul, a shared-input
+// pass mixing both layouts and row counts that are not whole tiles, an expert of a 3-D
+// stack — gives the row layout's results.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_ops.h"
+#include "core/error.h"
+#include "support/random_blocks.h"
+
+namespace tandem::cpu {
+namespace {
+
+struct Weight {
+  std::vector<uint8_t> bytes;
+  Tensor tensor;
+};
+
+Weight random_weight(DType type, int64_t n, int64_t rows, int64_t n_matrices, std::mt19937& rng) {
+  Weight w;
+  w.bytes = testing::random_blocks(type, n / dtype_info(type).block_elems * rows * n_matrices, rng);
+  w.tensor.name = "w";
+  w.tensor.type = type;
+  w.tensor.ne = {n, rows, n_matrices, 1};
+  w.tensor.n_dims = n_matrices > 1 ? 3 : 2;
+  w.tensor.data = w.bytes.data();
+  return w;
+}
+
+std::vector<float> random_input(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+// Same integer sums, float order differs: within 1e-5 of the outputs' scale (random
+// weights cancel, so a single output can be far smaller than its terms).
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  float scale = 1.0f;
+  for (float v : want) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5f * scale) << what << " at " << i;
+}
+
+const DType kTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_0, DType::Q8_0};
+
+TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
+  OpContext ctx(2, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(3);
+  size_t repacked = 0;
+  std::vector<Weight> weights;  // alive as long as the backend (it finds copies by address)
+  weights.reserve(std::size(kTypes));
+  for (DType type : kTypes) {
+    const int64_t n = 512, rows = 40, T = 13;  // 40 rows: 8-row groups, not whole 16-row tiles
+    const Weight& w = weights.emplace_back(random_weight(type, n, rows, 1, rng));
+    const Tensor& p = be.prepared(w.tensor);
+    ASSERT_TRUE(p.interleaved) << dtype_name(type);
+    EXPECT_NE(p.data, w.tensor.data);
+    EXPECT_EQ(&be.prepared(w.tensor), &p) << "repacked twice";
+    repacked += w.bytes.size();
+    EXPECT_EQ(be.interleaved_bytes(), repacked);
+    const auto x = random_input(n * T, rng);
+    std::vector<float> want(static_cast<size_t>(rows * T)), got(want.size());
+    matmul(ctx, w.tensor, x.data(), T, want.data());
+    matmul(ctx, p, x.data(), T, got.data());
+    expect_close(got, want, dtype_name(type).data());
+    // One token (decode) too.
+    want.resize(rows);
+    got.resize(rows);
+    matmul(ctx, w.tensor, x.data(), 1, want.data());
+    matmul(ctx, p, x.data(), 1, got.data());
+    expect_close(got, want, "one token");
+  }
+}
+
+TEST(InterleavedMatmul, KeepsInPlaceWhatItCannotInterleave) {
+  OpContext ctx(1, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(5);
+  const Weight odd_rows = random_weight(DType::Q4_K, 256, 12, 1, rng);  // 12 rows: no whole groups
+  EXPECT_EQ(&be.prepared(odd_rows.tensor), &odd_rows.tensor);
+  const Weight no_kernel = random_weight(DType::Q5_K, 256, 16, 1, rng);  // no interleaved kernel
+  EXPECT_EQ(&be.prepared(no_kernel.tensor), &no_kernel.tensor);
+  ctx.set_float_activations(true);  // float path: rows only
+  const Weight w = random_weight(DType::Q8_0, 256, 16, 1, rng);
+  EXPECT_EQ(&be.prepared(w.tensor), &w.tensor);
+  std::vector<float> x = random_input(256, rng), y(16);
+  Tensor forced = w.tensor;
+  forced.interleaved = true;
+  EXPECT_THROW(matmul(ctx, forced, x.data(), 1, y.data()), Error);
+  EXPECT_EQ(be.interleaved_bytes(), 0u);
+}
+
+TEST(InterleavedMatmul, AnotherWeightAtARepackedAddressIsAnError) {
+  OpContext ctx(1, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(6);
+  const Weight w = random_weight(DType::Q8_0, 256, 16, 1, rng);
+  ASSERT_TRUE(be.prepared(w.tensor).interleaved);
+  Tensor other = w.tensor;
+  other.type = DType::Q5_0;
+  EXPECT_THROW(be.prepared(other), Error);
+}
+
+TEST(InterleavedMatmul, SharedInputPassMixesLayoutsAndRowCounts) {
+  OpContext ctx(2, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(9);
+  const int64_t n = 256, T = 9;
+  // Q5_0 and Q8_0 share Q8_0 activations: one grouped pass over 12 rows (row layout),
+  // 24 interleaved rows and 40 interleaved rows.
+  const Weight a = random_weight(DType::Q5_0, n, 12, 1, rng), b = random_weight(DType::Q8_0, n, 24, 1, rng),
+               c = random_weight(DType::Q5_0, n, 40, 1, rng);
+  const auto x = random_input(n * T, rng);
+  std::vector<float> ya(12 * T), yb(24 * T), yc(40 * T);
+  const SharedInputMatmul outs[] = {{&be.prepared(a.tensor), ya.data()}, {&be.prepared(b.tensor), yb.data()},
+                                    {&be.prepared(c.tensor), yc.data()}};
+  EXPECT_FALSE(outs[0].w->interleaved);
+  EXPECT_TRUE(outs[1].w->interleaved && outs[2].w->interleaved);
+  matmul_shared_input(ctx, x.data(), T, outs);
+  for (const auto& [w, y] : {std::pair{&a, &ya}, std::pair{&b, &yb}, std::pair{&c, &yc}}) {
+    std::vector<float> want(y->size());
+    matmul(ctx, w->tensor, x.data(), T, want.data());
+    expect_close(*y, want, "shared-input pass");
+  }
+}
+
+TEST(InterleavedMatmul, ExpertOfARepackedStackMatchesItsRows) {
+  OpContext ctx(1, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(13);
+  const int64_t n = 512, rows = 16, experts = 4, T = 5;
+  const Weight w = random_weight(DType::Q4_K, n, rows, experts, rng);
+  const Tensor& p = be.prepared(w.tensor);
+  ASSERT_TRUE(p.interleaved);
+  const QuantDotKernel& k = ctx.kernel(DType::Q4_K);
+  const auto x = random_input(n * T, rng);
+  std::vector<uint8_t> act(activation_row_bytes(k, n) * T);
+  quantize_activations(ctx, DType::Q4_K, x.data(), T, n, act.data());
+  for (int64_t e = 0; e < experts; ++e) {
+    std::vector<float> want(rows * T), got(rows * T);
+    matmul_serial(k, {w.tensor.matrix(e), act.data(), T, want.data()});
+    matmul_serial(k, {p.matrix(e), act.data(), T, got.data()});
+    expect_close(got, want, "expert");
+  }
+}
+
+}  // namespace
+}  // namespace tandem::cpu

@@ -1,0 +1,199 @@
+// Row-interleaved Q4_K groups (backend/cpu/interleaved.h): repacking round-trips byte for
+// byte, the portable group dot equals the scalar row kernel on each of the 8 rows, and the
+// AVX2 group dot equals the portable one (same integer sums; only the float summation
+// order may differ), for 1..8 columns, padded activation rows and a wide output stride.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/interleaved.h"
+#include "backend/cpu/quant_dot.h"
+#include "core/half.h"
+#include "quant/blocks.h"
+#include "support/random_blocks.h"
+
+namespace tandem::cpu {
+namespace {
+
+using quant::BlockQ4_K;
+using quant::BlockQ8_K;
+
+constexpr int64_t kOutStride = 11;  // outputs of a column 11 floats apart
+constexpr size_t kActPadding = 40;  // bytes between activation rows
+
+size_t row_bytes(int64_t n) { return static_cast<size_t>(n / 256) * sizeof(BlockQ4_K); }
+size_t act_stride(int64_t n) { return static_cast<size_t>(n / 256) * sizeof(BlockQ8_K) + kActPadding; }
+
+// n_cols Q8_K activation rows of n normal values, act_stride(n) bytes apart.
+std::vector<uint8_t> activations(int64_t n, int n_cols, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<uint8_t> act(act_stride(n) * static_cast<size_t>(n_cols), 0xAB);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int c = 0; c < n_cols; ++c) {
+    for (auto& v : x) v = dist(rng);
+    quantize_q8_k(x.data(), act.data() + c * act_stride(n), n);
+  }
+  return act;
+}
+
+// Per row r and column c: the sum over super-blocks of |d * da * scaled| + |dmin * da * mins|,
+// the magnitudes whose float rounding the kernels may do in a different order.
+std::vector<double> term_magnitudes(const std::vector<uint8_t>& rows, int64_t n, const std::vector<uint8_t>& act,
+                                    int n_cols) {
+  std::vector<double> mag(static_cast<size_t>(n_cols * kOutStride), 0.0);
+  for (int c = 0; c < n_cols; ++c) {
+    for (int r = 0; r < 8; ++r) {
+      for (int64_t b = 0; b < n / 256; ++b) {
+        BlockQ4_K w;
+        BlockQ8_K a;
+        std::memcpy(&w, rows.data() + r * row_bytes(n) + b * sizeof(w), sizeof(w));
+        std::memcpy(&a, act.data() + c * act_stride(n) + b * sizeof(a), sizeof(a));
+        int64_t scaled = 0, mins = 0;
+        for (int j = 0; j < 8; ++j) {
+          int sc, mn;
+          quant::unpack_scale_min_k4(w.scales, j, sc, mn);
+          int64_t s = 0;
+          for (int l = 0; l < 32; ++l) s += ((w.qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F) * a.qs[32 * j + l];
+          scaled += sc * s;
+          mins += mn * (a.bsums[2 * j] + a.bsums[2 * j + 1]);
+        }
+        mag[c * kOutStride + r] += std::fabs(a.d * f16_to_f32(w.d) * static_cast<double>(scaled)) +
+                                   std::fabs(a.d * f16_to_f32(w.dmin) * static_cast<double>(mins));
+      }
+    }
+  }
+  return mag;
+}
+
+// Runs a group dot into a buffer pre-filled with -1 (so stray writes show).
+std::vector<float> run_dot(GroupDotFn dot, int64_t n, const std::vector<uint8_t>& group,
+                           const std::vector<uint8_t>& act, int n_cols) {
+  std::vector<float> out(static_cast<size_t>(n_cols * kOutStride), -1.0f);
+  dot(n, group.data(), act.data(), act_stride(n), n_cols, out.data(), kOutStride);
+  return out;
+}
+
+// The scalar row kernel on each of the 8 original rows.
+std::vector<float> row_kernel_dot(const std::vector<uint8_t>& rows, int64_t n, const std::vector<uint8_t>& act,
+                                  int n_cols) {
+  const QuantDotKernel row_kernel = quant_dot_kernel(DType::Q4_K, Isa::scalar);
+  std::vector<float> out(static_cast<size_t>(n_cols * kOutStride), -1.0f);
+  for (int r = 0; r < 8; ++r) {
+    row_kernel.dot(n, rows.data() + r * row_bytes(n), act.data(), act_stride(n), n_cols, out.data() + r, kOutStride);
+  }
+  return out;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& expect, const std::vector<double>& mag,
+                  int n_cols, const char* what) {
+  for (int c = 0; c < n_cols; ++c) {
+    for (int r = 0; r < 8; ++r) {
+      const size_t i = static_cast<size_t>(c * kOutStride + r);
+      EXPECT_NEAR(got[i], expect[i], 1e-6 * mag[i] + 1e-30) << what << " cols=" << n_cols << " c=" << c << " r=" << r;
+    }
+    for (int64_t o = 8; o < kOutStride; ++o) EXPECT_EQ(got[c * kOutStride + o], -1.0f) << what << ": wrote past row 8";
+  }
+}
+
+TEST(InterleavedQ4K, RepackRoundTripsByteForByte) {
+  std::mt19937 rng(7);
+  for (int64_t n : {256, 768, 2048}) {
+    const auto rows = testing::random_blocks(DType::Q4_K, n / 256 * 8, rng);
+    std::vector<uint8_t> group(rows.size()), back(rows.size());
+    repack_q4_k_x8(rows.data(), row_bytes(n), n, group.data());
+    EXPECT_NE(group, rows);  // the layout really changed
+    unpack_q4_k_x8(group.data(), n, back.data(), row_bytes(n));
+    EXPECT_EQ(back, rows) << "n=" << n;
+  }
+}
+
+TEST(InterleavedQ4K, RepackHonoursRowBytes) {
+  // Rows further apart than their data (a row stride of a larger matrix view).
+  std::mt19937 rng(8);
+  const int64_t n = 512;
+  const size_t stride = row_bytes(n) + 144;
+  auto rows = testing::random_blocks(DType::Q4_K, static_cast<int64_t>(stride / 144) * 8, rng);
+  std::vector<uint8_t> group(8 * row_bytes(n)), back(rows.size(), 0xCD);
+  repack_q4_k_x8(rows.data(), stride, n, group.data());
+  unpack_q4_k_x8(group.data(), n, back.data(), stride);
+  for (int r = 0; r < 8; ++r) {
+    EXPECT_TRUE(std::equal(rows.begin() + r * stride, rows.begin() + r * stride + row_bytes(n), back.begin() + r * stride))
+        << "row " << r;
+    EXPECT_EQ(back[r * stride + row_bytes(n)], 0xCD) << "wrote into the gap after row " << r;
+  }
+}
+
+TEST(InterleavedQ4K, ScalarGroupDotMatchesRowKernel) {
+  std::mt19937 rng(11);
+  for (int64_t n : {256, 2048}) {
+    const auto rows = testing::random_blocks(DType::Q4_K, n / 256 * 8, rng);
+    std::vector<uint8_t> group(rows.size());
+    repack_q4_k_x8(rows.data(), row_bytes(n), n, group.data());
+    for (int n_cols = 1; n_cols <= 8; ++n_cols) {
+      const auto act = activations(n, n_cols, rng);
+      expect_close(run_dot(dot_q4_k_x8_scalar, n, group, act, n_cols), row_kernel_dot(rows, n, act, n_cols),
+                   term_magnitudes(rows, n, act, n_cols), n_cols, "scalar");
+    }
+  }
+}
+
+TEST(InterleavedQ4K, Avx2GroupDotMatchesScalar) {
+  if (best_isa() != Isa::avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(13);
+  for (int64_t n : {256, 768, 2048}) {
+    const auto rows = testing::random_blocks(DType::Q4_K, n / 256 * 8, rng);
+    std::vector<uint8_t> group(rows.size());
+    repack_q4_k_x8(rows.data(), row_bytes(n), n, group.data());
+    for (int n_cols = 1; n_cols <= 8; ++n_cols) {
+      const auto act = activations(n, n_cols, rng);
+      expect_close(run_dot(dot_q4_k_x8_avx2, n, group, act, n_cols), run_dot(dot_q4_k_x8_scalar, n, group, act, n_cols),
+                   term_magnitudes(rows, n, act, n_cols), n_cols, "avx2");
+    }
+  }
+}
+
+TEST(InterleavedQ4K, ExtremeCodesStayExactInIntegers) {
+  // All codes 15, scales and mins 63, activations all -128 or all 127: the int16 sums of a
+  // sub-block reach 8 * 2 * 15 * 128 = 30720, the edge of what the AVX2 path allows.
+  const int64_t n = 512;
+  std::vector<uint8_t> rows(8 * row_bytes(n));
+  for (int64_t i = 0; i < 8 * n / 256; ++i) {
+    BlockQ4_K w;
+    w.d = f32_to_f16(1.0f / 64);
+    w.dmin = f32_to_f16(1.0f / 1024);
+    std::memset(w.scales, 0xFF, sizeof(w.scales));
+    std::memset(w.qs, 0xFF, sizeof(w.qs));
+    std::memcpy(rows.data() + i * sizeof(w), &w, sizeof(w));
+  }
+  std::vector<uint8_t> group(rows.size());
+  repack_q4_k_x8(rows.data(), row_bytes(n), n, group.data());
+  const int n_cols = 2;
+  std::vector<uint8_t> act(act_stride(n) * n_cols, 0);
+  for (int c = 0; c < n_cols; ++c) {
+    for (int64_t b = 0; b < n / 256; ++b) {
+      BlockQ8_K a;
+      a.d = 1.0f;
+      const int8_t v = c == 0 ? -128 : 127;
+      std::memset(a.qs, static_cast<uint8_t>(v), sizeof(a.qs));
+      for (auto& s : a.bsums) s = static_cast<int16_t>(16 * v);
+      std::memcpy(act.data() + c * act_stride(n) + b * sizeof(a), &a, sizeof(a));
+    }
+  }
+  // Per super-block: d * 63 * 256 * 15 * v - dmin * 63 * 256 * v.
+  const auto expect = [&](int v) { return 2 * 63.0f * 256 * static_cast<float>(v) * (15.0f / 64 - 1.0f / 1024); };
+  std::vector<GroupDotFn> paths{dot_q4_k_x8_scalar};
+  if (best_isa() == Isa::avx2) paths.push_back(dot_q4_k_x8_avx2);
+  for (GroupDotFn dot : paths) {
+    const auto got = run_dot(dot, n, group, act, n_cols);
+    for (int r = 0; r < 8; ++r) {
+      EXPECT_FLOAT_EQ(got[r], expect(-128)) << "r=" << r;
+      EXPECT_FLOAT_EQ(got[kOutStride + r], expect(127)) << "r=" << r;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tandem::cpu
