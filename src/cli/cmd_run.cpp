@@ -83,7 +83,7 @@ void run_generate(const RunOptions& o) {
   const int threads = o.threads > 0 ? o.threads : default_thread_count();
   cpu::OpContext ctx(threads, model->max_row());
   const std::unique_ptr<Backend> gpu = place_model(*model, files, o.placement, n_ctx, o.kv.types(), o.ubatch);
-  upload_weights(*model, ctx, gpu.get(), o.kv.types());
+  prepare_weights(*model, ctx, gpu.get(), o.kv.types());
   runtime::Session session(*model, ctx, n_ctx, o.ubatch, o.kv.types(), gpu.get());
   runtime::SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();

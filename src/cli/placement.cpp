@@ -90,8 +90,7 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
 #endif
 }
 
-void upload_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv) {
-  if (gpu == nullptr) return;
+void prepare_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv) {
   runtime::Session warm(model, ctx, 1, 1, kv, gpu);
   const int32_t token = 0;
   warm.feed(std::span<const int32_t>(&token, 1));

@@ -41,8 +41,9 @@ struct PlacementOptions {
 std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles& files, const PlacementOptions& o,
                                      int64_t n_ctx, model::KvCacheTypes kv, int64_t n_ubatch, bool quiet = false);
 
-// One throwaway token through the model, so that the GPU backend uploads every weight it
-// runs now rather than inside the first timed prompt. Nothing when gpu is null.
-void upload_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv);
+// One throwaway token through the model, so that weights are made ready for their device
+// now rather than inside the first timed prompt: the GPU backend uploads what it runs, the
+// CPU repacks its matrices to the interleaved layout (kept by ctx for every session on it).
+void prepare_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv);
 
 }  // namespace tandem::cli

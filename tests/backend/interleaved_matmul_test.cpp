@@ -55,7 +55,7 @@ TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
   CpuBackend be(ctx);
   std::mt19937 rng(3);
   size_t repacked = 0;
-  std::vector<Weight> weights;  // alive as long as the backend (it finds copies by address)
+  std::vector<Weight> weights;  // alive as long as the context (it finds copies by address)
   weights.reserve(std::size(kTypes));
   for (DType type : kTypes) {
     const int64_t n = 512, rows = 40, T = 13;  // 40 rows: 8-row groups, not whole 16-row tiles
@@ -64,8 +64,10 @@ TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
     ASSERT_TRUE(p.interleaved) << dtype_name(type);
     EXPECT_NE(p.data, w.tensor.data);
     EXPECT_EQ(&be.prepared(w.tensor), &p) << "repacked twice";
+    CpuBackend other(ctx);  // another session's backend on the same context shares the copy
+    EXPECT_EQ(&other.prepared(w.tensor), &p);
     repacked += w.bytes.size();
-    EXPECT_EQ(be.interleaved_bytes(), repacked);
+    EXPECT_EQ(ctx.interleaved_bytes(), repacked);
     const auto x = random_input(n * T, rng);
     std::vector<float> want(static_cast<size_t>(rows * T)), got(want.size());
     matmul(ctx, w.tensor, x.data(), T, want.data());
@@ -95,7 +97,7 @@ TEST(InterleavedMatmul, KeepsInPlaceWhatItCannotInterleave) {
   Tensor forced = w.tensor;
   forced.interleaved = true;
   EXPECT_THROW(matmul(ctx, forced, x.data(), 1, y.data()), Error);
-  EXPECT_EQ(be.interleaved_bytes(), 0u);
+  EXPECT_EQ(ctx.interleaved_bytes(), 0u);
 }
 
 TEST(InterleavedMatmul, AnotherWeightAtARepackedAddressIsAnError) {

@@ -7,7 +7,6 @@
 
 #include "backend/cpu/delta_net.h"
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "quant/quantize.h"
 
 namespace tandem::cpu {
@@ -25,45 +24,6 @@ float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 void release_host(void* p) { std::free(p); }
 
 }  // namespace
-
-namespace {
-// TANDEM_CPU_LAYOUT=rows keeps every weight in the file's row layout (for A/B measurements).
-bool interleaving_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("TANDEM_CPU_LAYOUT");
-    if (v == nullptr || std::string_view(v) == "x8") return true;
-    if (std::string_view(v) == "rows") return false;
-    fail("TANDEM_CPU_LAYOUT='{}': expected rows or x8", v);
-  }();
-  return on;
-}
-}  // namespace
-
-const Tensor& CpuBackend::prepared(const Tensor& w) {
-  if (w.interleaved || w.device != Device::Cpu || w.n_dims < 2 || w.ne[1] % kInterleave != 0) return w;
-  if (const auto it = repacked_.find(w.data); it != repacked_.end()) {
-    const Tensor& t = it->second.tensor;
-    if (t.type == w.type && t.ne == w.ne) return t;
-    fail("weight '{}' ({}) is at the address of '{}' ({}), repacked earlier: weights must outlive the backend", w.name,
-         dtype_name(w.type), t.name, dtype_name(t.type));
-  }
-  const QuantDotKernel& kernel = ctx_.kernel(w.type);
-  if (!kernel.interleavable() || !interleaving_enabled()) return w;
-  const size_t row_bytes = w.row_bytes(), bytes = row_bytes * static_cast<size_t>(w.rows());
-  Repacked r{w, allocate(bytes)};
-  r.tensor.interleaved = true;
-  r.tensor.data = static_cast<const uint8_t*>(r.bytes.as());
-  auto* dst = static_cast<uint8_t*>(r.bytes.as());
-  ctx_.pool().parallel_for(w.rows() / kInterleave, [&](int, int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      const size_t at = static_cast<size_t>(g * kInterleave) * row_bytes;
-      kernel.repack_x8(w.data + at, row_bytes, w.ne[0], dst + at);
-    }
-  });
-  MappedFile::release_pages(w.data, bytes);
-  interleaved_bytes_ += bytes;
-  return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
-}
 
 Memory CpuBackend::allocate(size_t bytes) {
   if (bytes == 0) return {};

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -42,14 +41,9 @@ class CpuBackend final : public Backend {
   void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
               float* scratch, float* logits) override;
 
-  // The weight as this backend runs it. A quantized matrix whose rows come in groups of 8
-  // and whose type has an interleaved kernel is repacked (interleaved.h) the first time it
-  // runs, into memory this backend keeps; the file's pages of it are released, so memory
-  // stays the file's size. Everything else is used in place. Off with TANDEM_CPU_LAYOUT=rows.
-  // Weights must outlive the backend (copies are found by the file bytes' address).
-  const Tensor& prepared(const Tensor& w);
-  // Bytes repacked so far.
-  size_t interleaved_bytes() const { return interleaved_bytes_; }
+  // The weight as the CPU runs it (OpContext::prepared: interleaved copies are kept by the
+  // context, so every session on it shares them).
+  const Tensor& prepared(const Tensor& w) { return ctx_.prepared(w); }
 
  private:
   void swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T, float* out);
@@ -59,12 +53,6 @@ class CpuBackend final : public Backend {
                       float* out);
 
   OpContext& ctx_;
-  struct Repacked {
-    Tensor tensor;
-    Memory bytes;
-  };
-  std::unordered_map<const uint8_t*, Repacked> repacked_;  // by the file bytes' address
-  size_t interleaved_bytes_ = 0;
   // Attention: projections and per-token positions.
   struct {
     std::vector<float> qg, q, k, v, out;

@@ -2,13 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
+
+#include <sys/mman.h>
 
 
 #include "backend/cpu/dot_f32.h"
 #include "backend/cpu/vec_math.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "quant/dequantize.h"
 
 namespace tandem::cpu {
@@ -36,6 +41,61 @@ void OpContext::reserve_context(int64_t n_ctx, int64_t group) {
   const auto size = static_cast<size_t>(2 * kAttentionTileKeys * max_row_ + max_group_ * kAttentionTileKeys +
                                         2 * kAttentionTileTokens * max_group_ + max_row_);
   for (auto& a : attention_) a.assign(size, 0.0f);
+}
+
+namespace {
+// TANDEM_CPU_LAYOUT=rows keeps every weight in the file's row layout (for A/B measurements).
+bool interleaving_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TANDEM_CPU_LAYOUT");
+    if (v == nullptr || std::string_view(v) == "x8") return true;
+    if (std::string_view(v) == "rows") return false;
+    fail("TANDEM_CPU_LAYOUT='{}': expected rows or x8", v);
+  }();
+  return on;
+}
+}  // namespace
+
+const Tensor& OpContext::prepared(const Tensor& w) {
+  if (w.interleaved || w.device != Device::Cpu || w.n_dims < 2 || w.ne[1] % kInterleave != 0) return w;
+  if (const auto it = repacked_.find(w.data); it != repacked_.end()) {
+    const Tensor& t = it->second.tensor;
+    if (t.type == w.type && t.ne == w.ne) return t;
+    fail("weight '{}' ({}) is at the address of '{}' ({}), repacked earlier: the model must outlive the context", w.name,
+         dtype_name(w.type), t.name, dtype_name(t.type));
+  }
+  const QuantDotKernel& kernel = this->kernel(w.type);
+  if (!kernel.interleavable() || !interleaving_enabled()) return w;
+  const size_t row_bytes = w.row_bytes(), bytes = row_bytes * static_cast<size_t>(w.rows());
+  Repacked r{w, allocate_weights(bytes)};
+  r.tensor.interleaved = true;
+  r.tensor.data = static_cast<const uint8_t*>(r.bytes.as());
+  auto* dst = static_cast<uint8_t*>(r.bytes.as());
+  // Each chunk's file pages go as soon as it is copied: the peak stays near the file's size
+  // even for the largest tensors (the head, an expert stack).
+  const size_t group_bytes = row_bytes * kInterleave;
+  pool_.parallel_for(w.rows() / kInterleave, [&](int, int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      const size_t at = static_cast<size_t>(g) * group_bytes;
+      kernel.repack_x8(w.data + at, row_bytes, w.ne[0], dst + at);
+    }
+    MappedFile::release_pages(w.data + static_cast<size_t>(begin) * group_bytes, static_cast<size_t>(end - begin) * group_bytes);
+  });
+  MappedFile::release_pages(w.data, bytes);  // the pages chunks shared
+  interleaved_bytes_ += bytes;
+  return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
+}
+
+// Repacked weights: fresh pages, as huge pages where the kernel allows (a whole model passes
+// through here at load: 4 KiB faults and their zeroing cost more than the copy itself, and
+// decode's TLB misses drop too).
+Memory OpContext::allocate_weights(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  void* p = nullptr;
+  if (bytes == 0) return {};
+  if (::posix_memalign(&p, kHugePage, bytes) != 0) fail("cannot allocate {} bytes of host memory for repacked weights", bytes);
+  ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: fine if refused
+  return Memory(p, bytes, std::free);
 }
 
 AttentionScratch OpContext::attention_scratch(int thread) {

@@ -7,10 +7,12 @@
 
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/quant_dot.h"
+#include "core/memory.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
@@ -63,6 +65,18 @@ class OpContext {
   // free of the 8-bit activation rounding; tests use it to compare with f32 references.
   void set_float_activations(bool on) { float_activations_ = on; }
 
+  // The weight as the CPU runs it. A quantized matrix whose rows come in groups of 8 and
+  // whose type has an interleaved kernel is repacked (interleaved.h) the first time it
+  // runs, into memory this context keeps (every session on the context shares it); the
+  // file's pages of it are released, so memory stays the file's size. Everything else is
+  // used in place. Off with TANDEM_CPU_LAYOUT=rows. Copies are found by the weight's
+  // address: the model must outlive the context (as every caller's scopes have it).
+  const Tensor& prepared(const Tensor& w);
+  // Bytes repacked so far.
+  size_t interleaved_bytes() const { return interleaved_bytes_; }
+  // Host memory for repacked weights (huge pages where the kernel allows).
+  static Memory allocate_weights(size_t bytes);
+
  private:
   ThreadPool pool_;
   int64_t max_row_;
@@ -74,6 +88,12 @@ class OpContext {
   std::vector<int64_t> offsets_;
   std::vector<QuantDotKernel> kernels_;  // indexed by DType id
   bool float_activations_ = false;
+  struct Repacked {
+    Tensor tensor;
+    Memory bytes;
+  };
+  std::unordered_map<const uint8_t*, Repacked> repacked_;  // by the file bytes' address
+  size_t interleaved_bytes_ = 0;
 };
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens; W is {n_in, n_out}.

@@ -81,7 +81,7 @@ void repack_q4_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* g
         gb[kMnLow + s] |= static_cast<uint8_t>((min & 0x0F) << nib);
         gb[kHigh + s] |= static_cast<uint8_t>((scale >> 4) << top | (min >> 4) << (4 + top));
       }
-      for (int q = 0; q < 128; ++q) gb[qs_index(r, q)] = blk.qs[q];
+      for (int q = 0; q < 128; q += 4) std::memcpy(gb + qs_index(r, q), blk.qs + q, 4);  // 4 bytes stay together
     }
   }
 }

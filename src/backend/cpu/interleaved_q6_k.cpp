@@ -43,12 +43,20 @@ static_assert(kCodesOffset + 16 * 96 == kSuperBlockBytes);
 // Byte of the group-scale area holding row r's scale of group g.
 constexpr size_t scale_index(int r, int g) { return 16 * (g / 2) + 8 * (r / 4) + 4 * (g % 2) + r % 4; }
 
-// 6-bit code of element e (0..255) of a file block.
-int code_of(const BlockQ6_K& b, int e) {
-  const int h = e / 128, s = (e / 32) % 4, l = e % 32;
-  const int low = (b.ql[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0x0F;
-  const int high = (b.qh[32 * h + l] >> (2 * s)) & 3;
-  return low | (high << 4);
+// All 256 codes of a file block in element order (the repack's inner loop: a whole model
+// goes through it at load, so no per-element index arithmetic).
+void codes_of_block(const BlockQ6_K& b, uint8_t q[kQK]) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    uint8_t* out = q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      out[l] = static_cast<uint8_t>((ql[l] & 0x0F) | ((qh[l] & 3) << 4));
+      out[l + 32] = static_cast<uint8_t>((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4));
+      out[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+      out[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+    }
+  }
 }
 
 // Codes of one super-block of the 8 rows, q[r][e].
@@ -80,14 +88,15 @@ void repack_q6_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* g
       std::memcpy(&b, rows + r * row_bytes + i * sizeof(BlockQ6_K), sizeof(b));
       std::memcpy(sb + 2 * r, &b.d, 2);
       for (int g = 0; g < 16; ++g) sb[kScalesOffset + scale_index(r, g)] = static_cast<uint8_t>(b.scales[g]);
+      uint8_t q[kQK];
+      codes_of_block(b, q);
       uint8_t* codes = sb + kCodesOffset;
       for (int g = 0; g < 16; ++g) {
         uint8_t* y = codes + 96 * g;
+        const uint8_t* e = q + 16 * g;
         for (int j = 0; j < 4; ++j) {
-          const int byte = 4 * r + j, last = code_of(b, 16 * g + 12 + j);
-          for (int t = 0; t < 3; ++t) {
-            y[32 * t + byte] = static_cast<uint8_t>(code_of(b, 16 * g + 4 * t + j) | (((last >> (2 * t)) & 3) << 6));
-          }
+          const int byte = 4 * r + j, last = e[12 + j];
+          for (int t = 0; t < 3; ++t) y[32 * t + byte] = static_cast<uint8_t>(e[4 * t + j] | (((last >> (2 * t)) & 3) << 6));
         }
       }
     }
