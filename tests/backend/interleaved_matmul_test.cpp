@@ -48,7 +48,7 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5f * scale) << what << " at " << i;
 }
 
-const DType kTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_0, DType::Q8_0};
+const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q8_0};
 
 TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
   OpContext ctx(2, 4096);
@@ -88,7 +88,7 @@ TEST(InterleavedMatmul, KeepsInPlaceWhatItCannotInterleave) {
   std::mt19937 rng(5);
   const Weight odd_rows = random_weight(DType::Q4_K, 256, 12, 1, rng);  // 12 rows: no whole groups
   EXPECT_EQ(&be.prepared(odd_rows.tensor), &odd_rows.tensor);
-  const Weight no_kernel = random_weight(DType::Q5_K, 256, 16, 1, rng);  // no interleaved kernel
+  const Weight no_kernel = random_weight(DType::Q3_K, 256, 16, 1, rng);  // no interleaved kernel
   EXPECT_EQ(&be.prepared(no_kernel.tensor), &no_kernel.tensor);
   ctx.set_float_activations(true);  // float path: rows only
   const Weight w = random_weight(DType::Q8_0, 256, 16, 1, rng);

@@ -37,21 +37,50 @@ using GroupDotFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, s
                             float* out, int64_t out_stride);
 
 // Byte offsets inside one group super-block (256 elements x 8 rows), shared by each type's
-// portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q6_k.cpp.
+// portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q5_k.cpp /
+// _q6_k.cpp.
 namespace q4_k_x8 {
 constexpr int kDmin = 16, kScLow = 32, kMnLow = 64, kHigh = 96, kQs = 128, kBytes = 8 * 144;
+
+// Byte of row r's sub-block j (mod 4) in sc_low / mn_low / high.
+constexpr size_t slot(int r, int j) { return 16 * (r / 4) + 4 * (j % 4) + r % 4; }
+
+// Byte of row r's qs[q] (q = 0..127) in the group super-block.
+constexpr size_t qs_index(int r, int q) { return kQs + 256 * (q / 32) + 32 * ((q % 32) / 4) + 4 * r + q % 4; }
+
+// The 6-bit scale and min of row r's sub-block j from a group super-block.
+inline void group_scale_min(const uint8_t* gb, int r, int j, int& scale, int& min) {
+  const size_t s = slot(r, j);
+  const int nib = 4 * (j / 4), top = 2 * (j / 4);
+  scale = ((gb[kScLow + s] >> nib) & 0x0F) | ((gb[kHigh + s] >> top) & 3) << 4;
+  min = ((gb[kMnLow + s] >> nib) & 0x0F) | ((gb[kHigh + s] >> (4 + top)) & 3) << 4;
 }
+}  // namespace q4_k_x8
+// Q5_K: Q4_K's group super-block (same offsets) followed by the fifth bits (kQh).
+namespace q5_k_x8 {
+constexpr int kQh = q4_k_x8::kBytes, kBytes = 8 * 176;
+
+// Byte of row r's qh[l] (l = 0..31) in the group super-block.
+constexpr size_t qh_index(int r, int l) { return kQh + 32 * (l / 4) + 4 * r + l % 4; }
+}  // namespace q5_k_x8
 namespace q6_k_x8 {
 constexpr int kScales = 16, kCodes = 144, kBytes = 8 * 210;
 }
 
 // Per type (activation type in brackets: the row kernel's):
-// Q4_K, Q6_K [Q8_K]
+// Q4_K, Q5_K, Q6_K [Q8_K]
 void repack_q4_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
 void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void dot_q4_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
                         float* out, int64_t out_stride);
 void dot_q4_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                      float* out, int64_t out_stride);
+
+void repack_q5_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_q5_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
+void dot_q5_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
                       float* out, int64_t out_stride);
 
 void repack_q6_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "backend/cpu/interleaved.h"
+#include "backend/cpu/interleaved_scalar.h"
 #include "core/half.h"
 #include "quant/blocks.h"
 
@@ -36,20 +37,6 @@ using namespace q4_k_x8;
 constexpr size_t kGroupBlockBytes = kBytes;
 static_assert(kBytes == 8 * sizeof(BlockQ4_K));
 static_assert(kQs + 8 * sizeof(BlockQ4_K::qs) == kGroupBlockBytes);
-
-// Byte of row r's sub-block j (mod 4) in sc_low / mn_low / high.
-constexpr size_t slot(int r, int j) { return 16 * (r / 4) + 4 * (j % 4) + r % 4; }
-
-// Byte of row r's qs[q] (q = 0..127) in the group's qs area.
-constexpr size_t qs_index(int r, int q) { return kQs + 256 * (q / 32) + 32 * ((q % 32) / 4) + 4 * r + q % 4; }
-
-// The 6-bit scale and min of row r's sub-block j from a group super-block.
-void group_scale_min(const uint8_t* gb, int r, int j, int& scale, int& min) {
-  const size_t s = slot(r, j);
-  const int nib = 4 * (j / 4), top = 2 * (j / 4);
-  scale = ((gb[kScLow + s] >> nib) & 0x0F) | ((gb[kHigh + s] >> top) & 3) << 4;
-  min = ((gb[kMnLow + s] >> nib) & 0x0F) | ((gb[kHigh + s] >> (4 + top)) & 3) << 4;
-}
 
 // Packs 6-bit scales/mins back into a Q4_K block's 12 bytes (the inverse of
 // unpack_scale_min_k4, bit for bit: it touches every bit of the 12 bytes).
@@ -104,34 +91,10 @@ void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 void dot_q4_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
                         float* out, int64_t out_stride) {
-  for (int c = 0; c < n_cols; ++c) {
-    float sum[8] = {};
-    for (int64_t b = 0; b < n / kQK; ++b) {
-      const uint8_t* gb = group + b * kGroupBlockBytes;
-      const auto* act = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + b;
-      float da;
-      std::memcpy(&da, &act->d, sizeof(da));
-      for (int r = 0; r < 8; ++r) {
-        int scaled = 0, mins = 0;
-        for (int j = 0; j < 8; ++j) {
-          int scale, min;
-          group_scale_min(gb, r, j, scale, min);
-          int isum = 0;
-          for (int l = 0; l < 32; ++l) {
-            const int byte = gb[qs_index(r, 32 * (j / 2) + l)];
-            isum += ((byte >> (4 * (j % 2))) & 0x0F) * act->qs[32 * j + l];
-          }
-          scaled += scale * isum;
-          mins += min * (act->bsums[2 * j] + act->bsums[2 * j + 1]);
-        }
-        uint16_t d, dmin;
-        std::memcpy(&d, gb + 2 * r, 2);
-        std::memcpy(&dmin, gb + kDmin + 2 * r, 2);
-        sum[r] += da * (f16_to_f32(d) * static_cast<float>(scaled) - f16_to_f32(dmin) * static_cast<float>(mins));
-      }
-    }
-    for (int r = 0; r < 8; ++r) out[c * out_stride + r] = sum[r];
-  }
+  dot_k4_x8_scalar<kGroupBlockBytes>(n, group, a, a_stride, n_cols, out, out_stride,
+                                     [](const uint8_t* gb, int r, int j, int l) {
+                                       return (gb[qs_index(r, 32 * (j / 2) + l)] >> (4 * (j % 2))) & 0x0F;
+                                     });
 }
 
 }  // namespace tandem::cpu

@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "backend/cpu/interleaved.h"
-#include "backend/cpu/interleaved_block32.h"
+#include "backend/cpu/interleaved_scalar.h"
 #include "core/half.h"
 #include "quant/blocks.h"
 

@@ -313,6 +313,7 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
     TANDEM_X8(Q5_0, q5_0)
     TANDEM_X8(Q8_0, q8_0)
     TANDEM_X8(Q4_K, q4_k)
+    TANDEM_X8(Q5_K, q5_k)
     TANDEM_X8(Q6_K, q6_k)
 #undef TANDEM_X8
     default: break;
