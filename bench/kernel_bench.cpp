@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   app.add_option("--rows", rows, "Weight rows")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--tokens", tokens, "Activation columns in all (1: decode, weights streamed from memory when --rows is large)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  app.add_option("--isa", isa_name_arg, "scalar or avx2 (default: the best this CPU runs)");
+  app.add_option("--isa", isa_name_arg, "scalar, avx2, avx-vnni or avx512-vnni (default: the best this CPU runs)");
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
   app.add_option("--layout", layout, "rows (as in the file) or x8 (row-interleaved groups of 8, interleaved.h)")
       ->check(CLI::IsMember({"rows", "x8"}));
@@ -104,13 +104,15 @@ int main(int argc, char** argv) {
   try {
     if (n % 256 != 0) tandem::fail("--n {} is not a multiple of 256", n);
     Isa isa = best_isa();
-    if (isa_name_arg == "scalar") {
-      isa = Isa::scalar;
-    } else if (isa_name_arg == "avx2") {
-      if (best_isa() != Isa::avx2) tandem::fail("--isa avx2: this CPU (or TANDEM_CPU_MAX) does not allow it");
-      isa = Isa::avx2;
-    } else if (!isa_name_arg.empty()) {
-      tandem::fail("--isa '{}': expected scalar or avx2", isa_name_arg);
+    if (!isa_name_arg.empty()) {
+      bool known = false;
+      for (Isa candidate : {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512_vnni}) {
+        if (isa_name_arg != isa_name(candidate)) continue;
+        if (!cpu_runs(candidate)) tandem::fail("--isa {}: this CPU (or TANDEM_CPU_MAX) does not allow it", isa_name_arg);
+        isa = candidate;
+        known = true;
+      }
+      if (!known) tandem::fail("--isa '{}': expected scalar, avx2, avx-vnni or avx512-vnni", isa_name_arg);
     }
     fmt::print("isa {}, layout {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), layout, n,
                rows, tokens);

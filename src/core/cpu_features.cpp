@@ -59,10 +59,11 @@ const CpuFeatures& cpu_features() {
     CpuFeatures f = detect_cpu_features();
     const char* cap = std::getenv("TANDEM_CPU_MAX");
     const std::string_view limit = cap ? cap : "";
-    if (limit == "scalar" || limit == "avx2") {
+    if (limit == "scalar" || limit == "avx2" || limit == "avx-vnni") {
       f.avx512f = f.avx512bw = f.avx512vl = f.avx512vnni = f.avx512bf16 = false;
     }
-    if (limit == "scalar") f.avx = f.avx2 = f.fma = f.f16c = f.avx_vnni = false;
+    if (limit == "scalar" || limit == "avx2") f.avx_vnni = false;
+    if (limit == "scalar") f.avx = f.avx2 = f.fma = f.f16c = false;
     return f;
   }();
   return features;

@@ -23,7 +23,7 @@ struct CpuFeatures {
   std::string describe() const;
 };
 
-// Detected once; honours TANDEM_CPU_MAX=scalar|avx2|avx512 to cap the path for testing.
+// Detected once; honours TANDEM_CPU_MAX=scalar|avx2|avx-vnni|avx512 to cap the path for testing.
 const CpuFeatures& cpu_features();
 
 // Reads the CPU directly (no cap applied); exposed for tests.

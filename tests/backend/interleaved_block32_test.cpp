@@ -10,6 +10,7 @@
 
 #include "backend/cpu/interleaved.h"
 #include "backend/cpu/quant_dot.h"
+#include "interleaved_paths.h"
 #include "support/random_blocks.h"
 
 namespace tandem::cpu {
@@ -19,13 +20,11 @@ struct Block32Type {
   DType type;
   RepackFn repack;
   UnpackFn unpack;
-  GroupDotFn scalar;
-  GroupDotFn avx2;
 };
 
 const Block32Type kTypes[] = {
-    {DType::Q5_0, repack_q5_0_x8, unpack_q5_0_x8, dot_q5_0_x8_scalar, dot_q5_0_x8_avx2},
-    {DType::Q8_0, repack_q8_0_x8, unpack_q8_0_x8, dot_q8_0_x8_scalar, dot_q8_0_x8_avx2},
+    {DType::Q5_0, repack_q5_0_x8, unpack_q5_0_x8},
+    {DType::Q8_0, repack_q8_0_x8, unpack_q8_0_x8},
 };
 
 // Activation rows with a padded stride: n_cols rows of n quantized values.
@@ -70,17 +69,15 @@ TEST(InterleavedBlock32, GroupDotMatchesRowKernelOnEveryPath) {
         const int64_t os = 11;  // outputs of a column 11 floats apart
         std::vector<float> expect(static_cast<size_t>(n_cols * os), -1.0f);
         for (int r = 0; r < 8; ++r) row_kernel.dot(n, rows.data() + r * row_bytes, act.data(), stride, n_cols, expect.data() + r, os);
-        std::vector<GroupDotFn> paths{t.scalar};
-        if (best_isa() == Isa::avx2) paths.push_back(t.avx2);
-        for (GroupDotFn dot : paths) {
+        for (const auto& path : testing::group_dot_paths(t.type)) {
           std::vector<float> got(expect.size(), -1.0f);
-          dot(n, group.data(), act.data(), stride, n_cols, got.data(), os);
+          path.dot(n, group.data(), act.data(), stride, n_cols, got.data(), os);
           for (int c = 0; c < n_cols; ++c) {
             for (int r = 0; r < 8; ++r) {
               const float e = expect[c * os + r], g = got[c * os + r];
               EXPECT_NEAR(g, e, 2e-5f * (1.0f + std::fabs(e)))
                   << dtype_name(t.type) << " n=" << n << " cols=" << n_cols << " c=" << c << " r=" << r
-                  << (dot == t.scalar ? " scalar" : " avx2");
+                  << " " << path.name;
             }
             for (int64_t o = 8; o < os; ++o) EXPECT_EQ(got[c * os + o], -1.0f) << "wrote outside its 8 rows";
           }

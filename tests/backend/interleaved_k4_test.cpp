@@ -1,6 +1,7 @@
 // Row-interleaved Q4_K and Q5_K groups (backend/cpu/interleaved.h), one typed suite:
 // repacking round-trips byte for byte, the portable group dot equals the scalar row kernel
-// on each of the 8 rows, and the AVX2 group dot equals the portable one (same integer
+// on each of the 8 rows, and every SIMD group dot (AVX2, VNNI native where the CPU has
+// it, VNNI emulated) equals the portable one (same integer
 // sums; only the float summation order may differ), for 1..8 columns, padded activation
 // rows and a wide output stride; extreme codes stay exact; Q5_K's fifth bits land right.
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include "backend/cpu/interleaved.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/half.h"
+#include "interleaved_paths.h"
 #include "quant/blocks.h"
 #include "support/random_blocks.h"
 
@@ -32,7 +34,6 @@ struct Q4K {
   static constexpr RepackFn repack = repack_q4_k_x8;
   static constexpr UnpackFn unpack = unpack_q4_k_x8;
   static constexpr GroupDotFn scalar = dot_q4_k_x8_scalar;
-  static constexpr GroupDotFn avx2 = dot_q4_k_x8_avx2;
   static int code(const Block& w, int j, int l) { return (w.qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F; }
 };
 struct Q5K {
@@ -42,7 +43,6 @@ struct Q5K {
   static constexpr RepackFn repack = repack_q5_k_x8;
   static constexpr UnpackFn unpack = unpack_q5_k_x8;
   static constexpr GroupDotFn scalar = dot_q5_k_x8_scalar;
-  static constexpr GroupDotFn avx2 = dot_q5_k_x8_avx2;
   static int code(const Block& w, int j, int l) {
     return ((w.qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F) | ((w.qh[l] >> j) & 1) << 4;
   }
@@ -178,9 +178,10 @@ TYPED_TEST(InterleavedK4, ScalarGroupDotMatchesRowKernel) {
   }
 }
 
-TYPED_TEST(InterleavedK4, Avx2GroupDotMatchesScalar) {
+TYPED_TEST(InterleavedK4, SimdGroupDotsMatchScalar) {
   using T = TypeParam;
-  if (best_isa() != Isa::avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  const auto paths = testing::group_dot_paths(T::kType, /*with_scalar=*/false);
+  if (paths.empty()) GTEST_SKIP() << "SKIPPED: no SIMD path on this CPU";
   std::mt19937 rng(13);
   for (int64_t n : {256, 768, 2048}) {
     const auto rows = testing::random_blocks(T::kType, n / 256 * 8, rng);
@@ -188,8 +189,11 @@ TYPED_TEST(InterleavedK4, Avx2GroupDotMatchesScalar) {
     T::repack(rows.data(), row_bytes<T>(n), n, group.data());
     for (int n_cols = 1; n_cols <= 8; ++n_cols) {
       const auto act = activations(n, n_cols, rng);
-      expect_close(run_dot(T::avx2, n, group, act, n_cols), run_dot(T::scalar, n, group, act, n_cols),
-                   term_magnitudes<T>(rows, n, act, n_cols), n_cols, "avx2");
+      const auto want = run_dot(T::scalar, n, group, act, n_cols);
+      for (const auto& path : paths) {
+        expect_close(run_dot(path.dot, n, group, act, n_cols), want, term_magnitudes<T>(rows, n, act, n_cols), n_cols,
+                     path.name.c_str());
+      }
     }
   }
 }
@@ -228,13 +232,11 @@ TYPED_TEST(InterleavedK4, ExtremeCodesStayExactInIntegers) {
   const auto expect = [&](int v) {
     return 2 * 63.0f * 256 * static_cast<float>(v) * (static_cast<float>(T::kMaxCode) / 64 - 1.0f / 1024);
   };
-  std::vector<GroupDotFn> paths{T::scalar};
-  if (best_isa() == Isa::avx2) paths.push_back(T::avx2);
-  for (GroupDotFn dot : paths) {
-    const auto got = run_dot(dot, n, group, act, n_cols);
+  for (const auto& path : testing::group_dot_paths(T::kType)) {
+    const auto got = run_dot(path.dot, n, group, act, n_cols);
     for (int r = 0; r < 8; ++r) {
-      EXPECT_FLOAT_EQ(got[r], expect(-128)) << "r=" << r;
-      EXPECT_FLOAT_EQ(got[kOutStride + r], expect(127)) << "r=" << r;
+      EXPECT_FLOAT_EQ(got[r], expect(-128)) << "r=" << r << " " << path.name;
+      EXPECT_FLOAT_EQ(got[kOutStride + r], expect(127)) << "r=" << r << " " << path.name;
     }
   }
   // The scalar row kernel agrees.
@@ -253,8 +255,7 @@ TEST(InterleavedQ5K, FifthBitsReachTheirElements) {
   const auto act = activations(n, 1, rng);
   BlockQ8_K a;
   std::memcpy(&a, act.data(), sizeof(a));
-  std::vector<GroupDotFn> paths{dot_q5_k_x8_scalar};
-  if (best_isa() == Isa::avx2) paths.push_back(dot_q5_k_x8_avx2);
+  const auto paths = testing::group_dot_paths(DType::Q5_K);
   for (int r = 0; r < 8; r += 3) {
     for (int e = 0; e < 256; e += 7) {
       std::vector<uint8_t> rows(8 * row_bytes<Q5K>(n), 0);
@@ -269,10 +270,11 @@ TEST(InterleavedQ5K, FifthBitsReachTheirElements) {
       }
       std::vector<uint8_t> group(rows.size());
       repack_q5_k_x8(rows.data(), row_bytes<Q5K>(n), n, group.data());
-      for (GroupDotFn dot : paths) {
-        const auto got = run_dot(dot, n, group, act, 1);
+      for (const auto& path : paths) {
+        const auto got = run_dot(path.dot, n, group, act, 1);
         for (int i = 0; i < 8; ++i) {
-          EXPECT_FLOAT_EQ(got[i], i == r ? a.d * 16.0f * a.qs[e] : 0.0f) << "r=" << r << " e=" << e << " row " << i;
+          EXPECT_FLOAT_EQ(got[i], i == r ? a.d * 16.0f * a.qs[e] : 0.0f)
+              << "r=" << r << " e=" << e << " row " << i << " " << path.name;
         }
       }
     }

@@ -13,6 +13,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
 #include "core/half.h"
+#include "interleaved_paths.h"
 #include "quant/blocks.h"
 #include "support/random_blocks.h"
 
@@ -114,8 +115,9 @@ TEST(InterleavedQ6K, ScalarGroupDotMatchesRowKernel) {
   }
 }
 
-TEST(InterleavedQ6K, Avx2GroupDotMatchesScalar) {
-  if (best_isa() != Isa::avx2) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2 path";
+TEST(InterleavedQ6K, SimdGroupDotsMatchScalar) {
+  const auto paths = testing::group_dot_paths(DType::Q6_K, /*with_scalar=*/false);
+  if (paths.empty()) GTEST_SKIP() << "SKIPPED: no SIMD path on this CPU";
   std::mt19937 rng(64);
   for (int64_t n : {256, 768, 2048}) {
     const size_t row_bytes = n / quant::kQK * kBlockBytes, act_row = n / quant::kQK * kActBlockBytes;
@@ -123,13 +125,17 @@ TEST(InterleavedQ6K, Avx2GroupDotMatchesScalar) {
     const std::vector<uint8_t> group = repacked(rows, n);
     for (int n_cols = 1; n_cols <= 8; ++n_cols) {
       const std::vector<uint8_t> act = random_activations(n, n_cols, act_row, rng);
-      std::vector<float> want(8 * n_cols), got(8 * n_cols, NAN);
+      std::vector<float> want(8 * n_cols);
       dot_q6_k_x8_scalar(n, group.data(), act.data(), act_row, n_cols, want.data(), 8);
-      dot_q6_k_x8_avx2(n, group.data(), act.data(), act_row, n_cols, got.data(), 8);
-      for (int c = 0; c < n_cols; ++c) {
-        for (int r = 0; r < kInterleave; ++r) {
-          const double tol = 1e-6 * magnitude(rows.data() + r * row_bytes, act.data() + c * act_row, n);
-          EXPECT_NEAR(got[c * 8 + r], want[c * 8 + r], tol) << "n " << n << " row " << r << " column " << c << " of " << n_cols;
+      for (const auto& path : paths) {
+        std::vector<float> got(8 * n_cols, NAN);
+        path.dot(n, group.data(), act.data(), act_row, n_cols, got.data(), 8);
+        for (int c = 0; c < n_cols; ++c) {
+          for (int r = 0; r < kInterleave; ++r) {
+            const double tol = 1e-6 * magnitude(rows.data() + r * row_bytes, act.data() + c * act_row, n);
+            EXPECT_NEAR(got[c * 8 + r], want[c * 8 + r], tol)
+                << path.name << " n " << n << " row " << r << " column " << c << " of " << n_cols;
+          }
         }
       }
     }
@@ -139,7 +145,8 @@ TEST(InterleavedQ6K, Avx2GroupDotMatchesScalar) {
 TEST(InterleavedQ6K, ExtremeCodesAndActivationsStayExact) {
   // The largest int16 partial sums the AVX2 kernel forms: codes all 63 (or all 0), scales
   // -128 and 127, activations all +-127 (constant inputs quantize to full scale).
-  if (best_isa() != Isa::avx2) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2 path";
+  const auto paths = testing::group_dot_paths(DType::Q6_K, /*with_scalar=*/false);
+  if (paths.empty()) GTEST_SKIP() << "SKIPPED: no SIMD path on this CPU";
   const int64_t n = 512;
   const size_t row_bytes = n / quant::kQK * kBlockBytes, act_row = n / quant::kQK * kActBlockBytes;
   std::vector<uint8_t> rows(kInterleave * row_bytes);
@@ -161,13 +168,16 @@ TEST(InterleavedQ6K, ExtremeCodesAndActivationsStayExact) {
     for (int64_t i = 0; i < n; ++i) x[i] = c == 0 ? 1.0f : c == 1 ? -1.0f : (i % 2 == 0 ? 1.0f : -1.0f);
     quantize_q8_k(x.data(), act.data() + c * act_row, n);
   }
-  std::vector<float> want(8 * n_cols), got(8 * n_cols);
+  std::vector<float> want(8 * n_cols);
   dot_q6_k_x8_scalar(n, group.data(), act.data(), act_row, n_cols, want.data(), 8);
-  dot_q6_k_x8_avx2(n, group.data(), act.data(), act_row, n_cols, got.data(), 8);
-  for (int c = 0; c < n_cols; ++c) {
-    for (int r = 0; r < kInterleave; ++r) {
-      const double tol = 1e-6 * magnitude(rows.data() + r * row_bytes, act.data() + c * act_row, n);
-      EXPECT_NEAR(got[c * 8 + r], want[c * 8 + r], tol) << "row " << r << " column " << c;
+  for (const auto& path : paths) {
+    std::vector<float> got(8 * n_cols);
+    path.dot(n, group.data(), act.data(), act_row, n_cols, got.data(), 8);
+    for (int c = 0; c < n_cols; ++c) {
+      for (int r = 0; r < kInterleave; ++r) {
+        const double tol = 1e-6 * magnitude(rows.data() + r * row_bytes, act.data() + c * act_row, n);
+        EXPECT_NEAR(got[c * 8 + r], want[c * 8 + r], tol) << path.name << " row " << r << " column " << c;
+      }
     }
   }
 }
@@ -180,8 +190,8 @@ TEST(InterleavedQ6K, GroupDotsHonourStridesAndOverwrite) {
   const size_t act_row = n / quant::kQK * kActBlockBytes, a_stride = act_row + 100;
   const std::vector<uint8_t> rows = random_rows(n, rng);
   const std::vector<uint8_t> group = repacked(rows, n);
-  std::vector<GroupDotFn> dots{dot_q6_k_x8_scalar};
-  if (best_isa() == Isa::avx2) dots.push_back(dot_q6_k_x8_avx2);
+  std::vector<GroupDotFn> dots;
+  for (const auto& path : testing::group_dot_paths(DType::Q6_K)) dots.push_back(path.dot);
   for (int n_cols = 1; n_cols <= 8; ++n_cols) {
     const std::vector<uint8_t> padded = random_activations(n, n_cols, a_stride, rng);
     std::vector<uint8_t> packed(act_row * n_cols);

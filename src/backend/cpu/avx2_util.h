@@ -1,5 +1,8 @@
 // Small AVX2 helpers shared by the integer dot kernels. Include only from the files that
-// are compiled with -mavx2 -mfma -mf16c (quant_dot_avx2.cpp, interleaved_*_avx2.cpp).
+// are compiled with -mavx2 -mfma -mf16c or wider (quant_dot_avx2.cpp, interleaved_*_avx2.cpp,
+// interleaved_*_vnni.cpp). Internal linkage (the unnamed namespace): each file gets its own
+// copy built with its own flags, so the linker can never hand an AVX2-only caller a copy
+// compiled for AVX-512 (or the other way round) when one is not inlined.
 #pragma once
 
 #include <immintrin.h>
@@ -8,6 +11,7 @@
 #include <cstring>
 
 namespace tandem::cpu {
+namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -54,4 +58,5 @@ inline void dispatch_columns(int n_cols, Fn&& fn) {
   }
 }
 
+}  // namespace
 }  // namespace tandem::cpu

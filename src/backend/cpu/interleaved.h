@@ -16,6 +16,8 @@
 // Each weight type's layout lives in its own file, documented there:
 //   interleaved_<type>.cpp       layout, repack, unpack, portable (scalar) group dot
 //   interleaved_<type>_avx2.cpp  the AVX2 group dot (compiled with -mavx2 -mfma -mf16c)
+//   interleaved_<type>_vnni.cpp  the VNNI group dot, compiled once per VNNI variant (vnni.h)
+//                                (Q4_K and Q5_K share interleaved_k4_vnni.cpp)
 #pragma once
 
 #include <cstddef>
@@ -104,5 +106,24 @@ void dot_q8_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_
                         float* out, int64_t out_stride);
 void dot_q8_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
                       float* out, int64_t out_stride);
+
+// The VNNI group dots (vnni.h): the same functions, one set per variant namespace —
+// avx_vnni and avx512_vnni in the library, vnni_emulated in the tests only.
+#define TANDEM_DECLARE_VNNI_GROUP_DOTS(ns)                                                                     \
+  namespace ns {                                                                                               \
+  void dot_q4_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
+                   int64_t out_stride);                                                                        \
+  void dot_q5_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
+                   int64_t out_stride);                                                                        \
+  void dot_q6_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
+                   int64_t out_stride);                                                                        \
+  void dot_q5_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
+                   int64_t out_stride);                                                                        \
+  void dot_q8_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
+                   int64_t out_stride);                                                                        \
+  }
+TANDEM_DECLARE_VNNI_GROUP_DOTS(avx_vnni)
+TANDEM_DECLARE_VNNI_GROUP_DOTS(avx512_vnni)
+TANDEM_DECLARE_VNNI_GROUP_DOTS(vnni_emulated)
 
 }  // namespace tandem::cpu

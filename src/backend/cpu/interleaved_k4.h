@@ -3,7 +3,7 @@
 // sub-block scales and mins of 8 rows in the same interleaved bytes (layout:
 // interleaved_q4_k.cpp), take Q8_K activations, and differ only in how a 32-byte load of
 // codes becomes 4 elements of all 8 rows. Include only from files compiled with
-// -mavx2 -mfma -mf16c.
+// -mavx2 -mfma -mf16c (or wider: the VNNI variants reuse it); internal linkage, as avx2_util.h.
 #pragma once
 
 #include <immintrin.h>
@@ -15,6 +15,7 @@
 #include "quant/blocks.h"
 
 namespace tandem::cpu::k4_x8 {
+namespace {
 
 using quant::BlockQ8_K;
 using quant::kQK;
@@ -77,6 +78,49 @@ inline __m256i mins_dot(const SuperBlockScales& s, const BlockQ8_K& ab) {
   return _mm256_add_epi32(m01, m23);
 }
 
+// How a type's 32-byte load becomes codes: load i (0..7) of sub-block pair P gives
+// elements 4i..4i+3 of sub-block 2P (lo) and of sub-block 2P+1 (hi) for all 8 rows, one
+// row per 32-bit lane, as unsigned bytes (Q4_K 0..15, Q5_K 0..31).
+struct Q4KLoads {
+  static constexpr int64_t kBlockBytes = q4_k_x8::kBytes;
+  static inline void codes(const uint8_t* gb, int p, int i, __m256i& lo, __m256i& hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i bits = load256(gb + q4_k_x8::kQs + 256 * p + 32 * i);
+    lo = _mm256_and_si256(bits, low4);
+    hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+  }
+  template <int P>
+  static inline void codes(const uint8_t* gb, int i, __m256i& lo, __m256i& hi) {
+    codes(gb, P, i, lo, hi);
+  }
+};
+
+// Bit G of each byte of h moved to bit 4, all other bits cleared (the 16-bit shifts carry
+// bits across bytes, but only into bits the mask clears).
+template <int G>
+inline __m256i fifth_bit(__m256i h, __m256i bit4) {
+  if constexpr (G < 4) {
+    return _mm256_and_si256(_mm256_slli_epi16(h, 4 - G), bit4);
+  } else if constexpr (G == 4) {
+    return _mm256_and_si256(h, bit4);
+  } else {
+    return _mm256_and_si256(_mm256_srli_epi16(h, G - 4), bit4);
+  }
+}
+
+// Q5_K: Q4_K's nibbles with the fifth bits of the matching qh vector ORed on at bit 4.
+struct Q5KLoads {
+  static constexpr int64_t kBlockBytes = q5_k_x8::kBytes;
+  template <int P>
+  static inline void codes(const uint8_t* gb, int i, __m256i& lo, __m256i& hi) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    Q4KLoads::codes(gb, P, i, lo, hi);
+    const __m256i h = load256(gb + q5_k_x8::kQh + 32 * i);
+    lo = _mm256_or_si256(lo, fifth_bit<2 * P>(h, bit4));
+    hi = _mm256_or_si256(hi, fifth_bit<2 * P + 1>(h, bit4));
+  }
+};
+
 // Columns in blocks of at most Codes::kColumnBlock: their int16 sums then stay in
 // registers. With more than one block each is its own function (inlined together, GCC's
 // register allocation spilled the sums of a block in its inner loop: 8 columns of Q4_K ran
@@ -136,4 +180,5 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
   for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);
 }
 
+}  // namespace
 }  // namespace tandem::cpu::k4_x8

@@ -32,16 +32,14 @@ struct Q4KCodes {
   template <int CB>
   static inline void accumulate(const uint8_t* gb, const SuperBlockScales& s, const BlockQ8_K* const* ab,
                                 __m256i* sumi) {
-    const uint8_t* qs = gb + q4_k_x8::kQs;
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) {
       __m256i sum_lo[CB], sum_hi[CB];
       for (int c = 0; c < CB; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
       for (int i = 0; i < 8; ++i) {
-        const __m256i bits = load256(qs + 256 * p + 32 * i);
-        const __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+        __m256i lo, hi;
+        k4_x8::Q4KLoads::codes(gb, p, i, lo, hi);
         for (int c = 0; c < CB; ++c) {
           const int8_t* act = ab[c]->qs + 64 * p + 4 * i;
           sum_lo[c] = _mm256_add_epi16(sum_lo[c], _mm256_maddubs_epi16(lo, broadcast4(act)));

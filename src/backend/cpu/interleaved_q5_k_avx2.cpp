@@ -22,19 +22,6 @@ namespace {
 
 using k4_x8::SuperBlockScales;
 
-// Bit G of each byte of h moved to bit 4, all other bits cleared (the 16-bit shifts carry
-// bits across bytes, but only into bits the mask clears).
-template <int G>
-inline __m256i fifth_bit(__m256i h, __m256i bit4) {
-  if constexpr (G < 4) {
-    return _mm256_and_si256(_mm256_slli_epi16(h, 4 - G), bit4);
-  } else if constexpr (G == 4) {
-    return _mm256_and_si256(h, bit4);
-  } else {
-    return _mm256_and_si256(_mm256_srli_epi16(h, G - 4), bit4);
-  }
-}
-
 struct Q5KCodes {
   static constexpr int64_t kBlockBytes = q5_k_x8::kBytes;
   static constexpr int kColumnBlock = 4;
@@ -45,9 +32,6 @@ struct Q5KCodes {
   template <int P, int CB>
   __attribute__((always_inline)) static inline void sub_block_pair(const uint8_t* gb, const SuperBlockScales& s,
                                                                    const BlockQ8_K* const* ab, __m256i* sumi) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-    const uint8_t* qs = gb + q4_k_x8::kQs + 256 * P;
-    const uint8_t* qh = gb + q5_k_x8::kQh;
 #pragma GCC unroll 2
     for (int half = 0; half < 2; ++half) {
       __m256i sum_lo[CB], sum_hi[CB];
@@ -55,10 +39,8 @@ struct Q5KCodes {
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         const int i = 4 * half + k;
-        const __m256i bits = load256(qs + 32 * i), h = load256(qh + 32 * i);
-        const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, low4), fifth_bit<2 * P>(h, bit4));
-        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), low4),
-                                           fifth_bit<2 * P + 1>(h, bit4));
+        __m256i lo, hi;
+        k4_x8::Q5KLoads::codes<P>(gb, i, lo, hi);
         for (int c = 0; c < CB; ++c) {
           const int8_t* act = ab[c]->qs + 64 * P + 4 * i;
           sum_lo[c] = _mm256_add_epi16(sum_lo[c], _mm256_maddubs_epi16(lo, broadcast4(act)));

@@ -1,92 +1,41 @@
-// AVX2 group dot of interleaved Q6_K (layout in interleaved_q6_k.cpp) with Q8_K activations.
+// AVX2 group dot of interleaved Q6_K (layout in interleaved_q6_k.cpp, frame in
+// interleaved_q6_k_simd.h) with Q8_K activations.
 //
-// Per 16-element group, four vectors of unsigned codes hold 4 consecutive elements of each
-// of the 8 rows (row r in 32-bit lane r). Each is multiplied (maddubs) with the matching 4
-// activation bytes of a column broadcast to every lane, two products are added in int16
+// Each vector of codes is multiplied (maddubs) with the matching 4 activation bytes of a
+// column broadcast to every lane, two products are added in int16
 // (|.| <= 2 * 2 * 63 * 128 < 2^15) and madd by the rows' group scales widens to one int32
-// per row. The codes' +32 offset is removed once per super-block and column in integers from
-// the activation's bsums; one cvt and FMA per super-block and column apply d_w * d_a. The
-// codes are unpacked once per super-block for every column, and the 8 row sums land in the
-// 8 lanes of the accumulator: no horizontal sums.
+// per row.
 #include <immintrin.h>
 
-#include <cstring>
-
-#include "backend/cpu/avx2_util.h"
-#include "backend/cpu/interleaved.h"
-#include "quant/blocks.h"
+#include "backend/cpu/interleaved_q6_k_simd.h"
 
 namespace tandem::cpu {
 
-using quant::BlockQ6_K;
 using quant::BlockQ8_K;
-using quant::kQK;
 
 namespace {
 
-constexpr int kSuperBlockBytes = q6_k_x8::kBytes;
-constexpr int kScalesOffset = q6_k_x8::kScales, kCodesOffset = q6_k_x8::kCodes;
-
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
-// One 16-element group of the 8 rows (codes at y, 96 bytes) times activation elements
-// k0..k0+15 of every column, added to sumi as int32 per row.
-template <int NC>
-inline void group_dot(const uint8_t* y, __m256i scale, const BlockQ8_K* const col[NC], int k0, __m256i sumi[NC]) {
-  const __m256i low6 = _mm256_set1_epi8(0x3F), top2 = _mm256_set1_epi8(static_cast<char>(0xC0));
-  const __m256i y0 = load256(y), y1 = load256(y + 32), y2 = load256(y + 64);
-  // Masked before shifting, so the 16-bit shifts carry no bits across bytes.
-  const __m256i q3 = _mm256_or_si256(
-      _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(y0, top2), 6), _mm256_srli_epi16(_mm256_and_si256(y1, top2), 4)),
-      _mm256_srli_epi16(_mm256_and_si256(y2, top2), 2));
-  const __m256i q0 = _mm256_and_si256(y0, low6), q1 = _mm256_and_si256(y1, low6), q2 = _mm256_and_si256(y2, low6);
-  for (int c = 0; c < NC; ++c) {
-    const int8_t* x = col[c]->qs + k0;
-    const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, broadcast4(x)), _mm256_maddubs_epi16(q1, broadcast4(x + 4)));
-    const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(q2, broadcast4(x + 8)), _mm256_maddubs_epi16(q3, broadcast4(x + 12)));
-    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(scale, s01), _mm256_madd_epi16(scale, s23)));
-  }
-}
-
-template <int NC>
-void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t out_stride) {
-  // int16 scales [2p: r0..r3][2p+1: r0..r3] per lane -> (2p, 2p+1) pairs per row, for madd with bsums.
-  const __m256i pair_order =
-      _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
-  __m256 acc[NC];
-  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQK; ++i) {
-    const uint8_t* sb = group + i * kSuperBlockBytes;
-    const BlockQ8_K* col[NC];
-    for (int c = 0; c < NC; ++c) col[c] = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + i;
-    __m256i sumi[NC];
-    for (int c = 0; c < NC; ++c) sumi[c] = _mm256_setzero_si256();
-    for (int p = 0; p < 8; ++p) {
-      // Prefetch spread over the loop, an eighth of the super-block at a time: one loop over
-      // the whole super-block up front cost 15% of a one-column dot in cache.
-      prefetch_weights(sb + p * kSuperBlockBytes / 8, 256);
-      const __m256i pair_scales = _mm256_cvtepi8_epi16(load128(sb + kScalesOffset + 16 * p));
-      // Codes are stored +32: subtract 32 * scale[g] * bsum[g] (scale * 32 fits int16).
-      const __m256i offset_scales = _mm256_slli_epi16(_mm256_shuffle_epi8(pair_scales, pair_order), 5);
-      for (int c = 0; c < NC; ++c) {
-        sumi[c] = _mm256_sub_epi32(sumi[c], _mm256_madd_epi16(offset_scales, broadcast4(col[c]->bsums + 2 * p)));
-      }
-      group_dot<NC>(sb + kCodesOffset + 192 * p, _mm256_unpacklo_epi16(pair_scales, pair_scales), col, 32 * p, sumi);
-      group_dot<NC>(sb + kCodesOffset + 192 * p + 96, _mm256_unpackhi_epi16(pair_scales, pair_scales), col, 32 * p + 16, sumi);
-    }
-    const __m256 d = _mm256_cvtph_ps(load128(sb));
+struct MaddubsProducts {
+  template <int NC>
+  static inline void add(const __m256i q[4], __m256i scale, const BlockQ8_K* const col[NC], int k0, __m256i sumi[NC]) {
     for (int c = 0; c < NC; ++c) {
-      acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(col[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      const int8_t* x = col[c]->qs + k0;
+      const __m256i s01 =
+          _mm256_add_epi16(_mm256_maddubs_epi16(q[0], broadcast4(x)), _mm256_maddubs_epi16(q[1], broadcast4(x + 4)));
+      const __m256i s23 =
+          _mm256_add_epi16(_mm256_maddubs_epi16(q[2], broadcast4(x + 8)), _mm256_maddubs_epi16(q[3], broadcast4(x + 12)));
+      sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(scale, s01), _mm256_madd_epi16(scale, s23)));
     }
   }
-  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * out_stride, acc[c]);
-}
+};
 
 }  // namespace
 
 void dot_q6_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                       int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() { dot_columns<NC>(n, group, a, a_stride, out, out_stride); });
+  dispatch_columns(n_cols, [&]<int NC>() {
+    q6_k_x8::dot_columns<MaddubsProducts, NC>(n, group, a, a_stride, out, out_stride);
+  });
 }
 
 }  // namespace tandem::cpu

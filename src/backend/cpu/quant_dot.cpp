@@ -321,15 +321,66 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
   return k;
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::avx2 ? "avx2" : "scalar"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx_vnni: return "avx-vnni";
+    case Isa::avx512_vnni: return "avx512-vnni";
+  }
+  return "?";
+}
+
+namespace {
+
+bool has_avx2(const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }
+bool has_avx512_vnni(const CpuFeatures& f) {
+  return has_avx2(f) && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+}
+
+// The VNNI group dot of a weight type in the variant namespace NS, if it has one.
+#define TANDEM_VNNI_TABLE(ns)                         \
+  GroupDotFn ns##_group_dot(DType weight) {           \
+    switch (weight) {                                 \
+      case DType::Q4_K: return ns::dot_q4_k_x8;       \
+      case DType::Q5_K: return ns::dot_q5_k_x8;       \
+      case DType::Q6_K: return ns::dot_q6_k_x8;       \
+      case DType::Q5_0: return ns::dot_q5_0_x8;       \
+      case DType::Q8_0: return ns::dot_q8_0_x8;       \
+      default: return nullptr;                        \
+    }                                                 \
+  }
+TANDEM_VNNI_TABLE(avx_vnni)
+TANDEM_VNNI_TABLE(avx512_vnni)
+#undef TANDEM_VNNI_TABLE
+
+}  // namespace
 
 Isa best_isa() {
   const CpuFeatures& f = cpu_features();
-  return f.avx2 && f.fma && f.f16c ? Isa::avx2 : Isa::scalar;
+  if (has_avx512_vnni(f)) return Isa::avx512_vnni;
+  if (has_avx2(f) && f.avx_vnni) return Isa::avx_vnni;
+  return has_avx2(f) ? Isa::avx2 : Isa::scalar;
+}
+
+bool cpu_runs(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return has_avx2(f);
+    case Isa::avx_vnni: return has_avx2(f) && f.avx_vnni;
+    case Isa::avx512_vnni: return has_avx512_vnni(f);
+  }
+  return false;
 }
 
 QuantDotKernel quant_dot_kernel(DType weight, Isa isa) {
-  return isa == Isa::avx2 ? quant_dot_kernel_avx2(weight) : quant_dot_kernel_scalar(weight);
+  if (isa == Isa::scalar) return quant_dot_kernel_scalar(weight);
+  QuantDotKernel k = quant_dot_kernel_avx2(weight);
+  if (!k.dot_x8) return k;
+  if (isa == Isa::avx_vnni) k.dot_x8 = avx_vnni_group_dot(weight);
+  if (isa == Isa::avx512_vnni) k.dot_x8 = avx512_vnni_group_dot(weight);
+  return k;
 }
 
 QuantDotKernel quant_dot_kernel(DType weight) {

@@ -4,8 +4,9 @@
 // done in integers block by block, so weights are never decoded to floats.
 //
 // Every kernel exists as a portable scalar version (the reference the SIMD ones are
-// tested against) and as AVX2 versions; the widest path the CPU supports is picked once
-// at start-up (core/cpu_features.h, capped by TANDEM_CPU_MAX).
+// tested against) and as AVX2 versions; the row-interleaved group dots also have VNNI
+// versions (vnni.h). The widest path the CPU supports is picked once at start-up
+// (core/cpu_features.h, capped by TANDEM_CPU_MAX).
 #pragma once
 
 #include <cstddef>
@@ -16,10 +17,16 @@
 
 namespace tandem::cpu {
 
-enum class Isa { scalar, avx2 };
+// Ordered: each path needs what the one before it needs. The VNNI paths are the AVX2
+// kernels with vpdpbusd group dots: avx_vnni (VEX form, Intel Alder Lake and later
+// desktops) and avx512_vnni (EVEX form with AVX-512 F/BW/VL, AMD Zen 4/5, Intel Xeons).
+enum class Isa { scalar, avx2, avx_vnni, avx512_vnni };
 const char* isa_name(Isa isa);
 // The widest path this CPU runs (honours TANDEM_CPU_MAX).
 Isa best_isa();
+// Whether this CPU runs `isa` (it runs every path up to best_isa(), except that an
+// AVX-512 CPU without AVX-VNNI does not run the VEX-encoded avx_vnni path).
+bool cpu_runs(Isa isa);
 
 // Quantizes n floats (a multiple of the type's block) to Q8_0, Q8_1 or Q8_K.
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
@@ -52,6 +59,7 @@ QuantDotKernel quant_dot_kernel(DType weight);
 size_t activation_row_bytes(const QuantDotKernel& kernel, int64_t n);
 
 // The per-ISA tables (one .cpp each; the AVX2 one is compiled with -mavx2 -mfma -mf16c).
+// The VNNI paths take the AVX2 table and swap in their group dots (quant_dot.cpp).
 QuantDotKernel quant_dot_kernel_scalar(DType weight);
 QuantDotKernel quant_dot_kernel_avx2(DType weight);
 

@@ -1,0 +1,93 @@
+// The frame of the row-interleaved group dots with 32-element blocks and Q8_0 activations
+// whose codes are stored unsigned with an offset (layouts: interleaved_q5_0.cpp,
+// interleaved_q8_0.cpp), shared by the AVX2 Q5_0 kernel and the VNNI Q5_0 and Q8_0 kernels.
+//
+// Per block, Codes unpacks the 8 chunks once (chunk i: elements 4i..4i+3 of all 8 rows, one
+// row per 32-bit lane, as unsigned bytes = code + kOffset); for each column, Products
+// multiplies them with broadcasts of the chunk's 4 activation bytes, so the column's 8 row
+// sums end in one vector without a horizontal sum. The offset is taken off in integers with
+// the activation block's code sum, computed once per block and column ahead of the rows'
+// work: the result is exact, as the row kernel's. Include only from files compiled with
+// -mavx2 -mfma -mf16c or wider; internal linkage, as avx2_util.h.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cpu/avx2_util.h"
+#include "backend/cpu/interleaved.h"
+#include "quant/blocks.h"
+
+namespace tandem::cpu::block32_x8 {
+namespace {
+
+using quant::BlockQ8_0;
+
+// Q5_0 (group block: 8 f16 scales, 128 bytes of low nibbles, 32 bytes of fifth bits).
+struct Q5_0Codes {
+  static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockQ5_0);
+  static constexpr int kOffset = 16;
+  static inline void unpack(const uint8_t* gb, __m256i q[8]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    const __m256i hb = load256(gb + 16 + 128);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i raw = load256(gb + 16 + 32 * v);
+      q[v] = _mm256_and_si256(raw, low4);
+      q[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+    }
+    // Fifth bit of chunk i is bit i of hb's bytes: move it to bit 4 (16-bit shifts
+    // carry bits across bytes, but never into bit 4 of a byte).
+    q[0] = _mm256_or_si256(q[0], _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4));
+    q[1] = _mm256_or_si256(q[1], _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4));
+    q[2] = _mm256_or_si256(q[2], _mm256_and_si256(_mm256_slli_epi16(hb, 2), bit4));
+    q[3] = _mm256_or_si256(q[3], _mm256_and_si256(_mm256_slli_epi16(hb, 1), bit4));
+    q[4] = _mm256_or_si256(q[4], _mm256_and_si256(hb, bit4));
+    q[5] = _mm256_or_si256(q[5], _mm256_and_si256(_mm256_srli_epi16(hb, 1), bit4));
+    q[6] = _mm256_or_si256(q[6], _mm256_and_si256(_mm256_srli_epi16(hb, 2), bit4));
+    q[7] = _mm256_or_si256(q[7], _mm256_and_si256(_mm256_srli_epi16(hb, 3), bit4));
+  }
+};
+
+// Blocks whose activation sums are taken ahead of the rows' work (bounded stack use).
+constexpr int64_t kSpan = 32;
+
+// Products supplies static int code_sum(const int8_t* qs, int weight) (weight times the sum
+// of the 32 activation codes) and static __m256i dot(const __m256i q[8], const uint8_t* aq)
+// (per row: q . the 32 activation codes at aq, in int32 lanes).
+template <class Codes, class Products, int NC>
+void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t os) {
+  const int64_t nb = n / 32;
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+  alignas(32) int32_t offset[kSpan][NC];  // kOffset * sum of the block's activation codes
+  alignas(32) float scale_a[kSpan][NC];
+  for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
+    const int64_t b1 = std::min(nb, b0 + kSpan);
+    for (int c = 0; c < NC; ++c) {
+      const auto* ab = reinterpret_cast<const BlockQ8_0*>(a + c * a_stride);
+      for (int64_t b = b0; b < b1; ++b) {
+        offset[b - b0][c] = Products::code_sum(ab[b].qs, Codes::kOffset);
+        scale_a[b - b0][c] = f16(ab[b].d);
+      }
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+      const uint8_t* gb = group + b * Codes::kBlockBytes;
+      prefetch_weights(gb, Codes::kBlockBytes);
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb)));
+      __m256i q[8];
+      Codes::unpack(gb, q);
+      for (int c = 0; c < NC; ++c) {
+        const uint8_t* aq = a + c * a_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+        const __m256i sum = _mm256_sub_epi32(Products::dot(q, aq), _mm256_set1_epi32(offset[b - b0][c]));
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(scale_a[b - b0][c])), acc[c]);
+      }
+    }
+  }
+  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);
+}
+
+}  // namespace
+}  // namespace tandem::cpu::block32_x8

@@ -1,0 +1,79 @@
+// VNNI dots of row-interleaved Q4_K and Q5_K groups (layouts: interleaved_q4_k.cpp,
+// interleaved_q5_k.cpp) with up to 8 Q8_K activation columns; compiled once per VNNI
+// variant (vnni.h).
+//
+// Everything but the products is the AVX2 kernels' (interleaved_k4.h): scales and mins
+// unpacked once per super-block, the mins term through the activations' bsums, the same
+// loads of codes (Q4KLoads, Q5KLoads). The products: one vpdpbusd per load and column adds
+// a sub-block's 4 elements of all 8 rows straight into int32 lanes (no int16 stage, so no
+// half-sub-block split for Q5_K), and one vpmulld per sub-block and column applies the
+// rows' 6-bit scales (a sub-block's sum is at most 32 * 31 * 128, times 63: exact in int32).
+#include "backend/cpu/vnni.h"
+
+#include "backend/cpu/interleaved_k4.h"
+
+namespace tandem::cpu::TANDEM_VNNI_NS {
+
+using quant::BlockQ8_K;
+
+namespace {
+
+using k4_x8::SuperBlockScales;
+
+template <class Loads>
+struct VnniCodes {
+  static constexpr int64_t kBlockBytes = Loads::kBlockBytes;
+  static constexpr int kColumnBlock = 4;
+
+  template <int P, int CB>
+  __attribute__((always_inline)) static inline void sub_block_pair(const uint8_t* gb, __m256i scale_lo,
+                                                                   __m256i scale_hi, const BlockQ8_K* const* ab,
+                                                                   __m256i* sumi) {
+    __m256i sum_lo[CB], sum_hi[CB];
+    for (int c = 0; c < CB; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      __m256i lo, hi;
+      Loads::template codes<P>(gb, i, lo, hi);
+      for (int c = 0; c < CB; ++c) {
+        const int8_t* act = ab[c]->qs + 64 * P + 4 * i;
+        sum_lo[c] = dpbusd(sum_lo[c], lo, broadcast4(act));
+        sum_hi[c] = dpbusd(sum_hi[c], hi, broadcast4(act + 32));
+      }
+    }
+    for (int c = 0; c < CB; ++c) {
+      sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_mullo_epi32(sum_lo[c], scale_lo),
+                                                            _mm256_mullo_epi32(sum_hi[c], scale_hi)));
+    }
+  }
+
+  template <int CB>
+  __attribute__((always_inline)) static inline void accumulate(const uint8_t* gb, const SuperBlockScales& s,
+                                                               const BlockQ8_K* const* ab, __m256i* sumi) {
+    // s.scale[j] holds the scale in both int16 halves of each lane (for AVX2's madd): keep one.
+    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+    const auto scale = [&](int j) { return _mm256_and_si256(s.scale[j], low16); };
+    sub_block_pair<0, CB>(gb, scale(0), scale(1), ab, sumi);
+    sub_block_pair<1, CB>(gb, scale(2), scale(3), ab, sumi);
+    sub_block_pair<2, CB>(gb, scale(4), scale(5), ab, sumi);
+    sub_block_pair<3, CB>(gb, scale(6), scale(7), ab, sumi);
+  }
+};
+
+}  // namespace
+
+void dot_q4_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                 int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    k4_x8::dot_columns<VnniCodes<k4_x8::Q4KLoads>, NC>(n, group, a, a_stride, out, out_stride);
+  });
+}
+
+void dot_q5_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                 int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    k4_x8::dot_columns<VnniCodes<k4_x8::Q5KLoads>, NC>(n, group, a, a_stride, out, out_stride);
+  });
+}
+
+}  // namespace tandem::cpu::TANDEM_VNNI_NS

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The VNNI variants' object files (vnni.h), checked where no CPU runs them:
+#  - each defines no symbol with external linkage but its own kernels (namespace
+#    tandem::cpu::<variant>): an inline helper or template compiled with AVX-512 flags and
+#    exported weakly could be the copy the linker hands to AVX2-only code (SIGILL there);
+#  - each really contains vpdpbusd (the variant was compiled for the instruction).
+# usage: vnni_objects_test.sh VARIANT OBJECT...
+set -euo pipefail
+variant=$1
+shift
+status=0
+for obj in "$@"; do
+  leaked=$(nm -C --defined-only "$obj" | awk '$2 ~ /^[TWVuDBR]$/' | grep -v "tandem::cpu::${variant}::dot_" || true)
+  if [ -n "$leaked" ]; then
+    echo "FAIL: $obj exports symbols outside tandem::cpu::${variant}::dot_*:" >&2
+    echo "$leaked" >&2
+    status=1
+  fi
+  count=$(objdump -d --no-show-raw-insn "$obj" | grep -c 'vpdpbusd' || true)
+  if [ "$count" -eq 0 ]; then
+    echo "FAIL: $obj has no vpdpbusd instruction" >&2
+    status=1
+  else
+    echo "ok: $(basename "$obj"): only its kernels exported, $count vpdpbusd"
+  fi
+done
+exit $status
