@@ -378,8 +378,11 @@ QuantDotKernel quant_dot_kernel(DType weight, Isa isa) {
   if (isa == Isa::scalar) return quant_dot_kernel_scalar(weight);
   QuantDotKernel k = quant_dot_kernel_avx2(weight);
   if (!k.dot_x8) return k;
-  if (isa == Isa::avx_vnni) k.dot_x8 = avx_vnni_group_dot(weight);
-  if (isa == Isa::avx512_vnni) k.dot_x8 = avx512_vnni_group_dot(weight);
+  // A type without a VNNI group dot keeps the AVX2 one.
+  GroupDotFn vnni = nullptr;
+  if (isa == Isa::avx_vnni) vnni = avx_vnni_group_dot(weight);
+  if (isa == Isa::avx512_vnni) vnni = avx512_vnni_group_dot(weight);
+  if (vnni) k.dot_x8 = vnni;
   return k;
 }
 
