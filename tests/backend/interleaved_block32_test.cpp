@@ -10,7 +10,7 @@
 
 #include "backend/cpu/interleaved.h"
 #include "backend/cpu/quant_dot.h"
-#include "interleaved_paths.h"
+#include "interleaved_test_util.h"
 #include "support/random_blocks.h"
 
 namespace tandem::cpu {

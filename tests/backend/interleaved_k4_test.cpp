@@ -14,7 +14,7 @@
 #include "backend/cpu/interleaved.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/half.h"
-#include "interleaved_paths.h"
+#include "interleaved_test_util.h"
 #include "quant/blocks.h"
 #include "support/random_blocks.h"
 
@@ -48,23 +48,15 @@ struct Q5K {
   }
 };
 
-constexpr int64_t kOutStride = 11;  // outputs of a column 11 floats apart
-constexpr size_t kActPadding = 40;  // bytes between activation rows
+constexpr int64_t kOutStride = testing::kGroupOutStride;
 
 template <class T>
 size_t row_bytes(int64_t n) { return static_cast<size_t>(n / 256) * sizeof(typename T::Block); }
-size_t act_stride(int64_t n) { return static_cast<size_t>(n / 256) * sizeof(BlockQ8_K) + kActPadding; }
+size_t act_stride(int64_t n) { return testing::q8_k_act_stride(n); }
 
 // n_cols Q8_K activation rows of n normal values, act_stride(n) bytes apart.
 std::vector<uint8_t> activations(int64_t n, int n_cols, std::mt19937& rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<uint8_t> act(act_stride(n) * static_cast<size_t>(n_cols), 0xAB);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (int c = 0; c < n_cols; ++c) {
-    for (auto& v : x) v = dist(rng);
-    quantize_q8_k(x.data(), act.data() + c * act_stride(n), n);
-  }
-  return act;
+  return testing::q8_k_activations(n, n_cols, rng);
 }
 
 // Per row r and column c: the sum over super-blocks of |d * da * scaled| + |dmin * da * mins|,
@@ -100,9 +92,7 @@ std::vector<double> term_magnitudes(const std::vector<uint8_t>& rows, int64_t n,
 // Runs a group dot into a buffer pre-filled with -1 (so stray writes show).
 std::vector<float> run_dot(GroupDotFn dot, int64_t n, const std::vector<uint8_t>& group,
                            const std::vector<uint8_t>& act, int n_cols) {
-  std::vector<float> out(static_cast<size_t>(n_cols * kOutStride), -1.0f);
-  dot(n, group.data(), act.data(), act_stride(n), n_cols, out.data(), kOutStride);
-  return out;
+  return testing::run_group_dot(dot, n, group, act, n_cols);
 }
 
 // The scalar row kernel on each of the 8 original rows.
@@ -119,13 +109,7 @@ std::vector<float> row_kernel_dot(const std::vector<uint8_t>& rows, int64_t n, c
 
 void expect_close(const std::vector<float>& got, const std::vector<float>& expect, const std::vector<double>& mag,
                   int n_cols, const char* what) {
-  for (int c = 0; c < n_cols; ++c) {
-    for (int r = 0; r < 8; ++r) {
-      const size_t i = static_cast<size_t>(c * kOutStride + r);
-      EXPECT_NEAR(got[i], expect[i], 1e-6 * mag[i] + 1e-30) << what << " cols=" << n_cols << " c=" << c << " r=" << r;
-    }
-    for (int64_t o = 8; o < kOutStride; ++o) EXPECT_EQ(got[c * kOutStride + o], -1.0f) << what << ": wrote past row 8";
-  }
+  testing::expect_group_close(got, expect, mag, n_cols, what);
 }
 
 template <class T>

@@ -48,7 +48,7 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5f * scale) << what << " at " << i;
 }
 
-const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q8_0};
+const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q8_0, DType::IQ4_XS};
 
 TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
   OpContext ctx(2, 4096);

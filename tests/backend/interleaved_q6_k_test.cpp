@@ -13,7 +13,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
 #include "core/half.h"
-#include "interleaved_paths.h"
+#include "interleaved_test_util.h"
 #include "quant/blocks.h"
 #include "support/random_blocks.h"
 

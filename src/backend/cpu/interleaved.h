@@ -40,7 +40,7 @@ using GroupDotFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, s
 
 // Byte offsets inside one group super-block (256 elements x 8 rows), shared by each type's
 // portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q5_k.cpp /
-// _q6_k.cpp.
+// _q6_k.cpp / _iq4_xs.cpp.
 namespace q4_k_x8 {
 constexpr int kDmin = 16, kScLow = 32, kMnLow = 64, kHigh = 96, kQs = 128, kBytes = 8 * 144;
 
@@ -68,6 +68,24 @@ constexpr size_t qh_index(int r, int l) { return kQh + 32 * (l / 4) + 4 * r + l 
 namespace q6_k_x8 {
 constexpr int kScales = 16, kCodes = 144, kBytes = 8 * 210;
 }
+// IQ4_XS (layout: interleaved_iq4_xs.cpp): d, sc_low in Q4_K's slots, high, qs as Q4_K's.
+namespace iq4_xs_x8 {
+constexpr int kScLow = 16, kHigh = 48, kQs = 64, kBytes = 8 * 136;
+
+// Byte of row r's sub-block j (mod 4) in sc_low (Q4_K's slot) and in high (one 128-bit lane).
+constexpr size_t slot(int r, int j) { return q4_k_x8::slot(r, j); }
+constexpr size_t high_slot(int r, int j) { return 4 * (j % 4) + r % 4; }
+// Bit offset of row r's sub-block j's top 2 bits in its high byte.
+constexpr int high_shift(int r, int j) { return 4 * (r / 4) + 2 * (j / 4); }
+
+// Byte of row r's qs[q] (q = 0..127) in the group super-block (Q4_K's arrangement).
+constexpr size_t qs_index(int r, int q) { return kQs + 256 * (q / 32) + 32 * ((q % 32) / 4) + 4 * r + q % 4; }
+
+// The 6-bit (unsigned, 0..63) scale of row r's sub-block j from a group super-block.
+inline int group_scale(const uint8_t* gb, int r, int j) {
+  return ((gb[kScLow + slot(r, j)] >> (4 * (j / 4))) & 0x0F) | ((gb[kHigh + high_slot(r, j)] >> high_shift(r, j)) & 3) << 4;
+}
+}  // namespace iq4_xs_x8
 
 // Per type (activation type in brackets: the row kernel's):
 // Q4_K, Q5_K, Q6_K [Q8_K]
@@ -91,6 +109,14 @@ void dot_q6_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_
                         float* out, int64_t out_stride);
 void dot_q6_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
                       float* out, int64_t out_stride);
+
+// IQ4_XS [Q8_K]
+void repack_iq4_xs_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+void unpack_iq4_xs_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void dot_iq4_xs_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                          float* out, int64_t out_stride);
+void dot_iq4_xs_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
+                        float* out, int64_t out_stride);
 
 // Q5_0, Q8_0 [Q8_0]
 void repack_q5_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
@@ -121,6 +147,8 @@ void dot_q8_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t 
                    int64_t out_stride);                                                                        \
   void dot_q8_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
                    int64_t out_stride);                                                                        \
+  void dot_iq4_xs_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,          \
+                     float* out, int64_t out_stride);                                                          \
   }
 TANDEM_DECLARE_VNNI_GROUP_DOTS(avx_vnni)
 TANDEM_DECLARE_VNNI_GROUP_DOTS(avx512_vnni)

@@ -65,18 +65,21 @@ inline void unpack_scales(const uint8_t* gb, SuperBlockScales& s) {
   }
 }
 
-// sum_j min[r][j] * (bsums[2j] + bsums[2j+1]) for the 8 rows, in int32 lanes (the pair
-// sums of bsums fit int16: at most 32 * 128).
-inline __m256i mins_dot(const SuperBlockScales& s, const BlockQ8_K& ab) {
+// sum_j v[r][j] * (bsums[2j] + bsums[2j+1]) for the 8 rows, in int32 lanes, where pair[p]
+// holds row r's v[2p] and v[2p+1] in the two int16 halves of lane r (the pair sums of
+// bsums fit int16: at most 32 * 128).
+inline __m256i pair_sums_dot(const __m256i pair[4], const BlockQ8_K& ab) {
   const __m128i sums32 = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums)),
                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums + 8)));
   const __m256i both = _mm256_broadcastsi128_si256(sums32);
-  const __m256i m01 = _mm256_add_epi32(_mm256_madd_epi16(s.min_pair[0], _mm256_shuffle_epi32(both, 0x00)),
-                                       _mm256_madd_epi16(s.min_pair[1], _mm256_shuffle_epi32(both, 0x55)));
-  const __m256i m23 = _mm256_add_epi32(_mm256_madd_epi16(s.min_pair[2], _mm256_shuffle_epi32(both, 0xAA)),
-                                       _mm256_madd_epi16(s.min_pair[3], _mm256_shuffle_epi32(both, 0xFF)));
+  const __m256i m01 = _mm256_add_epi32(_mm256_madd_epi16(pair[0], _mm256_shuffle_epi32(both, 0x00)),
+                                       _mm256_madd_epi16(pair[1], _mm256_shuffle_epi32(both, 0x55)));
+  const __m256i m23 = _mm256_add_epi32(_mm256_madd_epi16(pair[2], _mm256_shuffle_epi32(both, 0xAA)),
+                                       _mm256_madd_epi16(pair[3], _mm256_shuffle_epi32(both, 0xFF)));
   return _mm256_add_epi32(m01, m23);
 }
+// The mins term: sum_j min[r][j] * (bsums[2j] + bsums[2j+1]).
+inline __m256i mins_dot(const SuperBlockScales& s, const BlockQ8_K& ab) { return pair_sums_dot(s.min_pair, ab); }
 
 // How a type's 32-byte load becomes codes: load i (0..7) of sub-block pair P gives
 // elements 4i..4i+3 of sub-block 2P (lo) and of sub-block 2P+1 (hi) for all 8 rows, one
@@ -129,14 +132,15 @@ struct Q5KLoads {
 // Codes supplies the type's part: kBlockBytes (one group super-block), kColumnBlock, and
 // template <int CB> static void accumulate(gb, s, ab, sumi), which adds to sumi[c] (int32
 // lanes, one per row) sum_j scale[r][j] * (codes of sub-block j . activations of column c)
-// for the CB columns ab[0..CB-1] of the group super-block gb.
-template <class Codes, int CB>
-__attribute__((noinline)) void accumulate_outlined(const uint8_t* gb, const SuperBlockScales& s,
-                                                   const BlockQ8_K* const* ab, __m256i* sumi) {
+// for the CB columns ab[0..CB-1] of the group super-block gb, s being the type's unpacked
+// scales (SuperBlockScales for Q4_K/Q5_K; IQ4_XS's VNNI kernel has its own).
+template <class Codes, int CB, class Scales>
+__attribute__((noinline)) void accumulate_outlined(const uint8_t* gb, const Scales& s, const BlockQ8_K* const* ab,
+                                                   __m256i* sumi) {
   Codes::template accumulate<CB>(gb, s, ab, sumi);
 }
-template <class Codes, int C0, int NC>
-inline void accumulate_all(const uint8_t* gb, const SuperBlockScales& s, const BlockQ8_K* const* ab, __m256i* sumi) {
+template <class Codes, int C0, int NC, class Scales>
+inline void accumulate_all(const uint8_t* gb, const Scales& s, const BlockQ8_K* const* ab, __m256i* sumi) {
   constexpr int kBlock = Codes::kColumnBlock;
   if constexpr (NC <= kBlock) {
     Codes::template accumulate<NC>(gb, s, ab, sumi);

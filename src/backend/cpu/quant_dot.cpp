@@ -315,6 +315,7 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
     TANDEM_X8(Q4_K, q4_k)
     TANDEM_X8(Q5_K, q5_k)
     TANDEM_X8(Q6_K, q6_k)
+    TANDEM_X8(IQ4_XS, iq4_xs)
 #undef TANDEM_X8
     default: break;
   }
@@ -347,6 +348,7 @@ bool has_avx512_vnni(const CpuFeatures& f) {
       case DType::Q6_K: return ns::dot_q6_k_x8;       \
       case DType::Q5_0: return ns::dot_q5_0_x8;       \
       case DType::Q8_0: return ns::dot_q8_0_x8;       \
+      case DType::IQ4_XS: return ns::dot_iq4_xs_x8;   \
       default: return nullptr;                        \
     }                                                 \
   }

@@ -582,6 +582,7 @@ QuantDotKernel quant_dot_kernel_avx2(DType weight) {
     case DType::Q4_K: k.dot_x8 = dot_q4_k_x8_avx2; break;
     case DType::Q5_K: k.dot_x8 = dot_q5_k_x8_avx2; break;
     case DType::Q6_K: k.dot_x8 = dot_q6_k_x8_avx2; break;
+    case DType::IQ4_XS: k.dot_x8 = dot_iq4_xs_x8_avx2; break;
     default: break;
   }
   return k;
