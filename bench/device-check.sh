@@ -3,21 +3,23 @@
 # minutes go to measuring, not to debugging this script:
 #
 #   here (no GPU needed):  bash bench/device-check.sh --prepare
-#       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test)
-#       and puts the two binaries, stripped, with the non-CUDA shared libraries they need
+#       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test,
+#       interleaved_test, tandem_kernel_bench) and puts the binaries, stripped, with the non-CUDA shared libraries they need
 #       (libfmt, libpcre2: the device machine cannot install packages) in build/device-carry.
 #   device (run tool):     carry: ["build/device-carry"]
-#                          command: bash bench/device-check.sh --out "$OUT"   (6 files:
+#                          command: bash bench/device-check.sh --out "$OUT"   (7 files:
 #                          within the run tool's 8; with bench/hybrid.sh in the same call,
 #                          write both to /tmp and tar them into $OUT)
-#   here, rehearsal:       bash bench/device-check.sh --out /tmp/device-check --layers 2
+#   here, rehearsal:       bash bench/device-check.sh --out /tmp/device-check --layers 4
 #       (every GPU step reports "no GPU" and the script still ends with its table)
 #
 # Steps: tandem devices --bandwidth (HBM read and host<->device copy GB/s), the CUDA op
 # tests (gtest JSON to $OUT), tandem synth of a qwen35moe Q4_K_M (16 layers by default, on
 # the device's local disk), tandem bench on it (pp512/tg128) full-GPU when the build has
 # GPU execution, and a table: op tests passed/failed/skipped, pp512, tg128, decode as % of
-# the HBM roofline (weights read per token / measured read bandwidth).
+# the HBM roofline (weights read per token / measured read bandwidth). Also the host CPU:
+# the interleaved kernel tests (natively on its VNNI paths, which no machine here has) and
+# tandem_kernel_bench on every ISA path it runs (cpu.txt).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$ROOT/build/device"
@@ -40,18 +42,20 @@ if [ "$prepare" = 1 ]; then
   PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY="$(command -v python3)"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="89;90" -DTANDEM_PYTHON="$PY" >/dev/null
-  cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test
+  cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test interleaved_test tandem_kernel_bench
   mkdir -p "$BUILD/lib"
   # Debian's shared libraries that a CUDA image may lack; the CUDA ones come from the device.
-  for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test"; do
+  for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
+    "$BUILD/tandem_kernel_bench"; do
     ldd "$bin" | awk '/libfmt|libpcre2/ {print $3}' | xargs -r -I{} cp -L {} "$BUILD/lib/"
   done
   # Only what the device run needs travels (the run tool carries at most 64 MiB).
   CARRY="$ROOT/build/device-carry"
   rm -rf "$CARRY" && mkdir -p "$CARRY/lib"
-  cp "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$CARRY/"
+  cp "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
+    "$BUILD/tandem_kernel_bench" "$CARRY/"
   cp "$BUILD/lib/"* "$CARRY/lib/"
-  strip "$CARRY/tandem" "$CARRY/cuda_backend_test"
+  strip "$CARRY/tandem" "$CARRY/cuda_backend_test" "$CARRY/interleaved_test" "$CARRY/tandem_kernel_bench"
   du -sh "$CARRY"
   echo "device-check: prepared; carry [\"build/device-carry\"]"
   exit 0
@@ -79,6 +83,21 @@ tail -n 25 "$out/cuda_tests.txt"
 passed="$(grep -c '^\[       OK \]' "$out/cuda_tests.txt")"
 failed="$(grep -c '^\[  FAILED  \] [A-Za-z]' "$out/cuda_tests.txt")"
 skipped="$(grep -c '^\[  SKIPPED \] [A-Za-z].*(' "$out/cuda_tests.txt")"
+
+log "host CPU: interleaved kernel tests and kernel bench per ISA path"
+cpu_tests="n/a" cpu_paths="n/a"
+if [ -x "$CARRY/interleaved_test" ] && [ -x "$CARRY/tandem_kernel_bench" ]; then
+  {
+    grep -m1 'model name' /proc/cpuinfo
+    "$CARRY/interleaved_test" 2>&1 | grep -E '^\[  (FAILED|PASSED|SKIPPED) |SKIPPED:'
+    for isa in avx2 avx-vnni avx512-vnni; do
+      "$CARRY/tandem_kernel_bench" --isa "$isa" --layout x8 --types q4_k,q5_k,q6_k,iq4_xs,q5_0,q8_0 --seconds 0.2 2>&1
+    done
+  } >"$out/cpu.txt"
+  cat "$out/cpu.txt"
+  cpu_tests="$(grep -m1 -E '^\[  PASSED  \]' "$out/cpu.txt" || echo 'FAILED (see cpu.txt)')"
+  cpu_paths="$(grep '^isa ' "$out/cpu.txt" | cut -d, -f1 | sed 's/^isa //' | tr '\n' ' ')"
+fi
 
 log "synth qwen35moe-35b-a3b, $layers layers, q4_k_m"
 model="${TMPDIR:-/tmp}/device-check-qwen35moe-${layers}l-q4_k_m.gguf"
@@ -109,6 +128,8 @@ fi
   echo "| GPU | $([ $has_gpu = 1 ] && grep -m1 '^gpu [0-9]' "$out/devices.txt" | cut -d: -f2- || echo 'none found') |"
   echo "| HBM read bandwidth | ${read_gbps:-n/a} GB/s |"
   echo "| CUDA op tests | $passed passed, $failed failed, $skipped skipped (exit $tests_rc) |"
+  echo "| host CPU interleaved tests | $cpu_tests |"
+  echo "| host CPU kernel paths benched | $cpu_paths |"
   echo "| qwen35moe ${layers}L Q4_K_M pp512 | ${pp:-n/a} tok/s |"
   echo "| qwen35moe ${layers}L Q4_K_M tg128 | ${tg:-n/a} tok/s |"
   echo "| tg128 vs HBM roofline | ${roofline:-n/a} (${weights_bytes:-?} bytes/token) |"

@@ -1,5 +1,7 @@
 #include "core/cpu_features.h"
 
+#include "core/error.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -54,17 +56,21 @@ CpuFeatures detect_cpu_features() {
   return f;
 }
 
+CpuFeatures cap_cpu_features(CpuFeatures f, std::string_view limit) {
+  if (limit.empty() || limit == "avx512") return f;
+  if (limit != "scalar" && limit != "avx2" && limit != "avx-vnni") {
+    fail("TANDEM_CPU_MAX='{}': expected scalar, avx2, avx-vnni or avx512", limit);
+  }
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512vnni = f.avx512bf16 = false;
+  if (limit == "scalar" || limit == "avx2") f.avx_vnni = false;
+  if (limit == "scalar") f.avx = f.avx2 = f.fma = f.f16c = false;
+  return f;
+}
+
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = [] {
-    CpuFeatures f = detect_cpu_features();
     const char* cap = std::getenv("TANDEM_CPU_MAX");
-    const std::string_view limit = cap ? cap : "";
-    if (limit == "scalar" || limit == "avx2" || limit == "avx-vnni") {
-      f.avx512f = f.avx512bw = f.avx512vl = f.avx512vnni = f.avx512bf16 = false;
-    }
-    if (limit == "scalar" || limit == "avx2") f.avx_vnni = false;
-    if (limit == "scalar") f.avx = f.avx2 = f.fma = f.f16c = false;
-    return f;
+    return cap_cpu_features(detect_cpu_features(), cap ? cap : "");
   }();
   return features;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace tandem {
 
@@ -28,5 +29,9 @@ const CpuFeatures& cpu_features();
 
 // Reads the CPU directly (no cap applied); exposed for tests.
 CpuFeatures detect_cpu_features();
+
+// `f` without what the cap `limit` (TANDEM_CPU_MAX's value: "", scalar, avx2, avx-vnni or
+// avx512) excludes; any other value is an error naming it.
+CpuFeatures cap_cpu_features(CpuFeatures f, std::string_view limit);
 
 }  // namespace tandem

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The VNNI variants' object files (vnni.h), checked where no CPU runs them:
-#  - each defines no symbol with external linkage but its own kernels (namespace
-#    tandem::cpu::<variant>): an inline helper or template compiled with AVX-512 flags and
-#    exported weakly could be the copy the linker hands to AVX2-only code (SIGILL there);
+#  - each defines no function with external linkage (nm: T, or W for weak/inline code) but
+#    its own kernels (namespace tandem::cpu::<variant>): an inline helper or template
+#    compiled with AVX-512 flags and exported weakly could be the copy the linker hands to
+#    AVX2-only code (SIGILL there). Data (V, u, D, R, B: e.g. an inline constexpr table,
+#    the EH personality reference of sanitizer builds) holds no instructions and may be shared;
 #  - each really contains vpdpbusd (the variant was compiled for the instruction).
 # usage: vnni_objects_test.sh VARIANT OBJECT...
 set -euo pipefail
@@ -10,9 +12,9 @@ variant=$1
 shift
 status=0
 for obj in "$@"; do
-  leaked=$(nm -C --defined-only "$obj" | awk '$2 ~ /^[TWVuDBR]$/' | grep -v "tandem::cpu::${variant}::dot_" || true)
+  leaked=$(nm -C --defined-only "$obj" | awk '$2 ~ /^[TW]$/' | grep -v "tandem::cpu::${variant}::dot_" || true)
   if [ -n "$leaked" ]; then
-    echo "FAIL: $obj exports symbols outside tandem::cpu::${variant}::dot_*:" >&2
+    echo "FAIL: $obj exports functions outside tandem::cpu::${variant}::dot_*:" >&2
     echo "$leaked" >&2
     status=1
   fi

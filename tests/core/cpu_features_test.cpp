@@ -51,5 +51,31 @@ TEST(CpuFeatures, ImpliedFeaturesAreConsistent) {
   EXPECT_FALSE(f.describe().empty());
 }
 
+TEST(CpuFeatures, CapsRemoveWhatTheyExclude) {
+  CpuFeatures all;
+  all.sse42 = all.avx = all.avx2 = all.fma = all.f16c = true;
+  all.avx512f = all.avx512bw = all.avx512vl = all.avx512vnni = all.avx512bf16 = all.avx_vnni = true;
+  EXPECT_EQ(cap_cpu_features(all, "").describe(), all.describe());
+  EXPECT_EQ(cap_cpu_features(all, "avx512").describe(), all.describe());
+  const CpuFeatures vnni = cap_cpu_features(all, "avx-vnni");
+  EXPECT_TRUE(vnni.avx_vnni && vnni.avx2);
+  EXPECT_FALSE(vnni.avx512f || vnni.avx512bw || vnni.avx512vl || vnni.avx512vnni || vnni.avx512bf16);
+  const CpuFeatures avx2 = cap_cpu_features(all, "avx2");
+  EXPECT_TRUE(avx2.avx2 && avx2.fma && avx2.f16c);
+  EXPECT_FALSE(avx2.avx_vnni || avx2.avx512f);
+  const CpuFeatures scalar = cap_cpu_features(all, "scalar");
+  EXPECT_FALSE(scalar.avx || scalar.avx2 || scalar.fma || scalar.f16c || scalar.avx_vnni || scalar.avx512f);
+  EXPECT_TRUE(scalar.sse42);
+}
+
+TEST(CpuFeatures, UnknownCapIsAnErrorNamingIt) {
+  try {
+    cap_cpu_features(CpuFeatures{}, "avx512vnni");
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("TANDEM_CPU_MAX='avx512vnni'"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tandem
