@@ -30,13 +30,16 @@ constexpr int64_t kInterleave = 8;
 
 // Repacks 8 rows of n elements (row r starts at rows + r * row_bytes, in the file type)
 // into one group of 8 * row_bytes bytes at `group`.
-using RepackFn = void (*)(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
+using Repack = void(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
 // The inverse: writes the 8 rows back in the file type (byte-identical to what was packed).
-using UnpackFn = void (*)(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+using Unpack = void(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 // Dot of one group (8 rows of n elements) with n_cols (1..8) quantized activation rows,
 // a_c at a + c * a_stride bytes: out[c * out_stride + r] = row_r . a_c for r < 8.
-using GroupDotFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                            float* out, int64_t out_stride);
+using GroupDot = void(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                      int64_t out_stride);
+using RepackFn = Repack*;
+using UnpackFn = Unpack*;
+using GroupDotFn = GroupDot*;
 
 // Byte offsets inside one group super-block (256 elements x 8 rows), shared by each type's
 // portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q5_k.cpp /
@@ -88,70 +91,27 @@ inline int group_scale(const uint8_t* gb, int r, int j) {
 }  // namespace iq4_xs_x8
 
 // Per type (activation type in brackets: the row kernel's):
-// Q4_K, Q5_K, Q6_K [Q8_K]
-void repack_q4_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_q4_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-void dot_q4_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                      float* out, int64_t out_stride);
-
-void repack_q5_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_q5_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-void dot_q5_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                      float* out, int64_t out_stride);
-
-void repack_q6_k_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_q6_k_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-void dot_q6_k_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                      float* out, int64_t out_stride);
-
-// IQ4_XS [Q8_K]
-void repack_iq4_xs_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_iq4_xs_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_iq4_xs_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                          float* out, int64_t out_stride);
-void dot_iq4_xs_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-
+// Q4_K, Q5_K, Q6_K, IQ4_XS [Q8_K]
+Repack repack_q4_k_x8, repack_q5_k_x8, repack_q6_k_x8, repack_iq4_xs_x8;
+Unpack unpack_q4_k_x8, unpack_q5_k_x8, unpack_q6_k_x8, unpack_iq4_xs_x8;
+GroupDot dot_q4_k_x8_scalar, dot_q5_k_x8_scalar, dot_q6_k_x8_scalar, dot_iq4_xs_x8_scalar;
+GroupDot dot_q4_k_x8_avx2, dot_q5_k_x8_avx2, dot_q6_k_x8_avx2, dot_iq4_xs_x8_avx2;
 // Q5_0, Q8_0 [Q8_0]
-void repack_q5_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_q5_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_q5_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-void dot_q5_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                      float* out, int64_t out_stride);
-
-void repack_q8_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group);
-void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-void dot_q8_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                        float* out, int64_t out_stride);
-void dot_q8_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,
-                      float* out, int64_t out_stride);
+Repack repack_q5_0_x8, repack_q8_0_x8;
+Unpack unpack_q5_0_x8, unpack_q8_0_x8;
+GroupDot dot_q5_0_x8_scalar, dot_q8_0_x8_scalar;
+GroupDot dot_q5_0_x8_avx2, dot_q8_0_x8_avx2;
 
 // The VNNI group dots (vnni.h): the same functions, one set per variant namespace —
 // avx_vnni and avx512_vnni in the library, vnni_emulated in the tests only.
-#define TANDEM_DECLARE_VNNI_GROUP_DOTS(ns)                                                                     \
-  namespace ns {                                                                                               \
-  void dot_q4_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
-                   int64_t out_stride);                                                                        \
-  void dot_q5_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
-                   int64_t out_stride);                                                                        \
-  void dot_q6_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
-                   int64_t out_stride);                                                                        \
-  void dot_q5_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
-                   int64_t out_stride);                                                                        \
-  void dot_q8_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, \
-                   int64_t out_stride);                                                                        \
-  void dot_iq4_xs_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,          \
-                     float* out, int64_t out_stride);                                                          \
-  }
-TANDEM_DECLARE_VNNI_GROUP_DOTS(avx_vnni)
-TANDEM_DECLARE_VNNI_GROUP_DOTS(avx512_vnni)
-TANDEM_DECLARE_VNNI_GROUP_DOTS(vnni_emulated)
+namespace avx_vnni {
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+}
+namespace avx512_vnni {
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+}
+namespace vnni_emulated {
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+}
 
 }  // namespace tandem::cpu
