@@ -1,13 +1,17 @@
-// The AVX2 dot-product path agrees with the portable one (to f32 rounding) for every
-// remainder of the row length and of the token count.
+// The float dot rows against a double-precision sum, for every remainder of the row length
+// and of the token count: f32 weights (portable and AVX2), F16 and BF16 weights widened in
+// registers (portable and AVX2), and BF16 x BF16 with vdpbf16ps (emulated by SIMDe here;
+// natively where the CPU has AVX512-BF16) against the sum of the bf16-rounded products.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "backend/cpu/dot_bf16_dp.h"
 #include "backend/cpu/dot_f32.h"
 #include "core/cpu_features.h"
+#include "core/half.h"
 
 namespace tandem::cpu {
 namespace {
@@ -31,6 +35,101 @@ TEST(DotRows, Avx2MatchesPortable) {
       }
     }
   }
+}
+
+// The shapes every case runs: row lengths around the vector widths (8, 16, 32), token
+// counts around the four-row pass; y is written with a stride of 3 (a column of a matrix).
+struct HalfCase {
+  std::vector<uint16_t> w, x16;  // weights; activations rounded to bf16 (for the dp kernel)
+  std::vector<float> x;
+  int64_t n, tokens;
+};
+
+template <class Check>
+void for_each_half_case(DType type, Check check) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal;
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 100, 896}) {
+    for (int64_t tokens : {1, 2, 3, 4, 5, 9}) {
+      HalfCase c{{}, {}, {}, n, tokens};
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = normal(rng);
+        c.w.push_back(type == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v));
+      }
+      for (int64_t i = 0; i < n * tokens; ++i) c.x.push_back(normal(rng));
+      c.x16.resize(c.x.size());
+      round_to_bf16(c.x.data(), tokens, n, c.x16.data());
+      check(c);
+    }
+  }
+}
+
+float widen(DType type, uint16_t v) { return type == DType::F16 ? f16_to_f32(v) : bf16_to_f32(v); }
+
+// y (stride 3) against sum_i weight(w[i]) * act(i) in double, within f32 rounding of the
+// products' magnitude.
+template <class Act>
+void expect_rows(const HalfCase& c, DType type, const std::vector<float>& y, Act act, const char* path) {
+  for (int64_t t = 0; t < c.tokens; ++t) {
+    double exact = 0, magnitude = 0;
+    for (int64_t i = 0; i < c.n; ++i) {
+      const double p = static_cast<double>(widen(type, c.w[i])) * act(t * c.n + i);
+      exact += p;
+      magnitude += std::fabs(p);
+    }
+    EXPECT_NEAR(y[t * 3], exact + 0.5, 2e-6 * (magnitude + 1)) << path << " n=" << c.n << " t=" << t;
+  }
+}
+
+TEST(DotRowsHalf, WidenedRowsMatchTheExactSum) {
+  const bool avx2 = cpu_features().avx2 && cpu_features().fma && cpu_features().f16c;
+  for (DType type : {DType::F16, DType::BF16}) {
+    const auto portable = type == DType::F16 ? dot_rows_f16_portable : dot_rows_bf16_portable;
+    const auto simd = type == DType::F16 ? dot_rows_f16_avx2 : dot_rows_bf16_avx2;
+    for_each_half_case(type, [&](const HalfCase& c) {
+      std::vector<float> y(static_cast<size_t>(c.tokens * 3));
+      const auto f32 = [&](int64_t i) { return static_cast<double>(c.x[i]); };
+      portable(c.w.data(), c.x.data(), c.n, c.tokens, c.n, y.data(), 3, 0.5f);
+      expect_rows(c, type, y, f32, "portable");
+      if (avx2) {
+        simd(c.w.data(), c.x.data(), c.n, c.tokens, c.n, y.data(), 3, 0.5f);
+        expect_rows(c, type, y, f32, "avx2");
+      }
+    });
+  }
+  if (!avx2) GTEST_SKIP() << "SKIPPED: no AVX2+FMA+F16C on this CPU; only the portable rows ran";
+}
+
+TEST(DotRowsHalf, RoundToBf16IsNearestEven) {
+  const float in[] = {1.0f, bits_to_f32(0x3f808000u), bits_to_f32(0x3f818000u), bits_to_f32(0x3f808001u), -2.5f};
+  uint16_t out[5];
+  round_to_bf16(in, 1, 5, out);
+  EXPECT_EQ(out[0], 0x3f80);  // exact
+  EXPECT_EQ(out[1], 0x3f80);  // halfway, to even (down)
+  EXPECT_EQ(out[2], 0x3f82);  // halfway, to even (up)
+  EXPECT_EQ(out[3], 0x3f81);  // above halfway
+  EXPECT_EQ(out[4], 0xc020);
+}
+
+void check_bf16_dp(Bf16DotRowsFn dp, const char* path) {
+  for_each_half_case(DType::BF16, [&](const HalfCase& c) {
+    std::vector<float> y(static_cast<size_t>(c.tokens * 3));
+    dp(c.w.data(), c.x16.data(), c.n, c.tokens, c.n, y.data(), 3, 0.5f);
+    expect_rows(c, DType::BF16, y, [&](int64_t i) { return static_cast<double>(bf16_to_f32(c.x16[i])); }, path);
+  });
+}
+
+TEST(DotRowsBf16Dp, EmulatedMatchesTheExactSum) {
+  if (!(cpu_features().avx2 && cpu_features().fma)) GTEST_SKIP() << "SKIPPED: the emulated build needs AVX2";
+  check_bf16_dp(bf16_emulated::dot_rows_bf16_dp, "emulated vdpbf16ps");
+}
+
+TEST(DotRowsBf16Dp, NativeMatchesTheExactSum) {
+  const Bf16DotRowsFn native = native_dot_rows_bf16_dp();
+  if (native == nullptr) {
+    GTEST_SKIP() << "SKIPPED: this CPU has no AVX512-BF16; the vdpbf16ps kernel ran emulated (SIMDe) only";
+  }
+  check_bf16_dp(native, "native vdpbf16ps");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/dot_bf16_dp.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/cpu_features.h"
 #include "core/half.h"
@@ -175,6 +176,18 @@ TEST(QuantDot, ActivationQuantizersRoundToNearest) {
 // matmul through the pool (2 threads) with biases and token counts that cross the kernel's
 // column groups and the 64-token tiles, against f32 math on the dequantized weights: the
 // only difference is the activations' 8-bit rounding (at most half a step per element).
+// A 2-D weight view over test bytes.
+Tensor matrix_view(DType type, int64_t n_in, int64_t n_out, const uint8_t* data) {
+  Tensor t;
+  t.name = "w";
+  t.type = type;
+  t.ne[0] = n_in;
+  t.ne[1] = n_out;
+  t.n_dims = 2;
+  t.data = data;
+  return t;
+}
+
 TEST(QuantDot, MatmulMatchesFloatMath) {
   std::mt19937 rng(10);
   std::normal_distribution<float> normal;
@@ -182,13 +195,7 @@ TEST(QuantDot, MatmulMatchesFloatMath) {
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::IQ4_XS}) {
     const int64_t n_in = 512, n_out = 37;
     std::vector<uint8_t> w = random_rows(type, n_in, n_out, rng);
-    Tensor t;
-    t.name = "w";
-    t.type = type;
-    t.ne[0] = n_in;
-    t.ne[1] = n_out;
-    t.n_dims = 2;
-    t.data = w.data();
+    const Tensor t = matrix_view(type, n_in, n_out, w.data());
     std::vector<float> wf(static_cast<size_t>(n_in * n_out)), bias(n_out);
     quant::dequantize_row(type, w.data(), wf.data(), n_in * n_out);
     for (float& b : bias) b = normal(rng);
@@ -210,6 +217,51 @@ TEST(QuantDot, MatmulMatchesFloatMath) {
             }
           }
           ASSERT_NEAR(y[tok * n_out + o], ref, bound) << dtype_name(type) << " token " << tok << " row " << o;
+        }
+      }
+    }
+  }
+}
+
+// Float weights go through their own rows (f32; F16/BF16 widened in registers; BF16 x BF16
+// on AVX512-BF16), in token tiles: 70 tokens cross two tile edges.
+TEST(QuantDot, FloatWeightMatmulMatchesDoublePrecision) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal;
+  OpContext ctx(2, 1024);
+  const bool bf16_dp = native_dot_rows_bf16_dp() != nullptr;
+  for (DType type : {DType::F32, DType::F16, DType::BF16}) {
+    const int64_t n_in = 200, n_out = 37;
+    std::vector<float> wf(static_cast<size_t>(n_in * n_out)), bias(n_out);
+    for (float& v : wf) v = normal(rng);
+    std::vector<uint8_t> w(wf.size() * dtype_info(type).block_bytes);
+    for (size_t i = 0; i < wf.size(); ++i) {
+      if (type == DType::F32) {
+        std::memcpy(w.data() + i * 4, &wf[i], 4);
+        continue;
+      }
+      const uint16_t h = type == DType::F16 ? f32_to_f16(wf[i]) : f32_to_bf16(wf[i]);
+      std::memcpy(w.data() + i * 2, &h, 2);
+      wf[i] = type == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+    const Tensor t = matrix_view(type, n_in, n_out, w.data());
+    for (float& b : bias) b = normal(rng);
+    // bf16 activations (vdpbf16ps) are within 2^-9 of the f32 ones.
+    const double relative = type == DType::BF16 && bf16_dp ? 1.0 / 256 : 1e-5;
+    for (int64_t tokens : {1, 5, 70}) {
+      std::vector<float> x(static_cast<size_t>(tokens * n_in)), y(static_cast<size_t>(tokens * n_out));
+      for (float& v : x) v = normal(rng);
+      matmul(ctx, t, x.data(), tokens, y.data(), bias.data());
+      for (int64_t tok = 0; tok < tokens; ++tok) {
+        for (int64_t o = 0; o < n_out; ++o) {
+          double ref = bias[o], magnitude = 0;
+          for (int64_t e = 0; e < n_in; ++e) {
+            const double p = static_cast<double>(wf[o * n_in + e]) * x[tok * n_in + e];
+            ref += p;
+            magnitude += std::fabs(p);
+          }
+          ASSERT_NEAR(y[tok * n_out + o], ref, relative * magnitude + 1e-5)
+              << dtype_name(type) << " token " << tok << " row " << o;
         }
       }
     }

@@ -61,9 +61,11 @@ class OpContext {
     static const QuantDotKernel none;
     return float_activations_ ? none : kernels_[static_cast<size_t>(weight)];
   }
-  // Float activations for quantized weights too (weight rows decoded to f32): slow, but
-  // free of the 8-bit activation rounding; tests use it to compare with f32 references.
+  // Float activations for quantized weights too (weight rows decoded to f32), and f32 ones
+  // for BF16 weights on AVX512-BF16 CPUs: slow, but free of the activation rounding; tests
+  // use it to compare with f32 references.
   void set_float_activations(bool on) { float_activations_ = on; }
+  bool float_activations() const { return float_activations_; }
 
   // The weight as the CPU runs it. A quantized matrix whose rows come in groups of 8 and
   // whose type has an interleaved kernel is repacked (interleaved.h) the first time it

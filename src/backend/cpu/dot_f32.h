@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace tandem::cpu {
 
 // sum_i a[i] * b[i], four partial sums (vectorisable without -ffast-math).
@@ -22,6 +24,21 @@ void dot_rows_avx2(const float* w, const float* x, int64_t n, int64_t n_tokens, 
 
 // The best path this CPU can run (honours TANDEM_CPU_MAX, see core/cpu_features.h).
 DotRowsFn best_dot_rows();
+
+// The same over rows of F16 or BF16 weights, widened to f32 in registers as they are read
+// (no widened copy of the row is written).
+using HalfDotRowsFn = void (*)(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                               float* y, int64_t y_stride, float bias);
+void dot_rows_f16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                           float* y, int64_t y_stride, float bias);
+void dot_rows_bf16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                            float* y, int64_t y_stride, float bias);
+void dot_rows_f16_avx2(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                       int64_t y_stride, float bias);
+void dot_rows_bf16_avx2(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                        int64_t y_stride, float bias);
+// weight is F16 or BF16.
+HalfDotRowsFn best_dot_rows_half(DType weight);
 
 // y[i] += a * x[i] for i < n.
 using AxpyFn = void (*)(float* y, float a, const float* x, int64_t n);
