@@ -4,7 +4,7 @@
 #
 #   here (no GPU needed):  bash bench/device-check.sh --prepare
 #       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test,
-#       interleaved_test, tandem_kernel_bench) and puts the binaries, stripped, with the non-CUDA shared libraries they need
+#       interleaved_test, backend_test, tandem_kernel_bench) and puts the binaries, stripped, with the non-CUDA shared libraries they need
 #       (libfmt, libpcre2: the device machine cannot install packages) in build/device-carry.
 #   device (run tool):     carry: ["build/device-carry"]
 #                          command: bash bench/device-check.sh --out "$OUT"   (7 files:
@@ -18,7 +18,8 @@
 # the device's local disk), tandem bench on it (pp512/tg128) full-GPU when the build has
 # GPU execution, and a table: op tests passed/failed/skipped, pp512, tg128, decode as % of
 # the HBM roofline (weights read per token / measured read bandwidth). Also the host CPU:
-# the interleaved kernel tests (natively on its VNNI paths, which no machine here has) and
+# the interleaved kernel tests and the float-weight dots (natively on its VNNI and BF16
+# paths, which no machine here has) and
 # tandem_kernel_bench on every ISA path it runs (cpu.txt).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,20 +43,21 @@ if [ "$prepare" = 1 ]; then
   PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY="$(command -v python3)"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="89;90" -DTANDEM_PYTHON="$PY" >/dev/null
-  cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test interleaved_test tandem_kernel_bench
+  cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test interleaved_test backend_test tandem_kernel_bench
   mkdir -p "$BUILD/lib"
   # Debian's shared libraries that a CUDA image may lack; the CUDA ones come from the device.
   for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
-    "$BUILD/tandem_kernel_bench"; do
+    "$BUILD/tests/backend/backend_test" "$BUILD/tandem_kernel_bench"; do
     ldd "$bin" | awk '/libfmt|libpcre2/ {print $3}' | xargs -r -I{} cp -L {} "$BUILD/lib/"
   done
   # Only what the device run needs travels (the run tool carries at most 64 MiB).
   CARRY="$ROOT/build/device-carry"
   rm -rf "$CARRY" && mkdir -p "$CARRY/lib"
   cp "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
-    "$BUILD/tandem_kernel_bench" "$CARRY/"
+    "$BUILD/tests/backend/backend_test" "$BUILD/tandem_kernel_bench" "$CARRY/"
   cp "$BUILD/lib/"* "$CARRY/lib/"
-  strip "$CARRY/tandem" "$CARRY/cuda_backend_test" "$CARRY/interleaved_test" "$CARRY/tandem_kernel_bench"
+  strip "$CARRY/tandem" "$CARRY/cuda_backend_test" "$CARRY/interleaved_test" "$CARRY/backend_test" \
+    "$CARRY/tandem_kernel_bench"
   du -sh "$CARRY"
   echo "device-check: prepared; carry [\"build/device-carry\"]"
   exit 0
@@ -90,12 +92,19 @@ if [ -x "$CARRY/interleaved_test" ] && [ -x "$CARRY/tandem_kernel_bench" ]; then
   {
     grep -m1 'model name' /proc/cpuinfo
     "$CARRY/interleaved_test" 2>&1 | grep -E '^\[  (FAILED|PASSED|SKIPPED) |SKIPPED:'
+    # The float-weight dots, natively on AVX512-BF16 where the CPU has it.
+    [ -x "$CARRY/backend_test" ] && "$CARRY/backend_test" --gtest_filter='DotRows*:QuantDot.FloatWeight*' 2>&1 |
+      grep -E '^\[  (FAILED|PASSED|SKIPPED) |SKIPPED:'
     for isa in avx2 avx-vnni avx512-vnni; do
       "$CARRY/tandem_kernel_bench" --isa "$isa" --layout x8 --types q4_k,q5_k,q6_k,iq4_xs,q5_0,q8_0 --seconds 0.2 2>&1
     done
   } >"$out/cpu.txt"
   cat "$out/cpu.txt"
-  cpu_tests="$(grep -m1 -E '^\[  PASSED  \]' "$out/cpu.txt" || echo 'FAILED (see cpu.txt)')"
+  if grep -q -E '^\[  FAILED  \]' "$out/cpu.txt"; then
+    cpu_tests="FAILED (see cpu.txt)"
+  else
+    cpu_tests="$(grep -E '^\[  PASSED  \]' "$out/cpu.txt" | sed 's/^\[  PASSED  \] //' | tr '\n' ' ')"
+  fi
   cpu_paths="$(grep '^isa ' "$out/cpu.txt" | cut -d, -f1 | sed 's/^isa //' | tr '\n' ' ')"
 fi
 
