@@ -115,13 +115,16 @@ model="${TMPDIR:-/tmp}/device-check-qwen35moe-${layers}l-q4_k_m.gguf"
 weights_bytes="$("$TANDEM" fit -m "$model" -ngl 99 --depth 0 --vram-budget 130GiB --gpu-bw 1000 --cpu-bw 100 --json 2>/dev/null |
   python3 -c 'import json, sys; print(int(json.load(sys.stdin)["decode"]["gpu_bytes_per_token"]))' 2>/dev/null)"
 
-pp="" tg=""
+pp="" tg="" tg_eager=""
 if [ "$has_gpu" = 1 ]; then
   log "bench full-GPU (-ngl 99)"
   "$TANDEM" bench -m "$model" -ngl 99 -p 512 -n 128 -r "$reps" -o json --progress >"$out/bench.json" 2>"$out/bench.err"
   cat "$out/bench.err"
   pp="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_prompt"]>0), ""))' "$out/bench.json" 2>/dev/null)"
   tg="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench.json" 2>/dev/null)"
+  log "bench full-GPU tg128 without decode graphs (TANDEM_CUDA_GRAPHS=0)"
+  TANDEM_CUDA_GRAPHS=0 "$TANDEM" bench -m "$model" -ngl 99 -p 0 -n 128 -r "$reps" -o json >"$out/bench_nographs.json" 2>&1
+  tg_eager="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench_nographs.json" 2>/dev/null)"
 else
   log "bench full-GPU: SKIPPED, no GPU here"
 fi
@@ -137,10 +140,10 @@ fi
   echo "| GPU | $([ $has_gpu = 1 ] && grep -m1 '^gpu [0-9]' "$out/devices.txt" | cut -d: -f2- || echo 'none found') |"
   echo "| HBM read bandwidth | ${read_gbps:-n/a} GB/s |"
   echo "| CUDA op tests | $passed passed, $failed failed, $skipped skipped (exit $tests_rc) |"
-  echo "| host CPU interleaved tests | $cpu_tests |"
+  echo "| host CPU kernel tests (interleaved, float dots) | $cpu_tests |"
   echo "| host CPU kernel paths benched | $cpu_paths |"
   echo "| qwen35moe ${layers}L Q4_K_M pp512 | ${pp:-n/a} tok/s |"
-  echo "| qwen35moe ${layers}L Q4_K_M tg128 | ${tg:-n/a} tok/s |"
+  echo "| qwen35moe ${layers}L Q4_K_M tg128 | ${tg:-n/a} tok/s (without decode graphs: ${tg_eager:-n/a}) |"
   echo "| tg128 vs HBM roofline | ${roofline:-n/a} (${weights_bytes:-?} bytes/token) |"
 } | tee -a "$out/summary.txt"
 [ "$tests_rc" = 0 ]

@@ -88,6 +88,11 @@ class Backend {
   // when the bytes are on the host.
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // A forward pass of `tokens` tokens starts (a GPU replays decode passes as graphs).
+  virtual void begin_pass(int64_t /*tokens*/) {}
+  // Starts the work queued so far now, without waiting for it (a GPU recording a graph
+  // launches it), so that it runs while another device works.
+  virtual void flush() {}
 
   // Block scratch for batches of up to max_tokens (grows only; call before forward passes).
   virtual void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) = 0;

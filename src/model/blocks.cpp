@@ -154,6 +154,7 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   transfer(be, at.main, weight, at.experts, e.weight.as(), Tk * sizeof(float), ws);
   main.zero(out, TD);
   if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
+  main.flush();  // the shared expert runs now, alongside the experts
   experts.moe_experts(w, e.expert_in.as<float>(), T, e.chosen.as<int32_t>(), e.weight.as<float>(), e.expert_out.as<float>());
   float* routed = m.expert_out.as<float>();
   transfer(be, at.experts, e.expert_out.as(), at.main, routed, TD, ws);
@@ -165,6 +166,9 @@ void embed_batch(const Backends& be, LayerWorkspace& ws, const Tensor& token_emb
   size_t at = 0;
   for (const SequenceInput& in : batch) {
     for (int32_t token : in.tokens) ws.tokens[at++] = token;
+  }
+  for (Backend* b : {be.cpu, be.gpu}) {
+    if (b != nullptr) b->begin_pass(static_cast<int64_t>(at));
   }
   be.on(Device::Cpu).embed(token_embd, std::span<const int32_t>(ws.tokens.data(), at), ws.on(Device::Cpu).x.as<float>());
   ws.residual_on = Device::Cpu;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/delta_net.h"
@@ -27,9 +29,98 @@ void check_cache(const KvView& v, const char* which) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device) : ctx_(device) {}
+namespace {
 
-CudaBackend::~CudaBackend() { cudaStreamSynchronize(ctx_.stream()); }
+bool graphs_wanted() {
+  const char* env = std::getenv("TANDEM_CUDA_GRAPHS");
+  return env == nullptr || std::string_view(env) != "0";
+}
+
+// Whether the GPU can copy from this host memory by DMA (page-locked or registered): only
+// such a copy can be part of a graph.
+bool page_locked(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : ctx_(device), graphs_(graphs_wanted()) {}
+
+CudaBackend::~CudaBackend() {
+  if (graphs_.is_capturing()) {
+    cudaGraph_t abandoned = nullptr;
+    if (cudaStreamEndCapture(ctx_.stream(), &abandoned) == cudaSuccess && abandoned != nullptr) {
+      cudaGraphDestroy(abandoned);
+    }
+    cudaGetLastError();
+  }
+  cudaStreamSynchronize(ctx_.stream());
+  for (auto& [key, exec] : graph_execs_) cudaGraphExecDestroy(exec);
+}
+
+void CudaBackend::set_graphs(bool on) {
+  sync_point();
+  graphs_ = GraphSegments(on);
+}
+
+void CudaBackend::begin_pass(int64_t tokens) {
+  sync_point();
+  graphs_.begin_pass(tokens);
+}
+
+void CudaBackend::flush() { sync_point(); }
+
+void CudaBackend::queue() {
+  if (!graphs_.should_capture()) return;
+  TANDEM_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream(), cudaStreamCaptureModeThreadLocal));
+  graphs_.capturing();
+}
+
+void CudaBackend::sync_point() {
+  const GraphSegments::Ended ended = graphs_.end_segment();
+  if (ended.captured) launch_captured(ended.key);
+}
+
+void CudaBackend::launch_captured(uint64_t key) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t captured = cudaStreamEndCapture(ctx_.stream(), &graph);
+  if (captured != cudaSuccess || graph == nullptr) {
+    // The recorded work never ran and cannot be replayed: a bug in what was queued (every
+    // call a graph cannot hold ends the segment first), reported, never silently skipped.
+    cudaGetLastError();
+    graphs_.disable();
+    fail("CUDA graph capture of a decode segment failed ({}); graphs are now off for this session. "
+         "Please report this; TANDEM_CUDA_GRAPHS=0 avoids it",
+         cudaGetErrorString(captured));
+  }
+  cudaGraphExec_t& exec = graph_execs_[key];
+  if (exec != nullptr) {
+    // Same kernels with new arguments (positions, context length): update in place; a
+    // changed shape (another attention split, say) instantiates afresh.
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(exec, graph, &info) != cudaSuccess) {
+      cudaGetLastError();
+      cudaGraphExecDestroy(exec);
+      exec = nullptr;
+    }
+  }
+  if (exec == nullptr) {
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    if (made != cudaSuccess) {
+      cudaGraphDestroy(graph);
+      graph_execs_.erase(key);
+      fail_cuda(made, "cudaGraphInstantiate(decode segment)", __FILE__, __LINE__);
+    }
+  }
+  cudaGraphDestroy(graph);
+  TANDEM_CUDA_CHECK(cudaGraphLaunch(exec, ctx_.stream()));
+  ++graph_launches_;
+}
 
 Memory CudaBackend::allocate(size_t bytes) {
   DeviceBuffer b(bytes);
@@ -43,15 +134,26 @@ Memory CudaBackend::allocate_host(size_t bytes) {
   return b;
 }
 
-void CudaBackend::zero(void* dst, size_t bytes) { TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream())); }
+void CudaBackend::zero(void* dst, size_t bytes) {
+  queue();
+  TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream()));
+}
 
 void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
   // On the compute stream, so the kernels that read dst wait for it; from pageable memory
-  // the call returns once src has been staged, so the caller may reuse it.
+  // the call returns once src has been staged, so the caller may reuse it. A graph holds
+  // only copies from page-locked memory (the workspace's crossings are): any other ends
+  // the segment being captured.
+  if (!graphs_.enabled() || page_locked(src)) {
+    queue();
+  } else {
+    sync_point();
+  }
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream()));
 }
 
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  sync_point();
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream()));
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
 }
@@ -61,6 +163,7 @@ void* CudaBackend::slot(Slot s, size_t bytes) {
   if (b.bytes() < bytes) {
     // Grows at set-up (reserve_*) or on the first pass of a larger shape; waiting for the
     // stream first keeps queued kernels from reading a freed buffer.
+    sync_point();
     TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
     b = DeviceBuffer(bytes);
     if (s == kPositions) device_positions_.clear();
@@ -76,6 +179,7 @@ const Tensor& CudaBackend::weight(const Tensor& host) {
     fail("{}: weight type {} has no CUDA kernels", host.name, dtype_info(host.type).name);
   }
   const uint64_t bytes = host.row_bytes() * static_cast<uint64_t>(host.rows());
+  sync_point();  // a synchronous upload: not for a graph
   Uploaded up{DeviceBuffer(bytes), host};
   TANDEM_CUDA_CHECK(cudaMemcpy(up.bytes.data(), host.data, bytes, cudaMemcpyHostToDevice));
   up.view.data = up.bytes.as<uint8_t>();
@@ -88,6 +192,7 @@ const float* CudaBackend::vec(const std::vector<float>& host) {
   if (host.empty()) return nullptr;
   auto it = vectors_.find(host.data());
   if (it != vectors_.end()) return it->second.as<float>();
+  sync_point();  // a synchronous upload: not for a graph
   DeviceBuffer d(floats(static_cast<int64_t>(host.size())));
   TANDEM_CUDA_CHECK(cudaMemcpy(d.data(), host.data(), d.bytes(), cudaMemcpyHostToDevice));
   weight_bytes_ += d.bytes();
@@ -115,6 +220,9 @@ void CudaBackend::reserve_attention(int64_t max_tokens, const AttentionShape& sh
   slot(kV, floats(max_tokens * kv_dim));
   slot(kAttnOut, floats(max_tokens * q_dim));
   slot(kPositions, static_cast<size_t>(max_tokens) * sizeof(int32_t));
+  if (positions_staging_.bytes() < static_cast<size_t>(max_tokens) * sizeof(int32_t)) {
+    positions_staging_ = PinnedBuffer(static_cast<size_t>(max_tokens) * sizeof(int32_t));
+  }
   host_positions_.reserve(static_cast<size_t>(max_tokens));
   device_positions_.reserve(static_cast<size_t>(max_tokens));
 }
@@ -143,6 +251,7 @@ void CudaBackend::reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeigh
 
 void CudaBackend::embed(const Tensor& table, std::span<const int32_t> tokens, float* x) {
   const auto n = static_cast<int64_t>(tokens.size());
+  queue();
   int32_t* ids = slot_n<int32_t>(kTokens, tokens.size());
   copy_from_host(ids, tokens.data(), tokens.size_bytes());
   cuda::embed(ctx_.stream(), weight(table), ids, n, x);
@@ -150,14 +259,19 @@ void CudaBackend::embed(const Tensor& table, std::span<const int32_t> tokens, fl
 
 void CudaBackend::rms_norm(const float* x, const std::vector<float>& w, int64_t rows, int64_t n, float eps,
                            float* out) {
+  queue();
   cuda::rms_norm(ctx_.stream(), x, vec(w), rows, n, eps, out);
 }
 
-void CudaBackend::add(float* x, const float* y, int64_t n) { cuda::add(ctx_.stream(), x, y, n); }
+void CudaBackend::add(float* x, const float* y, int64_t n) {
+  queue();
+  cuda::add(ctx_.stream(), x, y, n);
+}
 
 void CudaBackend::attention(const AttentionWeights& w, const AttentionShape& shape, const float* a,
                             std::span<const AttentionSequence> seqs, float* out) {
   const int64_t H = shape.n_head, Hkv = shape.n_head_kv, d = shape.head_dim, q_dim = H * d, kv_dim = Hkv * d;
+  queue();
   host_positions_.clear();
   int64_t max_kv = 0;
   for (const AttentionSequence& seq : seqs) {
@@ -174,10 +288,18 @@ void CudaBackend::attention(const AttentionWeights& w, const AttentionShape& sha
   float* v = slot_n<float>(kV, static_cast<size_t>(T * kv_dim));
   float* attn = slot_n<float>(kAttnOut, static_cast<size_t>(T * q_dim));
   int32_t* pos = slot_n<int32_t>(kPositions, static_cast<size_t>(T));
-  // Every attention layer of a forward pass has the same positions: upload them once (a
-  // copy from pageable memory also waits for the stream).
+  // Every attention layer of a forward pass has the same positions: upload them once,
+  // from page-locked staging (so a graph can hold the copy; the previous pass has finished
+  // with it: every pass ends in a sync for its logits).
   if (host_positions_ != device_positions_) {
-    copy_from_host(pos, host_positions_.data(), host_positions_.size() * sizeof(int32_t));
+    const size_t bytes = host_positions_.size() * sizeof(int32_t);
+    if (positions_staging_.bytes() < bytes) {
+      sync_point();
+      TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
+      positions_staging_ = PinnedBuffer(bytes);
+    }
+    std::memcpy(positions_staging_.data(), host_positions_.data(), bytes);
+    copy_from_host(pos, positions_staging_.data(), bytes);
     device_positions_ = host_positions_;
   }
   const cudaStream_t s = ctx_.stream();
@@ -214,6 +336,7 @@ void CudaBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape
                             std::span<const DeltaNetSequence> seqs, float* out) {
   int64_t T = 0;
   for (const DeltaNetSequence& seq : seqs) T += seq.n_tokens;
+  queue();
   const int64_t nv = shape.n_v, dv = shape.d_v, Ck = shape.n_k * shape.d_k, Cv = nv * dv, C = 2 * Ck + Cv;
   const cudaStream_t s = ctx_.stream();
   float* P = slot_n<float>(kP, static_cast<size_t>(T * C));
@@ -266,11 +389,13 @@ void CudaBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor&
 }
 
 void CudaBackend::dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) {
+  queue();
   swiglu_ffn(w.gate, w.up, w.down, m, T, out);
 }
 
 void CudaBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) {
   const int64_t E = w.router.ne[1];
+  queue();
   float* logits = slot_n<float>(kRouterLogits, static_cast<size_t>(T * E));
   matmul(w.router, m, T, logits);
   cuda::moe_route(ctx_.stream(), logits, T, E, w.n_expert_used, true, chosen, weight);
@@ -279,6 +404,7 @@ void CudaBackend::moe_route(const FfnWeights& w, const float* m, int64_t T, int3
 void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen,
                               const float* weight, float* out) {
   const int64_t k = w.n_expert_used, F = w.gate_exps.ne[1], D = w.down_exps.ne[1], slots = T * k;
+  queue();
   float* g = slot_n<float>(kFfnA, static_cast<size_t>(slots * F));
   float* u = slot_n<float>(kFfnB, static_cast<size_t>(slots * F));
   float* y = slot_n<float>(kSlotOut, static_cast<size_t>(slots * D));
@@ -339,6 +465,7 @@ void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, co
 
 void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {
   const int64_t D = w.down_shexp.ne[1];
+  queue();
   float* shared = slot_n<float>(kSlotOut, static_cast<size_t>(T * D));
   swiglu_ffn(w.gate_shexp, w.up_shexp, w.down_shexp, m, T, shared);
   shared_expert_gate_add(ctx_.stream(), m, vec(w.shexp_gate), shared, T, D, out);
@@ -347,6 +474,7 @@ void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, 
 void CudaBackend::logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
                          int64_t D, float* scratch, float* logits) {
   const int64_t V = head.ne[1];
+  queue();
   float* dev = slot_n<float>(kLogits, static_cast<size_t>(rows * V));
   cuda::rms_norm(ctx_.stream(), x, vec(norm), rows, D, eps, scratch);
   matmul(head, scratch, rows, dev);

@@ -12,6 +12,10 @@
 // Scratch: one grow-only device buffer per purpose, sized by reserve_* before the first
 // pass (and grown at most once more if a later call is larger), so the steady state never
 // allocates.
+//
+// Decode passes run as CUDA graphs (graph_segments.h): the work between two host sync
+// points is captured and replayed as one launch from a key's second pass on.
+// TANDEM_CUDA_GRAPHS=0 (or set_graphs(false)) runs every kernel as its own launch.
 #pragma once
 
 #include <array>
@@ -22,6 +26,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/graph_segments.h"
 
 namespace tandem::cuda {
 
@@ -32,6 +37,9 @@ class CudaBackend final : public Backend {
   CudaContext& context() { return ctx_; }
   // Bytes of weights uploaded so far.
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Decode graphs on or off (on unless TANDEM_CUDA_GRAPHS=0); graph launches so far.
+  void set_graphs(bool on);
+  uint64_t graph_launches() const { return graph_launches_; }
 
   Device device() const override { return Device::Cuda; }
   Memory allocate(size_t bytes) override;
@@ -39,6 +47,8 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void begin_pass(int64_t tokens) override;
+  void flush() override;
 
   void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) override;
   void reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) override;
@@ -70,6 +80,14 @@ class CudaBackend final : public Backend {
   template <class T>
   T* slot_n(Slot s, size_t n) { return static_cast<T*>(slot(s, n * sizeof(T))); }
 
+  // Before queueing GPU work: begins capturing when this segment is due for a graph.
+  void queue();
+  // A point the work queued so far must run before (a host sync, or something a graph
+  // cannot hold): ends the segment, launching its graph when it was being captured.
+  void sync_point();
+  // Ends a capture in progress and launches it as this key's graph.
+  void launch_captured(uint64_t key);
+
   // The device copy of a weight (uploaded on first use).
   const Tensor& weight(const Tensor& host);
   // The device copy of a small f32 vector (nullptr for an empty one).
@@ -91,6 +109,10 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, DeviceBuffer> vectors_;
   uint64_t weight_bytes_ = 0;
   std::vector<int32_t> host_positions_, device_positions_;  // this call's; what kPositions holds
+  PinnedBuffer positions_staging_;  // the positions' upload source (a graph copies from it)
+  GraphSegments graphs_;
+  std::unordered_map<uint64_t, cudaGraphExec_t> graph_execs_;
+  uint64_t graph_launches_ = 0;
   // Prompt MoE: the router's choices on the host, slots per expert, the slot order.
   std::vector<int32_t> host_ids_, order_, next_;
   std::vector<int64_t> expert_first_;
