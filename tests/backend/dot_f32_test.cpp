@@ -37,6 +37,51 @@ TEST(DotRows, Avx2MatchesPortable) {
   }
 }
 
+// C += A B against a double sum, A plain and transposed, for every remainder of the 4-row
+// and 16-column register block; C starts non-zero (the product accumulates).
+TEST(GemmAcc, MatchesTheExactProduct) {
+  std::mt19937 rng(14);
+  std::normal_distribution<float> normal;
+  const bool avx2 = cpu_features().avx2 && cpu_features().fma;
+  for (int64_t M : {1, 3, 4, 5, 9, 64}) {
+    for (int64_t N : {1, 15, 16, 17, 40, 128}) {
+      for (int64_t P : {1, 7, 64}) {
+        for (const bool transposed : {false, true}) {
+          // A stored [M][P+2] or [P][M+3] (padding: strides are not the extent).
+          const int64_t a_row = transposed ? 1 : P + 2, a_col = transposed ? M + 3 : 1;
+          std::vector<float> a(static_cast<size_t>(transposed ? P * (M + 3) : M * (P + 2)));
+          std::vector<float> b(static_cast<size_t>(P * (N + 1))), c0(static_cast<size_t>(M * (N + 5)));
+          for (float& x : a) x = normal(rng);
+          for (float& x : b) x = normal(rng);
+          for (float& x : c0) x = normal(rng);
+          const std::pair<GemmAccFn, const char*> paths[] = {{gemm_acc_portable, "portable"}, {gemm_acc_avx2, "avx2"}};
+          for (const auto& [fn, path] : paths) {
+            if (!avx2 && fn == gemm_acc_avx2) continue;
+            std::vector<float> c = c0;
+            fn(M, N, P, a.data(), a_row, a_col, b.data(), N + 1, c.data(), N + 5);
+            for (int64_t m = 0; m < M; ++m) {
+              for (int64_t j = 0; j < N + 5; ++j) {
+                double want = c0[m * (N + 5) + j], magnitude = std::fabs(want);
+                if (j < N) {
+                  for (int64_t p = 0; p < P; ++p) {
+                    const double t = static_cast<double>(a[m * a_row + p * a_col]) * b[p * (N + 1) + j];
+                    want += t;
+                    magnitude += std::fabs(t);
+                  }
+                }
+                ASSERT_NEAR(c[m * (N + 5) + j], want, 1e-6 * magnitude + 1e-7)
+                    << path << " M=" << M << " N=" << N << " P=" << P << " transposed=" << transposed << " at " << m
+                    << "," << j;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!avx2) GTEST_SKIP() << "SKIPPED: no AVX2+FMA on this CPU; only the portable product ran";
+}
+
 // The shapes every case runs: row lengths around the vector widths (8, 16, 32), token
 // counts around the four-row pass; y is written with a stride of 3 (a column of a matrix).
 struct HalfCase {

@@ -64,23 +64,28 @@ namespace {
 
 // One head, one chunk of n tokens (rows of q/k/v at stride_k / stride_v floats).
 struct ChunkScratch {
-  // cumulative decay [n] and its exp, K K^T and Q K^T [n][n], U [n][dv]
-  std::vector<float> gamma, egamma, KK, QK, U;
+  // cumulative decay [n] and its exp, K K^T and Q K^T [n][n], U [n][dv], the decayed
+  // lower-triangular Q K^T [n][n], the decay-weighted U [n][dv]
+  std::vector<float> gamma, egamma, KK, QK, U, A, W;
 };
 
-// Written as dot products of contiguous rows (AVX2 dot_rows) and axpy over rows of S, U
-// and the output, so every inner loop runs over contiguous memory in SIMD.
+// The products with the state (K S0, Q S0, K^T W) and with U (A U) as small register-blocked
+// matrix products (gemm_acc); the forward substitution, sequential in t, as axpys over rows
+// of U; dot products of contiguous rows for K K^T and Q K^T.
 void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float* k, const float* v,
                 const float* g, const float* beta, int64_t stride_k, int64_t stride_v, int64_t stride_g,
                 float* S, float* out, ChunkScratch& c) {
   static const DotRowsFn dot_rows = best_dot_rows();
   static const AxpyFn axpy = best_axpy();
+  static const GemmAccFn gemm = best_gemm_acc();
   const int64_t dk = sh.d_k, dv = sh.d_v;
   c.gamma.resize(static_cast<size_t>(n));
   c.egamma.resize(static_cast<size_t>(n));
   c.KK.resize(static_cast<size_t>(n * n));
   c.QK.resize(static_cast<size_t>(n * n));
-  c.U.resize(static_cast<size_t>(n * dv));
+  c.A.resize(static_cast<size_t>(n * n));
+  c.U.assign(static_cast<size_t>(n * dv), 0.0f);
+  c.W.resize(static_cast<size_t>(n * dv));
   float running = 0;
   for (int64_t t = 0; t < n; ++t) {
     c.gamma[static_cast<size_t>(t)] = running += g[t * stride_g];
@@ -91,15 +96,13 @@ void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float*
     dot_rows(k + t * stride_k, k, dk, t, stride_k, c.KK.data() + t * n, 1, 0.0f);
     dot_rows(q + t * stride_k, k, dk, t + 1, stride_k, c.QK.data() + t * n, 1, 0.0f);
   }
-  // Right-hand side rows u_t = beta_t (v_t - e^{gamma_t} S0^T k_t), then forward substitution
-  // with Lm[t][s] = beta_t (k_t . k_s) e^{gamma_t - gamma_s} for s < t.
+  // Right-hand side rows u_t = beta_t (v_t - e^{gamma_t} S0^T k_t) (all t: U = K S0 first),
+  // then forward substitution with Lm[t][s] = beta_t (k_t . k_s) e^{gamma_t - gamma_s}, s < t.
+  gemm(n, dv, dk, k, stride_k, 1, S, dv, c.U.data(), dv);
   for (int64_t t = 0; t < n; ++t) {
-    const float* kt = k + t * stride_k;
     const float bt = beta[t * stride_g], et = c.egamma[static_cast<size_t>(t)];
     const float gt = c.gamma[static_cast<size_t>(t)];
     float* ut = c.U.data() + t * dv;
-    std::fill(ut, ut + dv, 0.0f);
-    for (int64_t i = 0; i < dk; ++i) axpy(ut, kt[i], S + i * dv, dv);  // S0^T k_t
     const float* vt = v + t * stride_v;
     for (int64_t col = 0; col < dv; ++col) ut[col] = bt * (vt[col] - et * ut[col]);
     for (int64_t s = 0; s < t; ++s) {
@@ -107,27 +110,30 @@ void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float*
       axpy(ut, -l, c.U.data() + s * dv, dv);
     }
   }
-  // Outputs: o_t = e^{gamma_t} S0^T q_t + sum_{s<=t} (q_t . k_s) e^{gamma_t - gamma_s} u_s.
+  // Outputs: o_t = e^{gamma_t} S0^T q_t + sum_{s<=t} (q_t . k_s) e^{gamma_t - gamma_s} u_s,
+  // i.e. O = diag(e^gamma) Q S0 + A U with A lower-triangular.
+  for (int64_t t = 0; t < n; ++t) std::fill(out + t * stride_v, out + t * stride_v + dv, 0.0f);
+  gemm(n, dv, dk, q, stride_k, 1, S, dv, out, stride_v);
   for (int64_t t = 0; t < n; ++t) {
-    const float* qt = q + t * stride_k;
     const float et = c.egamma[static_cast<size_t>(t)], gt = c.gamma[static_cast<size_t>(t)];
     float* o = out + t * stride_v;
-    std::fill(o, o + dv, 0.0f);
-    for (int64_t i = 0; i < dk; ++i) axpy(o, et * qt[i], S + i * dv, dv);
-    for (int64_t s = 0; s <= t; ++s) {
-      const float a = c.QK[static_cast<size_t>(t * n + s)] * std::exp(gt - c.gamma[static_cast<size_t>(s)]);
-      axpy(o, a, c.U.data() + s * dv, dv);
+    for (int64_t col = 0; col < dv; ++col) o[col] *= et;
+    float* at = c.A.data() + t * n;
+    for (int64_t s = 0; s < n; ++s) {
+      at[s] = s <= t ? c.QK[static_cast<size_t>(t * n + s)] * std::exp(gt - c.gamma[static_cast<size_t>(s)]) : 0.0f;
     }
   }
-  // State: S = e^{gamma_n} S0 + sum_s e^{gamma_n - gamma_s} k_s u_s^T.
+  gemm(n, dv, n, c.A.data(), n, 1, c.U.data(), dv, out, stride_v);
+  // State: S = e^{gamma_n} S0 + sum_s e^{gamma_n - gamma_s} k_s u_s^T = e^{gamma_n} S0 + K^T W.
   const float gn = c.gamma[static_cast<size_t>(n - 1)], en = c.egamma[static_cast<size_t>(n - 1)];
   for (int64_t i = 0; i < dk * dv; ++i) S[i] *= en;
   for (int64_t s = 0; s < n; ++s) {
     const float w = std::exp(gn - c.gamma[static_cast<size_t>(s)]);
-    const float* ks = k + s * stride_k;
     const float* us = c.U.data() + s * dv;
-    for (int64_t i = 0; i < dk; ++i) axpy(S + i * dv, w * ks[i], us, dv);
+    float* ws = c.W.data() + s * dv;
+    for (int64_t col = 0; col < dv; ++col) ws[col] = w * us[col];
   }
+  gemm(dk, dv, n, k, 1, stride_k, c.W.data(), dv, S, dv);
 }
 
 }  // namespace

@@ -161,6 +161,64 @@ __attribute__((target("avx2,fma"))) void axpy_avx2(float* y, float a, const floa
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+void gemm_acc_portable(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col,
+                       const float* b, int64_t b_stride, float* c, int64_t c_stride) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* cm = c + m * c_stride;
+    for (int64_t p = 0; p < P; ++p) {
+      const float am = a[m * a_row + p * a_col];
+      const float* bp = b + p * b_stride;
+      for (int64_t j = 0; j < N; ++j) cm[j] += am * bp[j];
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void gemm_acc_avx2(int64_t M, int64_t N, int64_t P, const float* a,
+                                                       int64_t a_row, int64_t a_col, const float* b,
+                                                       int64_t b_stride, float* c, int64_t c_stride) {
+  const int64_t M4 = M & ~int64_t{3}, N16 = N & ~int64_t{15};
+  for (int64_t m = 0; m < M4; m += 4) {
+    const float* a0 = a + m * a_row;
+    const float* a1 = a0 + a_row;
+    const float* a2 = a1 + a_row;
+    const float* a3 = a2 + a_row;
+    float* c0 = c + m * c_stride;
+    for (int64_t j = 0; j < N16; j += 16) {
+      __m256 acc[4][2];
+      for (int r = 0; r < 4; ++r) {
+        acc[r][0] = _mm256_loadu_ps(c0 + r * c_stride + j);
+        acc[r][1] = _mm256_loadu_ps(c0 + r * c_stride + j + 8);
+      }
+      for (int64_t p = 0; p < P; ++p) {
+        const __m256 b0 = _mm256_loadu_ps(b + p * b_stride + j), b1 = _mm256_loadu_ps(b + p * b_stride + j + 8);
+        const int64_t at = p * a_col;
+        const __m256 x0 = _mm256_broadcast_ss(a0 + at), x1 = _mm256_broadcast_ss(a1 + at);
+        const __m256 x2 = _mm256_broadcast_ss(a2 + at), x3 = _mm256_broadcast_ss(a3 + at);
+        acc[0][0] = _mm256_fmadd_ps(x0, b0, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(x0, b1, acc[0][1]);
+        acc[1][0] = _mm256_fmadd_ps(x1, b0, acc[1][0]);
+        acc[1][1] = _mm256_fmadd_ps(x1, b1, acc[1][1]);
+        acc[2][0] = _mm256_fmadd_ps(x2, b0, acc[2][0]);
+        acc[2][1] = _mm256_fmadd_ps(x2, b1, acc[2][1]);
+        acc[3][0] = _mm256_fmadd_ps(x3, b0, acc[3][0]);
+        acc[3][1] = _mm256_fmadd_ps(x3, b1, acc[3][1]);
+      }
+      for (int r = 0; r < 4; ++r) {
+        _mm256_storeu_ps(c0 + r * c_stride + j, acc[r][0]);
+        _mm256_storeu_ps(c0 + r * c_stride + j + 8, acc[r][1]);
+      }
+    }
+    // Columns past the last 16: the portable loop on this block of rows.
+    if (N16 < N) gemm_acc_portable(4, N - N16, P, a0, a_row, a_col, b + N16, b_stride, c0 + N16, c_stride);
+  }
+  if (M4 < M) gemm_acc_portable(M - M4, N, P, a + M4 * a_row, a_row, a_col, b, b_stride, c + M4 * c_stride, c_stride);
+}
+
+GemmAccFn best_gemm_acc() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma ? gemm_acc_avx2 : gemm_acc_portable;
+}
+
 AxpyFn best_axpy() {
   const CpuFeatures& f = cpu_features();
   return f.avx2 && f.fma ? axpy_avx2 : axpy_portable;

@@ -40,6 +40,19 @@ void dot_rows_bf16_avx2(const uint16_t* w, const float* x, int64_t n, int64_t n_
 // weight is F16 or BF16.
 HalfDotRowsFn best_dot_rows_half(DType weight);
 
+// C[m][j] += sum_p A(m, p) * B[p][j] for m < M, j < N, p < P, with A(m, p) = a[m * a_row +
+// p * a_col] (so A may be a matrix or a transposed one), B rows b_stride apart, C rows
+// c_stride apart. The small products of the chunked DeltaNet (K S, Q S, K^T U): the AVX2 path
+// keeps a 4 x 16 block of C in registers across P, where row-by-row axpys would reload and
+// store C for every p.
+using GemmAccFn = void (*)(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col,
+                           const float* b, int64_t b_stride, float* c, int64_t c_stride);
+void gemm_acc_portable(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col,
+                       const float* b, int64_t b_stride, float* c, int64_t c_stride);
+void gemm_acc_avx2(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                   int64_t b_stride, float* c, int64_t c_stride);
+GemmAccFn best_gemm_acc();
+
 // y[i] += a * x[i] for i < n.
 using AxpyFn = void (*)(float* y, float a, const float* x, int64_t n);
 void axpy_portable(float* y, float a, const float* x, int64_t n);

@@ -98,6 +98,12 @@ void CudaBackend::launch_captured(uint64_t key) {
          "Please report this; TANDEM_CUDA_GRAPHS=0 avoids it",
          cudaGetErrorString(captured));
   }
+  size_t nodes = 0;
+  if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess && nodes == 0) {
+    cudaGraphDestroy(graph);  // nothing was queued after all
+    return;
+  }
+  cudaGetLastError();
   cudaGraphExec_t& exec = graph_execs_[key];
   if (exec != nullptr) {
     // Same kernels with new arguments (positions, context length): update in place; a
@@ -251,7 +257,6 @@ void CudaBackend::reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeigh
 
 void CudaBackend::embed(const Tensor& table, std::span<const int32_t> tokens, float* x) {
   const auto n = static_cast<int64_t>(tokens.size());
-  queue();
   int32_t* ids = slot_n<int32_t>(kTokens, tokens.size());
   copy_from_host(ids, tokens.data(), tokens.size_bytes());
   cuda::embed(ctx_.stream(), weight(table), ids, n, x);
