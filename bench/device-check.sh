@@ -4,8 +4,9 @@
 #
 #   here (no GPU needed):  bash bench/device-check.sh --prepare
 #       builds build/device (Release, CUDA for sm_89 + sm_90: tandem, cuda_backend_test,
-#       interleaved_test, backend_test, tandem_kernel_bench) and puts the binaries, stripped, with the non-CUDA shared libraries they need
-#       (libfmt, libpcre2: the device machine cannot install packages) in build/device-carry.
+#       interleaved_test, backend_test, tandem_kernel_bench) and puts the binaries, stripped,
+#       with the non-CUDA shared libraries they need (libfmt, libpcre2: the device machine
+#       cannot install packages) in build/device-carry.
 #   device (run tool):     carry: ["build/device-carry"]
 #                          command: bash bench/device-check.sh --out "$OUT"   (7 files:
 #                          within the run tool's 8; with bench/hybrid.sh in the same call,
@@ -19,8 +20,7 @@
 # GPU execution, and a table: op tests passed/failed/skipped, pp512, tg128, decode as % of
 # the HBM roofline (weights read per token / measured read bandwidth). Also the host CPU:
 # the interleaved kernel tests and the float-weight dots (natively on its VNNI and BF16
-# paths, which no machine here has) and
-# tandem_kernel_bench on every ISA path it runs (cpu.txt).
+# paths, which no machine here has) and tandem_kernel_bench on every ISA path it runs (cpu.txt).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$ROOT/build/device"
@@ -44,20 +44,18 @@ if [ "$prepare" = 1 ]; then
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="89;90" -DTANDEM_PYTHON="$PY" >/dev/null
   cmake --build "$BUILD" -j "$(nproc)" --target tandem_cli cuda_backend_test interleaved_test backend_test tandem_kernel_bench
+  carried=("$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test"
+           "$BUILD/tests/backend/backend_test" "$BUILD/tandem_kernel_bench")
   mkdir -p "$BUILD/lib"
   # Debian's shared libraries that a CUDA image may lack; the CUDA ones come from the device.
-  for bin in "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
-    "$BUILD/tests/backend/backend_test" "$BUILD/tandem_kernel_bench"; do
+  for bin in "${carried[@]}"; do
     ldd "$bin" | awk '/libfmt|libpcre2/ {print $3}' | xargs -r -I{} cp -L {} "$BUILD/lib/"
   done
   # Only what the device run needs travels (the run tool carries at most 64 MiB).
   CARRY="$ROOT/build/device-carry"
   rm -rf "$CARRY" && mkdir -p "$CARRY/lib"
-  cp "$BUILD/tandem" "$BUILD/tests/backend/cuda/cuda_backend_test" "$BUILD/tests/backend/interleaved_test" \
-    "$BUILD/tests/backend/backend_test" "$BUILD/tandem_kernel_bench" "$CARRY/"
+  for bin in "${carried[@]}"; do cp "$bin" "$CARRY/" && strip "$CARRY/$(basename "$bin")"; done
   cp "$BUILD/lib/"* "$CARRY/lib/"
-  strip "$CARRY/tandem" "$CARRY/cuda_backend_test" "$CARRY/interleaved_test" "$CARRY/backend_test" \
-    "$CARRY/tandem_kernel_bench"
   du -sh "$CARRY"
   echo "device-check: prepared; carry [\"build/device-carry\"]"
   exit 0
@@ -115,16 +113,21 @@ model="${TMPDIR:-/tmp}/device-check-qwen35moe-${layers}l-q4_k_m.gguf"
 weights_bytes="$("$TANDEM" fit -m "$model" -ngl 99 --depth 0 --vram-budget 130GiB --gpu-bw 1000 --cpu-bw 100 --json 2>/dev/null |
   python3 -c 'import json, sys; print(int(json.load(sys.stdin)["decode"]["gpu_bytes_per_token"]))' 2>/dev/null)"
 
+# avg_ts FILE FIELD: the tok/s of the first test in a llama-bench JSON whose FIELD is > 0.
+avg_ts() {
+  python3 -c 'import json, sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t[sys.argv[2]] > 0), ""))' \
+    "$1" "$2" 2>/dev/null
+}
 pp="" tg="" tg_eager=""
 if [ "$has_gpu" = 1 ]; then
   log "bench full-GPU (-ngl 99)"
   "$TANDEM" bench -m "$model" -ngl 99 -p 512 -n 128 -r "$reps" -o json --progress >"$out/bench.json" 2>"$out/bench.err"
   cat "$out/bench.err"
-  pp="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_prompt"]>0), ""))' "$out/bench.json" 2>/dev/null)"
-  tg="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench.json" 2>/dev/null)"
+  pp="$(avg_ts "$out/bench.json" n_prompt)"
+  tg="$(avg_ts "$out/bench.json" n_gen)"
   log "bench full-GPU tg128 without decode graphs (TANDEM_CUDA_GRAPHS=0)"
   TANDEM_CUDA_GRAPHS=0 "$TANDEM" bench -m "$model" -ngl 99 -p 0 -n 128 -r "$reps" -o json >"$out/bench_nographs.json" 2>&1
-  tg_eager="$(python3 -c 'import json,sys; print(next((t["avg_ts"] for t in json.load(open(sys.argv[1])) if t["n_gen"]>0), ""))' "$out/bench_nographs.json" 2>/dev/null)"
+  tg_eager="$(avg_ts "$out/bench_nographs.json" n_gen)"
 else
   log "bench full-GPU: SKIPPED, no GPU here"
 fi

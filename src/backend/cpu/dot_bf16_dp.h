@@ -18,18 +18,16 @@ namespace tandem::cpu {
 // x[t][i] = bf16(x_f32[t][i]) for t < n_tokens, i < n (rows of length n, contiguous).
 void round_to_bf16(const float* x, int64_t n_tokens, int64_t n, uint16_t* out);
 
-#define TANDEM_BF16_DP_DECLARE(ns)                                                                          \
-  namespace ns {                                                                                            \
-  void dot_rows_bf16_dp(const uint16_t* w, const uint16_t* x, int64_t n, int64_t n_tokens, int64_t x_stride, \
-                        float* y, int64_t y_stride, float bias);                                            \
-  }
 // y[t * y_stride] = sum_i w[i] * x[t * x_stride + i] (+ bias) for t < n_tokens; w and x bf16.
-TANDEM_BF16_DP_DECLARE(avx512_bf16)
-TANDEM_BF16_DP_DECLARE(bf16_emulated)
-#undef TANDEM_BF16_DP_DECLARE
-
-using Bf16DotRowsFn = void (*)(const uint16_t* w, const uint16_t* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                               float* y, int64_t y_stride, float bias);
+using Bf16DotRows = void(const uint16_t* w, const uint16_t* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                         int64_t y_stride, float bias);
+using Bf16DotRowsFn = Bf16DotRows*;
+namespace avx512_bf16 {
+Bf16DotRows dot_rows_bf16_dp;
+}
+namespace bf16_emulated {
+Bf16DotRows dot_rows_bf16_dp;
+}
 // The native kernel when this CPU has AVX512-BF16 (and TANDEM_CPU_MAX allows AVX-512), else null.
 Bf16DotRowsFn native_dot_rows_bf16_dp();
 

@@ -10,80 +10,49 @@
 
 namespace tandem::cpu {
 
-float dot_f32(const float* a, const float* b, int64_t n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
-void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                       float* y, int64_t y_stride, float bias) {
-  for (int64_t t = 0; t < n_tokens; ++t) y[t * y_stride] = dot_f32(w, x + t * x_stride, n) + bias;
-}
-
 namespace {
 
-// The portable half-precision rows: dot_f32's four partial sums, each weight widened as read.
-template <float (*widen)(uint16_t)>
-void dot_rows_widened(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
-                      int64_t y_stride, float bias) {
+// Weights as f32, from each stored type: one at a time (portable rows, tails) and eight at
+// a time in a register (AVX2 rows). No widened row is ever written.
+struct LoadF32 {
+  using T = float;
+  static float one(const float* w) { return *w; }
+  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static float one(const uint16_t* w) { return f16_to_f32(*w); }
+  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const uint16_t* w) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+  }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static float one(const uint16_t* w) { return bf16_to_f32(*w); }
+  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const uint16_t* w) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+};
+
+// Portable rows: four partial sums per token (vectorisable without -ffast-math).
+template <class Load>
+void dot_rows_portable_of(const typename Load::T* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                          float* y, int64_t y_stride, float bias) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* b = x + t * x_stride;
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-      s0 += widen(w[i]) * b[i];
-      s1 += widen(w[i + 1]) * b[i + 1];
-      s2 += widen(w[i + 2]) * b[i + 2];
-      s3 += widen(w[i + 3]) * b[i + 3];
+      s0 += Load::one(w + i) * b[i];
+      s1 += Load::one(w + i + 1) * b[i + 1];
+      s2 += Load::one(w + i + 2) * b[i + 2];
+      s3 += Load::one(w + i + 3) * b[i + 3];
     }
-    for (; i < n; ++i) s0 += widen(w[i]) * b[i];
+    for (; i < n; ++i) s0 += Load::one(w + i) * b[i];
     y[t * y_stride] = (s0 + s1) + (s2 + s3) + bias;
   }
 }
-
-}  // namespace
-
-void dot_rows_f16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                           float* y, int64_t y_stride, float bias) {
-  dot_rows_widened<f16_to_f32>(w, x, n, n_tokens, x_stride, y, y_stride, bias);
-}
-
-void dot_rows_bf16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                            float* y, int64_t y_stride, float bias) {
-  dot_rows_widened<bf16_to_f32>(w, x, n, n_tokens, x_stride, y, y_stride, bias);
-}
-
-namespace {
-
-// Eight weights as f32, from each stored type. Kept in registers: no widened row is written.
-struct LoadF32 {
-  using T = float;
-  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
-  static float one(const float* w) { return *w; }
-};
-struct LoadF16 {
-  using T = uint16_t;
-  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const uint16_t* w) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
-  }
-  static float one(const uint16_t* w) { return f16_to_f32(*w); }
-};
-struct LoadBF16 {
-  using T = uint16_t;
-  __attribute__((target("avx2,fma,f16c"))) static __m256 load8(const uint16_t* w) {
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-  }
-  static float one(const uint16_t* w) { return bf16_to_f32(*w); }
-};
 
 // Four activation rows per pass, so each weight vector loaded (and widened) serves four.
 template <class Load>
@@ -134,6 +103,21 @@ __attribute__((target("avx2,fma,f16c"))) void dot_rows_avx2_of(const typename Lo
 }
 
 }  // namespace
+
+void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                       int64_t y_stride, float bias) {
+  dot_rows_portable_of<LoadF32>(w, x, n, n_tokens, x_stride, y, y_stride, bias);
+}
+
+void dot_rows_f16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                           float* y, int64_t y_stride, float bias) {
+  dot_rows_portable_of<LoadF16>(w, x, n, n_tokens, x_stride, y, y_stride, bias);
+}
+
+void dot_rows_bf16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
+                            float* y, int64_t y_stride, float bias) {
+  dot_rows_portable_of<LoadBF16>(w, x, n, n_tokens, x_stride, y, y_stride, bias);
+}
 
 void dot_rows_avx2(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
                    int64_t y_stride, float bias) {

@@ -1,6 +1,7 @@
-// Dot products of one f32 weight row with many f32 activation rows (the inner loop of the
-// float matmul), and axpy (attention's value sums, DeltaNet's chunk algebra). A portable path and an AVX2+FMA path (four activation rows per pass,
-// so each weight vector loaded is used four times), picked once at start-up from the CPU's
+// Dot products of one f32/F16/BF16 weight row with many f32 activation rows (the inner loop
+// of the float matmul), a small matrix product and axpy (attention's value sums, DeltaNet's
+// chunk algebra). A portable path and an AVX2+FMA path (four activation rows per pass, so
+// each weight vector loaded is used four times), picked once at start-up from the CPU's
 // features. Both sum in a fixed order per path; results differ between paths by rounding only.
 #pragma once
 
@@ -10,33 +11,20 @@
 
 namespace tandem::cpu {
 
-// sum_i a[i] * b[i], four partial sums (vectorisable without -ffast-math).
-float dot_f32(const float* a, const float* b, int64_t n);
-
 // y[t * y_stride] = sum_i w[i] * x[t * x_stride + i] (+ bias) for t < n_tokens.
-using DotRowsFn = void (*)(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                           float* y, int64_t y_stride, float bias);
-
-void dot_rows_portable(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                       float* y, int64_t y_stride, float bias);
-void dot_rows_avx2(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                   float* y, int64_t y_stride, float bias);
-
+using DotRows = void(const float* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                     int64_t y_stride, float bias);
+using DotRowsFn = DotRows*;
+DotRows dot_rows_portable, dot_rows_avx2;
 // The best path this CPU can run (honours TANDEM_CPU_MAX, see core/cpu_features.h).
 DotRowsFn best_dot_rows();
 
 // The same over rows of F16 or BF16 weights, widened to f32 in registers as they are read
 // (no widened copy of the row is written).
-using HalfDotRowsFn = void (*)(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                               float* y, int64_t y_stride, float bias);
-void dot_rows_f16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                           float* y, int64_t y_stride, float bias);
-void dot_rows_bf16_portable(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride,
-                            float* y, int64_t y_stride, float bias);
-void dot_rows_f16_avx2(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
-                       int64_t y_stride, float bias);
-void dot_rows_bf16_avx2(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
-                        int64_t y_stride, float bias);
+using HalfDotRows = void(const uint16_t* w, const float* x, int64_t n, int64_t n_tokens, int64_t x_stride, float* y,
+                         int64_t y_stride, float bias);
+using HalfDotRowsFn = HalfDotRows*;
+HalfDotRows dot_rows_f16_portable, dot_rows_bf16_portable, dot_rows_f16_avx2, dot_rows_bf16_avx2;
 // weight is F16 or BF16.
 HalfDotRowsFn best_dot_rows_half(DType weight);
 
@@ -45,12 +33,10 @@ HalfDotRowsFn best_dot_rows_half(DType weight);
 // c_stride apart. The small products of the chunked DeltaNet (K S, Q S, K^T U): the AVX2 path
 // keeps a 4 x 16 block of C in registers across P, where row-by-row axpys would reload and
 // store C for every p.
-using GemmAccFn = void (*)(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col,
-                           const float* b, int64_t b_stride, float* c, int64_t c_stride);
-void gemm_acc_portable(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col,
-                       const float* b, int64_t b_stride, float* c, int64_t c_stride);
-void gemm_acc_avx2(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col, const float* b,
-                   int64_t b_stride, float* c, int64_t c_stride);
+using GemmAcc = void(int64_t M, int64_t N, int64_t P, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                     int64_t b_stride, float* c, int64_t c_stride);
+using GemmAccFn = GemmAcc*;
+GemmAcc gemm_acc_portable, gemm_acc_avx2;
 GemmAccFn best_gemm_acc();
 
 // y[i] += a * x[i] for i < n.
