@@ -136,8 +136,13 @@ uint64_t compute_scratch_bytes(const model::HParams& hp, int64_t n_ubatch) {
     const int64_t Cv = hp.ssm_n_v * hp.ssm_d_v, Ck = hp.ssm_n_k * hp.ssm_d_k, C = 2 * Ck + Cv;
     per_token += 2 * C + 4 * Cv + 2 * Ck + 4 * hp.ssm_n_v;
   }
+  // The GPU's prompt MoE rounds each expert's rows up to 8-token chunks
+  // (backend/cuda/expert_groups.h): up to 7 more rows per expert of input, output and the
+  // two intermediate rows.
+  int64_t padding = 0;
+  if (hp.n_expert > 0) padding = 7 * std::min(n_ubatch * k, hp.n_expert) * (2 * D + 2 * hp.n_ff_expert);
   // One row of logits (decode and prompts return the last token's).
-  return static_cast<uint64_t>(per_token * n_ubatch + hp.n_vocab) * 4;
+  return static_cast<uint64_t>(per_token * n_ubatch + padding + hp.n_vocab) * 4;
 }
 
 uint64_t vram_reserve(uint64_t vram_budget) {

@@ -250,9 +250,14 @@ void CudaBackend::reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeigh
   slot(kFfnB, floats(max_tokens * width));
   if (!w.is_moe()) return;
   slot(kRouterLogits, floats(max_tokens * w.router.ne[1]));
-  slot(kSlotOut, floats(max_tokens * w.n_expert_used * n_embd));
-  slot(kSlotIn, floats(max_tokens * w.n_expert_used * n_embd));
-  slot(kSlotOrder, static_cast<size_t>(2 * max_tokens * w.n_expert_used) * sizeof(int32_t));
+  // Prompt MoE rows: every slot plus each expert's chunk padding (expert_groups.h).
+  const int64_t slots = max_tokens * w.n_expert_used;
+  const int64_t rows = max_tokens > kMatvecMaxTokens ? max_expert_rows(slots, w.gate_exps.ne[2]) : slots;
+  slot(kFfnA, floats(rows * w.gate_exps.ne[1]));
+  slot(kFfnB, floats(rows * w.gate_exps.ne[1]));
+  slot(kSlotOut, floats(rows * n_embd));
+  slot(kSlotIn, floats(rows * n_embd));
+  slot(kSlotOrder, static_cast<size_t>(rows + slots + rows / kChunkTokens) * sizeof(int32_t));
 }
 
 void CudaBackend::embed(const Tensor& table, std::span<const int32_t> tokens, float* x) {
@@ -410,12 +415,12 @@ void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, co
                               const float* weight, float* out) {
   const int64_t k = w.n_expert_used, F = w.gate_exps.ne[1], D = w.down_exps.ne[1], slots = T * k;
   queue();
-  float* g = slot_n<float>(kFfnA, static_cast<size_t>(slots * F));
-  float* u = slot_n<float>(kFfnB, static_cast<size_t>(slots * F));
-  float* y = slot_n<float>(kSlotOut, static_cast<size_t>(slots * D));
   if (T <= kMatvecMaxTokens) {
     // Decode: slot t*k + j applies expert chosen[t][j] to token t, each slot one mat-vec
     // over its expert (k slots read k experts: what decode must read anyway).
+    float* g = slot_n<float>(kFfnA, static_cast<size_t>(slots * F));
+    float* u = slot_n<float>(kFfnB, static_cast<size_t>(slots * F));
+    float* y = slot_n<float>(kSlotOut, static_cast<size_t>(slots * D));
     matmul_experts(w.gate_exps, m, T, chosen, slots, g);
     matmul_experts(w.up_exps, m, T, chosen, slots, u);
     swiglu(ctx_.stream(), g, u, slots * F, g);
@@ -423,49 +428,45 @@ void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, co
     moe_weighted_sum(ctx_.stream(), y, nullptr, weight, T, k, D, out);
     return;
   }
-  // Prompts: the slots grouped by expert (the choices come to the host: one small sync per
-  // layer), each chosen expert one matmul over its tokens (a GEMM once it has more than a
-  // few), so every expert's weights are read once per layer instead of once per slot.
+  // Prompts: the slots laid out in rows by expert (expert_groups.h; the choices come to the
+  // host: one small sync per layer). Experts with few tokens run as 8-token chunks, one
+  // mat-vec launch per weight matrix for all of them; the busiest each as a GEMM.
   const int64_t E = w.gate_exps.ne[2];
   host_ids_.resize(static_cast<size_t>(slots));
   copy_to_host(host_ids_.data(), chosen, host_ids_.size() * sizeof(int32_t));
-  expert_first_.assign(static_cast<size_t>(E + 1), 0);
-  for (const int32_t e : host_ids_) {
-    if (e < 0 || e >= E) fail("CUDA MoE: the router chose expert {} of {}", e, E);
-    ++expert_first_[static_cast<size_t>(e) + 1];
-  }
-  for (int64_t e = 0; e < E; ++e) expert_first_[static_cast<size_t>(e + 1)] += expert_first_[static_cast<size_t>(e)];
-  // order_: sorted position -> its token (the gather), rows_: slot -> sorted position (the sum).
-  order_.resize(static_cast<size_t>(2 * slots));
-  int32_t* token_of = order_.data();
-  int32_t* position_of = order_.data() + slots;
-  next_.assign(expert_first_.begin(), expert_first_.end() - 1);
-  for (int64_t i = 0; i < slots; ++i) {
-    const int32_t at = next_[static_cast<size_t>(host_ids_[static_cast<size_t>(i)])]++;
-    token_of[at] = static_cast<int32_t>(i / k);
-    position_of[i] = at;
-  }
-  int32_t* dev_order = slot_n<int32_t>(kSlotOrder, order_.size());
-  copy_from_host(dev_order, order_.data(), order_.size() * sizeof(int32_t));
-  float* xg = slot_n<float>(kSlotIn, static_cast<size_t>(slots * D));
-  gather_rows(ctx_.stream(), m, dev_order, slots, D, xg);
-  // The largest expert batch sizes the matmul scratch once, before the loop.
+  group_slots_by_expert(host_ids_, k, E, expert_gemm_min_tokens_, groups_);
+  const int64_t rows = groups_.rows, n_chunks = groups_.chunk_rows / kChunkTokens;
+  // One upload: the rows' tokens, the slots' rows, the chunks' experts.
+  expert_staging_.assign(groups_.row_token.begin(), groups_.row_token.end());
+  expert_staging_.insert(expert_staging_.end(), groups_.slot_row.begin(), groups_.slot_row.end());
+  expert_staging_.insert(expert_staging_.end(), groups_.chunk_expert.begin(), groups_.chunk_expert.end());
+  int32_t* row_token = slot_n<int32_t>(kSlotOrder, expert_staging_.size());
+  const int32_t* slot_row = row_token + rows;
+  const int32_t* chunk_expert = slot_row + slots;
+  float* g = slot_n<float>(kFfnA, static_cast<size_t>(rows * F));
+  float* u = slot_n<float>(kFfnB, static_cast<size_t>(rows * F));
+  float* y = slot_n<float>(kSlotOut, static_cast<size_t>(rows * D));
+  float* xg = slot_n<float>(kSlotIn, static_cast<size_t>(rows * D));
   int64_t widest = 0;
-  for (int64_t e = 0; e < E; ++e) widest = std::max(widest, expert_first_[static_cast<size_t>(e + 1)] - expert_first_[static_cast<size_t>(e)]);
+  for (const ExpertGroups::Gemm& e : groups_.gemms) widest = std::max(widest, e.rows);
+  const size_t scratch_bytes = std::max({matmul_experts_scratch_bytes(std::max(D, F), std::max<int64_t>(groups_.chunk_rows, 1)),
+                                         matmul_scratch_bytes(D, F, widest), matmul_scratch_bytes(F, D, widest)});
+  const MatmulScratch scratch{slot(kMatmulScratch, scratch_bytes), scratch_bytes};
+  copy_from_host(row_token, expert_staging_.data(), expert_staging_.size() * sizeof(int32_t));
+  gather_rows(ctx_.stream(), m, row_token, rows, D, xg);
   const Tensor &gate = this->weight(w.gate_exps), &up = this->weight(w.up_exps), &down = this->weight(w.down_exps);
-  slot(kMatmulScratch, std::max(matmul_scratch_bytes(D, F, widest), matmul_scratch_bytes(F, D, widest)));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t first = expert_first_[static_cast<size_t>(e)], n = expert_first_[static_cast<size_t>(e + 1)] - first;
-    if (n == 0) continue;
-    matmul(gate.matrix(e), xg + first * D, n, g + first * F);
-    matmul(up.matrix(e), xg + first * D, n, u + first * F);
+  matmul_expert_chunks(ctx_, gate, xg, n_chunks, chunk_expert, g, scratch);
+  matmul_expert_chunks(ctx_, up, xg, n_chunks, chunk_expert, u, scratch);
+  for (const ExpertGroups::Gemm& e : groups_.gemms) {
+    matmul(gate.matrix(e.expert), xg + e.first_row * D, e.rows, g + e.first_row * F);
+    matmul(up.matrix(e.expert), xg + e.first_row * D, e.rows, u + e.first_row * F);
   }
-  swiglu(ctx_.stream(), g, u, slots * F, g);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t first = expert_first_[static_cast<size_t>(e)], n = expert_first_[static_cast<size_t>(e + 1)] - first;
-    if (n != 0) matmul(down.matrix(e), g + first * F, n, y + first * D);
+  swiglu(ctx_.stream(), g, u, rows * F, g);
+  matmul_expert_chunks(ctx_, down, g, n_chunks, chunk_expert, y, scratch);
+  for (const ExpertGroups::Gemm& e : groups_.gemms) {
+    matmul(down.matrix(e.expert), g + e.first_row * F, e.rows, y + e.first_row * D);
   }
-  moe_weighted_sum(ctx_.stream(), y, dev_order + slots, weight, T, k, D, out);
+  moe_weighted_sum(ctx_.stream(), y, slot_row, weight, T, k, D, out);
 }
 
 void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {

@@ -26,6 +26,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/expert_groups.h"
 #include "backend/cuda/graph_segments.h"
 
 namespace tandem::cuda {
@@ -40,6 +41,9 @@ class CudaBackend final : public Backend {
   // Decode graphs on or off (on unless TANDEM_CUDA_GRAPHS=0); graph launches so far.
   void set_graphs(bool on);
   uint64_t graph_launches() const { return graph_launches_; }
+  // Prompt MoE: experts with at least this many tokens in a micro-batch run as one GEMM
+  // each, the rest as 8-token mat-vec chunks (expert_groups.h); tests lower it to run both.
+  void set_expert_gemm_min_tokens(int64_t n) { expert_gemm_min_tokens_ = n; }
 
   Device device() const override { return Device::Cuda; }
   Memory allocate(size_t bytes) override;
@@ -113,9 +117,10 @@ class CudaBackend final : public Backend {
   GraphSegments graphs_;
   std::unordered_map<uint64_t, cudaGraphExec_t> graph_execs_;
   uint64_t graph_launches_ = 0;
-  // Prompt MoE: the router's choices on the host, slots per expert, the slot order.
-  std::vector<int32_t> host_ids_, order_, next_;
-  std::vector<int64_t> expert_first_;
+  // Prompt MoE: the router's choices on the host, their layout by expert, its upload.
+  std::vector<int32_t> host_ids_, expert_staging_;
+  ExpertGroups groups_;
+  int64_t expert_gemm_min_tokens_ = kExpertGemmMinTokens;
 };
 
 }  // namespace tandem::cuda

@@ -45,7 +45,8 @@ __global__ void sigmoid_gate_kernel(float* o, int64_t n_rows, int64_t n, const f
 __global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst) {
   for (int64_t i = first_index(); i < n_rows * n; i += grid_step()) {
     const int64_t r = i / n, c = i % n;
-    dst[i] = src[static_cast<int64_t>(rows[r]) * n + c];
+    const int32_t from = rows[r];
+    dst[i] = from >= 0 ? src[static_cast<int64_t>(from) * n + c] : 0.0f;
   }
 }
 

@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_kernel(MatvecArgs a, in
   const int tokens = static_cast<int>(a.tokens);
   const int64_t n_subs = a.n_in / 32;
   const uint8_t* w = slot_matrix(a, slot);
-  const int64_t act_row = slot / a.x_share;
+  const int64_t act_row = slot * a.x_step / a.x_share;
   const auto* aq = reinterpret_cast<const uint4*>(a.aq);
   const auto* ad = reinterpret_cast<const float2*>(a.ad);
 
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_float_kernel(MatvecArgs a)
   const int64_t slot = blockIdx.y;
   const int tokens = static_cast<int>(a.tokens);
   const uint8_t* w = slot_matrix(a, slot);
-  const float* x = a.x + (slot / a.x_share) * a.n_in;
+  const float* x = a.x + (slot * a.x_step / a.x_share) * a.n_in;
 
   float acc[kMaxT];
 #pragma unroll

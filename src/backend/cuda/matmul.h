@@ -67,6 +67,14 @@ size_t matmul_experts_scratch_bytes(int64_t n_in, int64_t n_x_rows);
 void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_x_rows, const int32_t* ids,
                     int64_t n_slots, float* y, MatmulScratch scratch);
 
+// Expert chunks (prompt MoE, expert_groups.h): chunk c applies expert ids[c] to the
+// kChunkTokens activation rows [8c, 8c + 8) and writes y rows [8c, 8c + 8), one mat-vec
+// launch for all chunks (each expert's weights read once per chunk). w: device {n_in,
+// n_out, n_expert}; ids: device int32 [n_chunks]; x: device [8 n_chunks][n_in]; y: device
+// [8 n_chunks][n_out]. A bad id gives its chunk rows of NaN, as matmul_experts.
+void matmul_expert_chunks(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_chunks,
+                          const int32_t* ids, float* y, MatmulScratch scratch);
+
 // Rows of an embedding table {D, vocab} for device token ids -> out [n][D] (device),
 // decoded exactly as tandem::cpu::embed does (bit-identical). An id outside the vocabulary
 // gives a row of NaN (the ids live on the device; checking them here would need a sync).
@@ -76,7 +84,7 @@ void embed(cudaStream_t stream, const Tensor& table, const int32_t* tokens, int6
 namespace detail {
 
 // One mat-vec launch: `slots` groups of T tokens. Slot s reads weight matrix ids[s] (or
-// the only one when ids is null) and activation rows s / x_share + t; it writes
+// the only one when ids is null) and activation rows s * x_step / x_share + t; it writes
 // y rows s * T + t.
 struct MatvecArgs {
   DType type = DType::F32;
@@ -87,6 +95,7 @@ struct MatvecArgs {
   const int32_t* ids = nullptr;
   int64_t n_matrices = 1;
   int64_t slots = 1, x_share = 1, tokens = 1;
+  int64_t x_step = 1;          // slot s reads activation rows from s * x_step / x_share
   const float* x = nullptr;   // float path: [rows][n_in]
   const int8_t* aq = nullptr;  // integer path: [rows][n_in] codes
   const float* ad = nullptr;   // integer path: [rows][n_in / 32][2] (d, d * sum)

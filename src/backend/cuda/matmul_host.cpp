@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/expert_groups.h"
 #include "backend/cuda/matmul.h"
 #include "core/error.h"
 
@@ -184,16 +185,14 @@ void matmul(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_t
   if (bias != nullptr) detail::add_bias(stream, y, bias, n_tokens, n_out);
 }
 
-void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_x_rows, const int32_t* ids,
-                    int64_t n_slots, float* y, MatmulScratch scratch) {
-  check_weight("matmul_experts", w, true);
-  if (n_slots < 0) fail("cuda matmul_experts '{}': negative slot count {}", name_of(w), n_slots);
-  if (n_slots == 0) return;
-  if (x == nullptr || y == nullptr || ids == nullptr) fail("cuda matmul_experts '{}': null pointer argument", name_of(w));
-  if (n_x_rows <= 0 || n_slots % n_x_rows != 0) {
-    fail("cuda matmul_experts '{}': {} activation rows do not divide {} slots", name_of(w), n_x_rows, n_slots);
-  }
-  if (n_slots > 65535) fail("cuda matmul_experts '{}': {} slots, at most 65535 per call", name_of(w), n_slots);
+namespace {
+
+// One mat-vec launch over expert slots (matmul_experts, matmul_expert_chunks): slot s
+// applies expert ids[s] to `tokens` activation rows from s * x_step / x_share.
+void expert_matvec(const char* op, const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_x_rows,
+                   const int32_t* ids, int64_t n_slots, int64_t tokens, int64_t x_step, int64_t x_share, float* y,
+                   MatmulScratch scratch) {
+  if (n_slots > 65535) fail("cuda {} '{}': {} slots, at most 65535 per call", op, name_of(w), n_slots);
   const int64_t n_in = w.ne[0];
   detail::MatvecArgs a;
   a.type = w.type;
@@ -205,16 +204,44 @@ void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int
   a.ids = ids;
   a.n_matrices = w.ne[2];
   a.slots = n_slots;
-  a.x_share = n_slots / n_x_rows;
-  a.tokens = 1;
+  a.x_share = x_share;
+  a.x_step = x_step;
+  a.tokens = tokens;
   a.y = y;
   if (is_float_type(w.type)) {
     a.x = x;
   } else {
-    check_scratch("matmul_experts", w, scratch, activation_bytes(n_x_rows, n_in), n_x_rows);
+    check_scratch(op, w, scratch, activation_bytes(n_x_rows, n_in), n_x_rows);
     quantize_into_scratch(ctx.stream(), x, n_x_rows, n_in, scratch, a);
   }
   detail::matvec(ctx.stream(), a);
+}
+
+}  // namespace
+
+void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_x_rows, const int32_t* ids,
+                    int64_t n_slots, float* y, MatmulScratch scratch) {
+  check_weight("matmul_experts", w, true);
+  if (n_slots < 0) fail("cuda matmul_experts '{}': negative slot count {}", name_of(w), n_slots);
+  if (n_slots == 0) return;
+  if (x == nullptr || y == nullptr || ids == nullptr) fail("cuda matmul_experts '{}': null pointer argument", name_of(w));
+  if (n_x_rows <= 0 || n_slots % n_x_rows != 0) {
+    fail("cuda matmul_experts '{}': {} activation rows do not divide {} slots", name_of(w), n_x_rows, n_slots);
+  }
+  expert_matvec("matmul_experts", ctx, w, x, n_x_rows, ids, n_slots, 1, 1, n_slots / n_x_rows, y, scratch);
+}
+
+void matmul_expert_chunks(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_chunks,
+                          const int32_t* ids, float* y, MatmulScratch scratch) {
+  check_weight("matmul_expert_chunks", w, true);
+  if (n_chunks < 0) fail("cuda matmul_expert_chunks '{}': negative chunk count {}", name_of(w), n_chunks);
+  if (n_chunks == 0) return;
+  if (x == nullptr || y == nullptr || ids == nullptr) {
+    fail("cuda matmul_expert_chunks '{}': null pointer argument", name_of(w));
+  }
+  static_assert(kChunkTokens == kMatvecMaxTokens, "a chunk is one mat-vec's token columns");
+  expert_matvec("matmul_expert_chunks", ctx, w, x, n_chunks * kChunkTokens, ids, n_chunks, kChunkTokens,
+                kChunkTokens, 1, y, scratch);
 }
 
 void embed(cudaStream_t stream, const Tensor& table, const int32_t* tokens, int64_t n, float* out) {

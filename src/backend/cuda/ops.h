@@ -69,8 +69,9 @@ void scale(cudaStream_t stream, float* x, float s, int64_t n);
 // gate, read from the interleaved q projection (g = qg + d, g_stride = 2d).
 void sigmoid_gate(cudaStream_t stream, float* o, int64_t n_rows, int64_t n, const float* g, int64_t g_stride);
 
-// dst[i] = src[rows[i]] for n_rows rows of n values (rows on the device): a prompt's tokens
-// gathered per routed expert. dst must not alias src.
+// dst[i] = src[rows[i]] for n_rows rows of n values (rows on the device), zeros where
+// rows[i] < 0: a prompt's tokens gathered per routed expert, with padding rows (see
+// expert_groups.h). dst must not alias src.
 void gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst);
 
 // ---- mixture of experts and sampling (router.cu) -----------------------------------------

@@ -1,5 +1,5 @@
 // gather_rows (the per-expert token gather of prompt MoE) copies exactly the named rows,
-// repeats included, and rejects bad arguments before launching.
+// repeats included, zeros for the padding rows (-1), and rejects bad arguments before launching.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -21,13 +21,15 @@ TEST(CudaGather, CopiesTheNamedRows) {
   for (float& v : src) v = normal(rng);
   std::vector<int32_t> rows(static_cast<size_t>(n_rows));
   for (auto& r : rows) r = static_cast<int32_t>(rng() % n_src);
+  rows[3] = rows[50] = -1;  // padding rows: zeros
   DeviceBuffer d_src = testing::upload(src), d_rows = testing::upload(rows), d_dst(static_cast<size_t>(n_rows * n) * 4);
   gather_rows(nullptr, d_src.as<float>(), d_rows.as<int32_t>(), n_rows, n, d_dst.as<float>());
   TANDEM_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> got = testing::download<float>(d_dst, static_cast<size_t>(n_rows * n));
   for (int64_t i = 0; i < n_rows; ++i) {
     for (int64_t c = 0; c < n; ++c) {
-      ASSERT_EQ(got[static_cast<size_t>(i * n + c)], src[static_cast<size_t>(rows[static_cast<size_t>(i)] * n + c)]);
+      const int32_t from = rows[static_cast<size_t>(i)];
+      ASSERT_EQ(got[static_cast<size_t>(i * n + c)], from < 0 ? 0.0f : src[static_cast<size_t>(from * n + c)]) << "row " << i;
     }
   }
 }

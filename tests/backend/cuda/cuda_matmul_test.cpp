@@ -22,6 +22,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -33,6 +34,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/expert_groups.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/quant_decode.h"
 #include "core/error.h"
@@ -232,6 +234,29 @@ TEST(CudaMatmul, GemmInNarrowTiles) {
   }
 }
 
+// Expert outputs: for each (expert, x row, y row), row y of got must be W[expert] x[x row],
+// within the path's bound against the CPU on x, and within the exact bound against the CPU
+// on the GPU's own 8-bit x.
+void expect_expert_rows(const Weight& w, const std::vector<float>& x, const std::vector<float>& got,
+                        const std::vector<std::array<int64_t, 3>>& rows, const std::string& what, Worst& worst) {
+  const DType type = w.host.type;
+  const int64_t n_in = w.host.ne[0], n_out = w.host.ne[1];
+  const std::vector<float> xq = is_float(type) ? x : through_8bit(x);
+  std::vector<float> mine, want(rows.size() * n_out), want_same_x(want.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto [expert, x_row, y_row] = rows[i];
+    const Tensor m = w.host.matrix(expert);
+    cpu::matmul(cpu_reference(), m, x.data() + x_row * n_in, 1, want.data() + i * n_out);
+    cpu::matmul(cpu_reference(), m, xq.data() + x_row * n_in, 1, want_same_x.data() + i * n_out);
+    mine.insert(mine.end(), got.begin() + y_row * n_out, got.begin() + (y_row + 1) * n_out);
+  }
+  const double e = relative_error(mine, want), exact = relative_error(mine, want_same_x);
+  worst.note(path_name(type, 1), e);
+  worst.note(path_name(type, 1) + " (same x)", exact);
+  EXPECT_LE(e, bound_for(type, 1)) << what;
+  EXPECT_LE(exact, is_float(type) ? kF32Bound : kExactBound) << what << ", against the same activations";
+}
+
 TEST(CudaMatmul, ExpertsMatchPerExpertCpuMatmuls) {
   TANDEM_REQUIRE_CUDA_DEVICE();
   CudaContext ctx;
@@ -254,25 +279,53 @@ TEST(CudaMatmul, ExpertsMatchPerExpertCpuMatmuls) {
                        scratch_of(scratch));
         ctx.synchronize();
         const std::vector<float> got = download<float>(y_d, static_cast<size_t>(n_slots * n_out));
-        const std::vector<float> xq = is_float(type) ? x : through_8bit(x);
-        std::vector<float> want(got.size()), want_same_x(got.size());
-        for (int64_t s = 0; s < n_slots; ++s) {
-          const int64_t row = s / (n_slots / x_rows);
-          const Tensor m = w.host.matrix(ids[static_cast<size_t>(s)]);
-          cpu::matmul(cpu_reference(), m, x.data() + row * n_in, 1, want.data() + s * n_out);
-          cpu::matmul(cpu_reference(), m, xq.data() + row * n_in, 1, want_same_x.data() + s * n_out);
-        }
-        const std::string what = path_name(type, 1) + " experts " + std::to_string(n_in) + "x" + std::to_string(n_out) +
-                                 " x_rows=" + std::to_string(x_rows);
-        const double e = relative_error(got, want), exact = relative_error(got, want_same_x);
-        worst.note(path_name(type, 1), e);
-        worst.note(path_name(type, 1) + " (same x)", exact);
-        EXPECT_LE(e, bound_for(type, 1)) << what;
-        EXPECT_LE(exact, is_float(type) ? kF32Bound : kExactBound) << what << ", against the same activations";
+        std::vector<std::array<int64_t, 3>> rows;
+        for (int64_t s = 0; s < n_slots; ++s) rows.push_back({ids[static_cast<size_t>(s)], s / (n_slots / x_rows), s});
+        expect_expert_rows(w, x, got, rows,
+                           path_name(type, 1) + " experts " + std::to_string(n_in) + "x" + std::to_string(n_out) +
+                               " x_rows=" + std::to_string(x_rows),
+                           worst);
       }
     }
   }
   worst.print("CudaMatmul.ExpertsMatchPerExpertCpuMatmuls");
+}
+
+// Prompt MoE chunks: chunk c applies expert ids[c] to its own 8 activation rows (the
+// layout of expert_groups.h), every type, both expert shapes; a bad id gives NaN rows.
+TEST(CudaMatmul, ExpertChunksMatchPerExpertCpuMatmuls) {
+  TANDEM_REQUIRE_CUDA_DEVICE();
+  CudaContext ctx;
+  std::mt19937 rng(6);
+  Worst worst;
+  const int64_t n_expert = 4;
+  const std::vector<int32_t> ids = {1, 3, 3, 0, 2, 1, 4};  // the last chunk's id is out of range
+  const auto n_chunks = static_cast<int64_t>(ids.size()), rows = n_chunks * kChunkTokens;
+  const DeviceBuffer ids_d = upload(ids);
+  const DeviceBuffer scratch(matmul_experts_scratch_bytes(2048, rows));
+  for (DType type : kAllTypes) {
+    const std::pair<int64_t, int64_t> shapes[] = {{2048, 512}, {512, 2048}};
+    for (auto [n_in, n_out] : shapes) {
+      const Weight w = make_weight(type, n_in, n_out, n_expert, rng);
+      std::vector<float> x = gaussian(static_cast<size_t>(rows * n_in), rng);
+      std::fill_n(x.begin() + (kChunkTokens - 3) * n_in, 3 * n_in, 0.0f);  // padding rows are zeros
+      const DeviceBuffer x_d = upload(x);
+      DeviceBuffer y_d(static_cast<size_t>(rows * n_out) * sizeof(float));
+      matmul_expert_chunks(ctx, w.device, x_d.as<float>(), n_chunks, ids_d.as<int32_t>(), y_d.as<float>(),
+                           scratch_of(scratch));
+      ctx.synchronize();
+      const std::vector<float> got = download<float>(y_d, static_cast<size_t>(rows * n_out));
+      const int64_t good_rows = (n_chunks - 1) * kChunkTokens;
+      for (int64_t i = good_rows * n_out; i < rows * n_out; ++i) {
+        ASSERT_TRUE(std::isnan(got[static_cast<size_t>(i)])) << dtype_name(type) << ": the bad id's chunk";
+      }
+      std::vector<std::array<int64_t, 3>> rows;
+      for (int64_t r = 0; r < good_rows; ++r) rows.push_back({ids[static_cast<size_t>(r / kChunkTokens)], r, r});
+      expect_expert_rows(w, x, got, rows,
+                         path_name(type, 1) + " expert chunks " + std::to_string(n_in) + "x" + std::to_string(n_out), worst);
+    }
+  }
+  worst.print("CudaMatmul.ExpertChunksMatchPerExpertCpuMatmuls");
 }
 
 TEST(CudaMatmul, BadExpertIdGivesNanRow) {

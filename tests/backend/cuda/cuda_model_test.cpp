@@ -65,15 +65,23 @@ TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
   if (m->hparams().n_expert > 0) {
     placements.push_back({"routed experts on the CPU", std::vector<model::LayerPlacement>(L, {Device::Cuda, Device::Cpu})});
   }
-  for (const auto& [name, layers] : placements) {
-    SCOPED_TRACE(name);
-    CudaBackend gpu;
-    m->set_placement(layers, Device::Cuda);
-    const std::vector<float> got = run(*m, ctx, &gpu);
-    const double err = testing::relative_error(got, reference);
-    std::printf("[ measured ] %s/%s %s: relative error %.3g (bound %.3g), %.1f MiB uploaded\n", GetParam().family,
-                GetParam().file, name.c_str(), err, GetParam().bound, gpu.weight_bytes() / 1048576.0);
-    EXPECT_LE(err, GetParam().bound);
+  // Prompt MoE on the GPU: every expert as 8-token chunks (the default threshold, at these
+  // sizes), then busy experts (>= 3 tokens of the 12-token micro-batch) as GEMMs beside chunks.
+  for (const int64_t gemm_min : {kExpertGemmMinTokens, int64_t{3}}) {
+    for (const auto& [name, layers] : placements) {
+      if (gemm_min != kExpertGemmMinTokens && layers[0].experts != Device::Cuda) continue;
+      SCOPED_TRACE(name + ", experts with >= " + std::to_string(gemm_min) + " tokens as GEMMs");
+      CudaBackend gpu;
+      gpu.set_expert_gemm_min_tokens(gemm_min);
+      m->set_placement(layers, Device::Cuda);
+      const std::vector<float> got = run(*m, ctx, &gpu);
+      const double err = testing::relative_error(got, reference);
+      std::printf("[ measured ] %s/%s %s (GEMM from %lld tokens): relative error %.3g (bound %.3g), %.1f MiB uploaded\n",
+                  GetParam().family, GetParam().file, name.c_str(), static_cast<long long>(gemm_min), err,
+                  GetParam().bound, gpu.weight_bytes() / 1048576.0);
+      EXPECT_LE(err, GetParam().bound);
+    }
+    if (m->hparams().n_expert == 0) break;
   }
   m->set_placement(std::vector<model::LayerPlacement>(L), Device::Cpu);
 }
