@@ -70,6 +70,24 @@ struct FfnWeights {
   bool is_moe() const { return router.valid(); }
 };
 
+// Expert streaming moves one weight matrix's experts at a time in slabs of whole experts;
+// the receiving device holds two slabs, one being filled while the other is used. Slabs of
+// up to kExpertSlabBytes are plenty (each is a few milliseconds on the link); a buffer down
+// to two single experts still works, with more, smaller copies and launches.
+inline constexpr uint64_t kExpertSlabBytes = uint64_t{32} << 20;
+// Experts of expert_bytes each per slab in a buffer of buffer_bytes (two slabs), at most
+// n_expert; 0 when not even one fits.
+inline int64_t experts_per_slab(uint64_t buffer_bytes, uint64_t expert_bytes, int64_t n_expert) {
+  const auto fit = static_cast<int64_t>(expert_bytes == 0 ? n_expert : buffer_bytes / 2 / expert_bytes);
+  return fit > n_expert ? n_expert : fit;
+}
+// The buffer streaming a stack of n_expert experts of expert_bytes wants: two slabs of at
+// most kExpertSlabBytes (at least one expert each).
+inline uint64_t expert_stream_bytes(uint64_t expert_bytes, int64_t n_expert) {
+  const int64_t per = experts_per_slab(2 * kExpertSlabBytes, expert_bytes, n_expert);
+  return 2 * static_cast<uint64_t>(per < 1 ? 1 : per) * expert_bytes;
+}
+
 // ---- the interface ----
 
 class Backend {
@@ -124,6 +142,19 @@ class Backend {
   // backend's memory. Reads only the chosen experts.
   virtual void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen,
                            const float* weight, float* out) = 0;
+  // Expert streaming (hybrid prompts, model/expert_streaming.h): this device computes the
+  // routed experts of a layer whose expert weights live in `holder`'s memory, moving the
+  // weights here for the call (holder.read_weight_rows) instead of the activations there.
+  // Same contract as moe_experts otherwise. Only backends that say so can.
+  virtual bool can_stream_experts() const { return false; }
+  // The device buffer streamed slabs go through (its size sets the slab size).
+  virtual void reserve_expert_streaming(uint64_t /*bytes*/) {}
+  virtual void moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T,
+                                    const int32_t* chosen, const float* weight, float* out);
+  // Rows [row0, row0 + n_rows) of weight w (on this device) in the file's row layout,
+  // written to host memory dst: what another device streams. Default: w's bytes as they are
+  // (host memory); the CPU backend undoes its interleaving.
+  virtual void read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst);
   // out [T][D] += sigmoid(shexp_gate . m[t]) * SwiGLU_shared(m[t]).
   virtual void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) = 0;
   // logits [rows][V] (host memory) = head(rms(x; norm)) for rows of x; scratch holds rows * D floats.

@@ -147,6 +147,8 @@ void run_fit(const FitOptions& a) {
                        {"vram_reserve", plan.vram_reserve}, {"vram_usable", plan.vram_usable},
                        {"ram", plan.ram_budget},            {"ram_source", hw.ram_source}};
     j["placement"] = plan.policy;
+    j["expert_streaming"] = Json{{"mode", model::ExpertStreaming::mode_name(po.expert_streaming)},
+                                 {"buffer_bytes", plan.expert_stream_bytes}};
     j["groups"] = Json::array();
     for (const plan::GroupRow& r : rows) {
       j["groups"].push_back(Json{{"what", r.what},

@@ -27,6 +27,12 @@ void PlacementOptions::add_to(CLI::App* cmd) {
                   "CUDA0); repeatable; the first matching rule wins")
       ->take_all()
       ->allow_extra_args(false);
+  cmd->add_option("--expert-streaming", expert_streaming,
+                  "Long prompts on a GPU whose layers' routed experts stay on the CPU: stream those\n"
+                  "experts' weights to the GPU when that is faster than the CPU (auto: decided per layer\n"
+                  "from measured speeds, with GPU room only the placement leaves unused; on: always, room\n"
+                  "set aside first; off: never)")
+      ->capture_default_str();
   cmd->add_option("--placement", placement,
                   "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
                   "while they fit (the plain layer split baseline)")
@@ -38,6 +44,7 @@ void PlacementOptions::apply(plan::PlanOptions& po) const {
   po.n_gpu_layers = n_gpu_layers;
   po.cpu_moe = cpu_moe;
   po.n_cpu_moe = n_cpu_moe;
+  po.expert_streaming = model::ExpertStreaming::parse_mode(expert_streaming, "--expert-streaming");
   for (const std::string& rule : overrides) {
     for (plan::TensorOverride& r : plan::parse_tensor_overrides(rule)) po.overrides.push_back(std::move(r));
   }
@@ -78,10 +85,15 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
 #if defined(TANDEM_HAVE_CUDA)
   auto gpu = std::make_unique<cuda::CudaBackend>(hw.gpu->index);
   model.set_placement(at.layers, at.output);
+  model.set_expert_streaming({po.expert_streaming, p.expert_stream_bytes});
   if (!quiet) {
     fmt::print(stderr, "placement: {} of {} layers on {} ({} of {} budget), routed experts of {} of them on the CPU, "
-               "head on {}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),
-               plan::format_size(p.vram_budget), cpu_expert_layers, at.output == Device::Cuda ? "the GPU" : "the CPU");
+               "head on {}{}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),
+               plan::format_size(p.vram_budget), cpu_expert_layers, at.output == Device::Cuda ? "the GPU" : "the CPU",
+               at.expert_streaming ? fmt::format("; long prompts may stream them ({}, {} buffer)",
+                                                 model::ExpertStreaming::mode_name(po.expert_streaming),
+                                                 plan::format_size(p.expert_stream_bytes))
+               : "");
   }
   return gpu;
 #else

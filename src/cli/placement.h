@@ -25,6 +25,7 @@ struct PlacementOptions {
   bool cpu_moe = false;
   std::vector<std::string> overrides;
   std::string placement = "auto";
+  std::string expert_streaming = "auto";
 
   void add_to(CLI::App* cmd);
   // The placement part of a plan's options (-ot rules parsed: bad ones are errors here).

@@ -1,7 +1,9 @@
 #include "model/blocks.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "core/error.h"
 #include "quant/quantize.h"
@@ -71,8 +73,13 @@ void attention_sequences(std::span<const SequenceInput> batch, int64_t slot, std
 }
 
 void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& placement, Device output,
-                        int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, LayerWorkspace& ws) {
+                        int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, const ExpertStreamingPlan& streaming,
+                        LayerWorkspace& ws) {
   ws.max_tokens = max_tokens;
+  ExpertStreaming::Mode mode = streaming.mode;
+  if (be.gpu == nullptr || !be.gpu->can_stream_experts() || streaming.device_bytes == 0) mode = ExpertStreaming::Mode::kOff;
+  if (mode != ExpertStreaming::Mode::kOff) be.gpu->reserve_expert_streaming(streaming.device_bytes);
+  ws.streaming = ExpertStreaming(mode, ExpertStreaming::prior(static_cast<int>(std::thread::hardware_concurrency())));
   const auto TD = static_cast<size_t>(max_tokens * n_embd) * sizeof(float);
   const auto Tk = static_cast<size_t>(max_tokens * n_expert_used);
   std::array<bool, 2> used{true, output == Device::Cuda};
@@ -143,10 +150,28 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
     if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
     return;
   }
+  Backend& experts = be.on(at.experts);
+  const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const double macs_per_token =
+      static_cast<double>(w.n_expert_used) * static_cast<double>(w.gate_exps.ne[0] * w.gate_exps.ne[1] * 3);
+  if (at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens) {
+    const double bytes = static_cast<double>(w.gate_exps.row_bytes() * w.gate_exps.rows() +
+                                             w.up_exps.row_bytes() * w.up_exps.rows() +
+                                             w.down_exps.row_bytes() * w.down_exps.rows());
+    if (ws.streaming.stream(T, bytes, macs_per_token)) {
+      // Streamed: the weights come here; the layer never leaves the main device.
+      const auto t0 = std::chrono::steady_clock::now();
+      main.moe_experts_streamed(w, experts, in, T, chosen, weight, out);
+      ws.streaming.measured_stream(bytes, seconds_since(t0));
+      if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
+      return;
+    }
+  }
   // Hybrid: the experts' device gets the input and the choices; the main device computes
   // the shared expert into proj while the experts run there (on a GPU the shared expert is
   // queued before the experts' work starts), then adds their sum.
-  Backend& experts = be.on(at.experts);
   DeviceActivations& e = ws.on(at.experts);
   const size_t TD = static_cast<size_t>(T * D) * sizeof(float), Tk = static_cast<size_t>(T * w.n_expert_used);
   transfer(be, at.main, in, at.experts, e.expert_in.as(), TD, ws);
@@ -155,7 +180,11 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   main.zero(out, TD);
   if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
   main.flush();  // the shared expert runs now, alongside the experts
+  const auto t0 = std::chrono::steady_clock::now();
   experts.moe_experts(w, e.expert_in.as<float>(), T, e.chosen.as<int32_t>(), e.weight.as<float>(), e.expert_out.as<float>());
+  if (at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens) {
+    ws.streaming.measured_cpu(static_cast<double>(T) * macs_per_token, seconds_since(t0));
+  }
   float* routed = m.expert_out.as<float>();
   transfer(be, at.experts, e.expert_out.as(), at.main, routed, TD, ws);
   main.add(out, routed, T * D);

@@ -47,13 +47,17 @@ class LayerWorkspace : public Workspace {
   std::vector<AttentionSequence> seqs;
   std::vector<DeltaNetSequence> delta_seqs;
   Device residual_on = Device::Cpu;
+  ExpertStreaming streaming;                 // hybrid prompts: CPU experts or streamed weights
   DeviceActivations& on(Device d) { return devices[static_cast<size_t>(d)]; }
 };
 
 // Buffers for max_tokens on every device the placement uses (the CPU always: embeddings
 // are looked up there). n_expert_used sizes the router's choices (0 for dense models).
+// `streaming` starts the workspace's expert-streaming policy (off unless a GPU can stream)
+// and sizes the GPU's slab buffer.
 void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& placement, Device output,
-                        int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, LayerWorkspace& ws);
+                        int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, const ExpertStreamingPlan& streaming,
+                        LayerWorkspace& ws);
 
 // Copies bytes from one device's memory to another's (one side is always the host's).
 void transfer(const Backends& be, Device from, const void* src, Device to, void* dst, size_t bytes,
@@ -65,7 +69,8 @@ Backend& enter(const Backends& be, LayerWorkspace& ws, Device d, int64_t T, int6
 // proj = FFN(a) for the layer placed at `at` (a and proj on at.main): dense SwiGLU, or the
 // router + routed experts (+ shared expert). When the routed experts live on another
 // device, the normed input and the router's choices go there, the experts run there while
-// the main device computes the shared expert, and their sum comes back and is added.
+// the main device computes the shared expert, and their sum comes back and is added; or,
+// for a prompt long enough (ws.streaming decides), their weights come to the main device.
 void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, LayerPlacement at, int64_t T, int64_t D);
 
 // Start and end of every batched forward pass:

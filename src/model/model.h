@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
 #include "gguf/gguf_model_files.h"
+#include "model/expert_streaming.h"
 #include "model/hparams.h"
 
 namespace tandem::model {
@@ -96,6 +97,11 @@ class Model {
   // workspaces made afterwards follow it. Weights placed on a GPU must already be in its
   // memory (the CUDA backend's upload); a CPU stand-in reads them where they are.
   void set_placement(std::vector<LayerPlacement> layers, Device output);
+  // Hybrid prompts: whether layers with routed experts on the CPU may stream those weights
+  // to the GPU, through a buffer of how many bytes (expert_streaming.h; off by default, the
+  // planner turns it on when it has the VRAM). Read when a workspace is made.
+  void set_expert_streaming(ExpertStreamingPlan plan) { expert_streaming_ = plan; }
+  const ExpertStreamingPlan& expert_streaming() const { return expert_streaming_; }
   const std::vector<LayerPlacement>& placement() const { return placement_; }
   Device output_device() const { return output_device_; }
 
@@ -104,6 +110,7 @@ class Model {
   std::vector<std::string> unused_;
   std::vector<LayerPlacement> placement_;  // n_layer entries (filled by the loader)
   Device output_device_ = Device::Cpu;
+  ExpertStreamingPlan expert_streaming_;
 };
 
 // Checks a batch against the workspace and each sequence's context; returns total tokens.

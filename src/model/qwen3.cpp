@@ -109,7 +109,8 @@ std::unique_ptr<SequenceState> Qwen3Model::new_sequence(const Backends& be, int6
 std::unique_ptr<Workspace> Qwen3Model::new_workspace(const Backends& be, int64_t max_tokens) const {
   if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
   auto ws = std::make_unique<LayerWorkspace>();
-  allocate_workspace(be, placement_, output_device_, max_tokens, hp_.n_embd, hp_.n_expert_used, *ws);
+  allocate_workspace(be, placement_, output_device_, max_tokens, hp_.n_embd, hp_.n_expert_used, expert_streaming_,
+                     *ws);
   for (size_t i = 0; i < layers_.size(); ++i) {
     be.on(placement_[i].main).reserve_attention(max_tokens, shape_, false);
     be.on(placement_[i].main).reserve_ffn(max_tokens, hp_.n_embd, layers_[i].ffn);

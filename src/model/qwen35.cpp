@@ -197,7 +197,7 @@ std::unique_ptr<Workspace> Qwen35Model::new_workspace(const Backends& be, int64_
   if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
   const HParams& h = hp_;
   auto ws = std::make_unique<LayerWorkspace>();
-  allocate_workspace(be, placement_, output_device_, max_tokens, h.n_embd, h.n_expert_used, *ws);
+  allocate_workspace(be, placement_, output_device_, max_tokens, h.n_embd, h.n_expert_used, expert_streaming_, *ws);
   for (size_t i = 0; i < layers_.size(); ++i) {
     Backend& main = be.on(placement_[i].main);
     if (layers_[i].full_attention) {

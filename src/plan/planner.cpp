@@ -222,6 +222,17 @@ class Placer {
       try_gpu(group(l, [l](const TensorSpec& t) { return t.layer == l && every_token(t.role); }));
     }
     try_gpu(slot(spec_.n_blocks()));
+    // --expert-streaming on: room to stream the CPU's experts to the GPU in long prompts
+    // (two slabs, at most 64 MiB), if not every layer's experts will fit, set aside before
+    // the experts (auto takes only what the experts leave).
+    uint64_t undecided_experts = 0;
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      if (!decided_[i] && spec_.tensors[i].role == Role::kRoutedExperts) undecided_experts += spec_.tensors[i].bytes;
+    }
+    if (o_.expert_streaming == model::ExpertStreaming::Mode::kOn && undecided_experts > room_) {
+      const uint64_t stream = expert_stream_need(/*only_streamed=*/false).want;
+      if (stream <= room_) room_ -= stream;
+    }
     // 2. Routed experts, a whole layer at a time, LAST layer first. Every layer's experts are
     //    worth the same per byte (a token reads n_expert_used of n_expert in each), so the
     //    order only decides which layers; taking them from the end makes the default's
@@ -255,6 +266,7 @@ class Placer {
     }
     plan_.buffers.push_back({BufferKind::kScratch, -1, gpu_scratch_, Device::Cpu});
     plan_.cpu.scratch = gpu_scratch_;
+    add_expert_stream_buffer();
 
     if (plan_.gpu.total() > plan_.vram_usable) {
       fail("placement '{}' needs {} of VRAM but the budget allows {} ({} minus the {} reserve): {} over budget; "
@@ -277,6 +289,50 @@ class Placer {
     }
   }
 
+  // The GPU buffer expert streaming wants (backend.h: two full slabs of the largest expert
+  // stack) and the least it can work with (two of its largest single experts), over the
+  // layers whose experts stay on the CPU while the rest of the layer is on the GPU, or
+  // (only_streamed = false) over every layer with routed experts.
+  struct StreamNeed {
+    uint64_t want = 0, least = 0;
+  };
+  StreamNeed expert_stream_need(bool only_streamed) const {
+    std::vector<bool> main_on_gpu(static_cast<size_t>(spec_.hp.n_layer), false);
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      const TensorSpec& t = spec_.tensors[i];
+      if (t.layer >= 0 && t.layer < spec_.hp.n_layer && t.role != Role::kRoutedExperts &&
+          plan_.tensor_device[i] == Device::Cuda) {
+        main_on_gpu[static_cast<size_t>(t.layer)] = true;
+      }
+    }
+    StreamNeed need;
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      const TensorSpec& t = spec_.tensors[i];
+      if (t.role != Role::kRoutedExperts || t.layer < 0 || t.layer >= spec_.hp.n_layer || t.dims.size() < 3) continue;
+      if (only_streamed && (plan_.tensor_device[i] != Device::Cpu || !main_on_gpu[static_cast<size_t>(t.layer)])) continue;
+      const int64_t n_expert = t.dims[2];
+      const uint64_t expert = t.bytes / static_cast<uint64_t>(n_expert);
+      need.want = std::max(need.want, expert_stream_bytes(expert, n_expert));
+      need.least = std::max(need.least, 2 * expert);
+    }
+    return need;
+  }
+
+  // The streaming buffer, when a GPU layer's experts ended on the CPU: what it wants if room
+  // was set aside (--expert-streaming on with the auto policy), else what the placement left
+  // unused, up to what it wants, if that holds two experts (never a failure: no buffer).
+  void add_expert_stream_buffer() {
+    if (o_.expert_streaming == model::ExpertStreaming::Mode::kOff || plan_.gpu.total() == 0) return;
+    const StreamNeed need = expert_stream_need(/*only_streamed=*/true);
+    if (need.want == 0) return;
+    const uint64_t room = plan_.vram_usable > plan_.gpu.total() ? plan_.vram_usable - plan_.gpu.total() : 0;
+    const uint64_t bytes = std::min(need.want, room) / 256 * 256;
+    if (bytes < need.least) return;
+    plan_.buffers.push_back({BufferKind::kExpertStream, -1, bytes, Device::Cuda});
+    plan_.gpu.scratch += bytes;
+    plan_.expert_stream_bytes = bytes;
+  }
+
   const ModelSpec& spec_;
   const PlanOptions& o_;
   Plan plan_;
@@ -294,6 +350,7 @@ std::string_view buffer_name(BufferKind kind) {
     case BufferKind::kKvCache: return "kv cache";
     case BufferKind::kState: return "deltanet state";
     case BufferKind::kScratch: return "compute scratch";
+    case BufferKind::kExpertStream: return "expert streaming";
   }
   return "?";
 }
@@ -412,6 +469,7 @@ ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan) 
   for (size_t l = 0; l < n; ++l) {
     if (!experts_seen[l]) out.layers[l].experts = out.layers[l].main;
   }
+  out.expert_streaming = plan.expert_stream_bytes > 0;
   return out;
 }
 
@@ -422,7 +480,8 @@ std::vector<GroupRow> group_rows(const ModelSpec& spec, const Plan& plan) {
       role_name(Role::kDeltaNet),       role_name(Role::kRouter),        role_name(Role::kSharedExpert),
       role_name(Role::kDenseFfn),       role_name(Role::kRoutedExperts), role_name(Role::kOther),
       buffer_name(BufferKind::kKvCache), buffer_name(BufferKind::kState), role_name(Role::kMtp),
-      role_name(Role::kOutputNorm),     role_name(Role::kOutputHead),    buffer_name(BufferKind::kScratch)};
+      role_name(Role::kOutputNorm),     role_name(Role::kOutputHead),    buffer_name(BufferKind::kScratch),
+      buffer_name(BufferKind::kExpertStream)};
   struct Cell {
     uint64_t bytes = 0;
     size_t n_tensors = 0;

@@ -58,10 +58,17 @@ struct PlanOptions {
   // -ot rules in command-line order. They, then --cpu-moe, then --n-cpu-moe, are matched in
   // that order and the first match decides, as llama.cpp's tensor_buft_overrides.
   std::vector<TensorOverride> overrides;
+  // Room on the GPU for streaming the CPU's routed experts during long prompts
+  // (model/expert_streaming.h; two slabs, at most 64 MiB), when a GPU layer's experts stay on
+  // the CPU. auto: only from room the placement leaves unused, so decode never pays for it;
+  // on: the auto policy sets it aside before it places experts (it may displace a layer of
+  // experts); off: none. Another placement gets it only if it still fits.
+  model::ExpertStreaming::Mode expert_streaming = model::ExpertStreaming::Mode::kAuto;
 };
 
-enum class BufferKind { kKvCache, kState, kScratch };
-std::string_view buffer_name(BufferKind kind);  // "kv cache", "deltanet state", "compute scratch"
+enum class BufferKind { kKvCache, kState, kScratch, kExpertStream };
+// "kv cache", "deltanet state", "compute scratch", "expert streaming"
+std::string_view buffer_name(BufferKind kind);
 
 struct Buffer {
   BufferKind kind = BufferKind::kScratch;
@@ -71,7 +78,7 @@ struct Buffer {
 };
 
 struct DeviceTotals {
-  uint64_t weights = 0, kv = 0, state = 0, scratch = 0;
+  uint64_t weights = 0, kv = 0, state = 0, scratch = 0;  // scratch includes the expert streaming buffer
   uint64_t total() const { return weights + kv + state + scratch; }
 };
 
@@ -85,6 +92,7 @@ struct Plan {
   uint64_t vram_usable = 0;  // budget - reserve: gpu.total() never exceeds it
   uint64_t ram_budget = 0;
   int64_t n_ctx = 0;         // positions the KV cache holds
+  uint64_t expert_stream_bytes = 0;  // the GPU's expert streaming buffer (0: prompts do not stream)
   std::string policy;        // "auto", "layers", "-ngl 99", plus the overrides in use
 };
 
@@ -116,6 +124,7 @@ Prediction predict_decode(const ModelSpec& spec, const Plan& plan, int64_t depth
 struct ExecutionPlacement {
   std::vector<model::LayerPlacement> layers;  // hp.n_layer entries
   Device output = Device::Cpu;
+  bool expert_streaming = false;  // the plan holds the GPU room to stream CPU layers' experts
 };
 ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan);
 

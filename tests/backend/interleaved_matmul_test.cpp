@@ -154,5 +154,35 @@ TEST(InterleavedMatmul, ExpertOfARepackedStackMatchesItsRows) {
   }
 }
 
+// What a GPU streams (Backend::read_weight_rows): the file's bytes of any rows, read from
+// the weight itself before it is repacked and from the interleaved copy after.
+TEST(InterleavedMatmul, ReadRowsGivesTheFileBytesBeforeAndAfterRepacking) {
+  OpContext ctx(2, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(17);
+  const int64_t n = 512, rows = 16, experts = 4;
+  std::vector<Weight> weights;
+  weights.reserve(std::size(kTypes));
+  for (DType type : kTypes) {
+    SCOPED_TRACE(::testing::Message() << dtype_name(type));
+    weights.push_back(random_weight(type, n, rows, experts, rng));
+    const Weight& w = weights.back();
+    const size_t row_bytes = w.tensor.row_bytes();
+    std::vector<uint8_t> got(w.bytes.size(), 0xA5);
+    be.read_weight_rows(w.tensor, 3, 21, got.data());  // any rows while in the file's layout
+    EXPECT_TRUE(std::equal(got.begin(), got.begin() + 21 * row_bytes, w.bytes.begin() + 3 * row_bytes));
+    ASSERT_TRUE(be.prepared(w.tensor).interleaved);
+    std::fill(got.begin(), got.end(), 0xA5);
+    be.read_weight_rows(w.tensor, 0, rows * experts, got.data());
+    EXPECT_EQ(got, w.bytes) << "every row, unpacked from the interleaved copy";
+    std::fill(got.begin(), got.end(), 0xA5);
+    be.read_weight_rows(w.tensor, 24, 16, got.data());  // expert 1's last group, expert 2's first
+    EXPECT_TRUE(std::equal(got.begin(), got.begin() + 16 * row_bytes, w.bytes.begin() + 24 * row_bytes));
+    EXPECT_EQ(got[16 * row_bytes], 0xA5) << "wrote past the rows asked for";
+    EXPECT_THROW(be.read_weight_rows(w.tensor, 4, 8, got.data()), Error);  // splits a group
+    EXPECT_THROW(be.read_weight_rows(w.tensor, 56, 16, got.data()), Error);  // past the end
+  }
+}
+
 }  // namespace
 }  // namespace tandem::cpu

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -70,6 +71,24 @@ class StandInGpu final : public Backend {
     ++expert_calls;
     inner_.moe_experts(w, mine(m), T, mine(chosen), mine(weight), mine(out));
   }
+  // Streaming as a GPU does it: the holder writes the weights' file-layout rows into this
+  // device's memory, and the experts run from there. (A GPU reuses one buffer; the
+  // stand-in keeps one per weight, because its CPU context finds its interleaved copies by
+  // address.)
+  bool can_stream_experts() const override { return true; }
+  void moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T, const int32_t* chosen,
+                            const float* weight, float* out) override {
+    ++streamed_calls;
+    FfnWeights here = w;
+    for (Tensor* t : {&here.gate_exps, &here.up_exps, &here.down_exps}) {
+      Memory& copy = streamed_[t->data];
+      if (copy.as() == nullptr) copy = allocate(t->row_bytes() * static_cast<size_t>(t->rows()));
+      holder.read_weight_rows(*t, 0, t->rows(), copy.as());
+      streamed_bytes += copy.bytes();
+      t->data = static_cast<const uint8_t*>(copy.as());
+    }
+    inner_.moe_experts(here, mine(m), T, mine(chosen), mine(weight), mine(out));
+  }
   void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override {
     ++shared_calls;
     inner_.shared_expert(w, mine(m), T, mine(out));
@@ -80,7 +99,8 @@ class StandInGpu final : public Backend {
     inner_.logits(norm, eps, head, mine(x), rows, D, mine(scratch), logits);  // logits: host memory
   }
 
-  int blocks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0;
+  int blocks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0, streamed_calls = 0;
+  size_t streamed_bytes = 0;
 
  private:
   template <class T>
@@ -94,13 +114,15 @@ class StandInGpu final : public Backend {
   }
   cpu::CpuBackend inner_;
   std::vector<std::pair<const uint8_t*, const uint8_t*>> owned_;
+  std::map<const uint8_t*, Memory> streamed_;  // by the holder's weight address
 };
 
 constexpr KvCacheTypes kF16Cache{DType::F16, DType::F16};
 
-// Prompt logits, then two decode steps, as one vector.
-std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu) {
-  runtime::Session session(model, ctx, 64, 5, kF16Cache, gpu);  // micro-batch 5: prompt in pieces
+// Prompt logits, then two decode steps, as one vector. Micro-batch 5: the prompt in pieces
+// (decode-sized, <= 8 tokens); 16: one prompt-sized pass (expert streaming).
+std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu, int64_t n_ubatch = 5) {
+  runtime::Session session(model, ctx, 64, n_ubatch, kF16Cache, gpu);
   const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 11, 2, 8, 30, 1, 7, 19, 23};
   std::vector<float> out;
   auto l = session.feed(prompt);
@@ -130,10 +152,12 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
   cpu::OpContext ctx(2, model->max_row()), gpu_ctx(1, model->max_row());
   const std::vector<float> reference = run(*model, ctx, nullptr);
 
+  const std::vector<float> reference_16 = run(*model, ctx, nullptr, 16);
   struct Named {
     std::string name;
     std::vector<LayerPlacement> layers;
     Device output;
+    ExpertStreaming::Mode streaming = ExpertStreaming::Mode::kOff;
   };
   std::vector<Named> placements;
   placements.push_back({"all on the GPU", std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cuda}), Device::Cuda});
@@ -145,18 +169,32 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     std::vector<LayerPlacement> mixed(L, {Device::Cuda, Device::Cpu});
     mixed.back() = {Device::Cpu, Device::Cuda};  // experts on the GPU for a CPU layer
     placements.push_back({"mixed", mixed, Device::Cpu});
+    // The prompt's experts streamed to the GPU (the CPU unpacks its interleaved copies,
+    // made by the reference run), decode steps' experts on the CPU.
+    placements.push_back({"routed experts on the CPU, streamed", std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cpu}),
+                          Device::Cuda, ExpertStreaming::Mode::kOn});
   }
   for (const Named& p : placements) {
     SCOPED_TRACE(p.name);
     StandInGpu gpu(gpu_ctx);
     model->set_placement(p.layers, p.output);
-    const std::vector<float> got = run(*model, ctx, &gpu);
-    ASSERT_EQ(got.size(), reference.size());
+    model->set_expert_streaming({p.streaming, uint64_t{1} << 20});
+    const bool streams = p.streaming != ExpertStreaming::Mode::kOff;
+    const std::vector<float> got = run(*model, ctx, &gpu, streams ? 16 : 5);
+    const std::vector<float>& want = streams ? reference_16 : reference;
+    ASSERT_EQ(got.size(), want.size());
     double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - reference[i]));
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
     // Same kernels on the same data: equal to the last bit (thread counts differ, results must not).
     EXPECT_EQ(worst, 0.0);
     EXPECT_GT(gpu.blocks, 0) << "nothing ran on the stand-in GPU";
+    if (streams) {
+      EXPECT_EQ(gpu.streamed_calls, L) << "each layer's prompt experts streamed once";
+      EXPECT_EQ(gpu.expert_calls, 0) << "decode steps' experts stay on the CPU";
+      EXPECT_GT(gpu.streamed_bytes, 0u);
+    } else {
+      EXPECT_EQ(gpu.streamed_calls, 0);
+    }
     if (p.name == "routed experts on the CPU") {
       EXPECT_EQ(gpu.expert_calls, 0) << "routed experts ran on the GPU";
       if (std::string(GetParam().family) == "qwen35moe") {
@@ -169,6 +207,7 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     }
   }
   model->set_placement(std::vector<LayerPlacement>(L), Device::Cpu);
+  model->set_expert_streaming({});
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PlacementTest,

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "core/error.h"
@@ -224,6 +225,64 @@ TEST(Planner, TwelveGiBFor35bA3bHoldsAllEveryTokenWeightsThenWholeExpertLayers) 
   // Last layers first: layer 39's experts are on the GPU, layer 0's are not.
   EXPECT_EQ(layer_device[39], Device::Cuda);
   EXPECT_EQ(layer_device[0], Device::Cpu);
+}
+
+// Expert streaming's GPU buffer (two slabs, backend.h): auto takes it only from room the
+// experts leave (down to two experts' worth), so the tensors' placement, and with it decode,
+// is exactly that of --expert-streaming off; on sets the full buffer aside first and may
+// displace experts; either way the budget holds and the buffer exists only with CPU experts
+// under GPU layers.
+TEST(Planner, ExpertStreamingBufferCostsDecodeNothingUnlessAskedFor) {
+  using Mode = model::ExpertStreaming::Mode;
+  for (const ModelSpec* spec : {&spec_35b(), &spec_30b()}) {
+    // What a buffer wants (two full slabs of the largest stack) and the least it works with.
+    uint64_t want = 0, least = 0;
+    for (const TensorSpec& t : spec->tensors) {
+      if (!is_expert(t)) continue;
+      const uint64_t expert = t.bytes / static_cast<uint64_t>(t.dims[2]);
+      want = std::max(want, expert_stream_bytes(expert, t.dims[2]));
+      least = std::max(least, 2 * expert);
+    }
+    ASSERT_GT(least, 0u);
+    EXPECT_LE(want, 2 * kExpertSlabBytes);
+    int with_buffer = 0;
+    for (const uint64_t budget : {8 * GiB, 12 * GiB, 16 * GiB, 24 * GiB, 40 * GiB}) {
+      SCOPED_TRACE(spec->name + " at " + format_size(budget));
+      std::map<Mode, Plan> plans;
+      for (const Mode mode : {Mode::kOff, Mode::kAuto, Mode::kOn}) {
+        PlanOptions o = options(budget);
+        o.expert_streaming = mode;
+        plans[mode] = make_plan(*spec, o);
+        check_plan(*spec, plans[mode]);
+      }
+      const Plan& off = plans[Mode::kOff];
+      const bool cpu_experts = sum_bytes(*spec, off, Device::Cpu, is_expert) > 0;
+      const uint64_t left = off.vram_usable - off.gpu.total();
+      EXPECT_EQ(off.expert_stream_bytes, 0u);
+      EXPECT_EQ(plans[Mode::kAuto].tensor_device, off.tensor_device) << "auto moved a tensor";
+      EXPECT_LE(plans[Mode::kAuto].expert_stream_bytes, left);
+      for (const Mode mode : {Mode::kAuto, Mode::kOn}) {
+        const Plan& p = plans[mode];
+        uint64_t listed = 0;
+        for (const Buffer& b : p.buffers) listed += b.kind == BufferKind::kExpertStream ? b.bytes : 0;
+        EXPECT_EQ(listed, p.expert_stream_bytes);
+        EXPECT_LE(p.expert_stream_bytes, want);
+        EXPECT_EQ(execution_placement(*spec, p).expert_streaming, p.expert_stream_bytes > 0);
+        if (!cpu_experts) {
+          EXPECT_EQ(p.expert_stream_bytes, 0u) << "no CPU experts to stream";
+        }
+      }
+      if (cpu_experts) {
+        EXPECT_GE(plans[Mode::kOn].expert_stream_bytes, least) << "on always gets its buffer";
+        EXPECT_GE(sum_bytes(*spec, plans[Mode::kOn], Device::Cpu, is_expert), sum_bytes(*spec, off, Device::Cpu, is_expert));
+        if (left >= least) {
+          EXPECT_GT(plans[Mode::kAuto].expert_stream_bytes, 0u) << left << " bytes were left";
+        }
+        with_buffer += plans[Mode::kAuto].expert_stream_bytes > 0;
+      }
+    }
+    EXPECT_GT(with_buffer, 0) << "auto never found room: the feature would be dead by default";
+  }
 }
 
 TEST(Planner, SmallBudgetsStillNeverExceeded) {

@@ -21,6 +21,9 @@ class CpuBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) override {
+    ctx_.read_rows(w, row0, n_rows, static_cast<uint8_t*>(dst));
+  }
 
   void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) override;
   void reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) override;

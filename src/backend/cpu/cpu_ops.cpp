@@ -87,6 +87,36 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
 }
 
+void OpContext::read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst) {
+  if (row0 < 0 || n_rows < 0 || row0 + n_rows > w.rows()) {
+    fail("read_rows '{}': rows [{}, {}) outside its {}", w.name, row0, row0 + n_rows, w.rows());
+  }
+  const size_t row_bytes = w.row_bytes();
+  const auto it = repacked_.find(w.data);
+  if (it == repacked_.end() || w.interleaved) {
+    if (w.interleaved) fail("read_rows '{}': give the weight as loaded, not its interleaved copy", w.name);
+    // Plain bytes (mapped file pages): copied by all threads, 64 rows a job.
+    pool_.parallel_for((n_rows + 63) / 64, [&](int, int64_t begin, int64_t end) {
+      const int64_t r0 = row0 + begin * 64, r1 = std::min(row0 + n_rows, row0 + end * 64);
+      std::memcpy(dst + static_cast<size_t>(r0 - row0) * row_bytes, w.row(r0), static_cast<size_t>(r1 - r0) * row_bytes);
+    });
+    return;
+  }
+  if (row0 % kInterleave != 0 || n_rows % kInterleave != 0) {
+    fail("read_rows '{}': rows [{}, {}) split an interleaved group of {}", w.name, row0, row0 + n_rows, kInterleave);
+  }
+  const Tensor& packed = it->second.tensor;
+  const QuantDotKernel& kernel = kernels_[static_cast<size_t>(packed.type)];
+  const size_t group_bytes = row_bytes * kInterleave;
+  const int64_t g0 = row0 / kInterleave;
+  pool_.parallel_for(n_rows / kInterleave, [&](int, int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      kernel.unpack_x8(packed.data + static_cast<size_t>(g0 + g) * group_bytes, w.ne[0], dst + g * group_bytes,
+                       row_bytes);
+    }
+  });
+}
+
 // Repacked weights: fresh pages, as huge pages where the kernel allows (a whole model passes
 // through here at load: 4 KiB faults and their zeroing cost more than the copy itself, and
 // decode's TLB misses drop too).

@@ -74,6 +74,10 @@ class OpContext {
   // used in place. Off with TANDEM_CPU_LAYOUT=rows. Copies are found by the weight's
   // address: the model must outlive the context (as every caller's scopes have it).
   const Tensor& prepared(const Tensor& w);
+  // Rows [row0, row0 + n_rows) of w in the file's row layout, into dst: w's own bytes, or,
+  // once repacked, its interleaved copy unpacked (how a GPU streams the CPU's experts).
+  // Rows of a repacked weight go in whole groups of 8 (row0 and n_rows multiples of 8).
+  void read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst);
   // Bytes repacked so far.
   size_t interleaved_bytes() const { return interleaved_bytes_; }
   // Host memory for repacked weights (huge pages where the kernel allows).

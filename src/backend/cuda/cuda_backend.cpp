@@ -60,7 +60,13 @@ CudaBackend::~CudaBackend() {
     cudaGetLastError();
   }
   cudaStreamSynchronize(ctx_.stream());
+  cudaStreamSynchronize(ctx_.copy_stream());
   for (auto& [key, exec] : graph_execs_) cudaGraphExecDestroy(exec);
+  for (const auto* events : {&staging_free_, &slab_ready_, &slab_consumed_}) {
+    for (cudaEvent_t e : *events) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
+  }
 }
 
 void CudaBackend::set_graphs(bool on) {
@@ -428,45 +434,137 @@ void CudaBackend::moe_experts(const FfnWeights& w, const float* m, int64_t T, co
     moe_weighted_sum(ctx_.stream(), y, nullptr, weight, T, k, D, out);
     return;
   }
-  // Prompts: the slots laid out in rows by expert (expert_groups.h; the choices come to the
-  // host: one small sync per layer). Experts with few tokens run as 8-token chunks, one
-  // mat-vec launch per weight matrix for all of them; the busiest each as a GEMM.
+  // Prompts: the slots laid out in rows by expert, each matrix over all experts at once.
+  const PromptExperts p = group_prompt_experts(w, m, T, chosen);
   const int64_t E = w.gate_exps.ne[2];
+  const Tensor &gate = this->weight(w.gate_exps), &up = this->weight(w.up_exps), &down = this->weight(w.down_exps);
+  prompt_experts_matrix(gate, 0, E, p.xg, p.g, p);
+  prompt_experts_matrix(up, 0, E, p.xg, p.u, p);
+  swiglu(ctx_.stream(), p.g, p.u, groups_.rows * F, p.g);
+  prompt_experts_matrix(down, 0, E, p.g, p.y, p);
+  moe_weighted_sum(ctx_.stream(), p.y, p.slot_row, weight, T, k, D, out);
+}
+
+CudaBackend::PromptExperts CudaBackend::group_prompt_experts(const FfnWeights& w, const float* m, int64_t T,
+                                                             const int32_t* chosen) {
+  // The router's choices come to the host (one small sync per layer) and the slots are laid
+  // out in rows by expert (expert_groups.h): experts with few tokens run as 8-token chunks,
+  // one mat-vec launch per weight matrix for all of them; the busiest each as a GEMM.
+  const int64_t k = w.n_expert_used, F = w.gate_exps.ne[1], D = w.down_exps.ne[1], slots = T * k;
   host_ids_.resize(static_cast<size_t>(slots));
   copy_to_host(host_ids_.data(), chosen, host_ids_.size() * sizeof(int32_t));
-  group_slots_by_expert(host_ids_, k, E, expert_gemm_min_tokens_, groups_);
-  const int64_t rows = groups_.rows, n_chunks = groups_.chunk_rows / kChunkTokens;
+  group_slots_by_expert(host_ids_, k, w.gate_exps.ne[2], expert_gemm_min_tokens_, groups_);
+  const int64_t rows = groups_.rows;
   // One upload: the rows' tokens, the slots' rows, the chunks' experts.
   expert_staging_.assign(groups_.row_token.begin(), groups_.row_token.end());
   expert_staging_.insert(expert_staging_.end(), groups_.slot_row.begin(), groups_.slot_row.end());
   expert_staging_.insert(expert_staging_.end(), groups_.chunk_expert.begin(), groups_.chunk_expert.end());
+  PromptExperts p;
   int32_t* row_token = slot_n<int32_t>(kSlotOrder, expert_staging_.size());
-  const int32_t* slot_row = row_token + rows;
-  const int32_t* chunk_expert = slot_row + slots;
-  float* g = slot_n<float>(kFfnA, static_cast<size_t>(rows * F));
-  float* u = slot_n<float>(kFfnB, static_cast<size_t>(rows * F));
-  float* y = slot_n<float>(kSlotOut, static_cast<size_t>(rows * D));
-  float* xg = slot_n<float>(kSlotIn, static_cast<size_t>(rows * D));
+  p.slot_row = row_token + rows;
+  p.chunk_expert = p.slot_row + slots;
+  p.g = slot_n<float>(kFfnA, static_cast<size_t>(rows * F));
+  p.u = slot_n<float>(kFfnB, static_cast<size_t>(rows * F));
+  p.y = slot_n<float>(kSlotOut, static_cast<size_t>(rows * D));
+  p.xg = slot_n<float>(kSlotIn, static_cast<size_t>(rows * D));
   int64_t widest = 0;
   for (const ExpertGroups::Gemm& e : groups_.gemms) widest = std::max(widest, e.rows);
-  const size_t scratch_bytes = std::max({matmul_experts_scratch_bytes(std::max(D, F), std::max<int64_t>(groups_.chunk_rows, 1)),
-                                         matmul_scratch_bytes(D, F, widest), matmul_scratch_bytes(F, D, widest)});
-  const MatmulScratch scratch{slot(kMatmulScratch, scratch_bytes), scratch_bytes};
+  const size_t bytes = std::max({matmul_experts_scratch_bytes(std::max(D, F), std::max<int64_t>(groups_.chunk_rows, 1)),
+                                 matmul_scratch_bytes(D, F, widest), matmul_scratch_bytes(F, D, widest)});
+  p.scratch = {slot(kMatmulScratch, bytes), bytes};
   copy_from_host(row_token, expert_staging_.data(), expert_staging_.size() * sizeof(int32_t));
-  gather_rows(ctx_.stream(), m, row_token, rows, D, xg);
-  const Tensor &gate = this->weight(w.gate_exps), &up = this->weight(w.up_exps), &down = this->weight(w.down_exps);
-  matmul_expert_chunks(ctx_, gate, xg, n_chunks, chunk_expert, g, scratch);
-  matmul_expert_chunks(ctx_, up, xg, n_chunks, chunk_expert, u, scratch);
-  for (const ExpertGroups::Gemm& e : groups_.gemms) {
-    matmul(gate.matrix(e.expert), xg + e.first_row * D, e.rows, g + e.first_row * F);
-    matmul(up.matrix(e.expert), xg + e.first_row * D, e.rows, u + e.first_row * F);
+  gather_rows(ctx_.stream(), m, row_token, rows, D, p.xg);
+  return p;
+}
+
+bool CudaBackend::prompt_experts_chosen(int64_t e0, int64_t e1) const {
+  const auto& c = groups_.chunk_expert;
+  if (std::lower_bound(c.begin(), c.end(), e0) != std::lower_bound(c.begin(), c.end(), e1)) return true;
+  return std::any_of(groups_.gemms.begin(), groups_.gemms.end(),
+                     [&](const ExpertGroups::Gemm& g) { return g.expert >= e0 && g.expert < e1; });
+}
+
+void CudaBackend::prompt_experts_matrix(const Tensor& w, int64_t e0, int64_t e1, const float* x, float* y,
+                                        const PromptExperts& p) {
+  const int64_t n_in = w.ne[0], n_out = w.ne[1];
+  const auto& c = groups_.chunk_expert;
+  const int64_t c0 = std::lower_bound(c.begin(), c.end(), e0) - c.begin();
+  const int64_t c1 = std::lower_bound(c.begin(), c.end(), e1) - c.begin();
+  const int64_t r0 = c0 * kChunkTokens;
+  matmul_expert_chunks(ctx_, w, x + r0 * n_in, c1 - c0, p.chunk_expert + c0, y + r0 * n_out, p.scratch,
+                       static_cast<int32_t>(e0));
+  for (const ExpertGroups::Gemm& g : groups_.gemms) {
+    if (g.expert < e0 || g.expert >= e1) continue;
+    matmul(w.matrix(g.expert - e0), x + g.first_row * n_in, g.rows, y + g.first_row * n_out);
   }
-  swiglu(ctx_.stream(), g, u, rows * F, g);
-  matmul_expert_chunks(ctx_, down, g, n_chunks, chunk_expert, y, scratch);
-  for (const ExpertGroups::Gemm& e : groups_.gemms) {
-    matmul(down.matrix(e.expert), g + e.first_row * F, e.rows, y + e.first_row * D);
+}
+
+void CudaBackend::reserve_expert_streaming(uint64_t bytes) { slot(kStreamedExperts, bytes); }
+
+void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T,
+                                       const int32_t* chosen, const float* weight, float* out) {
+  sync_point();  // prompts only: never part of a graph
+  if (slab_ready_[0] == nullptr) {
+    for (auto* events : {&staging_free_, &slab_ready_, &slab_consumed_}) {
+      for (cudaEvent_t& e : *events) TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    }
+    for (PinnedBuffer& b : stream_staging_) b = PinnedBuffer(kStreamChunkBytes);
   }
-  moe_weighted_sum(ctx_.stream(), y, slot_row, weight, T, k, D, out);
+  const Tensor* const parts[] = {&w.gate_exps, &w.up_exps, &w.down_exps};
+  // Two slabs in the buffer reserve_expert_streaming sized, each 256-byte aligned.
+  const uint64_t half = slots_[kStreamedExperts].bytes() / 2 / 256 * 256;
+  auto* slabs = static_cast<uint8_t*>(slots_[kStreamedExperts].data());
+  for (const Tensor* t : parts) {
+    if (!cuda_supports_weight(t->type)) fail("{}: weight type {} has no CUDA kernels", t->name, dtype_name(t->type));
+    const uint64_t expert_bytes = t->row_bytes() * static_cast<uint64_t>(t->ne[1]);
+    if (experts_per_slab(2 * half, expert_bytes, t->ne[2]) == 0) {
+      fail("{}: the expert streaming buffer ({} bytes) cannot hold two of its {}-byte experts", t->name,
+           slots_[kStreamedExperts].bytes(), expert_bytes);
+    }
+  }
+  const PromptExperts p = group_prompt_experts(w, m, T, chosen);
+  const int64_t F = w.gate_exps.ne[1];
+  const cudaStream_t copy = ctx_.copy_stream();
+  float* const outputs[] = {p.g, p.u, p.y};
+  for (int i = 0; i < 3; ++i) {
+    const Tensor& t = *parts[i];
+    if (i == 2) swiglu(ctx_.stream(), p.g, p.u, groups_.rows * F, p.g);
+    const size_t row_bytes = t.row_bytes();
+    const int64_t E = t.ne[2], per_slab = experts_per_slab(2 * half, row_bytes * static_cast<uint64_t>(t.ne[1]), E);
+    // Whole groups of 8 rows per staging chunk: the CPU unpacks its interleaved copy by group.
+    const int64_t chunk = static_cast<int64_t>(kStreamChunkBytes / row_bytes) / 8 * 8;
+    if (chunk == 0) fail("{}: a row of {} bytes is too long to stream in {}-byte chunks", t.name, row_bytes, kStreamChunkBytes);
+    for (int64_t e0 = 0; e0 < E; e0 += per_slab) {
+      const int64_t e1 = std::min(E, e0 + per_slab);
+      if (!prompt_experts_chosen(e0, e1)) continue;  // no token chose them: nothing to move
+      const int buf = slab_turn_;
+      slab_turn_ ^= 1;
+      uint8_t* slab = slabs + buf * half;
+      // The slab's previous experts must be done before it is refilled.
+      TANDEM_CUDA_CHECK(cudaStreamWaitEvent(copy, slab_consumed_[buf], 0));
+      const int64_t first_row = e0 * t.ne[1], n_rows = (e1 - e0) * t.ne[1];
+      for (int64_t r = 0; r < n_rows; r += chunk) {
+        const int64_t n = std::min(chunk, n_rows - r);
+        // The CPU fills one staging buffer while the link empties the other.
+        TANDEM_CUDA_CHECK(cudaEventSynchronize(staging_free_[staging_turn_]));
+        holder.read_weight_rows(t, first_row + r, n, stream_staging_[staging_turn_].data());
+        TANDEM_CUDA_CHECK(cudaMemcpyAsync(slab + static_cast<size_t>(r) * row_bytes, stream_staging_[staging_turn_].data(),
+                                          static_cast<size_t>(n) * row_bytes, cudaMemcpyHostToDevice, copy));
+        TANDEM_CUDA_CHECK(cudaEventRecord(staging_free_[staging_turn_], copy));
+        staging_turn_ ^= 1;
+      }
+      streamed_bytes_ += static_cast<uint64_t>(n_rows) * row_bytes;
+      TANDEM_CUDA_CHECK(cudaEventRecord(slab_ready_[buf], copy));
+      TANDEM_CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream(), slab_ready_[buf], 0));
+      Tensor here = t;
+      here.data = slab;
+      here.device = Device::Cuda;
+      here.ne[2] = e1 - e0;
+      prompt_experts_matrix(here, e0, e1, i == 2 ? p.g : p.xg, outputs[i], p);
+      TANDEM_CUDA_CHECK(cudaEventRecord(slab_consumed_[buf], ctx_.stream()));
+    }
+  }
+  moe_weighted_sum(ctx_.stream(), p.y, p.slot_row, weight, T, w.n_expert_used, w.down_exps.ne[1], out);
 }
 
 void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {

@@ -28,6 +28,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/expert_groups.h"
 #include "backend/cuda/graph_segments.h"
+#include "backend/cuda/matmul.h"
 
 namespace tandem::cuda {
 
@@ -70,6 +71,16 @@ class CudaBackend final : public Backend {
   void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,
                    float* out) override;
   void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override;
+  // Expert streaming (model/expert_streaming.h): each weight matrix's experts move in slabs
+  // (backend.h kExpertSlabBytes) into two device slab buffers in turn; the holder (the CPU)
+  // unpacks 16 MiB chunks into two page-locked staging buffers in turn while the copy stream
+  // empties the other. A slab's experts run (prompt_experts_matrix) as soon as it lands,
+  // while the next one crosses; slabs no token chose are not moved.
+  bool can_stream_experts() const override { return true; }
+  void reserve_expert_streaming(uint64_t bytes) override;
+  void moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T, const int32_t* chosen,
+                            const float* weight, float* out) override;
+  uint64_t streamed_bytes() const { return streamed_bytes_; }
   void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
               float* scratch, float* logits) override;
 
@@ -78,7 +89,7 @@ class CudaBackend final : public Backend {
   enum Slot : size_t {
     kQ, kQG, kK, kV, kAttnOut, kPositions, kAttnScratch, kMatmulScratch, kTokens,
     kP, kConv, kZ, kDq, kDk, kDv, kDo, kB, kAlpha, kDeltaScratch,
-    kFfnA, kFfnB, kRouterLogits, kSlotOut, kSlotIn, kSlotOrder, kLogits, kSlotCount
+    kFfnA, kFfnB, kRouterLogits, kSlotOut, kSlotIn, kSlotOrder, kLogits, kStreamedExperts, kSlotCount
   };
   void* slot(Slot s, size_t bytes);
   template <class T>
@@ -103,6 +114,20 @@ class CudaBackend final : public Backend {
                       float* y);
   void swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T, float* out);
 
+  // Prompt MoE (more than 8 tokens): the slots' rows by expert in groups_ and the buffers
+  // (device) of the gathered input xg, gate g, up u and expert outputs y.
+  struct PromptExperts {
+    float *xg = nullptr, *g = nullptr, *u = nullptr, *y = nullptr;
+    const int32_t *slot_row = nullptr, *chunk_expert = nullptr;
+    MatmulScratch scratch;
+  };
+  PromptExperts group_prompt_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen);
+  // Whether any slot of the layout chose an expert in [e0, e1).
+  bool prompt_experts_chosen(int64_t e0, int64_t e1) const;
+  // y rows = W x rows for the layout's experts in [e0, e1): their chunks in one launch, their
+  // GEMMs one each. w holds exactly those experts (the whole stack when e0 = 0, e1 = E).
+  void prompt_experts_matrix(const Tensor& w, int64_t e0, int64_t e1, const float* x, float* y, const PromptExperts& p);
+
   CudaContext ctx_;
   std::array<DeviceBuffer, kSlotCount> slots_;
   struct Uploaded {
@@ -121,6 +146,13 @@ class CudaBackend final : public Backend {
   std::vector<int32_t> host_ids_, expert_staging_;
   ExpertGroups groups_;
   int64_t expert_gemm_min_tokens_ = kExpertGemmMinTokens;
+  // Expert streaming: staging chunks and their "copied" events; per slab buffer, "landed"
+  // (copy stream) and "used" (compute stream) events.
+  static constexpr size_t kStreamChunkBytes = size_t{16} << 20;
+  std::array<PinnedBuffer, 2> stream_staging_;
+  std::array<cudaEvent_t, 2> staging_free_{}, slab_ready_{}, slab_consumed_{};
+  int staging_turn_ = 0, slab_turn_ = 0;
+  uint64_t streamed_bytes_ = 0;
 };
 
 }  // namespace tandem::cuda

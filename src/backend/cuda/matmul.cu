@@ -81,7 +81,7 @@ void dispatch_tokens(int64_t tokens, F&& f) {
 // The weight matrix of a slot (expert ids[slot], or the only one); null for a bad id.
 __device__ inline const uint8_t* slot_matrix(const MatvecArgs& a, int64_t slot) {
   if (a.ids == nullptr) return a.w;
-  const int32_t e = a.ids[slot];
+  const int32_t e = a.ids[slot] - a.id_base;
   if (e < 0 || e >= a.n_matrices) return nullptr;
   return a.w + static_cast<uint64_t>(e) * a.matrix_bytes;
 }

@@ -70,10 +70,11 @@ void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int
 // Expert chunks (prompt MoE, expert_groups.h): chunk c applies expert ids[c] to the
 // kChunkTokens activation rows [8c, 8c + 8) and writes y rows [8c, 8c + 8), one mat-vec
 // launch for all chunks (each expert's weights read once per chunk). w: device {n_in,
-// n_out, n_expert}; ids: device int32 [n_chunks]; x: device [8 n_chunks][n_in]; y: device
-// [8 n_chunks][n_out]. A bad id gives its chunk rows of NaN, as matmul_experts.
+// n_out, n} holding experts first_expert .. first_expert + n - 1 (all of them, or a slab
+// being streamed); ids: device int32 [n_chunks]; x: device [8 n_chunks][n_in]; y: device
+// [8 n_chunks][n_out]. An id outside w gives its chunk rows of NaN, as matmul_experts.
 void matmul_expert_chunks(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_chunks,
-                          const int32_t* ids, float* y, MatmulScratch scratch);
+                          const int32_t* ids, float* y, MatmulScratch scratch, int32_t first_expert = 0);
 
 // Rows of an embedding table {D, vocab} for device token ids -> out [n][D] (device),
 // decoded exactly as tandem::cpu::embed does (bit-identical). An id outside the vocabulary
@@ -93,6 +94,7 @@ struct MatvecArgs {
   uint64_t matrix_bytes = 0;
   int64_t n_in = 0, n_out = 0;
   const int32_t* ids = nullptr;
+  int32_t id_base = 0;        // w holds matrices id_base .. id_base + n_matrices - 1
   int64_t n_matrices = 1;
   int64_t slots = 1, x_share = 1, tokens = 1;
   int64_t x_step = 1;          // slot s reads activation rows from s * x_step / x_share

@@ -190,8 +190,8 @@ namespace {
 // One mat-vec launch over expert slots (matmul_experts, matmul_expert_chunks): slot s
 // applies expert ids[s] to `tokens` activation rows from s * x_step / x_share.
 void expert_matvec(const char* op, const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_x_rows,
-                   const int32_t* ids, int64_t n_slots, int64_t tokens, int64_t x_step, int64_t x_share, float* y,
-                   MatmulScratch scratch) {
+                   const int32_t* ids, int32_t id_base, int64_t n_slots, int64_t tokens, int64_t x_step,
+                   int64_t x_share, float* y, MatmulScratch scratch) {
   if (n_slots > 65535) fail("cuda {} '{}': {} slots, at most 65535 per call", op, name_of(w), n_slots);
   const int64_t n_in = w.ne[0];
   detail::MatvecArgs a;
@@ -202,6 +202,7 @@ void expert_matvec(const char* op, const CudaContext& ctx, const Tensor& w, cons
   a.n_in = n_in;
   a.n_out = w.ne[1];
   a.ids = ids;
+  a.id_base = id_base;
   a.n_matrices = w.ne[2];
   a.slots = n_slots;
   a.x_share = x_share;
@@ -228,11 +229,11 @@ void matmul_experts(const CudaContext& ctx, const Tensor& w, const float* x, int
   if (n_x_rows <= 0 || n_slots % n_x_rows != 0) {
     fail("cuda matmul_experts '{}': {} activation rows do not divide {} slots", name_of(w), n_x_rows, n_slots);
   }
-  expert_matvec("matmul_experts", ctx, w, x, n_x_rows, ids, n_slots, 1, 1, n_slots / n_x_rows, y, scratch);
+  expert_matvec("matmul_experts", ctx, w, x, n_x_rows, ids, 0, n_slots, 1, 1, n_slots / n_x_rows, y, scratch);
 }
 
 void matmul_expert_chunks(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_chunks,
-                          const int32_t* ids, float* y, MatmulScratch scratch) {
+                          const int32_t* ids, float* y, MatmulScratch scratch, int32_t first_expert) {
   check_weight("matmul_expert_chunks", w, true);
   if (n_chunks < 0) fail("cuda matmul_expert_chunks '{}': negative chunk count {}", name_of(w), n_chunks);
   if (n_chunks == 0) return;
@@ -240,7 +241,8 @@ void matmul_expert_chunks(const CudaContext& ctx, const Tensor& w, const float* 
     fail("cuda matmul_expert_chunks '{}': null pointer argument", name_of(w));
   }
   static_assert(kChunkTokens == kMatvecMaxTokens, "a chunk is one mat-vec's token columns");
-  expert_matvec("matmul_expert_chunks", ctx, w, x, n_chunks * kChunkTokens, ids, n_chunks, kChunkTokens,
+  if (first_expert < 0) fail("cuda matmul_expert_chunks '{}': negative first expert {}", name_of(w), first_expert);
+  expert_matvec("matmul_expert_chunks", ctx, w, x, n_chunks * kChunkTokens, ids, first_expert, n_chunks, kChunkTokens,
                 kChunkTokens, 1, y, scratch);
 }
 

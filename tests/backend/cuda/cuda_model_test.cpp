@@ -1,6 +1,6 @@
 // Whole models on the GPU (issue 5): every fixture family's logits with all layers on the
-// CUDA backend, and with the hybrid split (routed experts on the CPU), against the same
-// model all on the CPU — prompt (split into micro-batches, so both the mat-vec and the GEMM
+// CUDA backend, and with the hybrid split (routed experts on the CPU; and those streamed to
+// the GPU for the prompt), against the same model all on the CPU — prompt (split into micro-batches, so both the mat-vec and the GEMM
 // paths run) and decode steps.
 //
 // Bounds (max |gpu - cpu| / max |cpu| over all logits): F32 fixtures 2e-3 — the GPU's
@@ -20,6 +20,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_test_support.h"
 #include "model/model.h"
+#include "plan/memory.h"
 #include "runtime/session.h"
 
 namespace tandem::cuda {
@@ -47,6 +48,15 @@ std::vector<float> run(const model::Model& m, cpu::OpContext& ctx, Backend* gpu)
   return out;
 }
 
+// The largest single expert matrix of the file's routed-expert stacks.
+uint64_t largest_expert_bytes(const gguf::ModelFiles& files, const std::string& name) {
+  uint64_t largest = 0;
+  for (const plan::TensorSpec& t : plan::model_spec(files, name).tensors) {
+    if (t.role == plan::Role::kRoutedExperts && t.dims.size() >= 3) largest = std::max(largest, t.bytes / static_cast<uint64_t>(t.dims[2]));
+  }
+  return largest;
+}
+
 class CudaModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
@@ -64,6 +74,8 @@ TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
       {"all on the GPU", std::vector<model::LayerPlacement>(L, {Device::Cuda, Device::Cuda})}};
   if (m->hparams().n_expert > 0) {
     placements.push_back({"routed experts on the CPU", std::vector<model::LayerPlacement>(L, {Device::Cuda, Device::Cpu})});
+    // The same, the prompt's experts streamed to the GPU (the 12-token micro-batch).
+    placements.push_back({"routed experts on the CPU, streamed", std::vector<model::LayerPlacement>(L, {Device::Cuda, Device::Cpu})});
   }
   // Prompt MoE on the GPU: every expert as 8-token chunks (the default threshold, at these
   // sizes), then busy experts (>= 3 tokens of the 12-token micro-batch) as GEMMs beside chunks.
@@ -74,7 +86,13 @@ TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
       CudaBackend gpu;
       gpu.set_expert_gemm_min_tokens(gemm_min);
       m->set_placement(layers, Device::Cuda);
+      const bool streamed = name.find("streamed") != std::string::npos;
+      // A buffer for two slabs of 3 experts each: several slabs per matrix, both buffers used.
+      const uint64_t expert = largest_expert_bytes(files, path.string());
+      if (streamed) m->set_expert_streaming({model::ExpertStreaming::Mode::kOn, 6 * expert + 512});
       const std::vector<float> got = run(*m, ctx, &gpu);
+      m->set_expert_streaming({});
+      EXPECT_EQ(gpu.streamed_bytes() > 0, streamed);
       const double err = testing::relative_error(got, reference);
       std::printf("[ measured ] %s/%s %s (GEMM from %lld tokens): relative error %.3g (bound %.3g), %.1f MiB uploaded\n",
                   GetParam().family, GetParam().file, name.c_str(), static_cast<long long>(gemm_min), err,

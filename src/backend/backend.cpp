@@ -1,0 +1,22 @@
+#include "backend/backend.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace tandem {
+
+void Backend::moe_experts_streamed(const FfnWeights& w, Backend&, const float*, int64_t, const int32_t*, const float*,
+                                   float*) {
+  fail("{}: this device cannot stream expert weights from another device", w.gate_exps.name);
+}
+
+void Backend::read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) {
+  if (w.interleaved || w.device != Device::Cpu) fail("read_weight_rows '{}': not in host memory in the file's layout", w.name);
+  if (row0 < 0 || n_rows < 0 || row0 + n_rows > w.rows()) {
+    fail("read_weight_rows '{}': rows [{}, {}) outside its {}", w.name, row0, row0 + n_rows, w.rows());
+  }
+  std::memcpy(dst, w.row(row0), static_cast<size_t>(n_rows) * w.row_bytes());
+}
+
+}  // namespace tandem
