@@ -83,7 +83,7 @@ void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
       int scale[8], min[8];
       for (int j = 0; j < 8; ++j) group_scale_min(gb, r, j, scale[j], min[j]);
       pack_scales(scale, min, blk.scales);
-      for (int q = 0; q < 128; ++q) blk.qs[q] = gb[qs_index(r, q)];
+      for (int q = 0; q < 128; q += 4) std::memcpy(blk.qs + q, gb + qs_index(r, q), 4);  // 4 bytes stay together
       std::memcpy(rows + r * row_bytes + b * sizeof(BlockQ4_K), &blk, sizeof(blk));
     }
   }

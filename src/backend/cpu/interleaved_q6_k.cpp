@@ -64,16 +64,29 @@ void codes_of_super_block(const uint8_t* sb, uint8_t q[kRows][kQK]) {
   const uint8_t* codes = sb + kCodesOffset;
   for (int g = 0; g < 16; ++g) {
     const uint8_t* y = codes + 96 * g;
-    for (int r = 0; r < kRows; ++r) {
-      for (int j = 0; j < 4; ++j) {
-        const int byte = 4 * r + j;
-        int last = 0;
-        for (int t = 0; t < 3; ++t) {
-          q[r][16 * g + 4 * t + j] = y[32 * t + byte] & 0x3F;
-          last |= (y[32 * t + byte] >> 6) << (2 * t);
-        }
-        q[r][16 * g + 12 + j] = static_cast<uint8_t>(last);
-      }
+    for (int byte = 0; byte < 32; ++byte) {  // row byte / 4, element 16 g + 4 t + byte % 4
+      const int y0 = y[byte], y1 = y[32 + byte], y2 = y[64 + byte];
+      uint8_t* e = q[byte / 4] + 16 * g + byte % 4;
+      e[0] = static_cast<uint8_t>(y0 & 0x3F);
+      e[4] = static_cast<uint8_t>(y1 & 0x3F);
+      e[8] = static_cast<uint8_t>(y2 & 0x3F);
+      e[12] = static_cast<uint8_t>((y0 >> 6) | (y1 >> 6) << 2 | (y2 >> 6) << 4);
+    }
+  }
+}
+
+// A file block's ql/qh from its 256 codes in element order: the inverse of codes_of_block,
+// in its loop shape (whole runs of l, no per-element index arithmetic).
+void block_of_codes(const uint8_t q[kQK], BlockQ6_K& b) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* in = q + 128 * h;
+    uint8_t* ql = b.ql + 64 * h;
+    uint8_t* qh = b.qh + 32 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int q0 = in[l], q1 = in[l + 32], q2 = in[l + 64], q3 = in[l + 96];
+      ql[l] = static_cast<uint8_t>((q0 & 0x0F) | (q2 & 0x0F) << 4);
+      ql[l + 32] = static_cast<uint8_t>((q1 & 0x0F) | (q3 & 0x0F) << 4);
+      qh[l] = static_cast<uint8_t>((q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
     }
   }
 }
@@ -112,11 +125,7 @@ void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
       BlockQ6_K b{};
       std::memcpy(&b.d, sb + 2 * r, 2);
       for (int g = 0; g < 16; ++g) b.scales[g] = static_cast<int8_t>(sb[kScalesOffset + scale_index(r, g)]);
-      for (int e = 0; e < kQK; ++e) {
-        const int h = e / 128, s = (e / 32) % 4, l = e % 32;
-        b.ql[64 * h + 32 * (s % 2) + l] |= static_cast<uint8_t>((q[r][e] & 0x0F) << (4 * (s / 2)));
-        b.qh[32 * h + l] |= static_cast<uint8_t>((q[r][e] >> 4) << (2 * s));
-      }
+      block_of_codes(q[r], b);
       std::memcpy(rows + r * row_bytes + i * sizeof(BlockQ6_K), &b, sizeof(b));
     }
   }

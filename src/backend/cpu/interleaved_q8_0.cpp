@@ -42,7 +42,7 @@ void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
     for (int r = 0; r < 8; ++r) {
       uint8_t* blk = rows + r * row_bytes + b * sizeof(BlockQ8_0);
       std::memcpy(blk + offsetof(BlockQ8_0, d), gb + 2 * r, 2);
-      for (int k = 0; k < 32; ++k) blk[offsetof(BlockQ8_0, qs) + k] = gb[code_index(r, k)];
+      for (int k = 0; k < 32; k += 4) std::memcpy(blk + offsetof(BlockQ8_0, qs) + k, gb + code_index(r, k), 4);
     }
   }
 }
