@@ -12,7 +12,9 @@
 # then with --vram-budget 12GiB runs pp and tg for: (a) --placement layers (the plain layer
 # split), (b) -ngl 99 --cpu-moe, (c) the default placement (no flags), (d) -ngl 99
 # --n-cpu-moe K for the smallest K that fits the budget and K+2 (the hand-tuned setting);
-# prints tok/s, the ratios the issue asks for, and tandem fit's prediction for (c).
+# prints tok/s, the ratios the issue asks for, and tandem fit's prediction for (c). Then
+# expert streaming for prompts: (c)'s pp with --expert-streaming off / auto / on, at the
+# given -p (micro-batch 512) and at 2048 tokens in one micro-batch (-ub 2048).
 # A llama.cpp CUDA build, if one was carried, can be named with --peer PATH/llama-bench.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,11 +42,11 @@ export LD_LIBRARY_PATH="$CARRY/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${L
 model="${TMPDIR:-/tmp}/hybrid-qwen35moe-${layers}l-q4_k_m.gguf"
 [ -f "$model" ] || "$TANDEM" synth --preset qwen35moe-35b-a3b --layers "$layers" --type q4_k_m -o "$model" 2>&1 | tail -n 1
 
-# tok/s of one configuration: "pp tg" (or "fail fail").
+# tok/s of one configuration: "pp tg" (or "fail fail"). PP_TOKENS / TG_TOKENS override -p / -n.
 run() {
   local name="$1"; shift
-  "$TANDEM" bench -m "$model" -p "$p" -n "$n" -r "$reps" -o json --vram-budget "$budget" --progress "$@" \
-    >"$out/$name.json" 2>"$out/$name.err" || { echo "fail fail"; return; }
+  "$TANDEM" bench -m "$model" -p "${PP_TOKENS:-$p}" -n "${TG_TOKENS:-$n}" -r "$reps" -o json --vram-budget "$budget" \
+    --progress "$@" >"$out/$name.json" 2>"$out/$name.err" || { echo "fail fail"; return; }
   python3 - "$out/$name.json" <<'EOF'
 import json, sys
 tests = json.load(open(sys.argv[1]))
@@ -99,3 +101,22 @@ ratio() { python3 -c "a, b = '$1', '$2'; print(f'{float(a)/float(b):.2f}x' if a 
   echo "(c)/(d): $(ratio "${TG[default]}" "$best_tg") (>= 0.95x); (c) vs tandem fit's prediction ${pred:-n/a} tok/s: $(ratio "${TG[default]}" "${pred:-}")"
   [ -n "$peer_tg" ] && echo "llama.cpp -ngl 99 --n-cpu-moe $best_k: tg $peer_tg; (c)/peer: $(ratio "${TG[default]}" "$peer_tg") (>= 1.2x)"
 } | tee "$out/summary.txt"
+
+# Expert streaming (prompts only): the default placement's pp with streaming off, auto and on.
+declare -A SP
+for tokens in "$p:512" "2048:2048"; do
+  pp_tokens="${tokens%%:*}" ub="${tokens#*:}"
+  for mode in off auto on; do
+    read -r SP[$mode$ub] _ < <(PP_TOKENS="$pp_tokens" TG_TOKENS=0 run "stream_${mode}_$ub" -ub "$ub" --expert-streaming "$mode")
+    grep -m1 '^placement' "$out/stream_${mode}_$ub.err" | sed "s/^/stream $mode -ub $ub: /"
+  done
+done
+{
+  echo
+  echo "| expert streaming, default placement | off | auto | on | auto/off | on/off |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for tokens in "$p:512" "2048:2048"; do
+    ub="${tokens#*:}"
+    echo "| pp${tokens%%:*} -ub $ub | ${SP[off$ub]} | ${SP[auto$ub]} | ${SP[on$ub]} | $(ratio "${SP[auto$ub]}" "${SP[off$ub]}") | $(ratio "${SP[on$ub]}" "${SP[off$ub]}") |"
+  done
+} | tee -a "$out/summary.txt"

@@ -52,7 +52,7 @@ void PlacementOptions::apply(plan::PlanOptions& po) const {
 
 bool PlacementOptions::asks_for_gpu() const {
   return !vram_budget.empty() || (n_gpu_layers && *n_gpu_layers > 0) || cpu_moe || n_cpu_moe || !overrides.empty() ||
-         placement != "auto";
+         placement != "auto" || expert_streaming != "auto";
 }
 
 std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles& files, const PlacementOptions& o,
