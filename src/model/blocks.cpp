@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "core/error.h"
 #include "quant/quantize.h"
@@ -76,10 +75,12 @@ void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& p
                         int64_t max_tokens, int64_t n_embd, int64_t n_expert_used, const ExpertStreamingPlan& streaming,
                         LayerWorkspace& ws) {
   ws.max_tokens = max_tokens;
-  ExpertStreaming::Mode mode = streaming.mode;
-  if (be.gpu == nullptr || !be.gpu->can_stream_experts() || streaming.device_bytes == 0) mode = ExpertStreaming::Mode::kOff;
-  if (mode != ExpertStreaming::Mode::kOff) be.gpu->reserve_expert_streaming(streaming.device_bytes);
-  ws.streaming = ExpertStreaming(mode, ExpertStreaming::prior(static_cast<int>(std::thread::hardware_concurrency())));
+  if (streaming.policy != nullptr && be.gpu != nullptr && be.gpu->can_stream_experts()) {
+    be.gpu->reserve_expert_streaming(streaming.device_bytes);
+    ws.streaming = streaming.policy;
+  } else {
+    ws.streaming = std::make_shared<ExpertStreaming>();  // off
+  }
   const auto TD = static_cast<size_t>(max_tokens * n_embd) * sizeof(float);
   const auto Tk = static_cast<size_t>(max_tokens * n_expert_used);
   std::array<bool, 2> used{true, output == Device::Cuda};
@@ -160,11 +161,11 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
     const double bytes = static_cast<double>(w.gate_exps.row_bytes() * w.gate_exps.rows() +
                                              w.up_exps.row_bytes() * w.up_exps.rows() +
                                              w.down_exps.row_bytes() * w.down_exps.rows());
-    if (ws.streaming.stream(T, bytes, macs_per_token)) {
+    if (ws.streaming->stream(T, bytes, macs_per_token)) {
       // Streamed: the weights come here; the layer never leaves the main device.
       const auto t0 = std::chrono::steady_clock::now();
       main.moe_experts_streamed(w, experts, in, T, chosen, weight, out);
-      ws.streaming.measured_stream(bytes, seconds_since(t0));
+      ws.streaming->measured_stream(bytes, seconds_since(t0));
       if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
       return;
     }
@@ -183,7 +184,7 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   const auto t0 = std::chrono::steady_clock::now();
   experts.moe_experts(w, e.expert_in.as<float>(), T, e.chosen.as<int32_t>(), e.weight.as<float>(), e.expert_out.as<float>());
   if (at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens) {
-    ws.streaming.measured_cpu(static_cast<double>(T) * macs_per_token, seconds_since(t0));
+    ws.streaming->measured_cpu(static_cast<double>(T) * macs_per_token, seconds_since(t0));
   }
   float* routed = m.expert_out.as<float>();
   transfer(be, at.experts, e.expert_out.as(), at.main, routed, TD, ws);

@@ -47,7 +47,7 @@ class LayerWorkspace : public Workspace {
   std::vector<AttentionSequence> seqs;
   std::vector<DeltaNetSequence> delta_seqs;
   Device residual_on = Device::Cpu;
-  ExpertStreaming streaming;                 // hybrid prompts: CPU experts or streamed weights
+  std::shared_ptr<ExpertStreaming> streaming;  // hybrid prompts: CPU experts or streamed weights
   DeviceActivations& on(Device d) { return devices[static_cast<size_t>(d)]; }
 };
 

@@ -30,9 +30,15 @@ ExpertStreaming::ExpertStreaming(Mode mode, Rates prior) : mode_(mode), rates_(p
   }
 }
 
+ExpertStreaming::Rates ExpertStreaming::rates() const {
+  std::lock_guard lock(mutex_);
+  return rates_;
+}
+
 bool ExpertStreaming::stream(int64_t T, double bytes, double macs_per_token) {
   if (mode_ == Mode::kOff || T <= kMaxDecodeTokens) return false;
   if (mode_ == Mode::kOn) return true;
+  std::lock_guard lock(mutex_);
   const bool faster = bytes / rates_.stream_bytes_per_s < static_cast<double>(T) * macs_per_token / rates_.cpu_macs_per_s;
   if (T >= kExploreTokens) {
     if (faster && !cpu_measured_) return false;    // measure the CPU once first
@@ -50,9 +56,13 @@ void ExpertStreaming::fold(double& rate, bool& measured, double units, double se
   measured = true;
 }
 
-void ExpertStreaming::measured_cpu(double macs, double seconds) { fold(rates_.cpu_macs_per_s, cpu_measured_, macs, seconds); }
+void ExpertStreaming::measured_cpu(double macs, double seconds) {
+  std::lock_guard lock(mutex_);
+  fold(rates_.cpu_macs_per_s, cpu_measured_, macs, seconds);
+}
 
 void ExpertStreaming::measured_stream(double bytes, double seconds) {
+  std::lock_guard lock(mutex_);
   fold(rates_.stream_bytes_per_s, stream_measured_, bytes, seconds);
 }
 

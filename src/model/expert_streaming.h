@@ -13,9 +13,13 @@
 // Rates start from priors (stated below) and are replaced by what each path measures
 // (host wall time per call; a moving average). A path never measured is tried once on a
 // micro-batch of at least kExploreTokens, so a wrong prior cannot hide the better path.
+// One policy serves every session of a placed model (Model::set_expert_streaming), so what
+// one session measured the next one uses; its calls are serialised by a mutex.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string_view>
 
 namespace tandem::model {
@@ -41,7 +45,7 @@ class ExpertStreaming {
 
   explicit ExpertStreaming(Mode mode = Mode::kOff, Rates prior = {0.0, 0.0});
   Mode mode() const { return mode_; }
-  const Rates& rates() const { return rates_; }
+  Rates rates() const;
 
   // Whether a layer whose routed experts hold `bytes` of weights and cost `macs_per_token`
   // on the CPU streams them for a micro-batch of T tokens.
@@ -52,6 +56,7 @@ class ExpertStreaming {
 
  private:
   static void fold(double& rate, bool& measured, double units, double seconds);
+  mutable std::mutex mutex_;
   Mode mode_;
   Rates rates_;
   bool cpu_measured_ = false, stream_measured_ = false;
@@ -62,6 +67,7 @@ class ExpertStreaming {
 struct ExpertStreamingPlan {
   ExpertStreaming::Mode mode = ExpertStreaming::Mode::kOff;
   uint64_t device_bytes = 0;
+  std::shared_ptr<ExpertStreaming> policy;  // made by Model::set_expert_streaming
 };
 
 }  // namespace tandem::model

@@ -100,7 +100,8 @@ class Model {
   // Hybrid prompts: whether layers with routed experts on the CPU may stream those weights
   // to the GPU, through a buffer of how many bytes (expert_streaming.h; off by default, the
   // planner turns it on when it has the VRAM). Read when a workspace is made.
-  void set_expert_streaming(ExpertStreamingPlan plan) { expert_streaming_ = plan; }
+  // One policy (and its measurements) for every session made after this call.
+  void set_expert_streaming(ExpertStreamingPlan plan);
   const ExpertStreamingPlan& expert_streaming() const { return expert_streaming_; }
   const std::vector<LayerPlacement>& placement() const { return placement_; }
   Device output_device() const { return output_device_; }

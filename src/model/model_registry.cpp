@@ -1,5 +1,8 @@
 #include "model/model_registry.h"
 
+#include <memory>
+#include <thread>
+
 #include "core/error.h"
 
 namespace tandem::model {
@@ -32,6 +35,16 @@ void Model::set_placement(std::vector<LayerPlacement> layers, Device output) {
   }
   placement_ = std::move(layers);
   output_device_ = output;
+}
+
+void Model::set_expert_streaming(ExpertStreamingPlan plan) {
+  if (plan.mode != ExpertStreaming::Mode::kOff && plan.device_bytes > 0) {
+    plan.policy = std::make_shared<ExpertStreaming>(plan.mode,
+                                                    ExpertStreaming::prior(static_cast<int>(std::thread::hardware_concurrency())));
+  } else {
+    plan = {};
+  }
+  expert_streaming_ = std::move(plan);
 }
 
 std::unique_ptr<Model> load_model(const gguf::ModelFiles& files) {

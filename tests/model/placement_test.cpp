@@ -190,6 +190,9 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     EXPECT_GT(gpu.blocks, 0) << "nothing ran on the stand-in GPU";
     if (streams) {
       EXPECT_EQ(gpu.streamed_calls, L) << "each layer's prompt experts streamed once";
+      // The model's one policy got the session's measurements (the next session starts from them).
+      ASSERT_NE(model->expert_streaming().policy, nullptr);
+      EXPECT_NE(model->expert_streaming().policy->rates().stream_bytes_per_s, ExpertStreaming::prior(1).stream_bytes_per_s);
       EXPECT_EQ(gpu.expert_calls, 0) << "decode steps' experts stay on the CPU";
       EXPECT_GT(gpu.streamed_bytes, 0u);
     } else {
