@@ -157,7 +157,9 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   };
   const double macs_per_token =
       static_cast<double>(w.n_expert_used) * static_cast<double>(w.gate_exps.ne[0] * w.gate_exps.ne[1] * 3);
-  if (at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens) {
+  // A prompt micro-batch whose experts live on the CPU: streamed or not, its time is measured.
+  const bool cpu_prompt_experts = at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens;
+  if (cpu_prompt_experts) {
     const double bytes = static_cast<double>(w.gate_exps.row_bytes() * w.gate_exps.rows() +
                                              w.up_exps.row_bytes() * w.up_exps.rows() +
                                              w.down_exps.row_bytes() * w.down_exps.rows());
@@ -183,7 +185,7 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   main.flush();  // the shared expert runs now, alongside the experts
   const auto t0 = std::chrono::steady_clock::now();
   experts.moe_experts(w, e.expert_in.as<float>(), T, e.chosen.as<int32_t>(), e.weight.as<float>(), e.expert_out.as<float>());
-  if (at.experts == Device::Cpu && T > ExpertStreaming::kMaxDecodeTokens) {
+  if (cpu_prompt_experts) {
     ws.streaming->measured_cpu(static_cast<double>(T) * macs_per_token, seconds_since(t0));
   }
   float* routed = m.expert_out.as<float>();
