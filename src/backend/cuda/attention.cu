@@ -24,21 +24,25 @@
 // summation order of the softmax sums and of the value accumulation (tile by tile vs the
 // CPU's 32-key tiles, and the split merge): a few f32 ulps over thousands of keys.
 //
-// Not yet: a tensor-core (mma f16) prompt path. It would round q (and an f32 cache) to f16,
-// which an f32 cache must not suffer, so it has to be a separate path for f16/quantized
-// caches; this kernel is the reference it will be tested against.
+// Prompts over f16/quantized caches run on the tensor cores instead (attention_mma.cu,
+// chosen by choose_attention_kernel below): that kernel rounds q and the probabilities to
+// f16, which an f32 cache must not suffer, and this one is the reference it is tested
+// against. Decode (a few rows per KV head) stays here: it reads each K/V byte once either way.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cuda/attention.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/reduce.cuh"
 
 namespace tandem::cuda {
 namespace {
+
+using namespace attn;
 
 constexpr int kThreads = 128, kWarps = kThreads / 32;
 constexpr int kKeyTile = 32;                 // keys per tile (one per lane in the softmax)
@@ -49,91 +53,6 @@ constexpr int kMaxSplits = 64;
 // Rows per block by head size: as many as fit the 48 KiB of static shared memory with
 // the q rows and a padded K tile (d = 256: 8 rows, exactly one token's group for Qwen3.5).
 constexpr int rows_per_block(int64_t head_dim) { return head_dim <= 128 ? 32 : 8; }
-
-enum CacheKind : int { kF32 = 0, kF16 = 1, kQ8_0 = 2, kQ4_0 = 3 };
-
-struct Cache {
-  const uint8_t* data;
-  size_t row_bytes;
-  int kind;
-};
-
-struct Args {
-  const float* q;
-  float* out;
-  float* part_o;   // [split][T * H][d] unnormalised outputs (split runs only)
-  float* part_ml;  // [split][T * H][2]: running max, sum of exp
-  Cache k, v;
-  const int32_t* positions;
-  int n_tokens, n_head, group, n_kv, split_keys, n_splits;
-  float scale;
-};
-
-// Head g of cache row pos. Quantized heads start on a block boundary (d % 32 == 0).
-template <int D>
-__device__ __forceinline__ const uint8_t* head_ptr(const Cache& c, int pos, int g) {
-  const uint8_t* row = c.data + static_cast<size_t>(pos) * c.row_bytes;
-  switch (c.kind) {
-    case kF32: return row + static_cast<size_t>(g) * D * 4;
-    case kF16: return row + static_cast<size_t>(g) * D * 2;
-    case kQ8_0: return row + static_cast<size_t>(g) * (D / 32) * 34;
-    default: return row + static_cast<size_t>(g) * (D / 32) * 18;
-  }
-}
-
-__device__ __forceinline__ float f16_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
-}
-
-// Value i of a head, decoded as quant/dequantize.cpp does (d * q in f32).
-__device__ __forceinline__ float load1(const uint8_t* h, int kind, int i) {
-  switch (kind) {
-    case kF32: return reinterpret_cast<const float*>(h)[i];
-    case kF16: return f16_at(h + 2 * i);
-    case kQ8_0: {
-      const uint8_t* b = h + (i / 32) * 34;
-      return f16_at(b) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
-    }
-    default: {  // Q4_0: value j < 16 in the low nibble of byte j, j >= 16 in the high one of j - 16
-      const uint8_t* b = h + (i / 32) * 18;
-      const int j = i % 32;
-      const int q = j < 16 ? (b[2 + j] & 0x0F) : (b[2 + j - 16] >> 4);
-      return f16_at(b) * static_cast<float>(q - 8);
-    }
-  }
-}
-
-// Values i..i+3 of a head (i % 4 == 0, so all four lie in one quant block).
-__device__ __forceinline__ float4 load4(const uint8_t* h, int kind, int i) {
-  switch (kind) {
-    case kF32: return *reinterpret_cast<const float4*>(h + 4 * i);
-    case kF16: {
-      const uint2 u = *reinterpret_cast<const uint2*>(h + 2 * i);
-      return make_float4(__half2float(__ushort_as_half(static_cast<uint16_t>(u.x & 0xFFFF))),
-                         __half2float(__ushort_as_half(static_cast<uint16_t>(u.x >> 16))),
-                         __half2float(__ushort_as_half(static_cast<uint16_t>(u.y & 0xFFFF))),
-                         __half2float(__ushort_as_half(static_cast<uint16_t>(u.y >> 16))));
-    }
-    case kQ8_0: {
-      const uint8_t* b = h + (i / 32) * 34;
-      const float d = f16_at(b);
-      const auto* qs = reinterpret_cast<const int8_t*>(b + 2 + i % 32);
-      return make_float4(d * static_cast<float>(qs[0]), d * static_cast<float>(qs[1]), d * static_cast<float>(qs[2]),
-                         d * static_cast<float>(qs[3]));
-    }
-    default: {
-      const uint8_t* b = h + (i / 32) * 18;
-      const float d = f16_at(b);
-      const int j = i % 32;
-      const uint8_t* qs = b + 2 + (j < 16 ? j : j - 16);
-      const int shift = j < 16 ? 0 : 4;
-      return make_float4(d * static_cast<float>(((qs[0] >> shift) & 0x0F) - 8),
-                         d * static_cast<float>(((qs[1] >> shift) & 0x0F) - 8),
-                         d * static_cast<float>(((qs[2] >> shift) & 0x0F) - 8),
-                         d * static_cast<float>(((qs[3] >> shift) & 0x0F) - 8));
-    }
-  }
-}
 
 template <int D, int R>
 __global__ void __launch_bounds__(kThreads) attention_kernel(const Args a) {
@@ -157,17 +76,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Args a) {
 
   for (int idx = tid; idx < R * kQuads; idx += kThreads) {
     const int r = idx / kQuads, c = idx % kQuads;
-    float4 val = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (r < n_rows) {
-      const int row = row0 + r, t = row / a.group, h = g * a.group + row % a.group;
-      val = reinterpret_cast<const float4*>(a.q + (static_cast<int64_t>(t) * a.n_head + h) * D)[c];
-    }
-    reinterpret_cast<float4*>(sq)[idx] = val;
+    reinterpret_cast<float4*>(sq)[idx] = query_quad<D>(a, g, row0 + r, r < n_rows, c);
   }
   if (tid < R) {
-    int limit = 0;
-    if (tid < n_rows) limit = min(a.positions[(row0 + tid) / a.group], a.n_kv - 1) + 1;
-    s_limit[tid] = max(limit, 0);
+    s_limit[tid] = visible_keys(a, row0 + tid, tid < n_rows);
     s_m[tid] = -INFINITY;
     s_l[tid] = 0.0f;
   }
@@ -273,8 +185,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Args a) {
   for (int r = 0; r < kAccRows; ++r) {
     const int row = warp + kWarps * r;
     if (row >= n_rows) continue;
-    const int t = (row0 + row) / a.group, h = g * a.group + (row0 + row) % a.group;
-    const int64_t out_row = static_cast<int64_t>(t) * a.n_head + h;
+    const int64_t out_row = query_row(a, g, row0 + row);
     if (a.n_splits == 1) {
       const float l = s_l[row];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -324,28 +235,41 @@ __global__ void attention_merge_kernel(const float* part_o, const float* part_ml
   }
 }
 
-int cache_kind(DType type) {
-  switch (type) {
-    case DType::F32: return kF32;
-    case DType::F16: return kF16;
-    case DType::Q8_0: return kQ8_0;
-    default: return kQ4_0;  // the caller allows nothing else
-  }
-}
-
 template <int D>
 void launch(const Args& a, dim3 grid, cudaStream_t stream) {
   attention_kernel<D, rows_per_block(D)><<<grid, kThreads, 0, stream>>>(a);
+}
+
+// Whether the device has the f16 mma.m16n8k16 instruction (compute capability 8.0+), asked
+// once: one process drives one device.
+bool device_has_mma() {
+  static const bool has = [] {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    return major >= 8;
+  }();
+  return has;
 }
 
 }  // namespace
 
 namespace detail {
 
-AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_kv) {
+AttentionKernel choose_attention_kernel(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, DType k_type,
+                                        DType v_type) {
+  // The tensor-core kernel's block is kMmaRows (token, head) rows; below that many rows per
+  // KV head it would compute mostly padding, and an f32 cache must not be rounded to f16.
+  const bool rows_enough = n_tokens * (n_head / n_head_kv) >= kMmaRows;
+  if (!rows_enough || k_type == DType::F32 || v_type == DType::F32) return AttentionKernel::kFma;
+  return device_has_mma() ? AttentionKernel::kTensorCores : AttentionKernel::kFma;
+}
+
+AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_kv,
+                             AttentionKernel kernel) {
   AttentionPlan plan;
   const int64_t group = n_head / n_head_kv;
-  plan.rows_per_block = rows_per_block(head_dim);
+  plan.rows_per_block = kernel == AttentionKernel::kTensorCores ? kMmaRows : rows_per_block(head_dim);
   plan.n_row_blocks = static_cast<int>((n_tokens * group + plan.rows_per_block - 1) / plan.rows_per_block);
   const int64_t blocks = plan.n_row_blocks * n_head_kv;
   int64_t splits = 1;
@@ -366,9 +290,9 @@ AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv
 
 void launch_attention(cudaStream_t stream, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
                       int64_t head_dim, const KvCacheView& k, const KvCacheView& v, const int32_t* positions,
-                      int64_t n_kv, float* out, void* scratch) {
+                      int64_t n_kv, float* out, void* scratch, AttentionKernel kernel) {
   if (n_tokens == 0) return;
-  const AttentionPlan plan = plan_attention(n_tokens, n_head, n_head_kv, head_dim, n_kv);
+  const AttentionPlan plan = plan_attention(n_tokens, n_head, n_head_kv, head_dim, n_kv, kernel);
   Args a{};
   a.q = q;
   a.out = out;
@@ -389,12 +313,16 @@ void launch_attention(cudaStream_t stream, const float* q, int64_t n_tokens, int
   a.scale = 1.0f / sqrtf(static_cast<float>(head_dim));
   const dim3 grid(static_cast<unsigned>(plan.n_row_blocks), static_cast<unsigned>(n_head_kv),
                   static_cast<unsigned>(plan.n_splits));
-  switch (head_dim) {
-    case 64: launch<64>(a, grid, stream); break;
-    case 80: launch<80>(a, grid, stream); break;
-    case 96: launch<96>(a, grid, stream); break;
-    case 128: launch<128>(a, grid, stream); break;
-    default: launch<256>(a, grid, stream); break;  // the caller allows nothing else
+  if (kernel == AttentionKernel::kTensorCores) {
+    launch_attention_mma(a, grid, static_cast<int>(head_dim), stream);
+  } else {
+    switch (head_dim) {
+      case 64: launch<64>(a, grid, stream); break;
+      case 80: launch<80>(a, grid, stream); break;
+      case 96: launch<96>(a, grid, stream); break;
+      case 128: launch<128>(a, grid, stream); break;
+      default: launch<256>(a, grid, stream); break;  // the caller allows nothing else
+    }
   }
   TANDEM_CUDA_CHECK_LAUNCH();
   if (plan.n_splits > 1) {
@@ -410,14 +338,17 @@ size_t attention_scratch_bytes(int64_t max_tokens, int64_t n_head, int64_t n_hea
                                int64_t max_kv) {
   // Splits shrink as tokens grow, so the largest need can sit at any batch size: take the
   // maximum (a host loop over at most a few thousand sizes, once at set-up). Per size, the
-  // split count wanted for max_kv bounds the one any shorter context gets.
+  // split count wanted for max_kv bounds the one any shorter context gets; the cache types
+  // are not known here, so both kernels' plans count.
   size_t bytes = 0;
   if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || max_kv <= 0) return 0;
   for (int64_t t = 1; t <= max_tokens; ++t) {
-    const int splits = detail::plan_attention(t, n_head, n_head_kv, head_dim, max_kv).splits_wanted;
-    if (splits > 1) {
-      bytes = std::max(bytes, static_cast<size_t>(splits) * static_cast<size_t>(t * n_head) *
-                                  static_cast<size_t>(head_dim + 2) * sizeof(float));
+    for (const auto kernel : {detail::AttentionKernel::kFma, detail::AttentionKernel::kTensorCores}) {
+      const int splits = detail::plan_attention(t, n_head, n_head_kv, head_dim, max_kv, kernel).splits_wanted;
+      if (splits > 1) {
+        bytes = std::max(bytes, static_cast<size_t>(splits) * static_cast<size_t>(t * n_head) *
+                                    static_cast<size_t>(head_dim + 2) * sizeof(float));
+      }
     }
   }
   return bytes;

@@ -170,10 +170,18 @@ struct AttentionPlan {
                            // grows, so it bounds n_splits of every smaller n_kv
   size_t scratch_bytes = 0;  // for this call
 };
-AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_kv);
+// Which attention kernel runs: f32 on the FMA cores (every cache type, exact up to summation
+// order), or f16 tensor cores (attention_mma.cu: q and the probabilities rounded to f16),
+// which choose_attention_kernel picks for prompts (>= 64 rows per KV head) over f16/Q8_0/Q4_0
+// caches on compute capability 8.0+.
+enum class AttentionKernel { kFma, kTensorCores };
+AttentionKernel choose_attention_kernel(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, DType k_type,
+                                        DType v_type);
+AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_kv,
+                             AttentionKernel kernel = AttentionKernel::kFma);
 void launch_attention(cudaStream_t stream, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
                       int64_t head_dim, const KvCacheView& k, const KvCacheView& v, const int32_t* positions,
-                      int64_t n_kv, float* out, void* scratch);
+                      int64_t n_kv, float* out, void* scratch, AttentionKernel kernel);
 }  // namespace detail
 
 }  // namespace tandem::cuda

@@ -239,13 +239,15 @@ void attention(cudaStream_t stream, const float* q, int64_t n_tokens, int64_t n_
   check_pointer(op, positions, "positions");
   check_aligned(op, q, 16, "q");
   check_aligned(op, out, 16, "out");
-  const detail::AttentionPlan plan = detail::plan_attention(n_tokens, n_head, n_head_kv, head_dim, n_kv);
+  const detail::AttentionKernel kernel = detail::choose_attention_kernel(n_tokens, n_head, n_head_kv, k.type, v.type);
+  const detail::AttentionPlan plan = detail::plan_attention(n_tokens, n_head, n_head_kv, head_dim, n_kv, kernel);
   if (plan.scratch_bytes > 0 && (scratch == nullptr || scratch_bytes < plan.scratch_bytes)) {
     fail("attention: {} tokens over {} keys need {} bytes of scratch, got {} (size it with attention_scratch_bytes)",
          n_tokens, n_kv, plan.scratch_bytes, scratch == nullptr ? 0 : scratch_bytes);
   }
   if (plan.scratch_bytes > 0) check_aligned(op, scratch, 16, "scratch");
-  detail::launch_attention(stream, q, n_tokens, n_head, n_head_kv, head_dim, k, v, positions, n_kv, out, scratch);
+  detail::launch_attention(stream, q, n_tokens, n_head, n_head_kv, head_dim, k, v, positions, n_kv, out, scratch,
+                           kernel);
 }
 
 }  // namespace tandem::cuda

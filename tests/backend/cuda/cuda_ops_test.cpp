@@ -17,11 +17,21 @@
 //                                            (~sqrt(n) ulps) through a sigmoid (slope <= 1/4)
 //   argmax_rows                        exact ties to the lowest index, as std::max_element
 //   kv_cache_write                     bytes equal to quant::quantize_row
-//   attention                          2e-5  every cache type: both sides read the same
+//   attention, FMA kernel              2e-5  every cache type: both sides read the same
 //                                            cache bytes and decode them to the same floats,
 //                                            so only summation order differs (scores in
 //                                            dim order as the CPU; softmax and value sums
 //                                            over up to ~20000 keys in tiles and splits)
+//   attention, tensor-core kernel      2e-3 x max(1, q scale)  f16/Q8_0/Q4_0 caches: q, the
+//                                            Q8_0/Q4_0 values and the probabilities round to
+//                                            f16 (relative 2^-11 each). A score's error is
+//                                            ~2^-11 times its size (d products, random
+//                                            signs), an output's a probability-weighted
+//                                            mean of those and of P's rounding: a few 1e-4
+//                                            of max |out| for unit-variance q, growing with
+//                                            the scores (the "sharp" cases scale q by 8)
+//   attention through ops.h            bit-identical to the kernel choose_attention_kernel
+//                                            names (the FMA one for f32 caches and decode)
 //
 // Every op test needs a device and reports "skipped: no CUDA device" without one. The
 // argument-check tests at the end need none: the checks run on the host before any launch.
@@ -514,7 +524,18 @@ std::vector<uint8_t> random_cache(DType type, int64_t n_ctx, int64_t width, uint
   return cache;
 }
 
-void check_attention(Measured& m, const AttentionCase& c) {
+// Worst errors of both attention kernels over one test's cases.
+struct AttentionMeasured {
+  Measured fma, mma;
+  explicit AttentionMeasured(const char* fma_name, const char* mma_name) : fma(fma_name), mma(mma_name) {}
+};
+
+double mma_bound(const AttentionCase& c) { return 2e-3 * std::max(1.0f, c.q_scale); }
+
+// Each kernel forced (the FMA one for every case, the tensor-core one wherever no cache is
+// f32, including blocks of fewer than 64 rows) against cpu::attention, then ops.h's entry,
+// which must give exactly what its chosen kernel gave.
+void check_attention(AttentionMeasured& m, const AttentionCase& c) {
   SCOPED_TRACE(describe(c));
   const int64_t width = c.n_head_kv * c.d, n_kv = c.past + c.T + c.extra_keys, n_ctx = n_kv;
   auto k_cache = random_cache(c.k_type, n_ctx, width, 31);
@@ -533,16 +554,36 @@ void check_attention(Measured& m, const AttentionCase& c) {
   DeviceBuffer dout(q.size() * sizeof(float));
   const size_t scratch_bytes = attention_scratch_bytes(c.T, c.n_head, c.n_head_kv, c.d, n_kv);
   DeviceBuffer scratch(std::max<size_t>(scratch_bytes, 16));
-  attention(stream(), dq.as<float>(), c.T, c.n_head, c.n_head_kv, c.d, KvCacheView{dk.data(), c.k_type, k_row, n_ctx},
-            KvCacheView{dv.data(), c.v_type, v_row, n_ctx}, dpos.as<int32_t>(), n_kv, dout.as<float>(), scratch.data(),
-            scratch_bytes);
+  const KvCacheView kv{dk.data(), c.k_type, k_row, n_ctx}, vv{dv.data(), c.v_type, v_row, n_ctx};
+  auto forced = [&](detail::AttentionKernel kernel) {
+    TANDEM_CUDA_CHECK(cudaMemset(dout.data(), 0xFF, q.size() * sizeof(float)));  // NaNs: every value must be written
+    detail::launch_attention(stream(), dq.as<float>(), c.T, c.n_head, c.n_head_kv, c.d, kv, vv, dpos.as<int32_t>(),
+                             n_kv, dout.as<float>(), scratch.data(), kernel);
+    sync();
+    return download<float>(dout, q.size());
+  };
+  const std::vector<float> fma = forced(detail::AttentionKernel::kFma);
+  EXPECT_TRUE(m.fma.within(relative_error(fma, want), 2e-5)) << "FMA kernel";
+  std::vector<float> mma;
+  if (c.k_type != DType::F32 && c.v_type != DType::F32) {
+    mma = forced(detail::AttentionKernel::kTensorCores);
+    EXPECT_TRUE(m.mma.within(relative_error(mma, want), mma_bound(c))) << "tensor-core kernel";
+  }
+
+  TANDEM_CUDA_CHECK(cudaMemset(dout.data(), 0xFF, q.size() * sizeof(float)));
+  attention(stream(), dq.as<float>(), c.T, c.n_head, c.n_head_kv, c.d, kv, vv, dpos.as<int32_t>(), n_kv,
+            dout.as<float>(), scratch.data(), scratch_bytes);
   sync();
-  EXPECT_TRUE(m.within(relative_error(download<float>(dout, q.size()), want), 2e-5));
+  const bool chose_mma = detail::choose_attention_kernel(c.T, c.n_head, c.n_head_kv, c.k_type, c.v_type) ==
+                         detail::AttentionKernel::kTensorCores;
+  const std::vector<float> got = download<float>(dout, q.size());
+  EXPECT_EQ(std::memcmp(got.data(), (chose_mma ? mma : fma).data(), got.size() * sizeof(float)), 0)
+      << "ops.h attention differs from the " << (chose_mma ? "tensor-core" : "FMA") << " kernel it chose";
 }
 
 TEST(CudaOps, AttentionMatchesCpuOnModelShapes) {
   TANDEM_REQUIRE_CUDA_DEVICE();
-  Measured m("attention (model shapes)");
+  AttentionMeasured m("attention FMA (model shapes)", "attention tensor cores (model shapes)");
   const std::tuple<int64_t, int64_t, int64_t> models[] = {
       {14, 2, 64},   // Qwen2.5-0.5B
       {32, 4, 128},  // Qwen3-30B-A3B
@@ -559,7 +600,7 @@ TEST(CudaOps, AttentionMatchesCpuOnModelShapes) {
 
 TEST(CudaOps, AttentionOtherHeadSizesAndMixedCaches) {
   TANDEM_REQUIRE_CUDA_DEVICE();
-  Measured m("attention (d 80/96, mixed caches)");
+  AttentionMeasured m("attention FMA (d 80/96, mixed caches)", "attention tensor cores (d 80/96, mixed caches)");
   for (const int64_t T : {int64_t{1}, int64_t{64}}) {
     for (const int64_t past : kPasts) {
       check_attention(m, {8, 2, 80, DType::F32, DType::F32, T, past});   // 80: f32/f16 only (not whole blocks)
@@ -574,7 +615,7 @@ TEST(CudaOps, AttentionOtherHeadSizesAndMixedCaches) {
 
 TEST(CudaOps, AttentionEdgeCases) {
   TANDEM_REQUIRE_CUDA_DEVICE();
-  Measured m("attention (edge cases)");
+  AttentionMeasured m("attention FMA (edge cases)", "attention tensor cores (edge cases)");
   // Peaked softmax (scores of tens): the running max moves often and rescales.
   check_attention(m, {16, 2, 256, DType::F16, DType::F16, 7, 1000, 8.0f});
   check_attention(m, {14, 2, 64, DType::F32, DType::F32, 64, 1000, 8.0f});
@@ -589,6 +630,9 @@ TEST(CudaOps, AttentionEdgeCases) {
   check_attention(m, {64, 2, 256, DType::F32, DType::F32, 1, 1000});
   // No grouping at all.
   check_attention(m, {4, 4, 128, DType::F32, DType::F32, 300, 0});
+  check_attention(m, {4, 4, 128, DType::F16, DType::F16, 300, 0});
+  // A sharp prompt over a long quantized context (the tensor-core kernel's online softmax).
+  check_attention(m, {32, 4, 128, DType::Q8_0, DType::Q8_0, 300, 1000, 8.0f});
 }
 
 // ---- argument checks (host only: no device needed) ---------------------------------------
@@ -633,17 +677,46 @@ TEST(CudaOpsArguments, BadArgumentsAreClearErrors) {
 }
 
 TEST(CudaOpsArguments, ScratchCoversEverySmallerCall) {
-  // attention_scratch_bytes(max) must cover every call up to max tokens and keys.
+  // attention_scratch_bytes(max) must cover every call up to max tokens and keys, by
+  // either kernel.
   const int64_t H = 16, H_kv = 2, d = 256;
-  const size_t bound = attention_scratch_bytes(64, H, H_kv, d, 5000);
-  for (int64_t T = 1; T <= 64; T += 7) {
-    for (int64_t n_kv = T; n_kv <= 5000; n_kv += 37) {
-      EXPECT_LE(detail::plan_attention(T, H, H_kv, d, n_kv).scratch_bytes, bound)
-          << "T " << T << ", " << n_kv << " keys";
+  const size_t bound = attention_scratch_bytes(300, H, H_kv, d, 5000);
+  for (const auto kernel : {detail::AttentionKernel::kFma, detail::AttentionKernel::kTensorCores}) {
+    for (int64_t T = 1; T <= 300; T += 13) {
+      for (int64_t n_kv = T; n_kv <= 5000; n_kv += 37) {
+        EXPECT_LE(detail::plan_attention(T, H, H_kv, d, n_kv, kernel).scratch_bytes, bound)
+            << "T " << T << ", " << n_kv << " keys, kernel " << static_cast<int>(kernel);
+      }
     }
   }
   EXPECT_EQ(detail::plan_attention(300, H, H_kv, d, 1300).n_splits, 1) << "a long prompt has blocks enough";
   EXPECT_GT(detail::plan_attention(1, H, H_kv, d, 1001).n_splits, 1) << "decode splits the context";
+  // The tensor-core kernel's blocks are 64 rows: a 300-token prompt of a group of 8 is only
+  // 38 blocks per KV head, so it splits the context where the FMA kernel (8 rows) does not.
+  EXPECT_EQ(detail::plan_attention(300, H, H_kv, d, 2000, detail::AttentionKernel::kFma).n_splits, 1);
+  EXPECT_GT(detail::plan_attention(300, H, H_kv, d, 2000, detail::AttentionKernel::kTensorCores).n_splits, 1);
+}
+
+TEST(CudaOpsArguments, TensorCoresOnlyForPromptsOverRoundableCaches) {
+  using detail::AttentionKernel;
+  using detail::choose_attention_kernel;
+  // An f32 cache is never rounded to f16; decode-sized calls (< 64 rows per KV head) stay on
+  // the FMA kernel: both hold on any machine.
+  for (const int64_t T : {int64_t{1}, int64_t{7}, int64_t{512}}) {
+    EXPECT_EQ(choose_attention_kernel(T, 16, 2, DType::F32, DType::F32), AttentionKernel::kFma);
+    EXPECT_EQ(choose_attention_kernel(T, 16, 2, DType::F16, DType::F32), AttentionKernel::kFma);
+    EXPECT_EQ(choose_attention_kernel(T, 16, 2, DType::F32, DType::Q8_0), AttentionKernel::kFma);
+  }
+  EXPECT_EQ(choose_attention_kernel(7, 16, 2, DType::F16, DType::F16), AttentionKernel::kFma);  // 56 rows
+  EXPECT_EQ(choose_attention_kernel(15, 4, 4, DType::Q8_0, DType::Q8_0), AttentionKernel::kFma);
+  // Prompts over f16/quantized caches take the tensor cores where the device has them.
+  int devices = 0, major = 0;
+  const bool mma = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0 &&
+                   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 8;
+  const AttentionKernel prompt = mma ? AttentionKernel::kTensorCores : AttentionKernel::kFma;
+  EXPECT_EQ(choose_attention_kernel(8, 16, 2, DType::F16, DType::F16), prompt);  // 64 rows
+  EXPECT_EQ(choose_attention_kernel(512, 32, 4, DType::Q8_0, DType::Q4_0), prompt);
+  EXPECT_EQ(choose_attention_kernel(64, 14, 14, DType::Q4_0, DType::F16), prompt);
 }
 
 }  // namespace

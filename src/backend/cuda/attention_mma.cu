@@ -1,0 +1,269 @@
+// Causal grouped-query attention for prompts on the tensor cores (ops.h attention, chosen by
+// detail::choose_attention_kernel for >= 64 rows per KV head over f16/Q8_0/Q4_0 caches).
+//
+// Same rows, grid and split outputs as the FMA kernel (attention.cu): a block takes 64
+// (token, query head) rows of one KV head and one range of keys. Each of its 4 warps owns
+// 16 rows and runs flash attention with mma.sync.m16n8k16 (f16 inputs, f32 accumulators):
+//   - q is rounded to f16 once into shared memory; per key tile (KT keys) the K tile is
+//     decoded to f16 row-major and the V tile to f16 transposed (V^T rows are then the
+//     mma's column-major B operand, as K rows are for Q K^T);
+//   - S = Q K^T stays in registers (KT/8 accumulator tiles of 16 x 8), scaled and masked
+//     there; the online softmax's row max and sum reduce over the 4 lanes sharing a row;
+//   - P (f32 probabilities rounded to f16) is fed back as the A operand straight from the
+//     S registers: the accumulator layout of two adjacent 16 x 8 tiles is the A layout of
+//     one 16 x 16 tile, so P never touches shared memory;
+//   - O (16 x d per warp, f32) lives in registers, rescaled by e^(m_old - m_new) per row.
+// Fragment layouts (PTX ISA, mma.m16n8k16 .f16/.f32; g = lane / 4, t = lane % 4):
+//   A (16 x 16, row major) regs a0..a3 = (row g, cols 2t..2t+1), (row g+8, cols 2t..),
+//       (row g, cols 8+2t..), (row g+8, cols 8+2t..), lower column in the low half;
+//   B (16 x 8, column major) b0 = (rows 2t..2t+1, col g), b1 = (rows 8+2t.., col g);
+//   C (16 x 8, f32) c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g+8, same cols).
+// Shared-memory rows are padded by 8 halves (16 bytes), so the 8 rows x 4 words a fragment
+// load touches fall in 32 distinct banks for every head size.
+//
+// Numerics against the FMA kernel / cpu::attention: q rounds to f16 (relative 2^-11) and so
+// do Q8_0/Q4_0 cache values (d * q is not always an f16), the scores' error is that times
+// their size; probabilities round to f16 before P V (sums stay f32). The op test's bound
+// for this kernel says how far that goes.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "backend/cuda/attention.cuh"
+#include "backend/cuda/cuda_check.h"
+
+namespace tandem::cuda::attn {
+namespace {
+
+constexpr int kWarps = kMmaRows / 16, kThreads = kWarps * 32;
+
+// Keys per tile: 64, or 32 at head size 256 so that a block's shared memory (q, K tile,
+// V^T tile) stays within the 99 KiB an sm_86/sm_89 block may have.
+constexpr int key_tile(int head_dim) { return head_dim > 128 ? 32 : 64; }
+constexpr int q_stride(int head_dim) { return head_dim + 8; }  // halves per q / K row
+constexpr size_t shared_bytes(int head_dim) {
+  return sizeof(__half) * (static_cast<size_t>(kMmaRows + key_tile(head_dim)) * q_stride(head_dim) +
+                           static_cast<size_t>(head_dim) * (key_tile(head_dim) + 8)) +
+         sizeof(int) * kMmaRows;
+}
+
+__device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // choose_attention_kernel never picks this kernel below compute capability 8.0
+#endif
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);  // .x (lo) is the low 16 bits
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ uint32_t word_at(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+__device__ __forceinline__ void store4(__half* p, float4 v) {
+  const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&lo);
+  u.y = *reinterpret_cast<const uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(p) = u;
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xFFFFFFFFu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xFFFFFFFFu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xFFFFFFFFu, x, 1);
+  return x + __shfl_xor_sync(0xFFFFFFFFu, x, 2);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_mma_kernel(const Args a) {
+  constexpr int KT = key_tile(D), kQS = q_stride(D), kVS = KT + 8;
+  constexpr int kQuads = D / 4, kKSteps = D / 16, kScoreTiles = KT / 8, kOutTiles = D / 8;
+  static_assert(D % 16 == 0 && KT % 16 == 0, "mma tile shape");
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  __half* sq = reinterpret_cast<__half*>(smem);         // [kMmaRows][kQS]
+  __half* sk = sq + kMmaRows * kQS;                      // [KT][kQS]
+  __half* svt = sk + KT * kQS;                           // [D][kVS]: V tile transposed
+  int* s_limit = reinterpret_cast<int*>(svt + D * kVS);  // keys [0, limit) are visible to the row
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int kv_head = blockIdx.y, split = blockIdx.z;
+  const int row0 = blockIdx.x * kMmaRows;
+  const int n_rows = min(kMmaRows, a.n_tokens * a.group - row0);
+
+  for (int idx = tid; idx < kMmaRows * kQuads; idx += kThreads) {
+    const int r = idx / kQuads, c = idx % kQuads;
+    store4(sq + r * kQS + 4 * c, query_quad<D>(a, kv_head, row0 + r, r < n_rows, c));
+  }
+  if (tid < kMmaRows) s_limit[tid] = visible_keys(a, row0 + tid, tid < n_rows);
+  __syncthreads();
+  int max_limit = 0;
+  for (int r = 0; r < kMmaRows; ++r) max_limit = max(max_limit, s_limit[r]);
+  const int key_begin = split * a.split_keys;
+  const int split_end = key_begin + a.split_keys;
+  const int key_end = min(split_end, max_limit);
+
+  // This lane's two rows (g and g + 8 of the warp's 16) and the keys each may see.
+  const int ra = warp * 16 + g, rb = ra + 8;
+  const int limit_a = min(s_limit[ra], split_end), limit_b = min(s_limit[rb], split_end);
+  const bool warp_has_rows = warp * 16 < n_rows;  // warp-uniform
+
+  float o[kOutTiles][4];
+#pragma unroll
+  for (int n = 0; n < kOutTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;  // l: this lane's part of the row sum
+
+  for (int k0 = key_begin; k0 < key_end; k0 += KT) {
+    const int nk = min(KT, key_end - k0);
+    for (int idx = tid; idx < KT * kQuads; idx += kThreads) {
+      const int j = idx / kQuads, c = idx % kQuads;
+      float4 kv = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kv;  // zeros past the keys: 0 * p, never NaN
+      if (j < nk) {
+        kv = load4(head_ptr<D>(a.k, k0 + j, kv_head), a.k.kind, 4 * c);
+        vv = load4(head_ptr<D>(a.v, k0 + j, kv_head), a.v.kind, 4 * c);
+      }
+      store4(sk + j * kQS + 4 * c, kv);
+      svt[(4 * c + 0) * kVS + j] = __float2half_rn(vv.x);
+      svt[(4 * c + 1) * kVS + j] = __float2half_rn(vv.y);
+      svt[(4 * c + 2) * kVS + j] = __float2half_rn(vv.z);
+      svt[(4 * c + 3) * kVS + j] = __float2half_rn(vv.w);
+    }
+    __syncthreads();
+
+    // A warp whose rows see none of this tile's keys (causality: its tokens come earlier)
+    // skips it; the test is warp-uniform because every lane asks the same question.
+    if (warp_has_rows && __any_sync(0xFFFFFFFFu, k0 < limit_a || k0 < limit_b)) {
+      float s[kScoreTiles][4];
+#pragma unroll
+      for (int n = 0; n < kScoreTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+        const __half* qa = sq + ra * kQS + kk * 16 + 2 * t;
+        const __half* qb = sq + rb * kQS + kk * 16 + 2 * t;
+        const uint32_t qf[4] = {word_at(qa), word_at(qb), word_at(qa + 8), word_at(qb + 8)};
+#pragma unroll
+        for (int n = 0; n < kScoreTiles; ++n) {
+          const __half* kr = sk + (n * 8 + g) * kQS + kk * 16 + 2 * t;
+          mma_16x8x16(s[n], qf, word_at(kr), word_at(kr + 8));
+        }
+      }
+
+      // Scale, mask, and the online softmax of rows a (s[.][0..1]) and b (s[.][2..3]).
+      float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kScoreTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = k0 + n * 8 + 2 * t + e;
+          s[n][e] = key < limit_a ? s[n][e] * a.scale : -INFINITY;
+          s[n][2 + e] = key < limit_b ? s[n][2 + e] * a.scale : -INFINITY;
+          mx_a = fmaxf(mx_a, s[n][e]);
+          mx_b = fmaxf(mx_b, s[n][2 + e]);
+        }
+      }
+      const float new_a = fmaxf(m_a, quad_max(mx_a)), new_b = fmaxf(m_b, quad_max(mx_b));
+      const float alpha_a = m_a == -INFINITY ? 0.0f : expf(m_a - new_a);
+      const float alpha_b = m_b == -INFINITY ? 0.0f : expf(m_b - new_b);
+      m_a = new_a;
+      m_b = new_b;
+      float sum_a = 0.0f, sum_b = 0.0f;
+#pragma unroll
+      for (int n = 0; n < kScoreTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {  // a row with no visible key yet adds nothing
+          s[n][e] = new_a == -INFINITY ? 0.0f : expf(s[n][e] - new_a);
+          s[n][2 + e] = new_b == -INFINITY ? 0.0f : expf(s[n][2 + e] - new_b);
+          sum_a += s[n][e];
+          sum_b += s[n][2 + e];
+        }
+      }
+      l_a = l_a * alpha_a + sum_a;
+      l_b = l_b * alpha_b + sum_b;
+#pragma unroll
+      for (int n = 0; n < kOutTiles; ++n) {
+        o[n][0] *= alpha_a;
+        o[n][1] *= alpha_a;
+        o[n][2] *= alpha_b;
+        o[n][3] *= alpha_b;
+      }
+
+      // O += P V, 16 keys per step: score tiles 2j and 2j + 1 are the A operand.
+#pragma unroll
+      for (int j = 0; j < KT / 16; ++j) {
+        const uint32_t pf[4] = {pack_half2(s[2 * j][0], s[2 * j][1]), pack_half2(s[2 * j][2], s[2 * j][3]),
+                                pack_half2(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                pack_half2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+        for (int n = 0; n < kOutTiles; ++n) {
+          const __half* vr = svt + (n * 8 + g) * kVS + j * 16 + 2 * t;
+          mma_16x8x16(o[n], pf, word_at(vr), word_at(vr + 8));
+        }
+      }
+    }
+    __syncthreads();  // the next tile overwrites sk and svt
+  }
+
+  l_a = quad_sum(l_a);
+  l_b = quad_sum(l_b);
+#pragma unroll
+  for (int side = 0; side < 2; ++side) {  // rows a (accumulator values 0, 1) and b (2, 3)
+    const int r = side == 0 ? ra : rb;
+    if (r >= n_rows) continue;
+    const int64_t out_row = query_row(a, kv_head, row0 + r);
+    const float l = side == 0 ? l_a : l_b;
+    if (a.n_splits == 1) {
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      float* out = a.out + out_row * D + 2 * t;
+#pragma unroll
+      for (int n = 0; n < kOutTiles; ++n) {
+        *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * side] * inv, o[n][2 * side + 1] * inv);
+      }
+    } else {
+      const int64_t part_row = static_cast<int64_t>(split) * a.n_tokens * a.n_head + out_row;
+      float* out = a.part_o + part_row * D + 2 * t;
+#pragma unroll
+      for (int n = 0; n < kOutTiles; ++n) {
+        *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * side], o[n][2 * side + 1]);
+      }
+      if (t == 0) {
+        a.part_ml[2 * part_row] = side == 0 ? m_a : m_b;
+        a.part_ml[2 * part_row + 1] = l;
+      }
+    }
+  }
+}
+
+template <int D>
+void launch(const Args& a, dim3 grid, cudaStream_t stream) {
+  constexpr size_t bytes = shared_bytes(D);
+  // Above 48 KiB a kernel must opt in to dynamic shared memory; once per head size.
+  static const cudaError_t opted_in =
+      cudaFuncSetAttribute(attention_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  TANDEM_CUDA_CHECK(opted_in);
+  attention_mma_kernel<D><<<grid, kThreads, bytes, stream>>>(a);
+}
+
+}  // namespace
+
+void launch_attention_mma(const Args& a, dim3 grid, int head_dim, cudaStream_t stream) {
+  switch (head_dim) {
+    case 64: launch<64>(a, grid, stream); break;
+    case 80: launch<80>(a, grid, stream); break;
+    case 96: launch<96>(a, grid, stream); break;
+    case 128: launch<128>(a, grid, stream); break;
+    default: launch<256>(a, grid, stream); break;  // ops_host.cpp allows nothing else
+  }
+}
+
+}  // namespace tandem::cuda::attn
