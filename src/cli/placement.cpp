@@ -85,7 +85,7 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
 #if defined(TANDEM_HAVE_CUDA)
   auto gpu = std::make_unique<cuda::CudaBackend>(hw.gpu->index);
   model.set_placement(at.layers, at.output);
-  model.set_expert_streaming({po.expert_streaming, p.expert_stream_bytes});
+  model.set_expert_streaming({po.expert_streaming, p.expert_stream_bytes, nullptr});
   if (!quiet) {
     fmt::print(stderr, "placement: {} of {} layers on {} ({} of {} budget), routed experts of {} of them on the CPU, "
                "head on {}{}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),

@@ -36,6 +36,7 @@
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_context.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/reduce.cuh"
 
@@ -238,18 +239,6 @@ __global__ void attention_merge_kernel(const float* part_o, const float* part_ml
 template <int D>
 void launch(const Args& a, dim3 grid, cudaStream_t stream) {
   attention_kernel<D, rows_per_block(D)><<<grid, kThreads, 0, stream>>>(a);
-}
-
-// Whether the device has the f16 mma.m16n8k16 instruction (compute capability 8.0+), asked
-// once: one process drives one device.
-bool device_has_mma() {
-  static const bool has = [] {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-    return major >= 8;
-  }();
-  return has;
 }
 
 }  // namespace

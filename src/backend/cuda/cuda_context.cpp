@@ -26,6 +26,19 @@ bool device_available() {
   return count > 0;
 }
 
+bool device_has_mma() {
+  static const bool has = [] {
+    int device = 0, major = 0;
+    if (!device_available() || cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 8;
+  }();
+  return has;
+}
+
 namespace {
 void release_device(void* p) { cudaFree(p); }
 void release_pinned(void* p) { cudaFreeHost(p); }

@@ -19,6 +19,10 @@ namespace tandem::cuda {
 // missing driver leaves behind.
 bool device_available();
 
+// True when the current device has the f16 tensor-core mma the mma kernels use (compute
+// capability 8.0+: attention_mma.cu, the tile GEMM). Asked once: a process drives one device.
+bool device_has_mma();
+
 // cudaMalloc'd bytes, freed on destruction (a Memory that knows how it was made). Move-only.
 class DeviceBuffer : public Memory {
  public:

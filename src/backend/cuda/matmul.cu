@@ -11,12 +11,17 @@
 // product with every token column (all T columns per weight read), then the lanes' sums
 // meet by shuffles. Four warps per CTA; many rows keep enough bytes in flight.
 //
-// Prompts (T > kMatvecMaxTokens): tiles of weight rows are dequantized to f16 in scratch
-// and multiplied by cuBLAS (f16 x f16 -> f32 accumulate on tensor cores), x converted to
-// f16 once. Chosen over a hand-written int8 mat-mat kernel because it is short, certainly
-// right and already tensor-core fast; the cost is the tile write + read (~2 bytes/weight
-// against ~0.6 read by decode), which at T = 512 is a minority of the GEMM's time. An
-// int8 MMQ kernel is the place to win more, measured first.
+// Prompts (T > kMatvecMaxTokens), two paths with the same f16 x f16 -> f32 products:
+//   - tile GEMM (T <= tile_gemm_max_tokens()): one CTA computes 64 weight rows x 64
+//     tokens on the tensor cores (mma.cuh); per K step of 128 its threads decode the
+//     weight sub-blocks (quant_decode.h, 4 lanes on 4 consecutive sub-blocks of a row) and
+//     the f32 activations straight to f16 tiles in shared memory. Weights cross memory once
+//     per 64 tokens as stored (~0.6 byte/weight), nothing is written but y;
+//   - cuBLAS: tiles of weight rows dequantized to f16 in scratch, x converted to f16 once,
+//     cublasGemmEx. Each weight costs a 2-byte write and read on top of its decode, which
+//     a large T amortises, and cuBLAS's GEMM is faster per flop than the tile kernel.
+// Where one path overtakes the other depends on the GPU (its bandwidth against its
+// tensor-core rate): CudaMatmul.SpeedReport times both at T = 16..512.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -26,6 +31,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/matmul.h"
+#include "backend/cuda/mma.cuh"
 #include "backend/cuda/quant_decode.h"
 
 namespace tandem::cuda::detail {
@@ -209,6 +215,80 @@ __global__ void dequantize_f16_kernel(const uint8_t* __restrict__ w, uint64_t ro
   for (int k = 0; k < 4; ++k) dst[k] = packed[k];
 }
 
+// The tile GEMM (see the top): y[t][o] for 64 rows o0.. and 64 tokens t0.. . Warp w owns
+// rows 16w..16w+15 (the mma's A operand, weights) against all 64 tokens (8 B operands).
+constexpr int kTileRows = 64, kTileTokens = 64, kTileK = 128, kTileStride = kTileK + 8, kTileThreads = 128;
+
+template <DType kT>
+__global__ void __launch_bounds__(kTileThreads)
+    tile_gemm_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+                     const float* __restrict__ x, int64_t n_tokens, float* __restrict__ y) {
+  using Q = QuantType<kT>;
+  constexpr int kSubsPerStep = kTileK / 32, kQuadsPerRow = kTileK / 4;
+  __shared__ __align__(16) __half ws[kTileRows * kTileStride];
+  __shared__ __align__(16) __half xs[kTileTokens * kTileStride];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kTileRows, t0 = static_cast<int64_t>(blockIdx.y) * kTileTokens;
+  const int64_t n_subs = n_in / 32;
+
+  float acc[kTileTokens / 8][4];
+#pragma unroll
+  for (int n = 0; n < kTileTokens / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+
+  for (int64_t k0 = 0; k0 < n_in; k0 += kTileK) {
+    // Weights: 64 rows x 4 sub-blocks, two per thread; zeros past the matrix.
+#pragma unroll
+    for (int i = 0; i < kTileRows * kSubsPerStep / kTileThreads; ++i) {
+      const int slot = tid + i * kTileThreads, r = slot / kSubsPerStep, j = slot % kSubsPerStep;
+      const int64_t sub = k0 / 32 + j;
+      float v[32];
+      if (o0 + r < n_out && sub < n_subs) {
+        decode_sub<kT>(w + static_cast<uint64_t>(o0 + r) * row_bytes + (sub / Q::kSubs) * sizeof(typename Q::Block),
+                       static_cast<int>(sub % Q::kSubs), v);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 32; ++e) v[e] = 0.0f;
+      }
+      __half* dst = ws + r * kTileStride + 32 * j;
+#pragma unroll
+      for (int e = 0; e < 32; e += 4) store4(dst + e, make_float4(v[e], v[e + 1], v[e + 2], v[e + 3]));
+    }
+    // Activations: 64 tokens x 128 values, consecutive threads on consecutive quads of a row.
+    for (int i = tid; i < kTileTokens * kQuadsPerRow; i += kTileThreads) {
+      const int tok = i / kQuadsPerRow, q = i % kQuadsPerRow;
+      const int64_t k = k0 + 4 * q;
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (t0 + tok < n_tokens && k < n_in) v = *reinterpret_cast<const float4*>(x + (t0 + tok) * n_in + k);
+      store4(xs + tok * kTileStride + 4 * q, v);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTileK / 16; ++kk) {
+      const __half* wa = ws + (warp * 16 + g) * kTileStride + kk * 16 + 2 * t;
+      const __half* wb = wa + 8 * kTileStride;
+      const uint32_t af[4] = {word_at(wa), word_at(wb), word_at(wa + 8), word_at(wb + 8)};
+#pragma unroll
+      for (int n = 0; n < kTileTokens / 8; ++n) {
+        const __half* xr = xs + (n * 8 + g) * kTileStride + kk * 16 + 2 * t;
+        mma_16x8x16(acc[n], af, word_at(xr), word_at(xr + 8));
+      }
+    }
+    __syncthreads();  // the next step overwrites both tiles
+  }
+
+  const int64_t row_a = o0 + warp * 16 + g, row_b = row_a + 8;
+#pragma unroll
+  for (int n = 0; n < kTileTokens / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t tok = t0 + n * 8 + 2 * t + e;
+      if (tok >= n_tokens) continue;
+      if (row_a < n_out) y[tok * n_out + row_a] = acc[n][e];
+      if (row_b < n_out) y[tok * n_out + row_b] = acc[n][2 + e];
+    }
+  }
+}
+
 __global__ void convert_kernel(const float* __restrict__ x, int64_t n, void* __restrict__ out, bool half) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -312,6 +392,19 @@ void dequantize_rows_f16(cudaStream_t stream, DType type, const uint8_t* w, uint
         w, row_bytes, row0, n_rows, n_subs, static_cast<__half*>(out));
   });
   if (!ok) fail_type("dequantize_rows_f16: unsupported weight type");
+  TANDEM_CUDA_CHECK_LAUNCH();
+}
+
+void tile_gemm(cudaStream_t stream, DType type, const uint8_t* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+               const float* x, int64_t n_tokens, float* y) {
+  if (n_out == 0 || n_tokens == 0) return;
+  const dim3 grid(static_cast<unsigned>((n_out + kTileRows - 1) / kTileRows),
+                  static_cast<unsigned>((n_tokens + kTileTokens - 1) / kTileTokens));
+  const bool ok = dispatch_quant(type, [&](auto tag) {
+    constexpr DType kT = decltype(tag)::value;
+    tile_gemm_kernel<kT><<<grid, kTileThreads, 0, stream>>>(w, row_bytes, n_in, n_out, x, n_tokens, y);
+  });
+  if (!ok) fail_type("tile_gemm: unsupported weight type");
   TANDEM_CUDA_CHECK_LAUNCH();
 }
 

@@ -5,8 +5,10 @@
 // Paths (matmul.cu has the kernels and the reasons):
 //   quantized, T <= kMatvecMaxTokens: activations quantized on the device to 8-bit blocks,
 //     integer mat-vec (__dp4a), every token column per weight read;
-//   quantized, T > kMatvecMaxTokens: weight row tiles dequantized to f16 in scratch, x
-//     converted to f16, cublasGemmEx f16 x f16 -> f32;
+//   quantized, kMatvecMaxTokens < T <= tile_gemm_max_tokens() (on compute capability 8.0+):
+//     the tile GEMM, weights decoded and x rounded to f16 in shared memory, tensor cores;
+//   quantized, larger T: weight row tiles dequantized to f16 in scratch, x converted to
+//     f16, cublasGemmEx f16 x f16 -> f32 (the same products as the tile GEMM);
 //   F32 / F16 / BF16: a float mat-vec for T <= kMatvecMaxTokens, else cuBLAS directly on
 //     the weights (x converted to the weight's 16-bit type).
 // Everything runs on the context's compute stream and never allocates or synchronises:
@@ -25,6 +27,17 @@ namespace tandem::cuda {
 
 // Up to this many tokens a matmul is a mat-vec over 8-bit activations; beyond, a GEMM.
 inline constexpr int64_t kMatvecMaxTokens = 8;
+// Quantized prompt matmuls up to this many tokens take the tile GEMM instead of
+// dequantize + cuBLAS. An estimate, not a measurement: the tile GEMM reads each weight once
+// per 64 tokens at ~0.6 byte and writes nothing, cuBLAS adds ~4 bytes of f16 tile traffic
+// per weight but multiplies faster; on a bandwidth-poor card the tile GEMM may win at any
+// T, on an H100 cuBLAS should from a few hundred tokens. CudaMatmul.SpeedReport times both.
+inline constexpr int64_t kTileGemmMaxTokens = 128;
+// The threshold in force (kTileGemmMaxTokens unless set, for tests and measurements: 0 sends
+// every prompt matmul to cuBLAS). Process-wide.
+int64_t tile_gemm_max_tokens();
+void set_tile_gemm_max_tokens(int64_t tokens);
+
 // The f16 weight tile of the GEMM path that matmul_scratch_bytes plans for (rows of one
 // matrix, never the whole model; a larger scratch gives taller tiles, fewer GEMMs).
 inline constexpr size_t kWeightTileBytes = size_t{32} << 20;
@@ -110,6 +123,9 @@ void matvec(cudaStream_t stream, const MatvecArgs& args);
 // rows [row0, row0 + n_rows) of a quantized weight -> f16 [n_rows][n_in].
 void dequantize_rows_f16(cudaStream_t stream, DType type, const uint8_t* w, uint64_t row_bytes, int64_t row0,
                          int64_t n_rows, int64_t n_in, void* out);
+// y [n_tokens][n_out] = W x on the tensor cores (matmul.cu's tile GEMM); x 16-byte aligned.
+void tile_gemm(cudaStream_t stream, DType type, const uint8_t* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+               const float* x, int64_t n_tokens, float* y);
 // x (f32) -> f16 (half = true) or bf16.
 void convert_activations(cudaStream_t stream, const float* x, int64_t n, void* out, bool half);
 void add_bias(cudaStream_t stream, float* y, const float* bias, int64_t rows, int64_t n);

@@ -4,11 +4,13 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <string_view>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_context.h"
 #include "backend/cuda/expert_groups.h"
 #include "backend/cuda/matmul.h"
 #include "core/error.h"
@@ -100,6 +102,13 @@ void gemm(const CudaContext& ctx, int64_t m, int64_t n_tokens, int64_t k, const 
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> g_tile_gemm_max_tokens{kTileGemmMaxTokens};
+}  // namespace
+
+int64_t tile_gemm_max_tokens() { return g_tile_gemm_max_tokens.load(std::memory_order_relaxed); }
+void set_tile_gemm_max_tokens(int64_t tokens) { g_tile_gemm_max_tokens.store(tokens, std::memory_order_relaxed); }
+
 bool cuda_supports_weight(DType type) {
   switch (type) {
     case DType::F32: case DType::F16: case DType::BF16:
@@ -164,6 +173,8 @@ void matmul(const CudaContext& ctx, const Tensor& w, const float* x, int64_t n_t
     const bool half = w.type == DType::F16;
     detail::convert_activations(stream, x, n_tokens * n_in, scratch.data, half);
     gemm(ctx, n_out, n_tokens, n_in, w.data, scratch.data, half ? CUDA_R_16F : CUDA_R_16BF, y, n_out);
+  } else if (n_tokens <= tile_gemm_max_tokens() && reinterpret_cast<uintptr_t>(x) % 16 == 0 && device_has_mma()) {
+    detail::tile_gemm(stream, w.type, w.data, w.row_bytes(), n_in, n_out, x, n_tokens, y);
   } else {
     // x in f16, then as many weight rows per tile as the scratch holds (a multiple of 64
     // unless the whole matrix fits).

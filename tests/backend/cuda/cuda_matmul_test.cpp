@@ -8,8 +8,11 @@
 //   kExactBound 1e-4  the same, against the CPU fed the GPU's own 8-bit activations
 //                     (emulated here bit for bit): only f32 summation order differs, so
 //                     this catches any decode or indexing slip the 2e-2 might hide;
-//   kHalfBound  2e-3  GEMM path (T > 8) on quantized and F16 weights: weights and x
-//                     rounded to f16 (2^-11 relative each; ~3e-4 seen);
+//   kHalfBound  2e-3  GEMM paths (T > 8) on quantized and F16 weights: weights and x
+//                     rounded to f16 (2^-11 relative each; ~3e-4 seen), by cuBLAS or, for
+//                     quantized weights up to tile_gemm_max_tokens(), the tile GEMM;
+//   kPathBound  1e-4  tile GEMM against dequantize + cuBLAS: the same f16 products, only
+//                     the f32 summation order differs;
 //   kBf16Bound  1e-2  GEMM path on BF16 weights: x rounded to bf16 (2^-9; ~2e-3 seen);
 //   kF32Bound   1e-5  F32 GEMM and every float mat-vec: f32 summation order only.
 // relative_error is max |got - want| / max |want| over the whole output.
@@ -50,7 +53,8 @@ using testing::download;
 using testing::relative_error;
 using testing::upload;
 
-constexpr double kIntBound = 2e-2, kExactBound = 1e-4, kHalfBound = 2e-3, kBf16Bound = 1e-2, kF32Bound = 1e-5;
+constexpr double kIntBound = 2e-2, kExactBound = 1e-4, kHalfBound = 2e-3, kBf16Bound = 1e-2, kF32Bound = 1e-5,
+                 kPathBound = 1e-4;
 
 const DType kQuantTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,   DType::Q2_K,
                              DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
@@ -140,8 +144,22 @@ struct Worst {
 };
 
 std::string path_name(DType t, int64_t tokens) {
-  return std::string(dtype_name(t)) + (tokens <= kMatvecMaxTokens ? (is_float(t) ? " matvec-f32" : " matvec-int8") : " gemm");
+  if (tokens <= kMatvecMaxTokens) return std::string(dtype_name(t)) + (is_float(t) ? " matvec-f32" : " matvec-int8");
+  const bool tile = !is_float(t) && tokens <= tile_gemm_max_tokens() && device_has_mma();
+  return std::string(dtype_name(t)) + (tile ? " tile-gemm" : " gemm");
 }
+
+// Sets the tile GEMM threshold for a scope (restored after, also when a check fails).
+class TileGemmThreshold {
+ public:
+  explicit TileGemmThreshold(int64_t tokens) : saved_(tile_gemm_max_tokens()) { set_tile_gemm_max_tokens(tokens); }
+  ~TileGemmThreshold() { set_tile_gemm_max_tokens(saved_); }
+  TileGemmThreshold(const TileGemmThreshold&) = delete;
+  TileGemmThreshold& operator=(const TileGemmThreshold&) = delete;
+
+ private:
+  int64_t saved_;
+};
 
 struct Shape {
   int64_t n_in, n_out;
@@ -232,6 +250,58 @@ TEST(CudaMatmul, GemmInNarrowTiles) {
     const Weight w = make_weight(type, n_in, n_out, 1, rng);
     run_matmul_case(ctx, w, tokens, true, scratch, rng, worst);
   }
+}
+
+// The two prompt paths for quantized weights, each forced, against the CPU and against each
+// other: shapes with a partial row tile (200 rows), a partial K step (928 = 7.25 x 128, for
+// the 32-element types) and token counts around the 64-token tile; one call with x not
+// 16-byte aligned (the tile GEMM's float4 loads need it: such a call must take cuBLAS).
+TEST(CudaMatmul, TileGemmAndCublasAgree) {
+  TANDEM_REQUIRE_CUDA_DEVICE();
+  if (!device_has_mma()) GTEST_SKIP() << "no tensor-core mma (compute capability < 8.0)";
+  CudaContext ctx;
+  std::mt19937 rng(4);
+  Worst worst;
+  const DeviceBuffer scratch(matmul_scratch_bytes(2048, 2048, 200));
+  struct TileShape {
+    int64_t n_in, n_out;
+  };
+  for (DType type : kQuantTypes) {
+    for (const TileShape shape : {TileShape{2048, 512}, TileShape{512, 200}, TileShape{928, 200}}) {
+      if (shape.n_in % dtype_info(type).block_elems != 0) continue;
+      const Weight w = make_weight(type, shape.n_in, shape.n_out, 1, rng);
+      for (const int64_t tokens : {9, 17, 64, 65, 128, 200}) {
+        const std::vector<float> x = gaussian(static_cast<size_t>((tokens + 4) * shape.n_in), rng);
+        const DeviceBuffer x_d = upload(x);
+        DeviceBuffer y_d(static_cast<size_t>(tokens * shape.n_out) * sizeof(float));
+        auto run = [&](int64_t threshold, const float* x_dev) {
+          TileGemmThreshold scope(threshold);
+          TANDEM_CUDA_CHECK(cudaMemset(y_d.data(), 0xFF, y_d.bytes()));  // NaNs: every value must be written
+          matmul(ctx, w.device, x_dev, tokens, y_d.as<float>(), nullptr, scratch_of(scratch));
+          ctx.synchronize();
+          return download<float>(y_d, static_cast<size_t>(tokens * shape.n_out));
+        };
+        const std::string what = std::string(dtype_name(type)) + " " + std::to_string(shape.n_in) + "x" +
+                                 std::to_string(shape.n_out) + " T=" + std::to_string(tokens);
+        const std::vector<float> tile = run(1 << 30, x_d.as<float>()), cublas = run(0, x_d.as<float>());
+        std::vector<float> want(tile.size());
+        cpu::matmul(cpu_reference(), w.host, x.data(), tokens, want.data(), nullptr);
+        const double e_tile = relative_error(tile, want), e_cublas = relative_error(cublas, want);
+        const double e_paths = relative_error(tile, cublas);
+        worst.note(std::string(dtype_name(type)) + " tile-gemm", e_tile);
+        worst.note(std::string(dtype_name(type)) + " tile vs cublas", e_paths);
+        EXPECT_LE(e_tile, kHalfBound) << what << ", tile GEMM";
+        EXPECT_LE(e_cublas, kHalfBound) << what << ", cuBLAS";
+        EXPECT_LE(e_paths, kPathBound) << what << ", tile GEMM against cuBLAS";
+        if (tokens == 17) {  // x one float in: not 16-byte aligned, so cuBLAS even when the tile GEMM is asked for
+          const std::vector<float> shifted = run(1 << 30, x_d.as<float>() + 1);
+          cpu::matmul(cpu_reference(), w.host, x.data() + 1, tokens, want.data(), nullptr);
+          EXPECT_LE(relative_error(shifted, want), kHalfBound) << what << ", unaligned x";
+        }
+      }
+    }
+  }
+  worst.print("CudaMatmul.TileGemmAndCublasAgree");
 }
 
 // Expert outputs: for each (expert, x row, y row), row y of got must be W[expert] x[x row],
@@ -451,6 +521,19 @@ TEST(CudaMatmul, SpeedReport) {
   cudaEvent_t start, stop;
   TANDEM_CUDA_CHECK(cudaEventCreate(&start));
   TANDEM_CUDA_CHECK(cudaEventCreate(&stop));
+  // Seconds per matmul of `tokens` tokens: one warm-up, then the mean of reps on the stream.
+  auto seconds_per_call = [&](const Weight& w, int64_t tokens, int reps) {
+    matmul(ctx, w.device, x_d.as<float>(), tokens, y_d.as<float>(), nullptr, scratch_of(scratch));
+    TANDEM_CUDA_CHECK(cudaEventRecord(start, ctx.stream()));
+    for (int r = 0; r < reps; ++r) {
+      matmul(ctx, w.device, x_d.as<float>(), tokens, y_d.as<float>(), nullptr, scratch_of(scratch));
+    }
+    TANDEM_CUDA_CHECK(cudaEventRecord(stop, ctx.stream()));
+    TANDEM_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    TANDEM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    return ms / 1e3 / reps;
+  };
   std::printf("matmul %lldx%lld: decode GB/s of weights (T=1, T=8), prompt TFLOP/s (T=512)\n",
               static_cast<long long>(n_in), static_cast<long long>(n_out));
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::F16}) {
@@ -459,21 +542,33 @@ TEST(CudaMatmul, SpeedReport) {
     const int64_t tokens_of[3] = {1, 8, 512};
     for (int k = 0; k < 3; ++k) {
       const int64_t tokens = tokens_of[k];
-      const int reps = tokens == 512 ? 5 : 50;
-      matmul(ctx, w.device, x_d.as<float>(), tokens, y_d.as<float>(), nullptr, scratch_of(scratch));  // warm-up
-      TANDEM_CUDA_CHECK(cudaEventRecord(start, ctx.stream()));
-      for (int r = 0; r < reps; ++r) {
-        matmul(ctx, w.device, x_d.as<float>(), tokens, y_d.as<float>(), nullptr, scratch_of(scratch));
-      }
-      TANDEM_CUDA_CHECK(cudaEventRecord(stop, ctx.stream()));
-      TANDEM_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      TANDEM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      const double seconds = ms / 1e3 / reps;
+      const double seconds = seconds_per_call(w, tokens, tokens == 512 ? 5 : 50);
       rate[k] = tokens == 512 ? 2.0 * n_in * n_out * tokens / seconds / 1e12 : w.bytes.size() / seconds / 1e9;
     }
     std::printf("  %-7s %7.0f GB/s %7.0f GB/s %7.1f TFLOP/s\n", std::string(dtype_name(type)).c_str(), rate[0], rate[1],
                 rate[2]);
+  }
+  // Where the tile GEMM and dequantize + cuBLAS cross (kTileGemmMaxTokens is an estimate
+  // until this runs): TFLOP/s of each path, each forced, per token count.
+  if (device_has_mma()) {
+    const int64_t token_counts[] = {16, 32, 64, 128, 256, 512};
+    std::printf("prompt matmul %lldx%lld, TFLOP/s tile GEMM / cuBLAS at T =", static_cast<long long>(n_in),
+                static_cast<long long>(n_out));
+    for (const int64_t tokens : token_counts) std::printf(" %lld", static_cast<long long>(tokens));
+    std::printf("\n");
+    for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS}) {
+      const Weight w = make_weight(type, n_in, n_out, 1, rng);
+      std::printf("  %-7s", std::string(dtype_name(type)).c_str());
+      for (const int64_t tokens : token_counts) {
+        double tflops[2] = {};
+        for (int path = 0; path < 2; ++path) {
+          TileGemmThreshold scope(path == 0 ? int64_t{1} << 30 : 0);
+          tflops[path] = 2.0 * n_in * n_out * tokens / seconds_per_call(w, tokens, 10) / 1e12;
+        }
+        std::printf("  %5.1f/%5.1f", tflops[0], tflops[1]);
+      }
+      std::printf("\n");
+    }
   }
   TANDEM_CUDA_CHECK(cudaEventDestroy(start));
   TANDEM_CUDA_CHECK(cudaEventDestroy(stop));

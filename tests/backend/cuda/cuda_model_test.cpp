@@ -89,7 +89,7 @@ TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
       const bool streamed = name.find("streamed") != std::string::npos;
       // A buffer for two slabs of 3 experts each: several slabs per matrix, both buffers used.
       const uint64_t expert = largest_expert_bytes(files, path.string());
-      if (streamed) m->set_expert_streaming({model::ExpertStreaming::Mode::kOn, 6 * expert + 512});
+      if (streamed) m->set_expert_streaming({model::ExpertStreaming::Mode::kOn, 6 * expert + 512, nullptr});
       const std::vector<float> got = run(*m, ctx, &gpu);
       m->set_expert_streaming({});
       EXPECT_EQ(gpu.streamed_bytes() > 0, streamed);
