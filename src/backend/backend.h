@@ -88,6 +88,12 @@ inline uint64_t expert_stream_bytes(uint64_t expert_bytes, int64_t n_expert) {
   return 2 * static_cast<uint64_t>(per < 1 ? 1 : per) * expert_bytes;
 }
 
+// How a backend stores a weight's rows, for a device that streams its raw bytes: rows
+// interleaved in groups of 8, which this function turns back into file-layout rows (n
+// elements of each of the group's 8 rows; backend/cpu/interleaved.h's Unpack). A null
+// pointer means the file's own row layout.
+using StoredRowsUnpack = void(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+
 // ---- the interface ----
 
 class Backend {
@@ -155,6 +161,12 @@ class Backend {
   // written to host memory dst: what another device streams. Default: w's bytes as they are
   // (host memory); the CPU backend undoes its interleaving.
   virtual void read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst);
+  // The same rows as this device stores them (a plain copy, no unpacking: what a receiving
+  // device that can undo the layout itself streams), returning how they are laid out.
+  // Default: read_weight_rows, the file's layout (null).
+  virtual StoredRowsUnpack* read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst);
+  // What read_stored_rows returns for w, without reading.
+  virtual StoredRowsUnpack* stored_rows_layout(const Tensor& /*w*/) { return nullptr; }
   // out [T][D] += sigmoid(shexp_gate . m[t]) * SwiGLU_shared(m[t]).
   virtual void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) = 0;
   // logits [rows][V] (host memory) = head(rms(x; norm)) for rows of x; scratch holds rows * D floats.

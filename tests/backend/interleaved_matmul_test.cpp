@@ -156,6 +156,9 @@ TEST(InterleavedMatmul, ExpertOfARepackedStackMatchesItsRows) {
 
 // What a GPU streams (Backend::read_weight_rows): the file's bytes of any rows, read from
 // the weight itself before it is repacked and from the interleaved copy after.
+// read_weight_rows: the file's rows, before and after repacking. read_stored_rows (what a
+// GPU that undoes the interleaving itself streams): the stored bytes as they are and the
+// unpack that restores the file's rows (null while there is nothing to undo).
 TEST(InterleavedMatmul, ReadRowsGivesTheFileBytesBeforeAndAfterRepacking) {
   OpContext ctx(2, 4096);
   CpuBackend be(ctx);
@@ -171,7 +174,12 @@ TEST(InterleavedMatmul, ReadRowsGivesTheFileBytesBeforeAndAfterRepacking) {
     std::vector<uint8_t> got(w.bytes.size(), 0xA5);
     be.read_weight_rows(w.tensor, 3, 21, got.data());  // any rows while in the file's layout
     EXPECT_TRUE(std::equal(got.begin(), got.begin() + 21 * row_bytes, w.bytes.begin() + 3 * row_bytes));
-    ASSERT_TRUE(be.prepared(w.tensor).interleaved);
+    std::fill(got.begin(), got.end(), 0xA5);
+    EXPECT_EQ(be.stored_rows_layout(w.tensor), nullptr);
+    EXPECT_EQ(be.read_stored_rows(w.tensor, 3, 21, got.data()), nullptr) << "the file's layout";
+    EXPECT_TRUE(std::equal(got.begin(), got.begin() + 21 * row_bytes, w.bytes.begin() + 3 * row_bytes));
+    const Tensor& packed = be.prepared(w.tensor);
+    ASSERT_TRUE(packed.interleaved);
     std::fill(got.begin(), got.end(), 0xA5);
     be.read_weight_rows(w.tensor, 0, rows * experts, got.data());
     EXPECT_EQ(got, w.bytes) << "every row, unpacked from the interleaved copy";
@@ -181,6 +189,20 @@ TEST(InterleavedMatmul, ReadRowsGivesTheFileBytesBeforeAndAfterRepacking) {
     EXPECT_EQ(got[16 * row_bytes], 0xA5) << "wrote past the rows asked for";
     EXPECT_THROW(be.read_weight_rows(w.tensor, 4, 8, got.data()), Error);  // splits a group
     EXPECT_THROW(be.read_weight_rows(w.tensor, 56, 16, got.data()), Error);  // past the end
+
+    StoredRowsUnpack* unpack = be.stored_rows_layout(w.tensor);
+    ASSERT_NE(unpack, nullptr);
+    std::fill(got.begin(), got.end(), 0xA5);
+    EXPECT_EQ(be.read_stored_rows(w.tensor, 24, 16, got.data()), unpack);
+    EXPECT_TRUE(std::equal(got.begin(), got.begin() + 16 * row_bytes, packed.data + 24 * row_bytes))
+        << "the interleaved copy's bytes of those rows, as they are";
+    EXPECT_EQ(got[16 * row_bytes], 0xA5) << "wrote past the rows asked for";
+    std::vector<uint8_t> file_rows(16 * row_bytes);
+    for (int g = 0; g < 2; ++g) unpack(got.data() + g * 8 * row_bytes, n, file_rows.data() + g * 8 * row_bytes, row_bytes);
+    EXPECT_TRUE(std::equal(file_rows.begin(), file_rows.end(), w.bytes.begin() + 24 * row_bytes)) << "unpacked: the file's rows";
+    EXPECT_THROW(be.read_stored_rows(w.tensor, 4, 8, got.data()), Error);   // splits a group
+    EXPECT_THROW(be.read_stored_rows(w.tensor, 56, 16, got.data()), Error);  // past the end
+    EXPECT_THROW(be.read_stored_rows(packed, 0, 8, got.data()), Error);      // the copy itself
   }
 }
 

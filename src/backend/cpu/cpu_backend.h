@@ -24,6 +24,10 @@ class CpuBackend final : public Backend {
   void read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) override {
     ctx_.read_rows(w, row0, n_rows, static_cast<uint8_t*>(dst));
   }
+  StoredRowsUnpack* read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) override {
+    return ctx_.read_stored_rows(w, row0, n_rows, static_cast<uint8_t*>(dst));
+  }
+  StoredRowsUnpack* stored_rows_layout(const Tensor& w) override { return ctx_.stored_rows_unpack(w); }
 
   void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) override;
   void reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) override;

@@ -87,34 +87,58 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
 }
 
-void OpContext::read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst) {
+const OpContext::Repacked* OpContext::stored_copy(const Tensor& w, int64_t row0, int64_t n_rows, const char* op) const {
   if (row0 < 0 || n_rows < 0 || row0 + n_rows > w.rows()) {
-    fail("read_rows '{}': rows [{}, {}) outside its {}", w.name, row0, row0 + n_rows, w.rows());
+    fail("{} '{}': rows [{}, {}) outside its {}", op, w.name, row0, row0 + n_rows, w.rows());
   }
-  const size_t row_bytes = w.row_bytes();
+  if (w.interleaved) fail("{} '{}': give the weight as loaded, not its interleaved copy", op, w.name);
   const auto it = repacked_.find(w.data);
-  if (it == repacked_.end() || w.interleaved) {
-    if (w.interleaved) fail("read_rows '{}': give the weight as loaded, not its interleaved copy", w.name);
-    // Plain bytes (mapped file pages): copied by all threads, 64 rows a job.
-    pool_.parallel_for((n_rows + 63) / 64, [&](int, int64_t begin, int64_t end) {
-      const int64_t r0 = row0 + begin * 64, r1 = std::min(row0 + n_rows, row0 + end * 64);
-      std::memcpy(dst + static_cast<size_t>(r0 - row0) * row_bytes, w.row(r0), static_cast<size_t>(r1 - r0) * row_bytes);
-    });
+  if (it == repacked_.end()) return nullptr;
+  if (row0 % kInterleave != 0 || n_rows % kInterleave != 0) {
+    fail("{} '{}': rows [{}, {}) split an interleaved group of {}", op, w.name, row0, row0 + n_rows, kInterleave);
+  }
+  return &it->second;
+}
+
+void OpContext::parallel_copy(uint8_t* dst, const uint8_t* src, size_t bytes) {
+  constexpr size_t kJob = size_t{1} << 20;  // 1 MiB a job
+  pool_.parallel_for(static_cast<int64_t>((bytes + kJob - 1) / kJob), [&](int, int64_t begin, int64_t end) {
+    const size_t b0 = static_cast<size_t>(begin) * kJob, b1 = std::min(bytes, static_cast<size_t>(end) * kJob);
+    std::memcpy(dst + b0, src + b0, b1 - b0);
+  });
+}
+
+void OpContext::read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst) {
+  const Repacked* copy = stored_copy(w, row0, n_rows, "read_rows");
+  const size_t row_bytes = w.row_bytes();
+  if (copy == nullptr) {  // plain bytes (mapped file pages)
+    parallel_copy(dst, w.row(row0), static_cast<size_t>(n_rows) * row_bytes);
     return;
   }
-  if (row0 % kInterleave != 0 || n_rows % kInterleave != 0) {
-    fail("read_rows '{}': rows [{}, {}) split an interleaved group of {}", w.name, row0, row0 + n_rows, kInterleave);
-  }
-  const Tensor& packed = it->second.tensor;
-  const QuantDotKernel& kernel = kernels_[static_cast<size_t>(packed.type)];
+  const QuantDotKernel& kernel = kernels_[static_cast<size_t>(copy->tensor.type)];
   const size_t group_bytes = row_bytes * kInterleave;
   const int64_t g0 = row0 / kInterleave;
   pool_.parallel_for(n_rows / kInterleave, [&](int, int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
-      kernel.unpack_x8(packed.data + static_cast<size_t>(g0 + g) * group_bytes, w.ne[0], dst + g * group_bytes,
+      kernel.unpack_x8(copy->tensor.data + static_cast<size_t>(g0 + g) * group_bytes, w.ne[0], dst + g * group_bytes,
                        row_bytes);
     }
   });
+}
+
+UnpackFn OpContext::read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst) {
+  const Repacked* copy = stored_copy(w, row0, n_rows, "read_stored_rows");
+  const size_t row_bytes = w.row_bytes();
+  // A group takes its 8 rows' bytes (interleaved.h), so rows [row0, row0 + n) are the
+  // same byte range in both layouts.
+  const uint8_t* src = copy == nullptr ? w.row(row0) : copy->tensor.data + static_cast<size_t>(row0) * row_bytes;
+  parallel_copy(dst, src, static_cast<size_t>(n_rows) * row_bytes);
+  return copy == nullptr ? nullptr : kernels_[static_cast<size_t>(copy->tensor.type)].unpack_x8;
+}
+
+UnpackFn OpContext::stored_rows_unpack(const Tensor& w) const {
+  const auto it = repacked_.find(w.data);
+  return it == repacked_.end() ? nullptr : kernels_[static_cast<size_t>(it->second.tensor.type)].unpack_x8;
 }
 
 // Repacked weights: fresh pages, as huge pages where the kernel allows (a whole model passes

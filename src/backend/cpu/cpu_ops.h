@@ -78,6 +78,13 @@ class OpContext {
   // once repacked, its interleaved copy unpacked (how a GPU streams the CPU's experts).
   // Rows of a repacked weight go in whole groups of 8 (row0 and n_rows multiples of 8).
   void read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst);
+  // The same rows as stored (the interleaved copy's bytes once repacked, copied as they
+  // are), returning the unpack that brings them to the file's layout, or null when they
+  // already are. A GPU that undoes the interleaving itself streams these (a plain copy
+  // here instead of an unpack). Same group rule as read_rows.
+  UnpackFn read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t* dst);
+  // What read_stored_rows returns for w.
+  UnpackFn stored_rows_unpack(const Tensor& w) const;
   // Bytes repacked so far.
   size_t interleaved_bytes() const { return interleaved_bytes_; }
   // Host memory for repacked weights (huge pages where the kernel allows).
@@ -99,6 +106,11 @@ class OpContext {
     Memory bytes;
   };
   std::unordered_map<const uint8_t*, Repacked> repacked_;  // by the file bytes' address
+  // w's repacked copy for read_rows / read_stored_rows (null: none), after checking the
+  // rows asked for.
+  const Repacked* stored_copy(const Tensor& w, int64_t row0, int64_t n_rows, const char* op) const;
+  // rows bytes from src to dst, by all threads.
+  void parallel_copy(uint8_t* dst, const uint8_t* src, size_t bytes);
   size_t interleaved_bytes_ = 0;
 };
 

@@ -12,6 +12,7 @@
 #include "backend/cuda/delta_net.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/row_unshuffle.h"
 #include "core/error.h"
 
 namespace tandem::cuda {
@@ -522,6 +523,9 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
            slots_[kStreamedExperts].bytes(), expert_bytes);
     }
   }
+  // How each matrix crosses: as stored and rearranged here, or unpacked by the holder.
+  const Unshuffle* unshuffle[3];
+  for (int i = 0; i < 3; ++i) unshuffle[i] = unshuffle_for(holder.stored_rows_layout(*parts[i]), *parts[i]);
   const PromptExperts p = group_prompt_experts(w, m, T, chosen);
   const int64_t F = w.gate_exps.ne[1];
   const cudaStream_t copy = ctx_.copy_stream();
@@ -547,13 +551,24 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
         const int64_t n = std::min(chunk, n_rows - r);
         // The CPU fills one staging buffer while the link empties the other.
         TANDEM_CUDA_CHECK(cudaEventSynchronize(staging_free_[staging_turn_]));
-        holder.read_weight_rows(t, first_row + r, n, stream_staging_[staging_turn_].data());
+        void* staging = stream_staging_[staging_turn_].data();
+        if (unshuffle[i] != nullptr) {
+          if (holder.read_stored_rows(t, first_row + r, n, staging) == nullptr) {
+            fail("{}: the holder's row layout changed while streaming", t.name);
+          }
+        } else {
+          holder.read_weight_rows(t, first_row + r, n, staging);
+        }
         TANDEM_CUDA_CHECK(cudaMemcpyAsync(slab + static_cast<size_t>(r) * row_bytes, stream_staging_[staging_turn_].data(),
                                           static_cast<size_t>(n) * row_bytes, cudaMemcpyHostToDevice, copy));
         TANDEM_CUDA_CHECK(cudaEventRecord(staging_free_[staging_turn_], copy));
         staging_turn_ ^= 1;
       }
       streamed_bytes_ += static_cast<uint64_t>(n_rows) * row_bytes;
+      if (unshuffle[i] != nullptr) {  // after the slab's copies, on the same stream
+        unshuffle_groups(copy, slab, n_rows / 8, row_bytes, unshuffle[i]->block_bytes,
+                         unshuffle[i]->byte_src.as<uint16_t>(), unshuffle[i]->bit_src.as<uint16_t>());
+      }
       TANDEM_CUDA_CHECK(cudaEventRecord(slab_ready_[buf], copy));
       TANDEM_CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream(), slab_ready_[buf], 0));
       Tensor here = t;
@@ -565,6 +580,22 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
     }
   }
   moe_weighted_sum(ctx_.stream(), p.y, p.slot_row, weight, T, w.n_expert_used, w.down_exps.ne[1], out);
+}
+
+const CudaBackend::Unshuffle* CudaBackend::unshuffle_for(StoredRowsUnpack* how, const Tensor& w) {
+  if (how == nullptr) return nullptr;  // the file's layout: the holder's plain copy is already right
+  if (w.row_bytes() > kUnshuffleMaxRowBytes || w.ne[1] % 8 != 0) return nullptr;
+  auto [it, fresh] = unshuffles_.try_emplace(how);
+  if (fresh) {  // learnt once per layout (a few unpacks of one block on the host)
+    if (const auto map = derive_row_unshuffle(how, w.type)) {
+      it->second.block_bytes = map->block_bytes;
+      it->second.byte_src = DeviceBuffer(map->byte_src.size() * sizeof(uint16_t));
+      it->second.bit_src = DeviceBuffer(map->bit_src.size() * sizeof(uint16_t));
+      copy_to_device(it->second.byte_src.data(), map->byte_src.data(), it->second.byte_src.bytes());
+      copy_to_device(it->second.bit_src.data(), map->bit_src.data(), it->second.bit_src.bytes());
+    }
+  }
+  return it->second.block_bytes == 0 ? nullptr : &it->second;
 }
 
 void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {

@@ -73,9 +73,11 @@ class CudaBackend final : public Backend {
   void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override;
   // Expert streaming (model/expert_streaming.h): each weight matrix's experts move in slabs
   // (backend.h kExpertSlabBytes) into two device slab buffers in turn; the holder (the CPU)
-  // unpacks 16 MiB chunks into two page-locked staging buffers in turn while the copy stream
-  // empties the other. A slab's experts run (prompt_experts_matrix) as soon as it lands,
-  // while the next one crosses; slabs no token chose are not moved.
+  // copies 16 MiB chunks of its stored rows into two page-locked staging buffers in turn
+  // while the copy stream empties the other. Rows the holder keeps interleaved cross as
+  // they are and are rearranged here (row_unshuffle.h), or, for a layout that has no bit
+  // map, are unpacked by the holder first. A slab's experts run (prompt_experts_matrix) as
+  // soon as it lands, while the next one crosses; slabs no token chose are not moved.
   bool can_stream_experts() const override { return true; }
   void reserve_expert_streaming(uint64_t bytes) override;
   void moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T, const int32_t* chosen,
@@ -153,6 +155,15 @@ class CudaBackend final : public Backend {
   std::array<cudaEvent_t, 2> staging_free_{}, slab_ready_{}, slab_consumed_{};
   int staging_turn_ = 0, slab_turn_ = 0;
   uint64_t streamed_bytes_ = 0;
+  // Bit maps of the holder's row layouts (by its unpack function), on the device; an entry
+  // without buffers: that layout has none (the holder unpacks).
+  struct Unshuffle {
+    size_t block_bytes = 0;
+    DeviceBuffer byte_src, bit_src;
+  };
+  std::unordered_map<StoredRowsUnpack*, Unshuffle> unshuffles_;
+  // The map for rows of w stored by `how`, or null when the holder must unpack them.
+  const Unshuffle* unshuffle_for(StoredRowsUnpack* how, const Tensor& w);
 };
 
 }  // namespace tandem::cuda

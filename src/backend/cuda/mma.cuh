@@ -10,7 +10,8 @@
 // So a row-major [n][k] f16 tile in shared memory gives B fragments as 32-bit loads of its
 // rows, and a row-major [m][k] tile A fragments the same way. Padding such rows by 8 halves
 // (16 bytes) puts the 8 rows x 4 words one fragment load touches in 32 distinct banks
-// whenever the row length is a multiple of 8 halves.
+// whenever the row length is a multiple of 16 halves (the row stride is then an odd
+// multiple of 4 words, mod 32).
 #pragma once
 
 #include <cuda_fp16.h>
