@@ -75,17 +75,24 @@ struct FfnWeights {
 // up to kExpertSlabBytes are plenty (each is a few milliseconds on the link); a buffer down
 // to two single experts still works, with more, smaller copies and launches.
 inline constexpr uint64_t kExpertSlabBytes = uint64_t{32} << 20;
-// Experts of expert_bytes each per slab in a buffer of buffer_bytes (two slabs), at most
-// n_expert; 0 when not even one fits.
+inline constexpr uint64_t kExpertSlabAlign = 256;  // each slab starts on this boundary
+// One of the two slabs of a streaming buffer of buffer_bytes.
+inline uint64_t expert_slab_bytes(uint64_t buffer_bytes) { return buffer_bytes / 2 / kExpertSlabAlign * kExpertSlabAlign; }
+// Experts of expert_bytes each per slab of a buffer of buffer_bytes, at most n_expert; 0
+// when not even one fits.
 inline int64_t experts_per_slab(uint64_t buffer_bytes, uint64_t expert_bytes, int64_t n_expert) {
-  const auto fit = static_cast<int64_t>(expert_bytes == 0 ? n_expert : buffer_bytes / 2 / expert_bytes);
+  const auto fit = static_cast<int64_t>(expert_bytes == 0 ? n_expert : expert_slab_bytes(buffer_bytes) / expert_bytes);
   return fit > n_expert ? n_expert : fit;
+}
+// The buffer that streams with one expert of expert_bytes per slab (the least that works).
+inline uint64_t expert_stream_least_bytes(uint64_t expert_bytes) {
+  return 2 * ((expert_bytes + kExpertSlabAlign - 1) / kExpertSlabAlign * kExpertSlabAlign);
 }
 // The buffer streaming a stack of n_expert experts of expert_bytes wants: two slabs of at
 // most kExpertSlabBytes (at least one expert each).
 inline uint64_t expert_stream_bytes(uint64_t expert_bytes, int64_t n_expert) {
   const int64_t per = experts_per_slab(2 * kExpertSlabBytes, expert_bytes, n_expert);
-  return 2 * static_cast<uint64_t>(per < 1 ? 1 : per) * expert_bytes;
+  return expert_stream_least_bytes(static_cast<uint64_t>(per < 1 ? 1 : per) * expert_bytes);
 }
 
 // How a backend stores a weight's rows, for a device that streams its raw bytes: rows
@@ -117,6 +124,9 @@ class Backend {
   // Starts the work queued so far now, without waiting for it (a GPU recording a graph
   // launches it), so that it runs while another device works.
   virtual void flush() {}
+  // Waits until the work queued so far is done (timing a block on its own: expert
+  // streaming's measured rate must not include the layer's attention).
+  virtual void finish() {}
 
   // Block scratch for batches of up to max_tokens (grows only; call before forward passes).
   virtual void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) = 0;

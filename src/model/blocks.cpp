@@ -164,9 +164,13 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
                                              w.up_exps.row_bytes() * w.up_exps.rows() +
                                              w.down_exps.row_bytes() * w.down_exps.rows());
     if (ws.streaming->stream(T, bytes, macs_per_token)) {
-      // Streamed: the weights come here; the layer never leaves the main device.
+      // Streamed: the weights come here; the layer never leaves the main device. Timed
+      // from the router's choices to the experts' sums (finish: neither the attention
+      // queued before nor anything after counts), as the CPU path is.
+      main.finish();
       const auto t0 = std::chrono::steady_clock::now();
       main.moe_experts_streamed(w, experts, in, T, chosen, weight, out);
+      main.finish();
       ws.streaming->measured_stream(bytes, seconds_since(t0));
       if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
       return;

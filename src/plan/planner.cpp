@@ -313,7 +313,7 @@ class Placer {
       const int64_t n_expert = t.dims[2];
       const uint64_t expert = t.bytes / static_cast<uint64_t>(n_expert);
       need.want = std::max(need.want, expert_stream_bytes(expert, n_expert));
-      need.least = std::max(need.least, 2 * expert);
+      need.least = std::max(need.least, expert_stream_least_bytes(expert));
     }
     return need;
   }

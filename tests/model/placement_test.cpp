@@ -178,7 +178,7 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     SCOPED_TRACE(p.name);
     StandInGpu gpu(gpu_ctx);
     model->set_placement(p.layers, p.output);
-    model->set_expert_streaming({p.streaming, uint64_t{1} << 20});
+    model->set_expert_streaming({p.streaming, uint64_t{1} << 20, nullptr});
     const bool streams = p.streaming != ExpertStreaming::Mode::kOff;
     const std::vector<float> got = run(*model, ctx, &gpu, streams ? 16 : 5);
     const std::vector<float>& want = streams ? reference_16 : reference;

@@ -232,6 +232,22 @@ TEST(Planner, TwelveGiBFor35bA3bHoldsAllEveryTokenWeightsThenWholeExpertLayers) 
 // is exactly that of --expert-streaming off; on sets the full buffer aside first and may
 // displace experts; either way the budget holds and the buffer exists only with CPU experts
 // under GPU layers.
+// The least buffer the planner grants must stream on the device, whose slabs start on
+// 256-byte boundaries: two experts' bytes are not enough when an expert is not a multiple
+// of 256 (1408: Q5_0 experts of 64 x 32).
+TEST(Planner, ExpertSlabsHoldWhatTheLeastBufferPromises) {
+  for (const uint64_t expert : {uint64_t{1408}, uint64_t{256}, uint64_t{3 << 20} + 1}) {
+    SCOPED_TRACE(expert);
+    const uint64_t least = expert_stream_least_bytes(expert);
+    EXPECT_EQ(experts_per_slab(least, expert, 8), 1);
+    EXPECT_LE(expert, expert_slab_bytes(least));
+    EXPECT_EQ(expert_slab_bytes(least) % kExpertSlabAlign, 0u);
+    const uint64_t want = expert_stream_bytes(expert, 8);
+    EXPECT_EQ(experts_per_slab(want, expert, 8), std::min<int64_t>(8, static_cast<int64_t>(kExpertSlabBytes / expert)));
+  }
+  EXPECT_EQ(experts_per_slab(2 * 1408, 1408, 8), 0) << "two experts' bytes, but 1280-byte slabs";
+}
+
 TEST(Planner, ExpertStreamingBufferCostsDecodeNothingUnlessAskedFor) {
   using Mode = model::ExpertStreaming::Mode;
   for (const ModelSpec* spec : {&spec_35b(), &spec_30b()}) {
@@ -241,7 +257,7 @@ TEST(Planner, ExpertStreamingBufferCostsDecodeNothingUnlessAskedFor) {
       if (!is_expert(t)) continue;
       const uint64_t expert = t.bytes / static_cast<uint64_t>(t.dims[2]);
       want = std::max(want, expert_stream_bytes(expert, t.dims[2]));
-      least = std::max(least, 2 * expert);
+      least = std::max(least, expert_stream_least_bytes(expert));
     }
     ASSERT_GT(least, 0u);
     EXPECT_LE(want, 2 * kExpertSlabBytes);

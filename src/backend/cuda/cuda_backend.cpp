@@ -82,6 +82,11 @@ void CudaBackend::begin_pass(int64_t tokens) {
 
 void CudaBackend::flush() { sync_point(); }
 
+void CudaBackend::finish() {
+  sync_point();
+  ctx_.synchronize();
+}
+
 void CudaBackend::queue() {
   if (!graphs_.should_capture()) return;
   TANDEM_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream(), cudaStreamCaptureModeThreadLocal));
@@ -194,7 +199,7 @@ const Tensor& CudaBackend::weight(const Tensor& host) {
   const uint64_t bytes = host.row_bytes() * static_cast<uint64_t>(host.rows());
   sync_point();  // a synchronous upload: not for a graph
   Uploaded up{DeviceBuffer(bytes), host};
-  TANDEM_CUDA_CHECK(cudaMemcpy(up.bytes.data(), host.data, bytes, cudaMemcpyHostToDevice));
+  copy_to_device(up.bytes.data(), host.data, bytes);  // landed before any stream reads it
   up.view.data = up.bytes.as<uint8_t>();
   up.view.device = Device::Cuda;
   weight_bytes_ += bytes;
@@ -207,7 +212,7 @@ const float* CudaBackend::vec(const std::vector<float>& host) {
   if (it != vectors_.end()) return it->second.as<float>();
   sync_point();  // a synchronous upload: not for a graph
   DeviceBuffer d(floats(static_cast<int64_t>(host.size())));
-  TANDEM_CUDA_CHECK(cudaMemcpy(d.data(), host.data(), d.bytes(), cudaMemcpyHostToDevice));
+  copy_to_device(d.data(), host.data(), d.bytes());
   weight_bytes_ += d.bytes();
   return vectors_.emplace(host.data(), std::move(d)).first->second.as<float>();
 }
@@ -502,23 +507,34 @@ void CudaBackend::prompt_experts_matrix(const Tensor& w, int64_t e0, int64_t e1,
 
 void CudaBackend::reserve_expert_streaming(uint64_t bytes) { slot(kStreamedExperts, bytes); }
 
+void CudaBackend::set_stream_chunk_bytes(size_t bytes) {
+  if (streaming_ready_) fail("set_stream_chunk_bytes: the staging buffers already exist");
+  if (bytes == 0) fail("set_stream_chunk_bytes: a chunk of 0 bytes");
+  stream_chunk_bytes_ = bytes;
+}
+
 void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, const float* m, int64_t T,
                                        const int32_t* chosen, const float* weight, float* out) {
   sync_point();  // prompts only: never part of a graph
-  if (slab_ready_[0] == nullptr) {
+  if (!streaming_ready_) {  // set only once everything exists: a failure here retries next time
     for (auto* events : {&staging_free_, &slab_ready_, &slab_consumed_}) {
-      for (cudaEvent_t& e : *events) TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      for (cudaEvent_t& e : *events) {
+        if (e == nullptr) TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      }
     }
-    for (PinnedBuffer& b : stream_staging_) b = PinnedBuffer(kStreamChunkBytes);
+    for (PinnedBuffer& b : stream_staging_) {
+      if (b.data() == nullptr) b = PinnedBuffer(stream_chunk_bytes_);
+    }
+    streaming_ready_ = true;
   }
   const Tensor* const parts[] = {&w.gate_exps, &w.up_exps, &w.down_exps};
-  // Two slabs in the buffer reserve_expert_streaming sized, each 256-byte aligned.
-  const uint64_t half = slots_[kStreamedExperts].bytes() / 2 / 256 * 256;
+  // Two slabs in the buffer reserve_expert_streaming sized (backend.h's slab layout).
+  const uint64_t buffer = slots_[kStreamedExperts].bytes(), half = expert_slab_bytes(buffer);
   auto* slabs = static_cast<uint8_t*>(slots_[kStreamedExperts].data());
   for (const Tensor* t : parts) {
     if (!cuda_supports_weight(t->type)) fail("{}: weight type {} has no CUDA kernels", t->name, dtype_name(t->type));
     const uint64_t expert_bytes = t->row_bytes() * static_cast<uint64_t>(t->ne[1]);
-    if (experts_per_slab(2 * half, expert_bytes, t->ne[2]) == 0) {
+    if (experts_per_slab(buffer, expert_bytes, t->ne[2]) == 0) {
       fail("{}: the expert streaming buffer ({} bytes) cannot hold two of its {}-byte experts", t->name,
            slots_[kStreamedExperts].bytes(), expert_bytes);
     }
@@ -534,10 +550,10 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
     const Tensor& t = *parts[i];
     if (i == 2) swiglu(ctx_.stream(), p.g, p.u, groups_.rows * F, p.g);
     const size_t row_bytes = t.row_bytes();
-    const int64_t E = t.ne[2], per_slab = experts_per_slab(2 * half, row_bytes * static_cast<uint64_t>(t.ne[1]), E);
+    const int64_t E = t.ne[2], per_slab = experts_per_slab(buffer, row_bytes * static_cast<uint64_t>(t.ne[1]), E);
     // Whole groups of 8 rows per staging chunk: the CPU unpacks its interleaved copy by group.
-    const int64_t chunk = static_cast<int64_t>(kStreamChunkBytes / row_bytes) / 8 * 8;
-    if (chunk == 0) fail("{}: a row of {} bytes is too long to stream in {}-byte chunks", t.name, row_bytes, kStreamChunkBytes);
+    const int64_t chunk = static_cast<int64_t>(stream_chunk_bytes_ / row_bytes) / 8 * 8;
+    if (chunk == 0) fail("{}: a row of {} bytes is too long to stream in {}-byte chunks", t.name, row_bytes, stream_chunk_bytes_);
     for (int64_t e0 = 0; e0 < E; e0 += per_slab) {
       const int64_t e1 = std::min(E, e0 + per_slab);
       if (!prompt_experts_chosen(e0, e1)) continue;  // no token chose them: nothing to move
@@ -585,17 +601,19 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
 const CudaBackend::Unshuffle* CudaBackend::unshuffle_for(StoredRowsUnpack* how, const Tensor& w) {
   if (how == nullptr) return nullptr;  // the file's layout: the holder's plain copy is already right
   if (w.row_bytes() > kUnshuffleMaxRowBytes || w.ne[1] % 8 != 0) return nullptr;
-  auto [it, fresh] = unshuffles_.try_emplace(how);
-  if (fresh) {  // learnt once per layout (a few unpacks of one block on the host)
+  auto found = unshuffles_.find(how);
+  if (found == unshuffles_.end()) {  // learnt once per layout (a few unpacks of one block on the host)
+    Unshuffle u;
     if (const auto map = derive_row_unshuffle(how, w.type)) {
-      it->second.block_bytes = map->block_bytes;
-      it->second.byte_src = DeviceBuffer(map->byte_src.size() * sizeof(uint16_t));
-      it->second.bit_src = DeviceBuffer(map->bit_src.size() * sizeof(uint16_t));
-      copy_to_device(it->second.byte_src.data(), map->byte_src.data(), it->second.byte_src.bytes());
-      copy_to_device(it->second.bit_src.data(), map->bit_src.data(), it->second.bit_src.bytes());
+      u.byte_src = DeviceBuffer(map->byte_src.size() * sizeof(uint16_t));
+      u.bit_src = DeviceBuffer(map->bit_src.size() * sizeof(uint16_t));
+      copy_to_device(u.byte_src.data(), map->byte_src.data(), u.byte_src.bytes());
+      copy_to_device(u.bit_src.data(), map->bit_src.data(), u.bit_src.bytes());
+      u.block_bytes = map->block_bytes;  // last: an entry is usable only once both maps are there
     }
+    found = unshuffles_.emplace(how, std::move(u)).first;
   }
-  return it->second.block_bytes == 0 ? nullptr : &it->second;
+  return found->second.block_bytes == 0 ? nullptr : &found->second;
 }
 
 void CudaBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) {

@@ -45,6 +45,9 @@ class CudaBackend final : public Backend {
   // Prompt MoE: experts with at least this many tokens in a micro-batch run as one GEMM
   // each, the rest as 8-token mat-vec chunks (expert_groups.h); tests lower it to run both.
   void set_expert_gemm_min_tokens(int64_t n) { expert_gemm_min_tokens_ = n; }
+  // The staging chunk of expert streaming (tests: small chunks so a slab takes several);
+  // before the first streamed call only.
+  void set_stream_chunk_bytes(size_t bytes);
 
   Device device() const override { return Device::Cuda; }
   Memory allocate(size_t bytes) override;
@@ -54,6 +57,7 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void begin_pass(int64_t tokens) override;
   void flush() override;
+  void finish() override;
 
   void reserve_attention(int64_t max_tokens, const AttentionShape& shape, bool gated) override;
   void reserve_delta_net(int64_t max_tokens, const DeltaNetShape& shape, int64_t conv_kernel) override;
@@ -151,9 +155,11 @@ class CudaBackend final : public Backend {
   // Expert streaming: staging chunks and their "copied" events; per slab buffer, "landed"
   // (copy stream) and "used" (compute stream) events.
   static constexpr size_t kStreamChunkBytes = size_t{16} << 20;
+  size_t stream_chunk_bytes_ = kStreamChunkBytes;
   std::array<PinnedBuffer, 2> stream_staging_;
   std::array<cudaEvent_t, 2> staging_free_{}, slab_ready_{}, slab_consumed_{};
   int staging_turn_ = 0, slab_turn_ = 0;
+  bool streaming_ready_ = false;  // events and staging made
   uint64_t streamed_bytes_ = 0;
   // Bit maps of the holder's row layouts (by its unpack function), on the device; an entry
   // without buffers: that layout has none (the holder unpacks).

@@ -87,6 +87,10 @@ void CudaContext::synchronize() const {
 
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   TANDEM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  // From pageable memory cudaMemcpy may return before the DMA lands, and the contexts'
+  // streams are non-blocking (they do not wait for the legacy stream): wait for it, so a
+  // kernel launched next on any stream reads the bytes (set-up only, never per token).
+  TANDEM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 void copy_to_host(void* dst, const void* src, size_t bytes) {

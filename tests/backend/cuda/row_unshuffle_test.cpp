@@ -1,13 +1,16 @@
 // The bit maps that let the GPU undo the CPU's row interleaving (row_unshuffle.h), learnt
 // from the CPU's own unpack functions and applied by unshuffle_group, the host form of the
-// GPU kernel (same per-byte function). Device-free: these run in every CUDA build.
+// GPU kernel (same per-byte function): device-free, these run in every CUDA build. The
+// last test runs the kernel itself (a device is needed).
 #include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
 
 #include "backend/cpu/interleaved.h"
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/row_unshuffle.h"
+#include "cuda_test_support.h"
 #include "support/random_blocks.h"
 
 namespace tandem::cuda {
@@ -36,7 +39,7 @@ TEST(RowUnshuffle, EveryCpuLayoutIsABitPermutationTheMapUndoes) {
     // 8 rows of 3 blocks, random bits (every scale and code pattern), packed as the CPU does.
     const int64_t n = 3 * info.block_elems;
     const size_t row_bytes = 3 * info.block_bytes;
-    const std::vector<uint8_t> rows = testing::random_blocks(l.type, 8 * 3, rng);
+    const std::vector<uint8_t> rows = ::tandem::testing::random_blocks(l.type, 8 * 3, rng);
     std::vector<uint8_t> group(rows.size()), back(rows.size(), 0xA5);
     l.repack(rows.data(), row_bytes, n, group.data());
     ASSERT_NE(group, rows) << "the layout moves bytes, or this test proves nothing";
@@ -68,6 +71,32 @@ TEST(RowUnshuffle, AnythingButABitPermutationHasNoMap) {
   EXPECT_FALSE(derive_row_unshuffle(xors_two_bits, DType::Q8_0).has_value());
   EXPECT_FALSE(derive_row_unshuffle(nullptr, DType::Q8_0).has_value());
   EXPECT_TRUE(derive_row_unshuffle(cpu::unpack_q8_0_x8, DType::Q8_0).has_value());
+}
+
+// The kernel in place on a slab of 5 groups of 8 rows (512 elements a row), every layout.
+TEST(RowUnshuffle, KernelRestoresTheFileRowsInPlace) {
+  TANDEM_REQUIRE_CUDA_DEVICE();
+  std::mt19937 rng(6);
+  for (const Layout& l : kLayouts) {
+    SCOPED_TRACE(dtype_name(l.type));
+    const auto map = derive_row_unshuffle(l.unpack, l.type);
+    ASSERT_TRUE(map.has_value());
+    const DTypeInfo& info = dtype_info(l.type);
+    const int64_t n = 512, groups = 5;
+    const size_t row_bytes = static_cast<size_t>(n / info.block_elems) * info.block_bytes;
+    const std::vector<uint8_t> rows = ::tandem::testing::random_blocks(l.type, groups * 8 * (n / info.block_elems), rng);
+    std::vector<uint8_t> packed(rows.size());
+    for (int64_t g = 0; g < groups; ++g) {
+      l.repack(rows.data() + g * 8 * row_bytes, row_bytes, n, packed.data() + g * 8 * row_bytes);
+    }
+    DeviceBuffer slab = testing::upload(packed), byte_src = testing::upload(map->byte_src),
+                 bit_src = testing::upload(map->bit_src);
+    TANDEM_CUDA_CHECK(cudaDeviceSynchronize());
+    unshuffle_groups(nullptr, slab.as<uint8_t>(), groups, row_bytes, map->block_bytes, byte_src.as<uint16_t>(),
+                     bit_src.as<uint16_t>());
+    TANDEM_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(testing::download<uint8_t>(slab, rows.size()), rows);
+  }
 }
 
 }  // namespace
