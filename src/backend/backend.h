@@ -119,6 +119,10 @@ class Backend {
   // when the bytes are on the host.
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // copy_to_host without the wait: the bytes are on the host once a later copy_to_host or
+  // finish on this device returns (several small results cross with one wait). Default:
+  // copy_to_host.
+  virtual void copy_to_host_queued(void* dst, const void* src, size_t bytes) { copy_to_host(dst, src, bytes); }
   // A forward pass of `tokens` tokens starts (a GPU replays decode passes as graphs).
   virtual void begin_pass(int64_t /*tokens*/) {}
   // Starts the work queued so far now, without waiting for it (a GPU recording a graph

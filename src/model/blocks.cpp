@@ -113,13 +113,17 @@ void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& p
 }
 
 void transfer(const Backends& be, Device from, const void* src, Device to, void* dst, size_t bytes,
-              LayerWorkspace& ws) {
+              LayerWorkspace& ws, bool queued) {
   if (from == to && src == dst) return;
   Backend &f = be.on(from), &t = be.on(to);
   if (f.device() == Device::Cpu) {
     t.copy_from_host(dst, src, bytes);
   } else if (t.device() == Device::Cpu) {
-    f.copy_to_host(dst, src, bytes);
+    if (queued) {
+      f.copy_to_host_queued(dst, src, bytes);
+    } else {
+      f.copy_to_host(dst, src, bytes);
+    }
   } else {
     fail("transfer: neither side of a copy is host memory (tandem has one GPU and the CPU)");
   }
@@ -181,9 +185,10 @@ void ffn_block(const Backends& be, LayerWorkspace& ws, const FfnWeights& w, Laye
   // queued before the experts' work starts), then adds their sum.
   DeviceActivations& e = ws.on(at.experts);
   const size_t TD = static_cast<size_t>(T * D) * sizeof(float), Tk = static_cast<size_t>(T * w.n_expert_used);
+  // The choices and weights queue; the input's copy then waits once for all three.
+  transfer(be, at.main, chosen, at.experts, e.chosen.as(), Tk * sizeof(int32_t), ws, /*queued=*/true);
+  transfer(be, at.main, weight, at.experts, e.weight.as(), Tk * sizeof(float), ws, /*queued=*/true);
   transfer(be, at.main, in, at.experts, e.expert_in.as(), TD, ws);
-  transfer(be, at.main, chosen, at.experts, e.chosen.as(), Tk * sizeof(int32_t), ws);
-  transfer(be, at.main, weight, at.experts, e.weight.as(), Tk * sizeof(float), ws);
   main.zero(out, TD);
   if (w.gate_shexp.valid()) main.shared_expert(w, in, T, out);
   main.flush();  // the shared expert runs now, alongside the experts

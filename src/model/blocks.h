@@ -60,8 +60,10 @@ void allocate_workspace(const Backends& be, const std::vector<LayerPlacement>& p
                         LayerWorkspace& ws);
 
 // Copies bytes from one device's memory to another's (one side is always the host's).
+// queued: a copy to the host may complete later (Backend::copy_to_host_queued), by the
+// next unqueued transfer from the same device.
 void transfer(const Backends& be, Device from, const void* src, Device to, void* dst, size_t bytes,
-              LayerWorkspace& ws);
+              LayerWorkspace& ws, bool queued = false);
 
 // Moves the residual stream [T][D] to device d if it is elsewhere; returns d's backend.
 Backend& enter(const Backends& be, LayerWorkspace& ws, Device d, int64_t T, int64_t D);

@@ -176,6 +176,17 @@ void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
   TANDEM_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
 }
 
+void CudaBackend::copy_to_host_queued(void* dst, const void* src, size_t bytes) {
+  // As copy_from_host: a graph may hold a copy into page-locked memory (the workspace's
+  // crossings), any other ends the segment being captured.
+  if (!graphs_.enabled() || page_locked(dst)) {
+    queue();
+  } else {
+    sync_point();
+  }
+  TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream()));
+}
+
 void* CudaBackend::slot(Slot s, size_t bytes) {
   DeviceBuffer& b = slots_[s];
   if (b.bytes() < bytes) {
@@ -551,7 +562,7 @@ void CudaBackend::moe_experts_streamed(const FfnWeights& w, Backend& holder, con
     if (i == 2) swiglu(ctx_.stream(), p.g, p.u, groups_.rows * F, p.g);
     const size_t row_bytes = t.row_bytes();
     const int64_t E = t.ne[2], per_slab = experts_per_slab(buffer, row_bytes * static_cast<uint64_t>(t.ne[1]), E);
-    // Whole groups of 8 rows per staging chunk: the CPU unpacks its interleaved copy by group.
+    // Whole groups of 8 rows per staging chunk: interleaved rows cross (or unpack) by group.
     const int64_t chunk = static_cast<int64_t>(stream_chunk_bytes_ / row_bytes) / 8 * 8;
     if (chunk == 0) fail("{}: a row of {} bytes is too long to stream in {}-byte chunks", t.name, row_bytes, stream_chunk_bytes_);
     for (int64_t e0 = 0; e0 < E; e0 += per_slab) {

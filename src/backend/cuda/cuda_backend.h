@@ -55,6 +55,7 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host_queued(void* dst, const void* src, size_t bytes) override;
   void begin_pass(int64_t tokens) override;
   void flush() override;
   void finish() override;
