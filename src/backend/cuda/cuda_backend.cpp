@@ -157,16 +157,20 @@ void CudaBackend::zero(void* dst, size_t bytes) {
   TANDEM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_.stream()));
 }
 
-void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
-  // On the compute stream, so the kernels that read dst wait for it; from pageable memory
-  // the call returns once src has been staged, so the caller may reuse it. A graph holds
-  // only copies from page-locked memory (the workspace's crossings are): any other ends
-  // the segment being captured.
-  if (!graphs_.enabled() || page_locked(src)) {
+void CudaBackend::queue_host_copy(const void* host) {
+  // A graph holds only copies to or from page-locked memory (the workspace's crossings
+  // are): any other ends the segment being captured.
+  if (!graphs_.enabled() || page_locked(host)) {
     queue();
   } else {
     sync_point();
   }
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
+  // On the compute stream, so the kernels that read dst wait for it; from pageable memory
+  // the call returns once src has been staged, so the caller may reuse it.
+  queue_host_copy(src);
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream()));
 }
 
@@ -177,13 +181,7 @@ void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::copy_to_host_queued(void* dst, const void* src, size_t bytes) {
-  // As copy_from_host: a graph may hold a copy into page-locked memory (the workspace's
-  // crossings), any other ends the segment being captured.
-  if (!graphs_.enabled() || page_locked(dst)) {
-    queue();
-  } else {
-    sync_point();
-  }
+  queue_host_copy(dst);
   TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream()));
 }
 

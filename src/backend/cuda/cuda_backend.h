@@ -107,6 +107,9 @@ class CudaBackend final : public Backend {
   // A point the work queued so far must run before (a host sync, or something a graph
   // cannot hold): ends the segment, launching its graph when it was being captured.
   void sync_point();
+  // queue() for a copy to or from host memory `host`, or sync_point() when a graph being
+  // captured cannot hold it (pageable memory).
+  void queue_host_copy(const void* host);
   // Ends a capture in progress and launches it as this key's graph.
   void launch_captured(uint64_t key);
 
