@@ -247,9 +247,11 @@ namespace detail {
 
 AttentionKernel choose_attention_kernel(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, DType k_type,
                                         DType v_type) {
-  // The tensor-core kernel's block is kMmaRows (token, head) rows; below that many rows per
-  // KV head it would compute mostly padding, and an f32 cache must not be rounded to f16.
-  const bool rows_enough = n_tokens * (n_head / n_head_kv) >= kMmaRows;
+  // The tensor-core kernel's block is kMmaRows (token, head) rows and it never splits the
+  // context: below kMmaMinBlocks blocks the FMA kernel, which splits, keeps the GPU busier
+  // (and with fewer than kMmaRows rows per KV head the mma would compute mostly padding).
+  // An f32 cache must not be rounded to f16.
+  const bool rows_enough = n_tokens * (n_head / n_head_kv) >= kMmaRows && n_tokens * n_head >= kMmaRows * kMmaMinBlocks;
   if (!rows_enough || k_type == DType::F32 || v_type == DType::F32) return AttentionKernel::kFma;
   return device_has_mma() ? AttentionKernel::kTensorCores : AttentionKernel::kFma;
 }
@@ -262,7 +264,7 @@ AttentionPlan plan_attention(int64_t n_tokens, int64_t n_head, int64_t n_head_kv
   plan.n_row_blocks = static_cast<int>((n_tokens * group + plan.rows_per_block - 1) / plan.rows_per_block);
   const int64_t blocks = plan.n_row_blocks * n_head_kv;
   int64_t splits = 1;
-  if (blocks < kTargetBlocks && n_kv > kMinSplitKeys) {
+  if (kernel == AttentionKernel::kFma && blocks < kTargetBlocks && n_kv > kMinSplitKeys) {
     splits = std::min<int64_t>({(kTargetBlocks + blocks - 1) / blocks, (n_kv + kMinSplitKeys - 1) / kMinSplitKeys,
                                 kMaxSplits});
   }

@@ -128,8 +128,9 @@ inline int cache_kind(DType type) {
 }
 
 // The tensor-core kernel (attention_mma.cu) for head_dim in {64, 80, 96, 128, 256}: grid
-// (row blocks of kMmaRows rows, KV heads, splits), a as for the FMA kernel.
+// (row blocks of kMmaRows rows, KV heads, 1), a as for the FMA kernel with one split.
 constexpr int kMmaRows = 64;
+constexpr int kMmaMinBlocks = 32;  // fewer row blocks (all KV heads): the FMA kernel, which splits
 void launch_attention_mma(const Args& a, dim3 grid, int head_dim, cudaStream_t stream);
 
 }  // namespace tandem::cuda::attn

@@ -1,8 +1,10 @@
 // Causal grouped-query attention for prompts on the tensor cores (ops.h attention, chosen by
 // detail::choose_attention_kernel for >= 64 rows per KV head over f16/Q8_0/Q4_0 caches).
 //
-// Same rows, grid and split outputs as the FMA kernel (attention.cu): a block takes 64
-// (token, query head) rows of one KV head and one range of keys. Each of its 4 warps owns
+// Same rows and grid as the FMA kernel (attention.cu), never split over the context (the
+// plan gives it one split: it only runs with >= 32 blocks, and split partials of a prompt
+// would cost tens of MB of scratch): a block takes 64 (token, query head) rows of one KV
+// head and all the keys they see. Each of its 4 warps owns
 // 16 rows and runs flash attention with mma.sync.m16n8k16 (f16 inputs, f32 accumulators):
 //   - q is rounded to f16 once into shared memory; per key tile (KT keys) the K tile is
 //     decoded to f16 row-major and the V tile to f16 transposed (V^T rows are then the
@@ -194,24 +196,11 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(const Args a) {
     if (r >= n_rows) continue;
     const int64_t out_row = query_row(a, kv_head, row0 + r);
     const float l = side == 0 ? l_a : l_b;
-    if (a.n_splits == 1) {
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      float* out = a.out + out_row * D + 2 * t;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* out = a.out + out_row * D + 2 * t;
 #pragma unroll
-      for (int n = 0; n < kOutTiles; ++n) {
-        *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * side] * inv, o[n][2 * side + 1] * inv);
-      }
-    } else {
-      const int64_t part_row = static_cast<int64_t>(split) * a.n_tokens * a.n_head + out_row;
-      float* out = a.part_o + part_row * D + 2 * t;
-#pragma unroll
-      for (int n = 0; n < kOutTiles; ++n) {
-        *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * side], o[n][2 * side + 1]);
-      }
-      if (t == 0) {
-        a.part_ml[2 * part_row] = side == 0 ? m_a : m_b;
-        a.part_ml[2 * part_row + 1] = l;
-      }
+    for (int n = 0; n < kOutTiles; ++n) {
+      *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * side] * inv, o[n][2 * side + 1] * inv);
     }
   }
 }

@@ -171,9 +171,10 @@ struct AttentionPlan {
   size_t scratch_bytes = 0;  // for this call
 };
 // Which attention kernel runs: f32 on the FMA cores (every cache type, exact up to summation
-// order), or f16 tensor cores (attention_mma.cu: q and the probabilities rounded to f16),
-// which choose_attention_kernel picks for prompts (>= 64 rows per KV head) over f16/Q8_0/Q4_0
-// caches on compute capability 8.0+.
+// order), or f16 tensor cores (attention_mma.cu: q and the probabilities rounded to f16,
+// never split over the context), which choose_attention_kernel picks for prompts (>= 64
+// rows per KV head and >= 32 blocks of 64 rows) over f16/Q8_0/Q4_0 caches on compute
+// capability 8.0+.
 enum class AttentionKernel { kFma, kTensorCores };
 AttentionKernel choose_attention_kernel(int64_t n_tokens, int64_t n_head, int64_t n_head_kv, DType k_type,
                                         DType v_type);

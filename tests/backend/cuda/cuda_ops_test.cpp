@@ -691,10 +691,21 @@ TEST(CudaOpsArguments, ScratchCoversEverySmallerCall) {
   }
   EXPECT_EQ(detail::plan_attention(300, H, H_kv, d, 1300).n_splits, 1) << "a long prompt has blocks enough";
   EXPECT_GT(detail::plan_attention(1, H, H_kv, d, 1001).n_splits, 1) << "decode splits the context";
-  // The tensor-core kernel's blocks are 64 rows: a 300-token prompt of a group of 8 is only
-  // 38 blocks per KV head, so it splits the context where the FMA kernel (8 rows) does not.
-  EXPECT_EQ(detail::plan_attention(300, H, H_kv, d, 2000, detail::AttentionKernel::kFma).n_splits, 1);
-  EXPECT_GT(detail::plan_attention(300, H, H_kv, d, 2000, detail::AttentionKernel::kTensorCores).n_splits, 1);
+  // The tensor-core kernel never splits (its prompts would need tens of MB of partials).
+  for (const int64_t T : {int64_t{1}, int64_t{8}, int64_t{300}}) {
+    EXPECT_EQ(detail::plan_attention(T, H, H_kv, d, 20000, detail::AttentionKernel::kTensorCores).n_splits, 1);
+    EXPECT_EQ(detail::plan_attention(T, H, H_kv, d, 20000, detail::AttentionKernel::kTensorCores).scratch_bytes, 0u);
+  }
+}
+
+// plan/memory.cpp counts at most 2 x 16384 x (d + 2) floats of attention split partials
+// for any batch (its derivation from plan_attention's rules): hold the plan to it.
+TEST(CudaOpsArguments, ScratchStaysWithinThePlannersBound) {
+  const std::tuple<int64_t, int64_t, int64_t> shapes[] = {{14, 2, 64}, {32, 4, 128}, {16, 2, 256}, {64, 2, 256}, {8, 8, 128}};
+  for (const auto& [H, H_kv, d] : shapes) {
+    EXPECT_LE(attention_scratch_bytes(2048, H, H_kv, d, 32768), size_t{2} * 16384 * static_cast<size_t>(d + 2) * 4)
+        << H << "/" << H_kv << " heads of " << d;
+  }
 }
 
 TEST(CudaOpsArguments, TensorCoresOnlyForPromptsOverRoundableCaches) {
@@ -709,14 +720,17 @@ TEST(CudaOpsArguments, TensorCoresOnlyForPromptsOverRoundableCaches) {
   }
   EXPECT_EQ(choose_attention_kernel(7, 16, 2, DType::F16, DType::F16), AttentionKernel::kFma);  // 56 rows
   EXPECT_EQ(choose_attention_kernel(15, 4, 4, DType::Q8_0, DType::Q8_0), AttentionKernel::kFma);
+  // 64 rows per KV head but 4 blocks: the FMA kernel splits the context over more.
+  EXPECT_EQ(choose_attention_kernel(8, 16, 2, DType::F16, DType::F16), AttentionKernel::kFma);
+  EXPECT_EQ(choose_attention_kernel(127, 16, 2, DType::F16, DType::F16), AttentionKernel::kFma);  // 31.75 blocks
   // Prompts over f16/quantized caches take the tensor cores where the device has them.
   int devices = 0, major = 0;
   const bool mma = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0 &&
                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 8;
   const AttentionKernel prompt = mma ? AttentionKernel::kTensorCores : AttentionKernel::kFma;
-  EXPECT_EQ(choose_attention_kernel(8, 16, 2, DType::F16, DType::F16), prompt);  // 64 rows
+  EXPECT_EQ(choose_attention_kernel(128, 16, 2, DType::F16, DType::F16), prompt);  // 32 blocks of 64 rows
   EXPECT_EQ(choose_attention_kernel(512, 32, 4, DType::Q8_0, DType::Q4_0), prompt);
-  EXPECT_EQ(choose_attention_kernel(64, 14, 14, DType::Q4_0, DType::F16), prompt);
+  EXPECT_EQ(choose_attention_kernel(147, 14, 14, DType::Q4_0, DType::F16), prompt);
 }
 
 }  // namespace
