@@ -33,11 +33,13 @@ class ExpertStreaming {
 
   struct Rates {
     double cpu_macs_per_s;      // routed-expert multiply-adds on the CPU
-    double stream_bytes_per_s;  // expert weight bytes to the GPU, unpacking included
+    double stream_bytes_per_s;  // expert weight bytes to the GPU, the CPU's copy included
   };
   // Priors: 30 GMAC/s per CPU thread (about a third of one AVX2 core's Q4_K peak measured in
   // cache by tandem_kernel_bench: memory and the other threads take the rest) and 12 GB/s
-  // (half of PCIe 4.0 x16, for the unpacking and the per-chunk waits).
+  // (half of PCIe 4.0 x16, for the CPU's copy into page-locked staging and the per-chunk
+  // waits; interleaved rows cross as stored and are rearranged on the GPU, where a layout
+  // allows: otherwise the CPU's unpack, 0.3-3 GB/s per thread, bounds it).
   static Rates prior(int cpu_threads);
   // Decode-sized micro-batches (up to this many tokens) never stream.
   static constexpr int64_t kMaxDecodeTokens = 8;
