@@ -148,5 +148,39 @@ TEST(Swiglu, MatchesDoublePrecision) {
   }
 }
 
+// RoPE turns pair (i, i + n_rot/2) of a head by theta_i, stepped out in f32 from theta_0 = p
+// as llama.cpp does (backend/rope.h), and the angle is the exact p * base^(-2i/n_rot) up to
+// that f32 arithmetic: one rounding per step (relative 2^-24 each) plus p's own.
+TEST(Rope, TurnsEachPairByLlamaCppsF32Angle) {
+  const int64_t head_dim = 128, n_rot = 64, half = n_rot / 2, n_heads = 2;  // partial rotary
+  const float base = 1e6f;
+  const std::vector<int32_t> positions = {0, 1, 7, 300, 4095};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(positions.size() * n_heads * head_dim);
+  for (float& v : x) v = normal(rng);
+  std::vector<float> out = x;
+  rope_neox(out.data(), static_cast<int64_t>(positions.size()), n_heads, head_dim, n_rot, positions, base);
+  for (size_t t = 0; t < positions.size(); ++t) {
+    float theta = static_cast<float>(positions[t]);
+    for (int64_t i = 0; i < half; ++i, theta *= rope_theta_scale(base, n_rot)) {
+      const double exact = positions[t] * std::pow(1e6, -2.0 * static_cast<double>(i) / n_rot);
+      ASSERT_NEAR(theta, exact, (i + 2) * 6e-8 * exact) << "position " << positions[t] << ", pair " << i;
+      for (int64_t h = 0; h < n_heads; ++h) {
+        const size_t at = (t * n_heads + static_cast<size_t>(h)) * head_dim;
+        const float a = x[at + i], b = x[at + i + half];
+        EXPECT_EQ(out[at + i], a * std::cos(theta) - b * std::sin(theta));
+        EXPECT_EQ(out[at + i + half], a * std::sin(theta) + b * std::cos(theta));
+      }
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {  // dims past n_rot are left alone
+      for (int64_t d = n_rot; d < head_dim; ++d) {
+        const size_t at = (t * n_heads + static_cast<size_t>(h)) * head_dim + static_cast<size_t>(d);
+        EXPECT_EQ(out[at], x[at]);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tandem::cpu

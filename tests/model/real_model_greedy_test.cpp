@@ -2,11 +2,13 @@
 // greedy.json, recorded with stock llama-simple, and with llama-completion -fa off, by
 // tools/crosscheck/llama_greedy_reference.py).
 //
-// tandem's fast path rounds activations to 8 bits and keeps an f16 KV cache as llama.cpp
-// does, but llama.cpp also rounds the queries and the softmax weights to f16 inside
-// attention (differently with flash attention on or off), so logits differ by ~0.1 and the
-// texts part wherever two tokens are that close. llama.cpp is no steadier: with -fa off it
-// parts from its own default text in 4 of the 5 cases, once after 38 characters. So:
+// tandem's fast path rounds activations to 8 bits, keeps an f16 KV cache and steps RoPE
+// angles out in f32 as llama.cpp does (backend/rope.h: with exact angles 2 of the 5 cases
+// parted, with llama.cpp's 1, at step 19 with a top-2 margin of 0.16), but llama.cpp also
+// rounds the queries and the softmax weights to f16 inside attention (differently with
+// flash attention on or off), so logits differ by ~0.1 and the texts part wherever two
+// tokens are that close. llama.cpp is no steadier: with -fa off it parts from its own
+// default text in 4 of the 5 cases, once after 38 characters. So:
 //   - tandem's text must equal llama.cpp's up to the end, or up to a step where tandem's
 //     own top-2 margin was below kNearTie (after which the continuations are not compared);
 //   - summed over the cases, tandem must agree with llama.cpp's default text for at least

@@ -407,14 +407,20 @@ void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float e
   }
 }
 
+// The angles as llama.cpp's rope computes them (ggml's rope cache): f32, theta_0 = p and
+// theta_{i+1} = theta_i * base^(-2/n_rot), then cosf/sinf. Exact angles (f64) were tried
+// and give different greedy text on real GGUF models wherever two tokens are close (on
+// Qwen2.5-Coder-0.5B 2 of 5 reference continuations parted instead of 1): the models run
+// with f32 angles in both HF transformers (p * inv_freq in f32) and llama.cpp, so an f32
+// angle is what they expect, and this is the order llama.cpp users get.
 void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                std::span<const int32_t> positions, float freq_base) {
   const int64_t half = n_rot / 2;
+  const float theta_scale = rope_theta_scale(freq_base, n_rot);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const double p = positions[static_cast<size_t>(t)];
-    for (int64_t i = 0; i < half; ++i) {
-      const double theta = p * std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot);
-      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+    float theta = static_cast<float>(positions[static_cast<size_t>(t)]);
+    for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+      const float c = std::cos(theta), s = std::sin(theta);
       for (int64_t h = 0; h < n_heads; ++h) {
         float* v = x + (t * n_heads + h) * head_dim;
         const float a = v[i], b = v[i + half];

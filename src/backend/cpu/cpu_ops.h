@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/rope.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/memory.h"
 #include "core/tensor.h"
@@ -156,7 +157,8 @@ void embed(const Tensor& table, std::span<const int32_t> tokens, float* out);
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for n_rows rows of width n. In place allowed.
 void rms_norm(const float* x, const float* w, int64_t n_rows, int64_t n, float eps, float* out);
 
-// NeoX ("rotate half") RoPE on the first n_rot dims of each head. x is [n_tokens][n_heads][head_dim].
+// NeoX ("rotate half") RoPE on the first n_rot dims of each head, angles as backend/rope.h.
+// x is [n_tokens][n_heads][head_dim].
 void rope_neox(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                std::span<const int32_t> positions, float freq_base);
 

@@ -60,18 +60,19 @@ __global__ void l2_norm_kernel(const float* x, int64_t x_stride, int n, float ep
 
 constexpr int kMaxRotPairs = 128;  // n_rot <= 256
 
-// The angles in double, as the CPU computes them, so that long positions keep their
-// precision (an f32 angle at position 1e5 would be off by ~1e-2 rad); it is a few dozen
-// sin/cos per token. The rotation uses unfused multiplies and adds, also as the CPU.
+// The angles as the CPU computes them (backend/rope.h): f32 steps from theta_0 = p by the
+// host's theta_scale (powf there, so both sides start from the same bits), then cosf/sinf
+// (the device's are within 2 ulp of glibc's). The rotation uses unfused multiplies and adds,
+// also as the CPU.
 __global__ void rope_neox_kernel(float* x, int n_heads, int head_dim, int n_rot, const int32_t* positions,
-                                 float freq_base) {
+                                 float theta_scale) {
   __shared__ float cos_s[kMaxRotPairs], sin_s[kMaxRotPairs];
   const int t = blockIdx.x, half = n_rot / 2;
-  const double p = positions[t];
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const double theta = p * pow(static_cast<double>(freq_base), -2.0 * i / n_rot);
-    cos_s[i] = static_cast<float>(cos(theta));
-    sin_s[i] = static_cast<float>(sin(theta));
+    float theta = static_cast<float>(positions[t]);
+    for (int j = 0; j < i; ++j) theta = __fmul_rn(theta, theta_scale);
+    cos_s[i] = cosf(theta);
+    sin_s[i] = sinf(theta);
   }
   __syncthreads();
   float* xt = x + static_cast<int64_t>(t) * n_heads * head_dim;
@@ -113,10 +114,10 @@ void launch_l2_norm(cudaStream_t stream, const float* x, int64_t x_stride, int64
 }
 
 void launch_rope_neox(cudaStream_t stream, float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                      int64_t n_rot, const int32_t* positions, float freq_base) {
+                      int64_t n_rot, const int32_t* positions, float theta_scale) {
   if (n_tokens == 0 || n_rot == 0) return;
   rope_neox_kernel<<<static_cast<unsigned>(n_tokens), 256, 0, stream>>>(
-      x, static_cast<int>(n_heads), static_cast<int>(head_dim), static_cast<int>(n_rot), positions, freq_base);
+      x, static_cast<int>(n_heads), static_cast<int>(head_dim), static_cast<int>(n_rot), positions, theta_scale);
   TANDEM_CUDA_CHECK_LAUNCH();
 }
 

@@ -51,7 +51,8 @@ void l2_norm(cudaStream_t stream, const float* x, int64_t x_stride, int64_t n_ro
              float scale, float* out, int64_t out_stride);
 
 // NeoX ("rotate half") RoPE in place on the first n_rot dims of every head: pairs
-// (i, i + n_rot/2), angle positions[t] * freq_base^(-2i/n_rot). x is [n_tokens][n_heads]
+// (i, i + n_rot/2), angle positions[t] * freq_base^(-2i/n_rot) stepped out in f32 as the
+// CPU does (backend/rope.h). x is [n_tokens][n_heads]
 // [head_dim]; positions (device, int32) one per token. Qwen3.5's IMRoPE is this op for
 // text input (every position component equals the token position; MODELS.md §3.3).
 void rope_neox(cudaStream_t stream, float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t n_rot,
@@ -143,7 +144,7 @@ void launch_add_rms_norm(cudaStream_t stream, float* x, const float* y, const fl
 void launch_l2_norm(cudaStream_t stream, const float* x, int64_t x_stride, int64_t n_rows, int64_t n, float eps,
                     float scale, float* out, int64_t out_stride);
 void launch_rope_neox(cudaStream_t stream, float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                      int64_t n_rot, const int32_t* positions, float freq_base);
+                      int64_t n_rot, const int32_t* positions, float theta_scale);
 void launch_swiglu(cudaStream_t stream, const float* gate, const float* up, int64_t n, float* out);
 void launch_add(cudaStream_t stream, float* x, const float* y, int64_t n);
 void launch_gather_rows(cudaStream_t stream, const float* src, const int32_t* rows, int64_t n_rows, int64_t n,

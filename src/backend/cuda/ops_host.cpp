@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "backend/cuda/ops.h"
+#include "backend/rope.h"
 #include "core/error.h"
 
 namespace tandem::cuda {
@@ -116,7 +117,8 @@ void rope_neox(cudaStream_t stream, float* x, int64_t n_tokens, int64_t n_heads,
   if (n_tokens == 0) return;
   check_pointer("rope_neox", x, "x");
   check_pointer("rope_neox", positions, "positions");
-  detail::launch_rope_neox(stream, x, n_tokens, n_heads, head_dim, n_rot, positions, freq_base);
+  detail::launch_rope_neox(stream, x, n_tokens, n_heads, head_dim, n_rot, positions,
+                           rope_theta_scale(freq_base, n_rot));
 }
 
 void swiglu(cudaStream_t stream, const float* gate, const float* up, int64_t n, float* out) {

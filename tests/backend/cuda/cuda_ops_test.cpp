@@ -6,8 +6,9 @@
 // Error bounds (relative_error: max |gpu - cpu| / max |cpu|), each with its reason:
 //   rms_norm, l2_norm, add_rms_norm    1e-5  f32 sums of <= 2048 squares in another order
 //                                            (the CPU sums in f64): a few ulps
-//   rope_neox                          1e-6  the same f32 cos/sin (both from f64) and
-//                                            unfused f32 math: equal up to a rare ulp
+//   rope_neox                          1e-6  the same f32 angles (backend/rope.h: the
+//                                            same steps from the same powf), cosf/sinf
+//                                            within 2 ulp of glibc's, unfused f32 math
 //   swiglu, sigmoid_gate               1e-5  expf vs the CPU's exp (each ~2 ulp)
 //   add, scale                         exact one f32 operation per value
 //   moe_route ids                      exact logits spaced so no two probabilities tie
