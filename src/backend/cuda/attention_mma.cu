@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(const Args a) {
   int* s_limit = reinterpret_cast<int*>(svt + D * kVS);  // keys [0, limit) are visible to the row
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int kv_head = blockIdx.y, split = blockIdx.z;
+  const int kv_head = blockIdx.y;
   const int row0 = blockIdx.x * kMmaRows;
   const int n_rows = min(kMmaRows, a.n_tokens * a.group - row0);
 
@@ -82,15 +82,12 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(const Args a) {
   }
   if (tid < kMmaRows) s_limit[tid] = visible_keys(a, row0 + tid, tid < n_rows);
   __syncthreads();
-  int max_limit = 0;
-  for (int r = 0; r < kMmaRows; ++r) max_limit = max(max_limit, s_limit[r]);
-  const int key_begin = split * a.split_keys;
-  const int split_end = key_begin + a.split_keys;
-  const int key_end = min(split_end, max_limit);
+  int key_end = 0;  // one split: every key any row sees
+  for (int r = 0; r < kMmaRows; ++r) key_end = max(key_end, s_limit[r]);
 
   // This lane's two rows (g and g + 8 of the warp's 16) and the keys each may see.
   const int ra = warp * 16 + g, rb = ra + 8;
-  const int limit_a = min(s_limit[ra], split_end), limit_b = min(s_limit[rb], split_end);
+  const int limit_a = s_limit[ra], limit_b = s_limit[rb];
   const bool warp_has_rows = warp * 16 < n_rows;  // warp-uniform
 
   float o[kOutTiles][4];
@@ -98,7 +95,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(const Args a) {
   for (int n = 0; n < kOutTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;  // l: this lane's part of the row sum
 
-  for (int k0 = key_begin; k0 < key_end; k0 += KT) {
+  for (int k0 = 0; k0 < key_end; k0 += KT) {
     const int nk = min(KT, key_end - k0);
     for (int idx = tid; idx < KT * kQuads; idx += kThreads) {
       const int j = idx / kQuads, c = idx % kQuads;

@@ -59,10 +59,6 @@ TANDEM_HD inline uint8_t unshuffled_byte(const uint8_t* in, const uint16_t* byte
   return static_cast<uint8_t>(v);
 }
 
-// The host form of the GPU kernel: one group (8 rows of n elements, stored interleaved at
-// `group`) to file-layout rows.
-void unshuffle_group(const RowUnshuffle& u, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
-
 // Largest row the GPU kernel takes (a whole group of 8 rows sits in shared memory).
 inline constexpr size_t kUnshuffleMaxRowBytes = 6144;
 

@@ -28,6 +28,20 @@ const Layout kLayouts[] = {
     {DType::Q5_0, cpu::repack_q5_0_x8, cpu::unpack_q5_0_x8},   {DType::Q8_0, cpu::repack_q8_0_x8, cpu::unpack_q8_0_x8},
 };
 
+// The host form of the GPU kernel (same per-byte function): one group (8 rows of n
+// elements, stored interleaved at `group`) to file-layout rows.
+void unshuffle_group(const RowUnshuffle& u, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  const int64_t blocks = n / u.block_elems;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* in = group + static_cast<size_t>(b) * 8 * u.block_bytes;
+    for (size_t o = 0; o < 8 * u.block_bytes; ++o) {
+      const size_t r = o / u.block_bytes, k = o % u.block_bytes;
+      rows[r * row_bytes + static_cast<size_t>(b) * u.block_bytes + k] =
+          unshuffled_byte(in, u.byte_src.data(), u.bit_src.data(), o);
+    }
+  }
+}
+
 TEST(RowUnshuffle, EveryCpuLayoutIsABitPermutationTheMapUndoes) {
   std::mt19937 rng(5);
   for (const Layout& l : kLayouts) {
