@@ -1,21 +1,38 @@
 // Greedy generation on the real model against llama.cpp (tests/data/llama_reference/
-// greedy.json, recorded with stock llama-simple, and with llama-completion -fa off, by
-// tools/crosscheck/llama_greedy_reference.py).
+// greedy.json, recorded by tools/crosscheck/llama_greedy_reference.py through
+// tools/crosscheck/llama_greedy.cpp, which generates as llama-simple does).
 //
-// tandem's fast path rounds activations to 8 bits, keeps an f16 KV cache and steps RoPE
-// angles out in f32 as llama.cpp does (backend/rope.h: with exact angles 2 of the 5 cases
-// parted, with llama.cpp's 1, at step 19 with a top-2 margin of 0.16), but llama.cpp also
-// rounds the queries and the softmax weights to f16 inside attention (differently with
-// flash attention on or off), so logits differ by ~0.1 and the texts part wherever two
-// tokens are that close. llama.cpp is no steadier: with -fa off it parts from its own
-// default text in 4 of the 5 cases, once after 38 characters. So:
-//   - tandem's text must equal llama.cpp's up to the end, or up to a step where tandem's
-//     own top-2 margin was below kNearTie (after which the continuations are not compared);
-//   - summed over the cases, tandem must agree with llama.cpp's default text for at least
-//     as many characters as llama.cpp -fa off does.
+// Why this is not "tandem's text == llama.cpp's text": llama.cpp has no one greedy text.
+// The same commit (d32676d77), same model, same defaults, built for AVX2 and built native
+// on an AVX-512 CPU, writes different texts for 3 of these 5 prompts (parting after 22,
+// 31 and 8 tokens); with flash attention off it parts from itself in 4 of 5. Every matmul
+// re-quantizes its input to 8 bits, so an ulp of difference anywhere (a sum taken in
+// another order, another exp) moves some inputs across a rounding boundary and the logits
+// by ~0.1 rms. tandem's own scalar and AVX-512 paths differ by the same 0.08 rms. Equal
+// text needs bit-equal arithmetic with one build of llama.cpp; what can be asked is that
+// tandem sits inside llama.cpp's spread. For each reference run R (llama.cpp's defaults,
+// built for AVX2 and for AVX-512) the other recorded runs are the yardstick:
+//   1. decisions: fed R's tokens one at a time, tandem's argmax equals R's token at every
+//      step, except where R's own top-2 margin is below kNearTie;
+//   2. logits: over R's 8 best candidates at every step, with every llama.cpp run fed R's
+//      tokens too, tandem is as close to the consensus of llama.cpp's runs as they are:
+//      its rms distance to the mean of the llama.cpp runs (leaving out one run at a time,
+//      so the mean is of as many runs as a run's own consensus has) is at most
+//      kSpreadSlack x the largest distance of one llama.cpp run to the mean of the others;
+//   3. text: tandem's free-running greedy text equals R's, or parts from it where tandem's
+//      own top-2 margin is below kNearTie; and summed over the prompts it agrees with R
+//      for at least as many characters as the least-agreeing other llama.cpp run does.
+// Resolution (tried): attention's scale made 2% too large fails check 2 on both references
+// (0.081 rms against a bound of 0.079) and check 3 on one; 1% passes. Smaller errors are the fixture
+// tests' to catch (1e-3 against transformers).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
@@ -29,67 +46,197 @@
 namespace tandem::model {
 namespace {
 
+// A top-2 margin below this is a near-tie: llama.cpp's runs move the top-2 margin by up
+// to ~0.5 between each other (0.1 rms), so a choice this close is one they disagree on.
 constexpr float kNearTie = 0.25f;
+// Room over the least-agreeing llama.cpp run's distance to the consensus.
+constexpr double kSpreadSlack = 1.05;
 
-TEST(RealModelGreedy, MatchesLlamaCpp) {
-  TANDEM_REQUIRE_TEST_MODEL(path);
-  std::ifstream in(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests/data/llama_reference/greedy.json");
-  const auto ref = nlohmann::json::parse(in);
-  const auto files = gguf::ModelFiles::open(path);
-  const auto model = load_model(files);
-  const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
-  const auto eog = text::end_of_generation_tokens(tokenizer.vocab(), files.primary());
-  cpu::OpContext ctx(2, model->max_row());
-  int identical = 0, parted_at_near_tie = 0;
-  size_t tandem_agrees = 0, fa_off_agrees = 0;  // characters of llama.cpp's text matched
-  for (const auto& c : ref["cases"]) {
-    const std::string prompt = c["prompt"], expected = c["generated"], fa_off = c["generated_fa_off"];
-    size_t same = 0;
-    while (same < std::min(expected.size(), fa_off.size()) && expected[same] == fa_off[same]) ++same;
-    fa_off_agrees += same;
+// rms of x - mean(runs), the mean taken over every run but `left_out`.
+double rms_to_mean(const std::vector<float>& x, const std::map<std::string, std::vector<float>>& runs,
+                   const std::string& left_out) {
+  double sum_sq = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double mean = 0;
+    int n = 0;
+    for (const auto& [name, v] : runs) {
+      if (name == left_out) continue;
+      mean += v[i];
+      ++n;
+    }
+    const double d = x[i] - mean / n;
+    sum_sq += d * d;
+  }
+  return std::sqrt(sum_sq / static_cast<double>(x.size()));
+}
+
+float top2_margin(std::span<const float> logits, int32_t best) {
+  float second = -INFINITY;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (static_cast<int32_t>(i) != best) second = std::max(second, logits[i]);
+  }
+  return logits[static_cast<size_t>(best)] - second;
+}
+
+size_t common_prefix(const std::string& a, const std::string& b) {
+  size_t n = 0;
+  while (n < std::min(a.size(), b.size()) && a[n] == b[n]) ++n;
+  return n;
+}
+
+// What tandem did on one prompt, free-running: its text up to its first near-tie parting
+// from `reference` (or the end), and whether it parted.
+struct FreeRun {
+  std::string text;
+  bool parted = false;
+};
+
+class RealModelGreedy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = ::tandem::testing::test_model();
+    if (path_ == nullptr) {
+      if (::tandem::testing::shared_required()) FAIL() << "real test model missing (TANDEM_TEST_MODEL)";
+      GTEST_SKIP() << "SKIPPED LOUDLY: real test model not found; run tools/fetch_model.sh";
+    }
+    std::ifstream in(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests/data/llama_reference/greedy.json");
+    ref_ = nlohmann::json::parse(in);
+    files_.emplace(gguf::ModelFiles::open(path_));
+    model_ = load_model(*files_);
+    tokenizer_.emplace(text::Tokenizer::from_gguf(files_->primary()));
+    eog_ = text::end_of_generation_tokens(tokenizer_->vocab(), files_->primary());
+    ctx_.emplace(2, model_->max_row());
+  }
+
+  std::vector<int32_t> prompt_tokens(const nlohmann::json& c) {
     text::EncodeOptions enc;
     enc.add_special = true;
     enc.parse_special = true;
-    const auto tokens = tokenizer.encode(prompt, enc);
-    runtime::Session session(*model, ctx, 256, 64);
+    return tokenizer_->encode(c["prompt"].get<std::string>(), enc);
+  }
+
+  // Greedy from the prompt until end of generation or n_predict tokens; stops comparing
+  // at the first piece that leaves `reference`, which must come at a near-tie.
+  FreeRun free_run(const nlohmann::json& c, const std::string& reference) {
+    const auto tokens = prompt_tokens(c);
+    runtime::Session session(*model_, *ctx_, 256, 64);
     std::span<float> logits = session.feed(tokens);
-    text::StreamDecoder decoder(tokenizer, {.show_special = true});
-    std::string ours;
-    bool parted = false;
-    for (int step = 0; step < ref["n_predict"].get<int>(); ++step) {
+    text::StreamDecoder decoder(*tokenizer_, {.show_special = true});
+    FreeRun run;
+    for (int step = 0; step < ref_["n_predict"].get<int>(); ++step) {
       const int32_t next = runtime::Sampler::argmax(logits);
-      float best = logits[static_cast<size_t>(next)], second = -INFINITY;
-      for (size_t i = 0; i < logits.size(); ++i) {
-        if (static_cast<int32_t>(i) != next) second = std::max(second, logits[i]);
-      }
-      if (eog.count(next)) break;
+      if (eog_.count(next)) break;
       const std::string piece = decoder.push(next);
-      if (expected.compare(ours.size(), piece.size(), piece) != 0) {
-        ASSERT_LT(best - second, kNearTie) << "step " << step << " of \"" << prompt << "\": tandem's text "
-                                           << ours + piece << " leaves llama.cpp's " << expected
-                                           << " with a top-2 margin of " << best - second;
-        std::printf("case %d parted at step %d with tandem's top-2 margin %.4f\n", identical + parted_at_near_tie,
-                    step, best - second);
-        parted = true;
-        break;
+      if (reference.compare(run.text.size(), piece.size(), piece) != 0) {
+        const float margin = top2_margin(logits, next);
+        EXPECT_LT(margin, kNearTie) << "step " << step << " of " << c["prompt"] << ": tandem's text "
+                                    << run.text + piece << " leaves llama.cpp's " << reference
+                                    << " with a top-2 margin of " << margin;
+        std::printf("  parted at step %d, tandem's top-2 margin %.4f\n", step, margin);
+        run.parted = true;
+        return run;
       }
-      ours += piece;
+      run.text += piece;
       logits = session.feed(std::span<const int32_t>(&next, 1));
     }
-    if (parted) {
-      ++parted_at_near_tie;
-      tandem_agrees += ours.size();
-    } else {
-      EXPECT_EQ(ours + decoder.finish(), expected) << prompt;
-      ++identical;
-      tandem_agrees += expected.size();
-    }
+    run.text += decoder.finish();
+    return run;
   }
-  std::printf("characters of llama.cpp's greedy texts matched: tandem %zu, llama.cpp -fa off %zu\n", tandem_agrees,
-              fa_off_agrees);
-  EXPECT_GE(tandem_agrees, fa_off_agrees);
-  std::printf("real model greedy vs llama.cpp: %d identical, %d parted at a near-tie (< %.2f)\n", identical,
-              parted_at_near_tie, kNearTie);
+
+  const char* path_ = nullptr;
+  nlohmann::json ref_;
+  std::optional<gguf::ModelFiles> files_;
+  std::unique_ptr<Model> model_;
+  std::optional<text::Tokenizer> tokenizer_;
+  std::set<int32_t> eog_;
+  std::optional<cpu::OpContext> ctx_;
+};
+
+TEST_F(RealModelGreedy, TokenizesPromptsAsLlamaCpp) {
+  for (const auto& c : ref_["cases"]) {
+    EXPECT_EQ(prompt_tokens(c), c["prompt_tokens"].get<std::vector<int32_t>>()) << c["prompt"];
+  }
+}
+
+TEST_F(RealModelGreedy, TracksLlamaCppWithinItsOwnSpread) {
+  ASSERT_GE(ref_["references"].size(), 1u);
+  for (const std::string reference : ref_["references"]) {
+    SCOPED_TRACE("reference run " + reference + ": " + ref_["runs"][reference]["build"].get<std::string>());
+    std::printf("reference run %s\n", reference.c_str());
+    // Logits at R's best ids, every step of every prompt, of tandem and of each llama.cpp run.
+    std::vector<float> tandem_logits;
+    std::map<std::string, std::vector<float>> run_logits;
+    int steps = 0, tandem_flips = 0, identical = 0;
+    std::map<std::string, int> run_flips;
+    size_t tandem_chars = 0;
+    std::map<std::string, size_t> run_chars;
+    for (const auto& c : ref_["cases"]) {
+      const auto& r = c["greedy"][reference];
+      const auto forced_tokens = r["tokens"].get<std::vector<int32_t>>();
+      const auto& top_ids = r["top_ids"];
+      const auto& top_logits = r["top_logits"];
+      ASSERT_GE(top_ids.size(), forced_tokens.size());
+
+      // 1 and 2: tandem fed the reference's tokens, one per step as generation feeds them.
+      runtime::Session session(*model_, *ctx_, 256, 64);
+      std::span<float> logits = session.feed(prompt_tokens(c));
+      for (size_t step = 0; step < top_ids.size(); ++step) {
+        const auto ids = top_ids[step].get<std::vector<int32_t>>();
+        const auto vals = top_logits[step].get<std::vector<float>>();
+        for (size_t k = 0; k < ids.size(); ++k) {
+          tandem_logits.push_back(logits[static_cast<size_t>(ids[k])]);
+          run_logits[reference].push_back(vals[k]);
+        }
+        for (const auto& [run, forced] : c["forced"][reference].items()) {
+          for (const float v : forced["logits"][step]) run_logits[run].push_back(v);
+          if (forced["argmax"][step].get<int32_t>() != ids[0]) ++run_flips[run];
+        }
+        ++steps;
+        const int32_t ours = runtime::Sampler::argmax(logits);
+        if (ours != ids[0]) {
+          ++tandem_flips;
+          EXPECT_LT(vals[0] - vals[1], kNearTie)
+              << c["prompt"] << " step " << step << ": tandem takes " << ours << ", llama.cpp " << ids[0]
+              << " with a top-2 margin of " << vals[0] - vals[1];
+        }
+        if (step < forced_tokens.size()) logits = session.feed(std::span<const int32_t>(&forced_tokens[step], 1));
+      }
+
+      // 3: free-running text.
+      const std::string expected = r["text"];
+      const FreeRun run = free_run(c, expected);
+      if (!run.parted) {
+        EXPECT_EQ(run.text, expected) << c["prompt"];
+        ++identical;
+      }
+      tandem_chars += common_prefix(run.text, expected);
+      for (const auto& [name, g] : c["greedy"].items()) {
+        if (name != reference) run_chars[name] += common_prefix(g["text"].get<std::string>(), expected);
+      }
+    }
+
+    ASSERT_GE(run_logits.size(), 3u) << "too few llama.cpp runs recorded to measure their spread";
+    double spread = 0, tandem_distance = 0;
+    size_t least_chars = SIZE_MAX;
+    for (const auto& [run, v] : run_logits) {
+      ASSERT_EQ(v.size(), tandem_logits.size()) << run;
+      const double distance = rms_to_mean(v, run_logits, run);
+      tandem_distance += rms_to_mean(tandem_logits, run_logits, run) / static_cast<double>(run_logits.size());
+      spread = std::max(spread, distance);
+      if (run == reference) {
+        std::printf("  llama.cpp run %-14s logits %.4f rms from the others' mean\n", run.c_str(), distance);
+        continue;
+      }
+      std::printf("  llama.cpp run %-14s logits %.4f rms from the others' mean, other choice at %d of %d steps,"
+                  " text agrees %zu chars\n", run.c_str(), distance, run_flips[run], steps, run_chars[run]);
+      least_chars = std::min(least_chars, run_chars[run]);
+    }
+    std::printf("  tandem                   logits %.4f rms from the runs' mean, other choice at %d of %d steps,"
+                " text agrees %zu chars (%d of %zu texts identical)\n",
+                tandem_distance, tandem_flips, steps, tandem_chars, identical, ref_["cases"].size());
+    EXPECT_LE(tandem_distance, kSpreadSlack * spread);
+    EXPECT_GE(tandem_chars, least_chars);
+  }
 }
 
 }  // namespace
