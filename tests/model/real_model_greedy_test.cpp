@@ -20,11 +20,15 @@
 //      so the mean is of as many runs as a run's own consensus has) is at most
 //      kSpreadSlack x the largest distance of one llama.cpp run to the mean of the others;
 //   3. text: tandem's free-running greedy text equals R's, or parts from it where tandem's
-//      own top-2 margin is below kNearTie; and summed over the prompts it agrees with R
-//      for at least as many characters as the least-agreeing other llama.cpp run does.
+//      own top-2 margin is below kNearTie.
+// How many characters each engine's text shares with R is printed, not asserted: one early
+// parting swings it by hundreds, so it cannot tell a fault from other arithmetic (tandem's
+// own scalar path, TANDEM_CPU_MAX=scalar, passes checks 1-3 and its logits sit 0.075 rms
+// from the runs' mean, yet its texts share 598 characters with one reference where a
+// llama.cpp run shares 738).
 // Resolution (tried): attention's scale made 2% too large fails check 2 on both references
-// (0.081 rms against a bound of 0.079) and check 3 on one; 1% passes. Smaller errors are the fixture
-// tests' to catch (1e-3 against transformers).
+// (0.081 rms against a bound of 0.079); 1% passes. Smaller errors are the fixture tests' to
+// catch (1e-3 against transformers).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -217,7 +221,6 @@ TEST_F(RealModelGreedy, TracksLlamaCppWithinItsOwnSpread) {
 
     ASSERT_GE(run_logits.size(), 3u) << "too few llama.cpp runs recorded to measure their spread";
     double spread = 0, tandem_distance = 0;
-    size_t least_chars = SIZE_MAX;
     for (const auto& [run, v] : run_logits) {
       ASSERT_EQ(v.size(), tandem_logits.size()) << run;
       const double distance = rms_to_mean(v, run_logits, run);
@@ -229,13 +232,11 @@ TEST_F(RealModelGreedy, TracksLlamaCppWithinItsOwnSpread) {
       }
       std::printf("  llama.cpp run %-14s logits %.4f rms from the others' mean, other choice at %d of %d steps,"
                   " text agrees %zu chars\n", run.c_str(), distance, run_flips[run], steps, run_chars[run]);
-      least_chars = std::min(least_chars, run_chars[run]);
     }
     std::printf("  tandem                   logits %.4f rms from the runs' mean, other choice at %d of %d steps,"
                 " text agrees %zu chars (%d of %zu texts identical)\n",
                 tandem_distance, tandem_flips, steps, tandem_chars, identical, ref_["cases"].size());
     EXPECT_LE(tandem_distance, kSpreadSlack * spread);
-    EXPECT_GE(tandem_chars, least_chars);
   }
 }
 
