@@ -1,6 +1,7 @@
 // Cross-check driver for the greedy reference (tools/crosscheck/llama_greedy_reference.py):
 // runs llama.cpp the way its stock llama-simple does (prompt tokenized with special tokens
-// and decoded in one batch, then one token per step, greedy) and prints one JSON object:
+// and decoded in one batch, then one token per step, greedy; its texts from the AVX2 build
+// equal that build's llama-simple texts for all 5 prompts) and prints one JSON object:
 // the prompt's token ids, the tokens taken, their text, and at every step the TOP_K best
 // logits. With --force ID,ID,... it takes those tokens instead of its own argmax (teacher
 // forcing), so that two configurations can be compared on the same token history.
