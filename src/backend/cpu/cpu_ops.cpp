@@ -189,8 +189,11 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
         const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
         const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
-        for (int64_t g = r0; g < r1; g += kInterleave) {
-          kernel.dot_x8(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols, y + t0 * n_out + g, n_out);
+        for (int64_t g = r0; g < r1;) {
+          const bool two = kernel.dot_x16 && g + 2 * kInterleave <= r1;
+          (two ? kernel.dot_x16 : kernel.dot_x8)(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols,
+                                                 y + t0 * n_out + g, n_out);
+          g += two ? 2 * kInterleave : kInterleave;
         }
       }
     }

@@ -109,6 +109,9 @@ GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_
 }
 namespace avx512_vnni {
 GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+// Two consecutive groups (16 rows; the second group's data follows the first's) in one
+// pass on 512-bit vectors; out gets 16 floats per column.
+GroupDot dot_q5_0_x16, dot_q8_0_x16;
 }
 namespace vnni_emulated {
 GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;

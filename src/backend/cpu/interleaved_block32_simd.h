@@ -26,28 +26,43 @@ namespace {
 
 using quant::BlockQ8_0;
 
+// Q5_0 codes (unsigned, 0..31) of a group block from its four vectors of low nibbles and
+// its vector of fifth bits, for V = __m256i or __m512i (GCC vectors, so plain operators
+// serve both widths).
+template <size_t Bytes>
+struct U64Lanes;  // the unsigned 64-bit-lane GCC vector of that many bytes
+template <>
+struct U64Lanes<32> {
+  typedef unsigned long long type __attribute__((vector_size(32)));
+};
+template <>
+struct U64Lanes<64> {
+  typedef unsigned long long type __attribute__((vector_size(64)));
+};
+
+template <class V>
+inline void q5_0_codes(const V raw[4], V hb, V q[8]) {
+  using U = typename U64Lanes<sizeof(V)>::type;
+  const U low4 = U{} + 0x0F0F0F0F0F0F0F0FULL, bit4 = U{} + 0x1010101010101010ULL;
+  for (int v = 0; v < 4; ++v) {
+    q[v] = (V)((U)raw[v] & low4);
+    q[v + 4] = (V)(((U)raw[v] >> 4) & low4);
+  }
+  // Fifth bit of chunk i is bit i of hb's bytes: move it to bit 4 (shifts of at most 4
+  // carry bits across bytes, but never into bit 4 of a byte).
+  for (int i = 0; i < 8; ++i) {
+    const U h = (U)hb, moved = i < 4 ? h << (4 - i) : h >> (i - 4);
+    q[i] = (V)((U)q[i] | (moved & bit4));
+  }
+}
+
 // Q5_0 (group block: 8 f16 scales, 128 bytes of low nibbles, 32 bytes of fifth bits).
 struct Q5_0Codes {
   static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockQ5_0);
   static constexpr int kOffset = 16;
   static inline void unpack(const uint8_t* gb, __m256i q[8]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-    const __m256i hb = load256(gb + 16 + 128);
-    for (int v = 0; v < 4; ++v) {
-      const __m256i raw = load256(gb + 16 + 32 * v);
-      q[v] = _mm256_and_si256(raw, low4);
-      q[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
-    }
-    // Fifth bit of chunk i is bit i of hb's bytes: move it to bit 4 (16-bit shifts
-    // carry bits across bytes, but never into bit 4 of a byte).
-    q[0] = _mm256_or_si256(q[0], _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4));
-    q[1] = _mm256_or_si256(q[1], _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4));
-    q[2] = _mm256_or_si256(q[2], _mm256_and_si256(_mm256_slli_epi16(hb, 2), bit4));
-    q[3] = _mm256_or_si256(q[3], _mm256_and_si256(_mm256_slli_epi16(hb, 1), bit4));
-    q[4] = _mm256_or_si256(q[4], _mm256_and_si256(hb, bit4));
-    q[5] = _mm256_or_si256(q[5], _mm256_and_si256(_mm256_srli_epi16(hb, 1), bit4));
-    q[6] = _mm256_or_si256(q[6], _mm256_and_si256(_mm256_srli_epi16(hb, 2), bit4));
-    q[7] = _mm256_or_si256(q[7], _mm256_and_si256(_mm256_srli_epi16(hb, 3), bit4));
+    const __m256i raw[4] = {load256(gb + 16), load256(gb + 48), load256(gb + 80), load256(gb + 112)};
+    q5_0_codes(raw, load256(gb + 16 + 128), q);
   }
 };
 

@@ -385,6 +385,8 @@ QuantDotKernel quant_dot_kernel(DType weight, Isa isa) {
   if (isa == Isa::avx_vnni) vnni = avx_vnni_group_dot(weight);
   if (isa == Isa::avx512_vnni) vnni = avx512_vnni_group_dot(weight);
   if (vnni) k.dot_x8 = vnni;
+  if (isa == Isa::avx512_vnni && weight == DType::Q5_0) k.dot_x16 = avx512_vnni::dot_q5_0_x16;
+  if (isa == Isa::avx512_vnni && weight == DType::Q8_0) k.dot_x16 = avx512_vnni::dot_q8_0_x16;
   return k;
 }
 

@@ -45,6 +45,8 @@ struct QuantDotKernel {
   RepackFn repack_x8 = nullptr;
   UnpackFn unpack_x8 = nullptr;
   GroupDotFn dot_x8 = nullptr;
+  // Where a path has one: dot_x8 over two consecutive groups at once (16 rows).
+  GroupDotFn dot_x16 = nullptr;
   explicit operator bool() const { return dot != nullptr; }
   bool interleavable() const { return dot_x8 != nullptr; }
 };

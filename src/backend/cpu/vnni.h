@@ -7,10 +7,11 @@
 //   avx_vnni      -mavx2 -mfma -mf16c -mavxvnni: the VEX form (Intel Alder Lake and later
 //                 desktop CPUs, which have no AVX-512)
 //   avx512_vnni   + -mavx512f/bw/vl/vnni: the EVEX form on 256-bit vectors (AMD Zen 4/5,
-//                 Intel Ice Lake and later Xeons), with 32 vector registers. 256 bits on
-//                 purpose: vpdpbusd retires 64 bytes per cycle either as two ymm (ports 0
-//                 and 1) or one zmm on Intel cores and Zen 4, and the group layout
-//                 (interleaved.h) is one 32-byte vector per load.
+//                 Intel Ice Lake and later Xeons), with 32 vector registers. 256 bits
+//                 because the group layout (interleaved.h) is one 32-byte vector per load
+//                 and client cores and Zen 4 retire 64 bytes of vpdpbusd per cycle either
+//                 way; Xeons with two 512-bit units issue a zmm at the ymm rate, which the
+//                 16-row passes (dot_x16, interleaved_block32_vnni.cpp) use.
 //   vnni_emulated -mavx2 only, vpdpbusd from SIMDe (tests only): the same source runs on
 //                 a CPU without VNNI, so every line of the kernels is tested on any machine.
 // Everything the kernels share with other files is internal to the translation unit
