@@ -72,6 +72,20 @@ constexpr int64_t kSpan = 32;
 // Products supplies static int code_sum(const int8_t* qs, int weight) (weight times the sum
 // of the 32 activation codes) and static __m256i dot(const __m256i q[8], const uint8_t* aq)
 // (per row: q . the 32 activation codes at aq, in int32 lanes).
+// Per activation block b0..b1-1 and column: kOffset times the sum of its codes (taken off
+// the unsigned-code products) and its scale, ahead of the rows' work on those blocks.
+template <class Products, int NC>
+inline void span_sums(const uint8_t* a, size_t a_stride, int64_t b0, int64_t b1, int k_offset,
+                      int32_t offset[kSpan][NC], float scale_a[kSpan][NC]) {
+  for (int c = 0; c < NC; ++c) {
+    const auto* ab = reinterpret_cast<const BlockQ8_0*>(a + c * a_stride);
+    for (int64_t b = b0; b < b1; ++b) {
+      offset[b - b0][c] = Products::code_sum(ab[b].qs, k_offset);
+      scale_a[b - b0][c] = f16(ab[b].d);
+    }
+  }
+}
+
 template <class Codes, class Products, int NC>
 void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t os) {
   const int64_t nb = n / 32;
@@ -81,13 +95,7 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
   alignas(32) float scale_a[kSpan][NC];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
-    for (int c = 0; c < NC; ++c) {
-      const auto* ab = reinterpret_cast<const BlockQ8_0*>(a + c * a_stride);
-      for (int64_t b = b0; b < b1; ++b) {
-        offset[b - b0][c] = Products::code_sum(ab[b].qs, Codes::kOffset);
-        scale_a[b - b0][c] = f16(ab[b].d);
-      }
-    }
+    span_sums<Products, NC>(a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* gb = group + b * Codes::kBlockBytes;
       prefetch_weights(gb, Codes::kBlockBytes);

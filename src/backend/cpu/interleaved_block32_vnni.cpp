@@ -92,13 +92,7 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
   alignas(32) float scale_a[kSpan][NC];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
-    for (int c = 0; c < NC; ++c) {
-      const auto* ab = reinterpret_cast<const quant::BlockQ8_0*>(a + c * a_stride);
-      for (int64_t b = b0; b < b1; ++b) {
-        offset[b - b0][c] = VnniProducts::code_sum(ab[b].qs, Codes::kOffset);
-        scale_a[b - b0][c] = f16(ab[b].d);
-      }
-    }
+    block32_x8::span_sums<VnniProducts, NC>(a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* g0 = group + b * Codes::kBlockBytes;
       const uint8_t* g1 = group1 + b * Codes::kBlockBytes;

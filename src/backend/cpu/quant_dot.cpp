@@ -356,6 +356,15 @@ TANDEM_VNNI_TABLE(avx_vnni)
 TANDEM_VNNI_TABLE(avx512_vnni)
 #undef TANDEM_VNNI_TABLE
 
+// The 16-row pass of a weight type (avx512_vnni only), if it has one.
+GroupDotFn avx512_vnni_group_dot_x16(DType weight) {
+  switch (weight) {
+    case DType::Q5_0: return avx512_vnni::dot_q5_0_x16;
+    case DType::Q8_0: return avx512_vnni::dot_q8_0_x16;
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 Isa best_isa() {
@@ -385,8 +394,7 @@ QuantDotKernel quant_dot_kernel(DType weight, Isa isa) {
   if (isa == Isa::avx_vnni) vnni = avx_vnni_group_dot(weight);
   if (isa == Isa::avx512_vnni) vnni = avx512_vnni_group_dot(weight);
   if (vnni) k.dot_x8 = vnni;
-  if (isa == Isa::avx512_vnni && weight == DType::Q5_0) k.dot_x16 = avx512_vnni::dot_q5_0_x16;
-  if (isa == Isa::avx512_vnni && weight == DType::Q8_0) k.dot_x16 = avx512_vnni::dot_q8_0_x16;
+  if (isa == Isa::avx512_vnni) k.dot_x16 = avx512_vnni_group_dot_x16(weight);
   return k;
 }
 
