@@ -24,13 +24,13 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "cli/commands.h"
-#include "cli/loading.h"
-#include "cli/placement.h"
+#include "cli/options.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "runtime/session.h"
 
 #ifndef TANDEM_BUILD_COMMIT
@@ -54,7 +54,7 @@ struct BenchOptions {
   std::string output = "md";
   bool warmup = true;
   bool progress = false;
-  PlacementOptions placement;  // one placement for every test (-ngl is a single value here)
+  runtime::PlacementOptions placement;  // one placement for every test (-ngl is a single value here)
 };
 
 // One value, or a range as llama-bench writes it: "first-last", "first-last+step",
@@ -409,8 +409,8 @@ struct TestPlan {
 
 // Warmup (untimed, as llama-bench: the whole prompt, or one decode step), then per
 // repetition: empty the context, fill the depth untimed, time the prompt or the steps.
-TestResult run_test(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, const ModelInfo& info,
-                    const TestPlan& plan, int reps, bool warmup, bool progress) {
+TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const TestPlan& plan, int reps, bool warmup,
+                    bool progress) {
   TestResult r;
   r.model = &info;
   r.n_prompt = plan.n_prompt;
@@ -420,14 +420,14 @@ TestResult run_test(const model::Model& model, cpu::OpContext& ctx, Backend* gpu
   r.n_threads = plan.n_threads;
   r.type_k = plan.type_k;
   r.type_v = plan.type_v;
-  if (gpu != nullptr) r.backends = "CUDA,CPU";
+  if (engine.on_gpu()) r.backends = "CUDA,CPU";
   r.test_time = utc_now();
 
   const int64_t n_ctx = int64_t{plan.n_depth} + plan.n_prompt + plan.n_gen;
   // The workspace never needs more rows than the longest single feed.
   const int64_t widest = std::max<int64_t>({plan.n_prompt, plan.n_depth, 1});
   const model::KvCacheTypes kv{model::parse_kv_cache_type(plan.type_k, "-ctk"), model::parse_kv_cache_type(plan.type_v, "-ctv")};
-  runtime::Session session(model, ctx, n_ctx, std::min<int64_t>(plan.n_ubatch, widest), kv, gpu);
+  runtime::Session session(engine.model(), engine.backends(), n_ctx, std::min<int64_t>(plan.n_ubatch, widest), kv);
   std::mt19937 rng(kTokenSeed);
   std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(info.n_vocab - 1));
   auto random_tokens = [&](int64_t n) {
@@ -518,25 +518,30 @@ void run_bench(const BenchOptions& o) {
 
   printer->header();
   for (size_t m = 0; m < files.size(); ++m) {
-    load_with_progress(files[m]);
-    const auto model = model::load_model(files[m]);
-    // One placement per model, planned for its largest test (context and micro-batch).
-    const int64_t most_ctx = int64_t{*std::max_element(depths.begin(), depths.end())} +
-                             std::max(*std::max_element(prompts.begin(), prompts.end()),
-                                      *std::max_element(gens.begin(), gens.end()));
-    const std::unique_ptr<Backend> gpu =
-        place_model(*model, files[m], o.placement, most_ctx,
-                    {model::parse_kv_cache_type(type_k.front(), "-ctk"), model::parse_kv_cache_type(type_v.front(), "-ctv")},
-                    *std::max_element(ubatches.begin(), ubatches.end()), /*quiet=*/!o.progress);
+    // One engine per model, placed for its largest test (context and micro-batch); a
+    // thread sweep swaps only its CPU pool.
+    runtime::EngineOptions eo;
+    eo.model_path = model_paths[m];
+    eo.threads = threads.front();
+    eo.kv = {model::parse_kv_cache_type(type_k.front(), "-ctk"), model::parse_kv_cache_type(type_v.front(), "-ctv")};
+    eo.placement = o.placement;
+    eo.plan_ctx = int64_t{*std::max_element(depths.begin(), depths.end())} +
+                  std::max(*std::max_element(prompts.begin(), prompts.end()),
+                           *std::max_element(gens.begin(), gens.end()));
+    eo.plan_ubatch = *std::max_element(ubatches.begin(), ubatches.end());
+    eo.quiet = !o.progress;
+    eo.prepare = false;  // each test's warmup makes the weights ready, as llama-bench's does
+    eo.load_progress = load_progress_bar();
+    runtime::Engine engine(eo);
     for (int ub : ubatches) {
       for (const std::string& tk : type_k) {
         for (const std::string& tv : type_v) {
           for (int nt : threads) {
-            cpu::OpContext ctx(nt, model->max_row());
+            engine.set_threads(nt);
             for (int d : depths) {
               auto run = [&](int p, int n) {
                 const TestPlan plan{p, n, d, ub, nt, tk, tv};
-                printer->test(run_test(*model, ctx, gpu.get(), infos[m], plan, o.reps, o.warmup, o.progress));
+                printer->test(run_test(engine, infos[m], plan, o.reps, o.warmup, o.progress));
               };
               for (int p : prompts) {
                 if (p > 0) run(p, 0);
@@ -574,7 +579,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "Output format: md, json, jsonl or csv")->capture_default_str();
   cmd->add_flag("--warmup,!--no-warmup", o->warmup, "One untimed run before each test (default: on)");
   cmd->add_flag("--progress", o->progress, "Say on stderr what is running");
-  o->placement.add_to(cmd);
+  add_placement_options(cmd, o->placement);
   cmd->callback([o] { run_bench(*o); });
 }
 

@@ -5,58 +5,44 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <iostream>
 #include <random>
 
 #include "cli/commands.h"
-#include "cli/loading.h"
-#include "cli/placement.h"
+#include "cli/options.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
-#include "gguf/gguf_model_files.h"
-#include "model/model.h"
-#include "runtime/sampler.h"
-#include "runtime/session.h"
-#include "text/chat_template.h"
-#include "text/detokenizer.h"
-#include "text/generation_stop.h"
-#include "text/tokenizer.h"
+#include "runtime/engine.h"
+#include "runtime/generation.h"
+#include "text/chat_prompt.h"
 
 namespace tandem::cli {
 namespace {
 
+constexpr int64_t kUbatch = 64;
+
 struct ChatOptions {
-  std::string model, template_file, system;
+  EngineFlags engine;
+  std::string template_file, system;
   int n_predict = 1024;
   int n_ctx = 0;
-  int threads = 0;
   int64_t seed = -1;
   bool think = true;
   runtime::SamplerParams sampling;
-  KvCacheOptions kv;
-  PlacementOptions placement;
 };
 
 void run_chat(const ChatOptions& o) {
-  const gguf::ModelFiles files = gguf::ModelFiles::open(o.model);
-  load_with_progress(files);
-  const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
-  const text::ChatTemplate chat = o.template_file.empty()
-                                      ? text::ChatTemplate::from_gguf(files.primary())
-                                      : text::ChatTemplate::from_file(o.template_file, &files.primary());
-  const auto model = model::load_model(files);
-  const model::HParams& hp = model->hparams();
+  runtime::EngineOptions eo = o.engine.engine_options(0, kUbatch);
+  eo.chat_template_file = o.template_file;
+  runtime::Engine engine(eo);
+  const text::ChatTemplate& chat = engine.chat_template();
+  const model::HParams& hp = engine.hparams();
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
-  const int threads = o.threads > 0 ? o.threads : default_thread_count();
-  cpu::OpContext ctx(threads, model->max_row());
-  const std::unique_ptr<Backend> gpu = place_model(*model, files, o.placement, n_ctx, o.kv.types(), 64);
-  prepare_weights(*model, ctx, gpu.get(), o.kv.types());
-  runtime::Session session(*model, ctx, n_ctx, 64, o.kv.types(), gpu.get());
-  runtime::SamplerParams sp = o.sampling;
-  sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
-  runtime::Sampler sampler(sp, hp.n_vocab);
-  const std::set<text::TokenId> eog = text::end_of_generation_tokens(tokenizer.vocab(), files.primary());
+  engine.place(n_ctx, kUbatch);
+  const std::unique_ptr<runtime::Session> session = engine.new_session(n_ctx, kUbatch);
+  runtime::GenerationParams gp;
+  gp.sampling = o.sampling;
+  gp.sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
+  gp.max_tokens = o.n_predict;
   const bool interactive = isatty(STDIN_FILENO);
 
   text::ChatInputs inputs;
@@ -68,7 +54,7 @@ void run_chat(const ChatOptions& o) {
   reset();
   std::vector<text::TokenId> in_context;  // what the session holds, token by token
   fmt::print(stderr, "chat: {} ({}), context {}, {} threads. /exit, /reset, /think on|off\n",
-             o.model, hp.arch, n_ctx, threads);
+             o.engine.model, hp.arch, n_ctx, engine.threads());
   std::string line;
   while (true) {
     if (interactive) fmt::print(stderr, "\n> ");
@@ -76,7 +62,7 @@ void run_chat(const ChatOptions& o) {
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       reset();
-      session.reset();
+      session->reset();
       in_context.clear();
       fmt::print(stderr, "(conversation cleared)\n");
       continue;
@@ -94,16 +80,13 @@ void run_chat(const ChatOptions& o) {
     inputs.messages.push_back({{"role", "user"}, {"content", line}});
     inputs.add_generation_prompt = true;
     inputs.extra["enable_thinking"] = think;
-    const std::string prompt = chat.render(inputs);
-    text::EncodeOptions enc;
-    enc.parse_special = true;  // the template's own markers; user text was placed by the template
-    enc.add_special = true;
-    const std::vector<text::TokenId> tokens = tokenizer.encode(prompt, enc);
+    // The template's own markers are control tokens; the user's text never becomes one.
+    const std::vector<text::TokenId> tokens = text::encode_chat(chat, engine.tokenizer(), inputs).tokens;
     // Reuse the cache when the new prompt extends what is in it; otherwise start over.
     const bool extends = in_context.size() < tokens.size() &&
                          std::equal(in_context.begin(), in_context.end(), tokens.begin());
     if (!extends) {
-      session.reset();
+      session->reset();
       in_context.clear();
     }
     if (static_cast<int64_t>(tokens.size()) + 1 > n_ctx) {
@@ -113,35 +96,26 @@ void run_chat(const ChatOptions& o) {
       continue;
     }
     const std::span<const text::TokenId> fresh(tokens.data() + in_context.size(), tokens.size() - in_context.size());
-    const auto t0 = std::chrono::steady_clock::now();
-    std::span<float> logits = session.feed(fresh);
-    in_context = tokens;
-    const auto t1 = std::chrono::steady_clock::now();
-    text::StreamDecoder decoder(tokenizer);
+    ++gp.sampling.seed;  // each reply draws its own numbers
+    runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
+    generation.accept_prompt(tokens);
     std::string reply;
-    int generated = 0;
-    while (generated < o.n_predict && session.n_past() < n_ctx) {
-      const text::TokenId next = sampler.sample(logits);
-      ++generated;
-      if (eog.count(next)) break;
-      sampler.accept(next);
-      const std::string piece = decoder.push(next);
-      reply += piece;
-      std::fputs(piece.c_str(), stdout);
+    in_context = tokens;
+    const runtime::GenerationStats st = runtime::generate(*session, generation, fresh, [&](const std::string& text) {
+      reply += text;
+      std::fputs(text.c_str(), stdout);
       std::fflush(stdout);
-      if (session.n_past() + 1 > n_ctx) break;
-      logits = session.feed(std::span<const text::TokenId>(&next, 1));
-      in_context.push_back(next);
-    }
-    const std::string tail = decoder.finish();
-    reply += tail;
-    std::fputs((tail + "\n").c_str(), stdout);
+      return true;
+    });
+    // Every generated token but the last (which ended it, or was never fed) is in the cache.
+    in_context.insert(in_context.end(), generation.tokens().begin(), generation.tokens().end());
+    in_context.resize(static_cast<size_t>(session->n_past()));
+    std::fputs("\n", stdout);
     std::fflush(stdout);
     inputs.messages.push_back({{"role", "assistant"}, {"content", reply}});
-    const double pp = std::chrono::duration<double>(t1 - t0).count();
-    const double tg = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     fmt::print(stderr, "[prompt {} new tokens {:.1f} tok/s | reply {} tokens {:.1f} tok/s]\n", fresh.size(),
-               fresh.size() / std::max(pp, 1e-9), generated, generated / std::max(tg, 1e-9));
+               fresh.size() / std::max(st.prompt_seconds, 1e-9), st.generated,
+               st.generated / std::max(st.generation_seconds, 1e-9));
   }
 }
 
@@ -150,14 +124,11 @@ void run_chat(const ChatOptions& o) {
 void register_chat(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("chat", "Chat with a model using its chat template");
   auto o = std::make_shared<ChatOptions>();
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  o->engine.add_to(cmd);
   cmd->add_option("--template", o->template_file, "Jinja chat template file (default: the model's)");
   cmd->add_option("--system", o->system, "System prompt");
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
-  o->kv.add_to(cmd);
-  o->placement.add_to(cmd);
   cmd->add_option("-s,--seed", o->seed, "Random seed (-1: random)")->capture_default_str();
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();

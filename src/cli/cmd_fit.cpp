@@ -15,8 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/loading.h"
-#include "cli/placement.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "gguf/gguf_model_files.h"
 #include "model/synth.h"
@@ -39,7 +38,7 @@ struct FitOptions {
   std::string ram;
   std::optional<double> gpu_bw, cpu_bw;
   KvCacheOptions kv;
-  PlacementOptions placement;
+  runtime::PlacementOptions placement;
   bool json = false, tensors = false;
 };
 
@@ -261,7 +260,7 @@ void register_fit(CLI::App& app) {
   cmd->add_option("--gpu-bw", o->gpu_bw, "GPU memory bandwidth in GB/s (default: measured; needed without a GPU)");
   cmd->add_option("--cpu-bw", o->cpu_bw, "CPU memory read bandwidth in GB/s (default: measured)");
   o->kv.add_to(cmd);
-  o->placement.add_to(cmd);
+  add_placement_options(cmd, o->placement);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
   cmd->callback([o, layers] {

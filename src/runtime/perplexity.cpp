@@ -8,7 +8,7 @@
 
 namespace tandem::runtime {
 
-PerplexityResult perplexity(const model::Model& model, cpu::OpContext& ctx, std::span<const int32_t> tokens,
+PerplexityResult perplexity(const model::Model& model, const model::Backends& backends, std::span<const int32_t> tokens,
                             int64_t n_ctx, int32_t bos, int64_t max_chunks, int64_t n_ubatch, model::KvCacheTypes kv,
                             const std::function<void(int64_t, double)>& progress) {
   if (n_ctx < 4) fail("perplexity: context {} is too small", n_ctx);
@@ -19,7 +19,7 @@ PerplexityResult perplexity(const model::Model& model, cpu::OpContext& ctx, std:
   int64_t n_chunks = n_tokens / n_ctx;
   if (max_chunks >= 0) n_chunks = std::min(n_chunks, max_chunks);
   const int64_t V = model.hparams().n_vocab, first = n_ctx / 2;
-  Session session(model, ctx, n_ctx, n_ubatch, kv);
+  Session session(model, backends, n_ctx, n_ubatch, kv);
   std::vector<int32_t> chunk(static_cast<size_t>(n_ctx));
   double nll = 0, nll2 = 0;
   int64_t count = 0;

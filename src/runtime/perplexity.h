@@ -21,7 +21,7 @@ struct PerplexityResult {
 
 // `bos` < 0: no BOS substitution. max_chunks < 0: as many as the tokens allow.
 // progress(chunk_index, running_ppl) is called after each chunk.
-PerplexityResult perplexity(const model::Model& model, cpu::OpContext& ctx, std::span<const int32_t> tokens,
+PerplexityResult perplexity(const model::Model& model, const model::Backends& backends, std::span<const int32_t> tokens,
                             int64_t n_ctx, int32_t bos, int64_t max_chunks, int64_t n_ubatch, model::KvCacheTypes kv,
                             const std::function<void(int64_t, double)>& progress = {});
 

@@ -4,9 +4,9 @@
 
 namespace tandem::runtime {
 
-Session::Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch,
-                 model::KvCacheTypes kv, Backend* gpu)
-    : model_(model), cpu_(ctx), backends_{&cpu_, gpu}, state_(model.new_sequence(backends_, n_ctx, kv)),
+Session::Session(const model::Model& model, const model::Backends& backends, int64_t n_ctx, int64_t n_ubatch,
+                 model::KvCacheTypes kv)
+    : model_(model), backends_(backends), state_(model.new_sequence(backends_, n_ctx, kv)),
       workspace_(model.new_workspace(backends_, n_ubatch)), n_ubatch_(n_ubatch),
       logits_(static_cast<size_t>(model.hparams().n_vocab)) {}
 

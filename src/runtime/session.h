@@ -1,23 +1,23 @@
 // One conversation's worth of model state: feed it tokens (a prompt of any length is cut
 // into micro-batches), read the logits of the last one, repeat. Owns nothing global: the
-// model and the op context (thread pool, scratch) are shared.
+// model and the backends (thread pool, scratch, GPU) are handed in and shared; an Engine
+// (runtime/engine.h) makes sessions on its own.
 #pragma once
 
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "backend/cpu/cpu_backend.h"
 #include "model/model.h"
 
 namespace tandem::runtime {
 
 class Session {
  public:
-  // The CPU part runs on ctx's pool; `gpu` serves the layers the model's placement puts on
-  // Device::Cuda (nullptr when the placement is all-CPU).
-  Session(const model::Model& model, cpu::OpContext& ctx, int64_t n_ctx, int64_t n_ubatch = 64,
-          model::KvCacheTypes kv = {}, Backend* gpu = nullptr);
+  // backends.gpu serves the layers the model's placement puts on Device::Cuda (nullptr when
+  // the placement is all-CPU).
+  Session(const model::Model& model, const model::Backends& backends, int64_t n_ctx, int64_t n_ubatch = 64,
+          model::KvCacheTypes kv = {});
 
   // Appends tokens to the context and returns the logits after the last one (n_vocab
   // floats, valid until the next call). Fails with a clear error if the context is full.
@@ -34,7 +34,6 @@ class Session {
   void run(std::span<const int32_t> tokens, float* logits, bool all_logits);
 
   const model::Model& model_;
-  cpu::CpuBackend cpu_;
   model::Backends backends_;
   std::unique_ptr<model::SequenceState> state_;
   std::unique_ptr<model::Workspace> workspace_;

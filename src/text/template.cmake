@@ -11,4 +11,5 @@ target_sources(tandem PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/jinja/text_ops.cpp
   ${CMAKE_CURRENT_LIST_DIR}/jinja/template.cpp
   ${CMAKE_CURRENT_LIST_DIR}/chat_template.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chat_prompt.cpp
 )

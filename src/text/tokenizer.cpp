@@ -25,7 +25,7 @@ struct Tokenizer::Impl {
     uint32_t begin, end;
     TokenId token;
   };
-  void partition(std::string_view text, bool parse_special, std::vector<Fragment>& out,
+  void partition(std::string_view text, const EncodeOptions& options, std::vector<Fragment>& out,
                  std::vector<Fragment>& scratch) const;
   void build_pieces();
 };
@@ -104,8 +104,17 @@ void Tokenizer::Impl::build_pieces() {
   }
 }
 
-void Tokenizer::Impl::partition(std::string_view text, bool parse_special,
+void Tokenizer::Impl::partition(std::string_view text, const EncodeOptions& options,
                                 std::vector<Fragment>& out, std::vector<Fragment>& scratch) const {
+  const bool parse_special = options.parse_special;
+  // Whether [b, e) overlaps a range where specials are not matched (ranges are sorted).
+  auto in_plain_text = [&](size_t b, size_t e) {
+    for (const auto& [pb, pe] : options.plain_ranges) {
+      if (pb >= e) break;
+      if (pe > b) return true;
+    }
+    return false;
+  };
   out.clear();
   if (text.empty()) return;
   out.push_back({0, static_cast<uint32_t>(text.size()), kNoToken});
@@ -121,12 +130,17 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special,
         continue;
       }
       uint32_t pos = f.begin;
-      for (;;) {
-        const size_t hit = text.substr(0, f.end).find(s, pos);
+      for (size_t from = pos;;) {
+        const size_t hit = text.substr(0, f.end).find(s, from);
         if (hit == std::string_view::npos) break;
+        if (in_plain_text(hit, hit + s.size())) {
+          from = hit + 1;
+          continue;
+        }
         if (hit > pos) out.push_back({pos, static_cast<uint32_t>(hit), kNoToken});
         out.push_back({static_cast<uint32_t>(hit), static_cast<uint32_t>(hit + s.size()), id});
         pos = static_cast<uint32_t>(hit + s.size());
+        from = pos;
       }
       if (pos < f.end) out.push_back({pos, f.end, kNoToken});
     }
@@ -186,7 +200,7 @@ void Tokenizer::encode(std::string_view text, const EncodeOptions& options,
   const Vocab& v = m.vocab;
   thread_local EncodeScratch s;
   thread_local std::vector<Impl::Fragment> fragments, fragment_scratch;
-  m.partition(text, options.parse_special, fragments, fragment_scratch);
+  m.partition(text, options, fragments, fragment_scratch);
 
   if (options.add_special && v.add_bos) {
     if (v.bos == kNoToken) fail("the vocabulary asks for a BOS token (add_bos_token) but has none");

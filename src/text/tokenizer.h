@@ -23,6 +23,9 @@ namespace tandem::text {
 struct EncodeOptions {
   bool add_special = false;    // add BOS/EOS as tokenizer.ggml.add_bos/eos_token say
   bool parse_special = false;  // match control tokens' texts in the input
+  // Byte ranges [first, second) of the input where no special token is matched at all,
+  // even with parse_special (text a user wrote, inside a template's markup). Sorted.
+  std::span<const std::pair<size_t, size_t>> plain_ranges;
 };
 
 struct DecodeOptions {

@@ -6,6 +6,7 @@
 
 #include "model/model.h"
 #include "model/tiny_model.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 #include "support/test_support.h"
 
@@ -50,7 +51,8 @@ TEST_P(BatchTest, BatchEqualsAlone) {
   // Each alone: prompt, then two decode steps with fixed tokens.
   std::vector<std::vector<float>> alone;
   for (const auto& p : prompts) {
-    runtime::Session s(*model, ctx, 64, 3, kF32Cache);  // micro-batch 3 splits the prompts
+    cpu::CpuBackend s_cpu(ctx);
+    runtime::Session s(*model, model::Backends{&s_cpu, nullptr}, 64, 3, kF32Cache);  // micro-batch 3 splits the prompts
     auto l = s.feed(p);
     alone.emplace_back(l.begin(), l.end());
     for (int32_t t : {11, 12}) {
@@ -95,7 +97,8 @@ TEST(Session, ContextOverflowIsAClearErrorAndChangesNothing) {
   const auto files = gguf::ModelFiles::open(path);
   const auto model = load_model(files);
   cpu::OpContext ctx(1, model->max_row());
-  runtime::Session s(*model, ctx, 8, 4);
+  cpu::CpuBackend s_cpu(ctx);
+  runtime::Session s(*model, model::Backends{&s_cpu, nullptr}, 8, 4);
   const std::vector<int32_t> six = {1, 2, 3, 4, 5, 6};
   s.feed(six);
   try {

@@ -10,6 +10,7 @@
 
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 #include "support/test_support.h"
 
@@ -74,7 +75,8 @@ TEST_P(FixtureLogits, MatchTransformers) {
   for (const json& seq : v["sequences"]) {
     const auto tokens = seq["tokens"].get<std::vector<int32_t>>();
     const auto n = static_cast<int64_t>(tokens.size());
-    runtime::Session session(*model, ctx, 256, 32, kF32Cache);  // micro-batch 32 splits the long prompts
+    cpu::CpuBackend session_cpu(ctx);
+    runtime::Session session(*model, model::Backends{&session_cpu, nullptr}, 256, 32, kF32Cache);  // micro-batch 32 splits the long prompts
     const std::vector<float>& logits = session.feed_all_logits(tokens);
     const float* expected = ref.data() + seq["logits_offset"].get<int64_t>();
     for (int64_t p = 0; p < n; ++p) {
@@ -129,7 +131,8 @@ TEST_P(FixtureLogits, FastPathMatchesLlamaCpp) {
   const auto tokens = v["sequences"][lr["sequence"].get<size_t>()]["tokens"].get<std::vector<int32_t>>();
   const auto n = static_cast<int64_t>(tokens.size());
   ASSERT_EQ(static_cast<int64_t>(ref.size()), n * V);
-  runtime::Session session(*model, ctx, 256, 32, kF32Cache);  // as the llama.cpp run
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(*model, model::Backends{&session_cpu, nullptr}, 256, 32, kF32Cache);  // as the llama.cpp run
   const std::vector<float>& logits = session.feed_all_logits(tokens);
   // Activation rounding is discontinuous: an f32 difference of one ulp upstream (RoPE,
   // norms) can move an 8-bit code by one step, which shifts these tiny models' logits by

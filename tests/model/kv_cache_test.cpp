@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 
 namespace tandem::model {
@@ -30,7 +31,8 @@ std::vector<int32_t> longest_sequence(const std::string& family) {
 }
 
 std::vector<float> run(const Model& model, cpu::OpContext& ctx, const std::vector<int32_t>& tokens, KvCacheTypes kv) {
-  runtime::Session session(model, ctx, 256, 32, kv);
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(model, model::Backends{&session_cpu, nullptr}, 256, 32, kv);
   return session.feed_all_logits(tokens);
 }
 

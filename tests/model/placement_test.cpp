@@ -141,7 +141,8 @@ constexpr KvCacheTypes kF16Cache{DType::F16, DType::F16};
 // Prompt logits, then two decode steps, as one vector. Micro-batch 5: the prompt in pieces
 // (decode-sized, <= 8 tokens); 16: one prompt-sized pass (expert streaming).
 std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu, int64_t n_ubatch = 5) {
-  runtime::Session session(model, ctx, 64, n_ubatch, kF16Cache, gpu);
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(model, model::Backends{&session_cpu, gpu}, 64, n_ubatch, kF16Cache);
   const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 11, 2, 8, 30, 1, 7, 19, 23};
   std::vector<float> out;
   auto l = session.feed(prompt);
@@ -257,7 +258,8 @@ TEST(Placement, BadPlacementsAreClearErrors) {
   model->set_placement(std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cuda}), Device::Cuda);
   cpu::OpContext ctx(1, model->max_row());
   try {
-    runtime::Session session(*model, ctx, 16, 4);
+    cpu::CpuBackend session_cpu(ctx);
+    runtime::Session session(*model, model::Backends{&session_cpu, nullptr}, 16, 4);
     FAIL() << "a GPU placement ran without a GPU backend";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no GPU backend"), std::string::npos) << e.what();

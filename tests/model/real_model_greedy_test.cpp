@@ -41,6 +41,7 @@
 
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 #include "support/test_support.h"
 #include "text/detokenizer.h"
@@ -122,7 +123,8 @@ class RealModelGreedy : public ::testing::Test {
 
   // Greedy from the prompt until end of generation or n_predict tokens.
   FreeRun free_run(const nlohmann::json& c) {
-    runtime::Session session(*model_, *ctx_, 256, 64);
+    cpu::CpuBackend session_cpu(*ctx_);
+    runtime::Session session(*model_, model::Backends{&session_cpu, nullptr}, 256, 64);
     std::span<float> logits = session.feed(prompt_tokens(c));
     text::StreamDecoder decoder(*tokenizer_, {.show_special = true});
     FreeRun run;
@@ -196,7 +198,8 @@ TEST_F(RealModelGreedy, TracksLlamaCppWithinItsOwnSpread) {
       ASSERT_GE(top_ids.size(), forced_tokens.size());
 
       // 1 and 2: tandem fed the reference's tokens, one per step as generation feeds them.
-      runtime::Session session(*model_, *ctx_, 256, 64);
+      cpu::CpuBackend session_cpu(*ctx_);
+      runtime::Session session(*model_, model::Backends{&session_cpu, nullptr}, 256, 64);
       std::span<float> logits = session.feed(prompt_tokens(c));
       for (size_t step = 0; step < top_ids.size(); ++step) {
         const auto ids = top_ids[step].get<std::vector<int32_t>>();

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "quant/dequantize.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 #include "support/test_support.h"
 #include "text/tokenizer.h"
@@ -145,7 +146,8 @@ TEST_P(SynthModel, LoadsAndGivesFiniteLogits) {
   std::vector<int32_t> tokens = tokenizer.encode("hello world, hello!");
   ASSERT_FALSE(tokens.empty());
   cpu::OpContext ctx(2, model->max_row());
-  runtime::Session session(*model, ctx, 64);
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(*model, model::Backends{&session_cpu, nullptr}, 64);
   for (int step = 0; step < 3; ++step) {
     const auto logits = session.feed(tokens);
     double sum = 0, sq = 0;

@@ -11,6 +11,7 @@
 #include "backend/cuda/graph_segments.h"
 #include "cuda_test_support.h"
 #include "model/model.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 
 namespace tandem::cuda {
@@ -60,7 +61,8 @@ TEST(GraphSegments, KeysNameTheBatchAndTheSegment) {
 }
 
 std::vector<float> decode(const model::Model& m, cpu::OpContext& ctx, CudaBackend& gpu, int steps) {
-  runtime::Session session(m, ctx, 64, 16, {DType::F16, DType::F16}, &gpu);
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(m, model::Backends{&session_cpu, &gpu}, 64, 16, {DType::F16, DType::F16});
   const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 11};
   std::vector<float> out;
   auto l = session.feed(prompt);

@@ -21,6 +21,7 @@
 #include "cuda_test_support.h"
 #include "model/model.h"
 #include "plan/memory.h"
+#include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 
 namespace tandem::cuda {
@@ -36,7 +37,8 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.family << "/" << c.file
 
 std::vector<float> run(const model::Model& m, cpu::OpContext& ctx, Backend* gpu) {
   // Micro-batches of 12: the 17-token prompt runs as 12 (GEMM, experts grouped) + 5 (mat-vec).
-  runtime::Session session(m, ctx, 64, 12, {DType::F16, DType::F16}, gpu);
+  cpu::CpuBackend session_cpu(ctx);
+  runtime::Session session(m, model::Backends{&session_cpu, gpu}, 64, 12, {DType::F16, DType::F16});
   const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 11, 2, 8, 30, 1, 7, 19, 23, 4, 6, 13, 21};
   std::vector<float> out;
   auto l = session.feed(prompt);

@@ -1,4 +1,4 @@
-#include "cli/placement.h"
+#include "runtime/placement.h"
 
 #include <fmt/format.h>
 
@@ -11,33 +11,7 @@
 #include "backend/cuda/cuda_backend.h"
 #endif
 
-namespace tandem::cli {
-
-void PlacementOptions::add_to(CLI::App* cmd) {
-  cmd->add_option("--vram-budget", vram_budget,
-                  "VRAM the plan may use, reserve included: 12GiB, 12G, 12000MiB, 512M, 12GB, or bytes\n"
-                  "(default: CUDA0's free memory; 0 without a GPU)");
-  cmd->add_option("--n-gpu-layers", n_gpu_layers,
-                  "-ngl N as llama.cpp: the last N layers, counting the output head as the last one, on\n"
-                  "the GPU (99: all); replaces the automatic placement");
-  cmd->add_flag("--cpu-moe", cpu_moe, "-cmoe: keep every routed expert tensor on the CPU (as llama.cpp)");
-  cmd->add_option("--n-cpu-moe", n_cpu_moe, "-ncmoe N: keep the routed experts of the first N layers on the CPU");
-  cmd->add_option("--override-tensor", overrides,
-                  "-ot REGEX=DEVICE[,...] as llama.cpp: tensors whose name matches go to DEVICE (CPU or\n"
-                  "CUDA0); repeatable; the first matching rule wins")
-      ->take_all()
-      ->allow_extra_args(false);
-  cmd->add_option("--expert-streaming", expert_streaming,
-                  "Long prompts on a GPU whose layers' routed experts stay on the CPU: stream those\n"
-                  "experts' weights to the GPU when that is faster than the CPU (auto: decided per layer\n"
-                  "from measured speeds, with GPU room only the placement leaves unused; on: always, room\n"
-                  "set aside first; off: never)")
-      ->capture_default_str();
-  cmd->add_option("--placement", placement,
-                  "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
-                  "while they fit (the plain layer split baseline)")
-      ->capture_default_str();
-}
+namespace tandem::runtime {
 
 void PlacementOptions::apply(plan::PlanOptions& po) const {
   po.policy = plan::parse_policy(placement);
@@ -102,10 +76,10 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
 #endif
 }
 
-void prepare_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv) {
-  runtime::Session warm(model, ctx, 1, 1, kv, gpu);
+void prepare_weights(const model::Model& model, const model::Backends& backends, model::KvCacheTypes kv) {
+  Session warm(model, backends, 1, 1, kv);
   const int32_t token = 0;
   warm.feed(std::span<const int32_t>(&token, 1));
 }
 
-}  // namespace tandem::cli
+}  // namespace tandem::runtime

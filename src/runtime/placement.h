@@ -1,10 +1,10 @@
-// The placement flags every command that plans or runs a model takes (llama.cpp's
-// spellings: -ngl, --cpu-moe, --n-cpu-moe, -ot; tandem's --vram-budget and --placement),
-// and the step that turns them into a running placement: plan on this machine, set the
-// model's per-layer devices and start the CUDA backend when anything lands on the GPU.
+// Where a model runs: the placement options every command that plans or runs a model takes
+// (llama.cpp's spellings: -ngl, --cpu-moe, --n-cpu-moe, -ot; tandem's --vram-budget,
+// --placement, --expert-streaming), and the step that turns them into a running placement:
+// plan on this machine, set the model's per-layer devices and start the CUDA backend when
+// anything lands on the GPU. The command-line spellings are added in cli/options.h.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -12,12 +12,11 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu_ops.h"
 #include "gguf/gguf_model_files.h"
 #include "model/model.h"
 #include "plan/planner.h"
 
-namespace tandem::cli {
+namespace tandem::runtime {
 
 struct PlacementOptions {
   std::string vram_budget;  // empty: the GPU's free memory
@@ -27,7 +26,6 @@ struct PlacementOptions {
   std::string placement = "auto";
   std::string expert_streaming = "auto";
 
-  void add_to(CLI::App* cmd);
   // The placement part of a plan's options (-ot rules parsed: bad ones are errors here).
   void apply(plan::PlanOptions& po) const;
   // Whether any flag asks for the GPU (then running without one is said, not silent).
@@ -44,7 +42,8 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
 
 // One throwaway token through the model, so that weights are made ready for their device
 // now rather than inside the first timed prompt: the GPU backend uploads what it runs, the
-// CPU repacks its matrices to the interleaved layout (kept by ctx for every session on it).
-void prepare_weights(const model::Model& model, cpu::OpContext& ctx, Backend* gpu, model::KvCacheTypes kv);
+// CPU repacks its matrices to the interleaved layout (kept by the CPU backend's op context
+// for every session on it).
+void prepare_weights(const model::Model& model, const model::Backends& backends, model::KvCacheTypes kv);
 
-}  // namespace tandem::cli
+}  // namespace tandem::runtime

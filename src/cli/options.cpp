@@ -1,0 +1,73 @@
+#include "cli/options.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+namespace tandem::cli {
+
+std::function<void(uint64_t, uint64_t)> load_progress_bar() {
+  if (!isatty(STDERR_FILENO)) return {};
+  return [](uint64_t done, uint64_t total) {
+    const int width = 40, filled = total ? static_cast<int>(width * done / total) : width;
+    fmt::print(stderr, "\rloading [{:=<{}}{: <{}}] {:3d}% ({:.0f}/{:.0f} MiB)", "", filled, "", width - filled,
+               total ? static_cast<int>(100 * done / total) : 100, done / 1048576.0, total / 1048576.0);
+    if (done == total) fmt::print(stderr, "\n");
+  };
+}
+
+void KvCacheOptions::add_to(CLI::App* cmd) {
+  cmd->add_option("--cache-type-k", k, "KV cache type for K (-ctk): f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1")
+      ->capture_default_str();
+  cmd->add_option("--cache-type-v", v, "KV cache type for V (-ctv): as for K")->capture_default_str();
+}
+
+model::KvCacheTypes KvCacheOptions::types() const {
+  return {model::parse_kv_cache_type(k, "-ctk"), model::parse_kv_cache_type(v, "-ctv")};
+}
+
+void add_placement_options(CLI::App* cmd, runtime::PlacementOptions& o) {
+  cmd->add_option("--vram-budget", o.vram_budget,
+                  "VRAM the plan may use, reserve included: 12GiB, 12G, 12000MiB, 512M, 12GB, or bytes\n"
+                  "(default: CUDA0's free memory; 0 without a GPU)");
+  cmd->add_option("--n-gpu-layers", o.n_gpu_layers,
+                  "-ngl N as llama.cpp: the last N layers, counting the output head as the last one, on\n"
+                  "the GPU (99: all); replaces the automatic placement");
+  cmd->add_flag("--cpu-moe", o.cpu_moe, "-cmoe: keep every routed expert tensor on the CPU (as llama.cpp)");
+  cmd->add_option("--n-cpu-moe", o.n_cpu_moe, "-ncmoe N: keep the routed experts of the first N layers on the CPU");
+  cmd->add_option("--override-tensor", o.overrides,
+                  "-ot REGEX=DEVICE[,...] as llama.cpp: tensors whose name matches go to DEVICE (CPU or\n"
+                  "CUDA0); repeatable; the first matching rule wins")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--expert-streaming", o.expert_streaming,
+                  "Long prompts on a GPU whose layers' routed experts stay on the CPU: stream those\n"
+                  "experts' weights to the GPU when that is faster than the CPU (auto: decided per layer\n"
+                  "from measured speeds, with GPU room only the placement leaves unused; on: always, room\n"
+                  "set aside first; off: never)")
+      ->capture_default_str();
+  cmd->add_option("--placement", o.placement,
+                  "auto: the GPU filled by value per byte (default); layers: whole layers from the first\n"
+                  "while they fit (the plain layer split baseline)")
+      ->capture_default_str();
+}
+
+void EngineFlags::add_to(CLI::App* cmd, bool with_placement) {
+  cmd->add_option("-m,--model", model, "GGUF model file (any part of a split model)")->required();
+  cmd->add_option("-t,--threads", threads, "CPU threads (0: the CPUs this process may use)")->capture_default_str();
+  kv.add_to(cmd);
+  if (with_placement) add_placement_options(cmd, placement);
+}
+
+runtime::EngineOptions EngineFlags::engine_options(int64_t plan_ctx, int64_t ubatch) const {
+  runtime::EngineOptions e;
+  e.model_path = model;
+  e.threads = threads;
+  e.kv = kv.types();
+  e.placement = placement;
+  e.plan_ctx = plan_ctx;
+  e.plan_ubatch = ubatch;
+  e.load_progress = load_progress_bar();
+  return e;
+}
+
+}  // namespace tandem::cli

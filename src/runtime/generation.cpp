@@ -1,0 +1,145 @@
+#include "runtime/generation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tandem::runtime {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::EndOfGeneration:
+    case FinishReason::StopString:
+      return "stop";
+    case FinishReason::Length:
+    case FinishReason::ContextFull:
+      return "length";
+    case FinishReason::Cancelled:
+      return "cancelled";
+    case FinishReason::None:
+      break;
+  }
+  return "none";
+}
+
+namespace {
+text::DecodeOptions decode_options(const GenerationParams& p) {
+  text::DecodeOptions d;
+  d.show_special = p.show_special;
+  return d;
+}
+}  // namespace
+
+Generation::Generation(const text::Tokenizer& tokenizer, const std::set<text::TokenId>& end_of_generation,
+                       GenerationParams params, int64_t n_vocab)
+    : eog_(&end_of_generation),
+      params_(std::move(params)),
+      sampler_(params_.sampling, n_vocab),
+      decoder_(tokenizer, decode_options(params_)),
+      stops_(params_.stops) {
+  if (params_.top_logprobs > 20) fail("top_logprobs must be at most 20 (got {})", params_.top_logprobs);
+  if (params_.max_tokens == 0) finish(FinishReason::Length);
+}
+
+void Generation::accept_prompt(std::span<const text::TokenId> tokens) {
+  for (text::TokenId t : tokens) sampler_.accept(t);
+}
+
+void Generation::log_probabilities(std::span<const float> logits, text::TokenId chosen,
+                                   std::vector<TokenLogprob>& out) {
+  // log-softmax of the model's own distribution (before penalties and truncation), as
+  // OpenAI reports it.
+  float max_logit = logits[0];
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - max_logit));
+  const float log_z = max_logit + static_cast<float>(std::log(sum));
+  out.push_back({chosen, logits[static_cast<size_t>(chosen)] - log_z});
+  const auto k = static_cast<size_t>(params_.top_logprobs);
+  if (k == 0) return;
+  top_scratch_.clear();
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (top_scratch_.size() < k) {
+      top_scratch_.emplace_back(logits[i], static_cast<int32_t>(i));
+      std::push_heap(top_scratch_.begin(), top_scratch_.end(), std::greater<>());
+    } else if (logits[i] > top_scratch_.front().first) {
+      std::pop_heap(top_scratch_.begin(), top_scratch_.end(), std::greater<>());
+      top_scratch_.back() = {logits[i], static_cast<int32_t>(i)};
+      std::push_heap(top_scratch_.begin(), top_scratch_.end(), std::greater<>());
+    }
+  }
+  std::sort(top_scratch_.begin(), top_scratch_.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (const auto& [l, id] : top_scratch_) out.push_back({id, l - log_z});
+}
+
+GenerationStep Generation::next(std::span<float> logits, int64_t room) {
+  GenerationStep step;
+  if (done()) {
+    step.done = true;
+    return step;
+  }
+  if (params_.top_logprobs >= 0) {
+    // The chosen token is known only after sampling, which modifies the logits: keep a copy
+    // of what is needed (one value per token) by sampling on a copy only when asked.
+    thread_local std::vector<float> raw;
+    raw.assign(logits.begin(), logits.end());
+    step.token = sampler_.sample(logits);
+    log_probabilities(raw, step.token, step.top);
+  } else {
+    step.token = sampler_.sample(logits);
+  }
+  ++generated_;
+  tokens_.push_back(step.token);
+  if (!params_.ignore_eos && eog_->count(step.token)) {
+    finish(FinishReason::EndOfGeneration);
+    step.done = true;
+    step.text = drain();
+    return step;
+  }
+  sampler_.accept(step.token);
+  step.text = stops_.push(decoder_.push(step.token));
+  if (stops_.stopped()) {
+    finish(FinishReason::StopString);
+  } else if (params_.max_tokens >= 0 && generated_ >= params_.max_tokens) {
+    finish(FinishReason::Length);
+  } else if (room < 1) {
+    finish(FinishReason::ContextFull);
+  }
+  if (done()) {
+    step.done = true;
+    step.text += drain();
+  }
+  return step;
+}
+
+std::string Generation::drain() {
+  if (stops_.stopped()) return {};
+  std::string tail = stops_.push(decoder_.finish());
+  return tail + stops_.flush();
+}
+
+GenerationStats generate(Session& session, Generation& generation, std::span<const text::TokenId> prompt,
+                         const std::function<bool(const std::string&)>& on_text) {
+  using Clock = std::chrono::steady_clock;
+  GenerationStats stats;
+  stats.prompt_tokens = static_cast<int64_t>(prompt.size());
+  const auto t0 = Clock::now();
+  std::span<float> logits = session.feed(prompt);
+  const auto t1 = Clock::now();
+  stats.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+  while (!generation.done()) {
+    const GenerationStep step = generation.next(logits, session.n_ctx() - session.n_past());
+    if (!step.text.empty() && !on_text(step.text)) generation.cancel();
+    if (step.done || generation.done()) break;
+    logits = session.feed(std::span<const text::TokenId>(&step.token, 1));
+  }
+  stats.generated = generation.generated();
+  stats.generation_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+  stats.reason = generation.reason();
+  return stats;
+}
+
+}  // namespace tandem::runtime
