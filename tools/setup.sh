@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config libfmt-dev libcli11-dev
-  nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev libsimde-dev clang-14 libclang-rt-14-dev python3 python3-venv
+  nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev libgtest-dev libgmock-dev libsimde-dev clang-14 libclang-rt-14-dev python3 python3-venv
   python3-pip curl ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

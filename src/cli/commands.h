@@ -15,5 +15,6 @@ void register_template(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_fit(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace tandem::cli

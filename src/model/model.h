@@ -26,6 +26,16 @@ class SequenceState {
   int64_t n_past = 0;  // positions already in the cache
   int64_t n_ctx = 0;   // capacity in positions
   virtual void clear() { n_past = 0; }
+  // Recurrent state (Qwen3.5's DeltaNet conv and delta-rule states) summarises every
+  // position seen, so unlike a KV cache it cannot be cut back to a prefix: a prompt cache
+  // keeps copies taken at chosen positions and restores one. Attention KV rows past n_past
+  // are simply overwritten, so cutting n_past back is enough for them.
+  virtual bool has_recurrent_state() const { return false; }
+  virtual size_t recurrent_state_bytes() const { return 0; }
+  // Copies the recurrent state to `out` (recurrent_state_bytes() bytes, host memory).
+  virtual void save_recurrent_state(uint8_t* out) const {}
+  // Restores what save_recurrent_state wrote; the caller sets n_past to where it was taken.
+  virtual void load_recurrent_state(const uint8_t* in) {}
 };
 
 // Element types of the attention KV cache (llama.cpp's -ctk/-ctv). F16 halves the f32

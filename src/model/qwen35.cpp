@@ -55,6 +55,28 @@ class Qwen35Sequence : public KvSequence {
       state_backend[i]->zero(ssm_state[i].as(), ssm_state[i].bytes());
     }
   }
+  bool has_recurrent_state() const override { return !conv_state.empty(); }
+  size_t recurrent_state_bytes() const override {
+    size_t n = 0;
+    for (size_t i = 0; i < conv_state.size(); ++i) n += conv_state[i].bytes() + ssm_state[i].bytes();
+    return n;
+  }
+  void save_recurrent_state(uint8_t* out) const override {
+    for (size_t i = 0; i < conv_state.size(); ++i) {
+      state_backend[i]->copy_to_host(out, conv_state[i].as(), conv_state[i].bytes());
+      out += conv_state[i].bytes();
+      state_backend[i]->copy_to_host(out, ssm_state[i].as(), ssm_state[i].bytes());
+      out += ssm_state[i].bytes();
+    }
+  }
+  void load_recurrent_state(const uint8_t* in) override {
+    for (size_t i = 0; i < conv_state.size(); ++i) {
+      state_backend[i]->copy_from_host(conv_state[i].as(), in, conv_state[i].bytes());
+      in += conv_state[i].bytes();
+      state_backend[i]->copy_from_host(ssm_state[i].as(), in, ssm_state[i].bytes());
+      in += ssm_state[i].bytes();
+    }
+  }
 };
 
 class Qwen35Model final : public Model {

@@ -12,4 +12,5 @@ target_sources(tandem PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/jinja/template.cpp
   ${CMAKE_CURRENT_LIST_DIR}/chat_template.cpp
   ${CMAKE_CURRENT_LIST_DIR}/chat_prompt.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chat_output.cpp
 )

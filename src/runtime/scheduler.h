@@ -1,0 +1,163 @@
+// Continuous batching over N slots, each a sequence of one engine. One thread steps the
+// engine: every step decodes one token for each generating slot together (the weights are
+// read once for all of them) plus a chunk of pending prompts under a token budget, so a
+// long prompt never holds other streams up for more than one chunk. Requests beyond the
+// slots wait in a bounded queue.
+//
+// Prompt cache: a slot keeps the tokens its sequence holds; a request goes to the free
+// slot sharing the longest prefix with its prompt, and only the rest is processed. For a
+// KV cache the state is cut back to the shared prefix. Recurrent state (Qwen3.5) cannot be
+// cut back: the slot keeps copies of it taken a few tokens before the end of each prompt
+// (within --cache-ram, least recently used dropped first) and restores the newest one at or
+// before the point where the new prompt parts from the old.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/generation.h"
+
+namespace tandem::runtime {
+
+struct SchedulerOptions {
+  int n_slots = 4;
+  int64_t slot_ctx = 4096;        // positions per slot
+  int64_t step_tokens = 256;      // most tokens one forward step carries (decode + prompt chunks)
+  int queue_max = 64;             // requests waiting beyond the slots
+  uint64_t cache_ram_bytes = 2ull << 30;  // recurrent-state checkpoints, all slots together
+  int checkpoint_before_end = 4;  // where the end-of-prompt checkpoint goes
+};
+
+// One request's life, shared by the thread that submitted it and the scheduler.
+class Job {
+ public:
+  struct Event {
+    std::string text;
+    text::TokenId token = -1;
+    std::vector<TokenLogprob> top;
+  };
+  Job(std::vector<text::TokenId> prompt, GenerationParams params)
+      : prompt_(std::move(prompt)), params_(std::move(params)) {}
+
+  // Waits up to `timeout_ms` for events; moves them into `out`. Returns true once the job
+  // has finished and every event was taken.
+  bool wait(std::vector<Event>& out, int timeout_ms);
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+
+  // Valid once wait() returned true.
+  FinishReason reason() const { return reason_; }
+  const std::string& error() const { return error_; }
+  int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
+  int64_t cached_tokens() const { return cached_; }
+  int64_t completion_tokens() const { return completion_; }
+  double queue_seconds() const { return queue_s_; }
+  double prompt_seconds() const { return prompt_s_; }
+  double generation_seconds() const { return gen_s_; }
+
+ private:
+  friend class Scheduler;
+  void push(Event e);
+  void finish(FinishReason r, std::string error = {});
+
+  std::vector<text::TokenId> prompt_;
+  GenerationParams params_;
+  std::atomic<bool> cancelled_{false};
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  bool finished_ = false;
+  FinishReason reason_ = FinishReason::None;
+  std::string error_;
+  int64_t cached_ = 0, completion_ = 0;
+  double queue_s_ = 0, prompt_s_ = 0, gen_s_ = 0;
+};
+
+// What /metrics reports (a consistent copy).
+struct SchedulerStats {
+  int slots = 0, slots_busy = 0, queued = 0;
+  uint64_t requests_total = 0, requests_rejected = 0, prompt_tokens_total = 0, prompt_tokens_cached_total = 0,
+           generated_tokens_total = 0, checkpoints = 0, checkpoint_bytes = 0;
+  double busy_seconds = 0;
+  // Latency histograms (seconds): time to first token, time per output token.
+  static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  static constexpr size_t kBucketCount = sizeof(kBuckets) / sizeof(kBuckets[0]);
+  uint64_t ttft_counts[kBucketCount + 1] = {}, tpot_counts[kBucketCount + 1] = {};
+  double ttft_sum = 0, tpot_sum = 0;
+  uint64_t ttft_n = 0, tpot_n = 0;
+};
+
+class QueueFull : public Error {
+ public:
+  using Error::Error;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Engine& engine, SchedulerOptions options);
+  ~Scheduler();  // cancels what runs and joins the thread
+
+  // Queues a request; throws QueueFull when the queue is at its limit, Error when the prompt
+  // cannot fit a slot.
+  std::shared_ptr<Job> submit(std::vector<text::TokenId> prompt, GenerationParams params);
+  // Ends every running and queued job (Cancelled) and stops taking new ones.
+  void shutdown();
+  SchedulerStats stats() const;
+  const SchedulerOptions& options() const { return options_; }
+
+ private:
+  struct Checkpoint {
+    int64_t pos = 0;
+    std::vector<uint8_t> bytes;
+    uint64_t last_used = 0;
+  };
+  struct Slot {
+    std::unique_ptr<model::SequenceState> seq;
+    std::vector<text::TokenId> cached;  // tokens the sequence holds (cached.size() == seq->n_past)
+    std::list<Checkpoint> checkpoints;  // recurrent models only, by position
+    std::shared_ptr<Job> job;
+    std::unique_ptr<Generation> gen;
+    size_t prompt_at = 0;               // prompt tokens already in the sequence
+    int64_t checkpoint_at = -1;         // prompt position to checkpoint at (-1: none)
+    text::TokenId next_token = -1;      // sampled, to be fed
+    uint64_t last_used = 0;
+    double t_start = 0, t_first = 0;
+  };
+
+  void loop();
+  void assign(Slot& slot, std::shared_ptr<Job> job);
+  void reuse_prefix(Slot& slot, const std::vector<text::TokenId>& prompt);
+  void take_checkpoint(Slot& slot);
+  void end_job(Slot& slot, FinishReason r, std::string error = {});
+  void sample(Slot& slot, std::span<float> logits);
+  size_t shared_prefix(const Slot& slot, const std::vector<text::TokenId>& prompt) const;
+  void evict_checkpoints();
+
+  Engine& engine_;
+  SchedulerOptions options_;
+  std::vector<Slot> slots_;
+  std::unique_ptr<model::Workspace> workspace_;
+  std::vector<float> logits_;  // [n_slots][n_vocab]
+  std::vector<model::SequenceInput> batch_;
+  std::vector<Slot*> batch_slots_;
+  std::vector<bool> batch_decode_;
+
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  bool stopping_ = false;
+  SchedulerStats stats_;
+  uint64_t clock_ = 0;  // LRU ticks
+  std::thread thread_;
+};
+
+}  // namespace tandem::runtime
