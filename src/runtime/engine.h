@@ -2,6 +2,9 @@
 // context (thread pool, prepared weights) and the GPU backend its placement asked for.
 // Every command that runs a model (run, chat, bench, perplexity, serve) opens it the same
 // way and then makes sessions or sequences on it; none of them repeats the set-up chain.
+// Forward passes share the backends' scratch and the pool: one runs at a time (the server's
+// scheduler thread owns the engine while it serves); the tokenizer and template are
+// read-only and may be used from any thread.
 #pragma once
 
 #include <cstdint>

@@ -51,6 +51,9 @@ Json parameter_value(std::string_view raw, const std::string& type) {
   if (!raw.empty() && raw.back() == '\n') raw.remove_suffix(1);
   if (type == "string") return std::string(raw);
   const std::string_view t = trim(raw);
+  // The Qwen3.5 template prints booleans the Python way, so the model writes them so too.
+  if (type == "boolean" && (t == "True" || t == "False")) return t == "True";
+  if (t == "None" && (type.empty() || type == "null")) return nullptr;
   Json parsed = Json::parse(t.begin(), t.end(), nullptr, false);
   if (parsed.is_discarded()) return std::string(raw);
   if (type.empty()) return parsed;
@@ -208,22 +211,19 @@ ParsedChatOutput parse_chat_output(std::string_view text, const ChatOutputOption
     }
     if (in_reasoning) {
       const size_t close = rest.find(kThinkClose);
-      if (close == std::string_view::npos) {
-        std::string_view r = rest;
-        if (!final) r.remove_suffix(partial_suffix(r, kThinkClose));
-        out.reasoning = std::string(trim(r).empty() ? std::string_view() : r);
-        if (!final) return out;
-        // Cut off inside reasoning: what was written is reasoning.
-        return out;
-      }
-      out.reasoning = std::string(rest.substr(0, close));
+      std::string_view r = close == std::string_view::npos ? rest : rest.substr(0, close);
+      if (close == std::string_view::npos && !final) r.remove_suffix(partial_suffix(r, kThinkClose));
+      // Reasoning conventionally starts and ends with a newline inside the tags.
+      while (!r.empty() && r.front() == '\n') r.remove_prefix(1);
+      while (!r.empty() && r.back() == '\n') r.remove_suffix(1);
+      out.reasoning = std::string(r);
+      // Unclosed: everything so far is reasoning (cut off while thinking, or still arriving).
+      if (close == std::string_view::npos) return out;
       rest = rest.substr(close + kThinkClose.size());
       // The templates put blank lines after </think>; they are not part of the answer.
       while (!rest.empty() && (rest.front() == '\n' || rest.front() == ' ')) rest.remove_prefix(1);
+      if (!final && rest.empty()) return out;
     }
-    // Reasoning conventionally starts with a newline after <think>.
-    while (!out.reasoning.empty() && out.reasoning.front() == '\n') out.reasoning.erase(0, 1);
-    while (!out.reasoning.empty() && out.reasoning.back() == '\n') out.reasoning.pop_back();
   }
   parse_content(rest, o, final, out);
   return out;

@@ -15,3 +15,6 @@ add_test(NAME template_oracle_matrix COMMAND ${TANDEM_PYTHON} ${_template_oracle
 add_test(NAME template_oracle_snippets
          COMMAND ${TANDEM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/oracle/template_render.py snippets $<TARGET_FILE:tandem_cli>
                  ${CMAKE_SOURCE_DIR}/tests/oracle/template_snippets.json)
+
+# Model output -> reasoning, content and tool calls (the server's parser).
+tandem_add_gtest(chat_output_test ${CMAKE_CURRENT_LIST_DIR}/chat_output_test.cpp)
