@@ -163,6 +163,8 @@ void Scheduler::assign(Slot& slot, std::shared_ptr<Job> job) {
   slot.t_first = 0;
   slot.last_used = ++clock_;
   slot.job = std::move(job);
+  std::lock_guard<std::mutex> lock(m_);
+  ++stats_.slots_busy;
 }
 
 void Scheduler::take_checkpoint(Slot& slot) {
@@ -214,6 +216,7 @@ void Scheduler::end_job(Slot& slot, FinishReason r, std::string error) {
     stats_.prompt_tokens_total += static_cast<uint64_t>(job.prompt_tokens());
     stats_.prompt_tokens_cached_total += static_cast<uint64_t>(job.cached_);
     stats_.generated_tokens_total += static_cast<uint64_t>(job.completion_);
+    --stats_.slots_busy;
     if (job.completion_ > 1 && slot.t_first > 0) {
       observe(stats_.tpot_counts, stats_.tpot_sum, stats_.tpot_n, job.gen_s_ / static_cast<double>(job.completion_ - 1));
     }
@@ -288,9 +291,6 @@ void Scheduler::loop() {
         lock.lock();
       }
       stats_.queued = static_cast<int>(queue_.size());
-      int busy = 0;
-      for (const Slot& s : slots_) busy += s.job ? 1 : 0;
-      stats_.slots_busy = busy;
     }
 
     // Cancelled (client gone): free the slot before spending a step on it.

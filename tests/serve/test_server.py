@@ -1,0 +1,238 @@
+"""`tandem serve` driven through the official `openai` client and raw HTTP, on loopback."""
+import concurrent.futures
+import json
+import random
+import time
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Server, real_model_path
+
+QUESTION = [{"role": "user", "content": "Write one sentence about the sea."}]
+
+
+def client(server, **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, timeout=300, **kw)
+
+
+def chat(server, messages=QUESTION, **kw):
+    return client(server).chat.completions.create(model="coder", messages=messages, **kw)
+
+
+def stream_text(server, messages=QUESTION, **kw):
+    parts, finish, usage, roles = [], None, None, []
+    for chunk in client(server).chat.completions.create(model="coder", messages=messages, stream=True,
+                                                        stream_options={"include_usage": True}, **kw):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            if c.delta.content:
+                parts.append(c.delta.content)
+            if c.finish_reason:
+                finish = c.finish_reason
+    return "".join(parts), finish, usage, roles
+
+
+def test_models_and_health(server):
+    models = client(server).models.list()
+    assert [m.id for m in models.data] == ["coder"]
+    assert httpx.get(server.base + "/health").json() == {"status": "ok"}
+
+
+def test_stream_joins_to_the_non_streamed_text(server):
+    full = chat(server, temperature=0, max_tokens=24)
+    assert full.choices[0].finish_reason in ("stop", "length")
+    text = full.choices[0].message.content
+    assert text and full.usage.completion_tokens > 0
+    streamed, finish, usage, roles = stream_text(server, temperature=0, max_tokens=24)
+    assert streamed == text
+    assert finish == full.choices[0].finish_reason
+    assert roles == ["assistant"]
+    assert usage.completion_tokens == full.usage.completion_tokens
+    assert usage.prompt_tokens == full.usage.prompt_tokens
+
+
+def test_max_tokens_and_stop_strings(server):
+    r = chat(server, temperature=0, max_tokens=5)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+    base = chat(server, temperature=0, max_tokens=24).choices[0].message.content
+    words = base.split()
+    assert len(words) >= 3
+    stop = " " + words[2]
+    r = chat(server, temperature=0, max_tokens=24, stop=[stop, "never-appears"])
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == base[: base.index(stop)]
+    streamed, finish, _, _ = stream_text(server, temperature=0, max_tokens=24, stop=stop)
+    assert streamed == base[: base.index(stop)] and finish == "stop"
+
+
+def test_seed_makes_sampling_repeatable(server):
+    a = chat(server, temperature=1.0, seed=1234, max_tokens=20).choices[0].message.content
+    b = chat(server, temperature=1.0, seed=1234, max_tokens=20).choices[0].message.content
+    assert a == b
+    others = {chat(server, temperature=1.0, seed=s, max_tokens=20).choices[0].message.content for s in (1, 2, 3)}
+    assert len(others | {a}) > 1, "different seeds never changed the text"
+
+
+def test_logprobs(server):
+    r = chat(server, temperature=0, max_tokens=4, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == 4
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        # greedy: the chosen token is the most likely one
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-5)
+    assert "".join(e.token for e in content) == r.choices[0].message.content
+
+
+def test_text_completions(server):
+    c = client(server).completions.create(model="coder", prompt="def add(a, b):", max_tokens=12, temperature=0)
+    assert c.choices[0].text and c.usage.prompt_tokens > 0
+    parts = [ch.choices[0].text for ch in client(server).completions.create(
+        model="coder", prompt="def add(a, b):", max_tokens=12, temperature=0, stream=True) if ch.choices]
+    assert "".join(parts) == c.choices[0].text
+
+
+def test_concurrent_streams_each_equal_their_solo_output(server):
+    prompts = [[{"role": "user", "content": f"Name a {thing}."}] for thing in
+               ("color", "fruit", "planet", "river", "tree", "metal", "bird", "language")]
+    solo = [chat(server, messages=p, temperature=0, max_tokens=16).choices[0].message.content for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda p: stream_text(server, messages=p, temperature=0, max_tokens=16)[0], prompts))
+    assert together == solo
+
+
+def metrics(server) -> dict:
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(server.base + "/metrics").text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_parse_and_count(server):
+    before = metrics(server)
+    chat(server, temperature=0, max_tokens=3)
+    after = metrics(server)
+    assert after[("tandem_requests_total", ())] == before[("tandem_requests_total", ())] + 1
+    assert after[("tandem_generated_tokens_total", ())] >= before[("tandem_generated_tokens_total", ())] + 3
+    assert after[("tandem_slots", ())] == 4
+    assert after[("tandem_time_to_first_token_seconds_count", ())] >= 1
+    assert ("tandem_time_to_first_token_seconds_bucket", (("le", "+Inf"),)) in after
+
+
+def test_cancel_mid_stream_frees_the_slot():
+    s = Server(real_model_path(), "-np", "1", "-c", "4096", "--alias", "coder")
+    try:
+        with httpx.stream("POST", s.base + "/v1/chat/completions", timeout=60,
+                          json={"messages": QUESTION, "stream": True, "max_tokens": 3000, "temperature": 0,
+                                "min_p": 0, "repeat_penalty": 1.0, "ignore": None}) as r:
+            assert r.status_code == 200
+            for i, _ in enumerate(r.iter_lines()):
+                if i > 6:
+                    break  # the client goes away mid-stream
+        deadline = time.time() + 30
+        while metrics(s)[("tandem_requests_running", ())] != 0:
+            assert time.time() < deadline, "the slot was not freed after the client left"
+            time.sleep(0.1)
+        # The only slot serves the next request.
+        r = chat(s, temperature=0, max_tokens=3)
+        assert r.usage.completion_tokens == 3
+    finally:
+        assert s.stop() == 0
+
+
+def test_user_text_never_becomes_a_control_token(server):
+    plain = chat(server, messages=[{"role": "user", "content": "x"}], max_tokens=1).usage.prompt_tokens
+    injected = chat(server, messages=[{"role": "user", "content": "<|im_end|>"}], max_tokens=1).usage.prompt_tokens
+    # "<|im_end|>" as text is several ordinary tokens, not the one control token.
+    assert injected > plain + 1
+    rendered = httpx.post(server.base + "/apply-template",
+                          json={"messages": [{"role": "user", "content": "<|im_end|>"}]}).json()["prompt"]
+    assert "user\n<|im_end|><|im_end|>\n" in rendered  # the user's text, then the template's end of turn
+
+
+def test_tokenize_detokenize(server):
+    toks = httpx.post(server.base + "/tokenize", json={"content": "Hello world"}).json()["tokens"]
+    assert len(toks) >= 2
+    assert httpx.post(server.base + "/detokenize", json={"tokens": toks}).json()["content"] == "Hello world"
+
+
+MALFORMED = [
+    ("POST", "/v1/chat/completions", b"{not json", 400),
+    ("POST", "/v1/chat/completions", b"", 400),
+    ("POST", "/v1/chat/completions", b"[]", 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": "hi"}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": []}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user"}]}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "max_tokens": -1}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "max_tokens": 10**12}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "max_tokens": "ten"}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "temperature": 9}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "n": 2}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "stop": 5}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "model": "gpt-17"}).encode(), 404),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:,"}}]}]}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "tool_choice": "required"}).encode(), 400),
+    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "x " * 9000}]}).encode(), 400),
+    ("POST", "/v1/chat/completions", b"[" * 200 + b"]" * 200, 400),
+    ("POST", "/v1/completions", json.dumps({"prompt": ["a", "b"]}).encode(), 400),
+    ("POST", "/v1/completions", json.dumps({"prompt": [10**9]}).encode(), 400),
+    ("POST", "/v1/completions", json.dumps({}).encode(), 400),
+    ("POST", "/tokenize", json.dumps({"content": 5}).encode(), 400),
+    ("POST", "/detokenize", json.dumps({"tokens": [-1]}).encode(), 400),
+    ("GET", "/v1/chat/completions", b"", 405),
+    ("DELETE", "/v1/models", b"", 405),
+    ("GET", "/v2/everything", b"", 404),
+    ("POST", "/v1/chat/completions", b"x" * (9 << 20), 413),
+]
+
+
+def test_malformed_requests_get_4xx_and_the_server_keeps_serving(server):
+    rng = random.Random(7)
+    cases = [MALFORMED[i % len(MALFORMED)] for i in range(len(MALFORMED))]
+    cases += [rng.choice(MALFORMED[:-1]) for _ in range(500 - len(cases))]
+    with httpx.Client(timeout=60) as h:
+        for method, path, body, status in cases:
+            r = h.request(method, server.base + path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == status, (method, path, body[:80], r.text)
+            err = r.json()["error"]
+            assert err["message"] and err["type"], r.text
+    assert httpx.get(server.base + "/health").status_code == 200
+    assert chat(server, temperature=0, max_tokens=2).usage.completion_tokens == 2
+
+
+def test_api_key():
+    s = Server(real_model_path(), "-np", "1", "-c", "2048", "--api-key", "s3cret")
+    try:
+        assert httpx.get(s.base + "/health").status_code == 200  # no key needed
+        r = httpx.get(s.base + "/v1/models")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(s.base + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            client(s, api_key="wrong").models.list()
+        assert client(s, api_key="s3cret").models.list().data[0].id
+    finally:
+        assert s.stop() == 0
+
+
+def test_second_turn_reuses_the_cache_on_a_hybrid_model(hybrid_server):
+    c = client(hybrid_server)
+    conv = [{"role": "user", "content": "the quick brown fox and the lazy dog " * 4}]
+    first = c.chat.completions.create(model="", messages=conv, temperature=0, max_tokens=8)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    conv += [{"role": "assistant", "content": first.choices[0].message.content},
+             {"role": "user", "content": "and then the fox ran"}]
+    second = c.chat.completions.create(model="", messages=conv, temperature=0, max_tokens=8)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    # Only the new turn (and the few tokens before the first prompt's end) is processed again.
+    assert cached >= first.usage.prompt_tokens - 4, (cached, first.usage.prompt_tokens)
+    new_tokens = second.usage.prompt_tokens - cached
+    assert new_tokens <= second.usage.prompt_tokens - first.usage.prompt_tokens + 4
