@@ -5,7 +5,8 @@
 #   3. CUDA build (library, CLI and the CUDA op tests; `tandem devices` must fall back to the
 #      CPU cleanly; the op tests skip without a device)
 #   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
-# Shared data (../shared) and the real model are required: a missing one fails the run.
+# Shared data (../shared) and the real model are required: a missing one fails the run; so
+# are the tests of every CPU feature this machine has (TANDEM_REQUIRE_ISA, set after step 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -24,6 +25,17 @@ export TANDEM_TEST_MODEL="$MODEL"
 step "release build + tests"
 cmake --preset release -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
 cmake --build build/release -j "$JOBS"
+# TANDEM_REQUIRE_ISA=auto (.ci/run's setting, and the default): every CPU feature tandem
+# detects here (as `tandem devices` prints them, uncapped by TANDEM_CPU_MAX) must have its
+# tests run; a feature-gated test that skips is then a failure (tests/support/test_support.h).
+# The core test CpuFeatures.AgreesWithProcCpuinfo checks that detection against the kernel's.
+if [ "${TANDEM_REQUIRE_ISA-auto}" = auto ]; then
+  TANDEM_REQUIRE_ISA="$(env -u TANDEM_CPU_MAX build/release/tandem devices | sed -n 's/^cpu: .*, features: //p')"
+  [ -n "$TANDEM_REQUIRE_ISA" ] || { echo "test: no CPU feature line from 'tandem devices'" >&2; exit 1; }
+  [ "$TANDEM_REQUIRE_ISA" != none ] || TANDEM_REQUIRE_ISA=
+fi
+export TANDEM_REQUIRE_ISA
+echo "CPU features whose tests must run (TANDEM_REQUIRE_ISA): ${TANDEM_REQUIRE_ISA:-none}"
 ctest --test-dir build/release -j "$JOBS" --output-on-failure --no-tests=error
 
 step "ASan+UBSan build + tests"

@@ -31,13 +31,8 @@ const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,  DTy
 
 // Every path this CPU executes, not just the best one: production still runs the AVX2 row
 // kernels on AVX-VNNI and AVX-512 machines (the VNNI paths swap in only their group dots).
-std::vector<Isa> runnable_isas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512_vnni}) {
-    if (cpu_runs(isa)) isas.push_back(isa);
-  }
-  return isas;
-}
+// A path TANDEM_REQUIRE_ISA names that does not run here is a failure.
+using testing::runnable_isas;
 
 // n_rows rows of random blocks; scale fields get finite values of either sign.
 std::vector<uint8_t> random_rows(DType t, int64_t n, int64_t n_rows, std::mt19937& rng) {
@@ -125,7 +120,8 @@ TEST(QuantDot, EveryKernelMatchesTheDequantizedOracle) {
 }
 
 TEST(QuantDot, SimdPathsAgreeWithScalar) {
-  if (best_isa() == Isa::scalar) GTEST_SKIP() << "SKIPPED: this CPU runs the scalar path only";
+  TANDEM_SKIP_WITHOUT_ISA(best_isa() != Isa::scalar, testing::isa_features(Isa::avx2),
+                          "this CPU runs the scalar path only");
   std::mt19937 rng(8);
   std::normal_distribution<float> normal;
   for (Isa isa : runnable_isas()) {
