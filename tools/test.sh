@@ -18,6 +18,17 @@ export TANDEM_REQUIRE_SHARED=1
 
 step() { echo; echo "=== $* ==="; }
 
+# gtest_summary LOG WHAT: "WHAT: N passed, N skipped, N failed", then each skip reason
+# with its count (the line GTEST_SKIP printed under "Skipped").
+gtest_summary() {
+  local log="$1" what="$2" passed skipped failed
+  passed=$(grep -c '^\[       OK \] .* ([0-9]* ms)$' "$log" || true)
+  skipped=$(grep -c '^\[  SKIPPED \] .* ([0-9]* ms)$' "$log" || true)
+  failed=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' "$log" || true)
+  echo "$what: $passed passed, $skipped skipped, $failed failed"
+  grep -A1 ': Skipped$' "$log" | grep -v -e ': Skipped$' -e '^--$' | sort | uniq -c | sed 's/^ *\([0-9]*\) /  \1 x /' || true
+}
+
 step "fetch the real test model"
 MODEL="$(PYTHON="$PY" tools/fetch_model.sh)"
 export TANDEM_TEST_MODEL="$MODEL"
@@ -55,8 +66,17 @@ if [ -n "$NVCC" ]; then
   build/cuda/tandem devices | tee build/cuda/devices.txt
   grep -q "^gpu" build/cuda/devices.txt
   # The CUDA op tests: on a GPU machine they run; here each says "skipped: no CUDA device"
-  # (device-free cases, e.g. error reporting, still run and must pass).
-  build/cuda/tests/backend/cuda/cuda_backend_test 2>&1 | tail -n 5
+  # (device-free cases, e.g. error reporting, still run and must pass). The log shows how
+  # many ran and why the others skipped; with a GPU listed, a no-device skip is a failure.
+  cuda_log=build/cuda/cuda_backend_test.log
+  cuda_rc=0
+  build/cuda/tests/backend/cuda/cuda_backend_test > "$cuda_log" 2>&1 || cuda_rc=$?
+  gtest_summary "$cuda_log" "CUDA op tests"
+  if grep -q "^gpu [0-9]" build/cuda/devices.txt && grep -q "skipped: no CUDA device" "$cuda_log"; then
+    echo "test: a GPU is listed but CUDA tests skipped for want of one" >&2
+    exit 1
+  fi
+  [ "$cuda_rc" = 0 ] || { tail -n 60 "$cuda_log"; echo "test: cuda_backend_test failed (exit $cuda_rc)" >&2; exit 1; }
 elif [ "${TANDEM_REQUIRE_CUDA_BUILD:-0}" = 1 ]; then
   echo "test: nvcc not found but TANDEM_REQUIRE_CUDA_BUILD=1" >&2
   exit 1
