@@ -32,15 +32,6 @@ const json& manifest() {
   return m;
 }
 
-std::vector<float> read_floats(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(0, std::ios::end);
-  std::vector<float> data(static_cast<size_t>(in.tellg()) / sizeof(float));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size() * sizeof(float)));
-  return data;
-}
-
 float margin(const float* logits, int64_t n) {
   float a = -INFINITY, b = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
@@ -67,7 +58,7 @@ TEST_P(FixtureLogits, MatchTransformers) {
   const json& v = manifest()["families"][c.family]["variants"][c.variant];
   const auto files = gguf::ModelFiles::open(kFixtures / v["gguf"].get<std::string>());
   const auto model = load_model(files);
-  const std::vector<float> ref = read_floats(kFixtures / v["reference"].get<std::string>());
+  const std::vector<float> ref = testing::read_floats(kFixtures / v["reference"].get<std::string>());
   const int64_t V = model->hparams().n_vocab;
   cpu::OpContext ctx(2, model->max_row());
   ctx.set_float_activations(true);  // the references use f32 activations
@@ -140,7 +131,7 @@ TEST_P(FixtureFastPath, MatchesLlamaCpp) {
   const json& lr = v["llama_reference"];
   const auto files = gguf::ModelFiles::open(kFixtures / v["gguf"].get<std::string>());
   const auto model = load_model(files);
-  const std::vector<float> ref = read_floats(kFixtures / lr["file"].get<std::string>());
+  const std::vector<float> ref = testing::read_floats(kFixtures / lr["file"].get<std::string>());
   const int64_t V = model->hparams().n_vocab;
   cpu::OpContext ctx(2, model->max_row());
   const auto tokens = v["sequences"][lr["sequence"].get<size_t>()]["tokens"].get<std::vector<int32_t>>();
@@ -152,7 +143,7 @@ TEST_P(FixtureFastPath, MatchesLlamaCpp) {
   // norms) can move an 8-bit code by one step, which shifts these tiny models' logits by
   // up to ~0.2, and a flipped expert choice by more. So: the typical difference must be
   // small and the chosen token the same almost everywhere; a kernel bug breaks both.
-  const std::vector<float> hf = read_floats(kFixtures / v["reference"].get<std::string>());
+  const std::vector<float> hf = testing::read_floats(kFixtures / v["reference"].get<std::string>());
   const float* hf_logits = hf.data() + v["sequences"][lr["sequence"].get<size_t>()]["logits_offset"].get<int64_t>();
   double sum = 0, llama_vs_hf = 0, ours_vs_hf = 0;
   int64_t same_argmax = 0;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <fstream>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 
@@ -96,6 +98,16 @@ std::vector<cpu::Isa> runnable_isas() {
     }
   }
   return isas;
+}
+
+std::vector<float> read_floats(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path.string());
+  in.seekg(0, std::ios::end);
+  std::vector<float> data(static_cast<size_t>(in.tellg()) / sizeof(float));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size() * sizeof(float)));
+  return data;
 }
 
 std::filesystem::path scratch_dir(const std::string& name) {

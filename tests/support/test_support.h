@@ -36,6 +36,9 @@ const char* isa_features(cpu::Isa isa);
 // one; a path it does not run although TANDEM_REQUIRE_ISA lists its features is a failure.
 std::vector<cpu::Isa> runnable_isas();
 
+// The raw little-endian float32 file at `path` (reference logits).
+std::vector<float> read_floats(const std::filesystem::path& path);
+
 // A fresh, empty scratch folder for one test (under the build tree).
 std::filesystem::path scratch_dir(const std::string& name);
 
