@@ -69,7 +69,7 @@ TEST(KvCache, QuantizedCachesStayCloseToF32) {
 }
 
 // Each cache type against llama.cpp run with the same -ctk/-ctv on the same f32 fixture
-// (tools/crosscheck/llama_kv_cache_logits.py; f32 weights, so both take their float
+// (tools/crosscheck/llama_fixture_logits.py --kv-caches; f32 weights, so both take their float
 // matmuls and only the cache differs). M = mean |llama.cpp(type) - llama.cpp(f16)| is how far
 // that type's rounding moves llama.cpp's own logits (for q8_0/q8_0: its f16-vs-q8_0 spread).
 //  - tandem's rounding moves its logits as far: mean |tandem(type) - tandem(f16)| in
