@@ -5,7 +5,8 @@
 #   3. CUDA build (library, CLI and the CUDA op tests; `tandem devices` must fall back to the
 #      CPU cleanly; the op tests skip without a device)
 #   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
-# Shared data (../shared) and the real model are required: a missing one fails the run.
+# Shared data (../shared) and the real model are required: a missing one fails the run; so
+# are the tests of every CPU feature this machine has (TANDEM_REQUIRE_ISA, set after step 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -17,6 +18,17 @@ export TANDEM_REQUIRE_SHARED=1
 
 step() { echo; echo "=== $* ==="; }
 
+# gtest_summary LOG WHAT: "WHAT: N passed, N skipped, N failed", then each skip reason
+# with its count (the line GTEST_SKIP printed under "Skipped").
+gtest_summary() {
+  local log="$1" what="$2" passed skipped failed
+  passed=$(grep -c '^\[       OK \] .* ([0-9]* ms)$' "$log" || true)
+  skipped=$(grep -c '^\[  SKIPPED \] .* ([0-9]* ms)$' "$log" || true)
+  failed=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' "$log" || true)
+  echo "$what: $passed passed, $skipped skipped, $failed failed"
+  grep -A1 ': Skipped$' "$log" | grep -v -e ': Skipped$' -e '^--$' | sort | uniq -c | sed 's/^ *\([0-9]*\) /  \1 x /' || true
+}
+
 step "fetch the real test model"
 MODEL="$(PYTHON="$PY" tools/fetch_model.sh)"
 export TANDEM_TEST_MODEL="$MODEL"
@@ -24,6 +36,17 @@ export TANDEM_TEST_MODEL="$MODEL"
 step "release build + tests"
 cmake --preset release -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
 cmake --build build/release -j "$JOBS"
+# TANDEM_REQUIRE_ISA=auto (.ci/run's setting, and the default): every CPU feature tandem
+# detects here (as `tandem devices` prints them, uncapped by TANDEM_CPU_MAX) must have its
+# tests run; a feature-gated test that skips is then a failure (tests/support/test_support.h).
+# The core test CpuFeatures.AgreesWithProcCpuinfo checks that detection against the kernel's.
+if [ "${TANDEM_REQUIRE_ISA-auto}" = auto ]; then
+  TANDEM_REQUIRE_ISA="$(env -u TANDEM_CPU_MAX build/release/tandem devices | sed -n 's/^cpu: .*, features: //p')"
+  [ -n "$TANDEM_REQUIRE_ISA" ] || { echo "test: no CPU feature line from 'tandem devices'" >&2; exit 1; }
+  [ "$TANDEM_REQUIRE_ISA" != none ] || TANDEM_REQUIRE_ISA=
+fi
+export TANDEM_REQUIRE_ISA
+echo "CPU features whose tests must run (TANDEM_REQUIRE_ISA): ${TANDEM_REQUIRE_ISA:-none}"
 ctest --test-dir build/release -j "$JOBS" --output-on-failure --no-tests=error
 
 step "ASan+UBSan build + tests"
@@ -43,8 +66,17 @@ if [ -n "$NVCC" ]; then
   build/cuda/tandem devices | tee build/cuda/devices.txt
   grep -q "^gpu" build/cuda/devices.txt
   # The CUDA op tests: on a GPU machine they run; here each says "skipped: no CUDA device"
-  # (device-free cases, e.g. error reporting, still run and must pass).
-  build/cuda/tests/backend/cuda/cuda_backend_test 2>&1 | tail -n 5
+  # (device-free cases, e.g. error reporting, still run and must pass). The log shows how
+  # many ran and why the others skipped; with a GPU listed, a no-device skip is a failure.
+  cuda_log=build/cuda/cuda_backend_test.log
+  cuda_rc=0
+  build/cuda/tests/backend/cuda/cuda_backend_test > "$cuda_log" 2>&1 || cuda_rc=$?
+  gtest_summary "$cuda_log" "CUDA op tests"
+  if grep -q "^gpu [0-9]" build/cuda/devices.txt && grep -q "skipped: no CUDA device" "$cuda_log"; then
+    echo "test: a GPU is listed but CUDA tests skipped for want of one" >&2
+    exit 1
+  fi
+  [ "$cuda_rc" = 0 ] || { tail -n 60 "$cuda_log"; echo "test: cuda_backend_test failed (exit $cuda_rc)" >&2; exit 1; }
 elif [ "${TANDEM_REQUIRE_CUDA_BUILD:-0}" = 1 ]; then
   echo "test: nvcc not found but TANDEM_REQUIRE_CUDA_BUILD=1" >&2
   exit 1

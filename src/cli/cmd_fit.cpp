@@ -173,6 +173,8 @@ void run_fit(const FitOptions& a) {
         const plan::TensorSpec& t = spec.tensors[i];
         j["tensors"].push_back(Json{{"name", t.name},
                                     {"role", plan::role_name(t.role)},
+                                    {"type", dtype_name(t.type)},
+                                    {"dims", t.dims},
                                     {"bytes", t.bytes},
                                     {"device", plan::device_name(plan.tensor_device[i])},
                                     {"overridden", static_cast<bool>(plan.overridden[i])}});

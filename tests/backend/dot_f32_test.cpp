@@ -12,12 +12,13 @@
 #include "backend/cpu/dot_f32.h"
 #include "core/cpu_features.h"
 #include "core/half.h"
+#include "support/test_support.h"
 
 namespace tandem::cpu {
 namespace {
 
 TEST(DotRows, Avx2MatchesPortable) {
-  if (!(cpu_features().avx2 && cpu_features().fma)) GTEST_SKIP() << "SKIPPED: no AVX2+FMA on this CPU";
+  TANDEM_SKIP_WITHOUT_ISA(cpu_features().avx2 && cpu_features().fma, "avx2 fma", "no AVX2+FMA on this CPU");
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
   for (int64_t n : {1, 7, 8, 9, 16, 17, 64, 100, 896}) {
@@ -79,7 +80,7 @@ TEST(GemmAcc, MatchesTheExactProduct) {
       }
     }
   }
-  if (!avx2) GTEST_SKIP() << "SKIPPED: no AVX2+FMA on this CPU; only the portable product ran";
+  TANDEM_SKIP_WITHOUT_ISA(avx2, "avx2 fma", "no AVX2+FMA on this CPU; only the portable product ran");
 }
 
 // The shapes every case runs: row lengths around the vector widths (8, 16, 32), token
@@ -142,7 +143,7 @@ TEST(DotRowsHalf, WidenedRowsMatchTheExactSum) {
       }
     });
   }
-  if (!avx2) GTEST_SKIP() << "SKIPPED: no AVX2+FMA+F16C on this CPU; only the portable rows ran";
+  TANDEM_SKIP_WITHOUT_ISA(avx2, "avx2 fma f16c", "no AVX2+FMA+F16C on this CPU; only the portable rows ran");
 }
 
 TEST(DotRowsHalf, RoundToBf16IsNearestEven) {
@@ -165,15 +166,14 @@ void check_bf16_dp(Bf16DotRowsFn dp, const char* path) {
 }
 
 TEST(DotRowsBf16Dp, EmulatedMatchesTheExactSum) {
-  if (!(cpu_features().avx2 && cpu_features().fma)) GTEST_SKIP() << "SKIPPED: the emulated build needs AVX2";
+  TANDEM_SKIP_WITHOUT_ISA(cpu_features().avx2 && cpu_features().fma, "avx2 fma", "no AVX2+FMA, which the emulated build needs");
   check_bf16_dp(bf16_emulated::dot_rows_bf16_dp, "emulated vdpbf16ps");
 }
 
 TEST(DotRowsBf16Dp, NativeMatchesTheExactSum) {
   const Bf16DotRowsFn native = native_dot_rows_bf16_dp();
-  if (native == nullptr) {
-    GTEST_SKIP() << "SKIPPED: this CPU has no AVX512-BF16; the vdpbf16ps kernel ran emulated (SIMDe) only";
-  }
+  TANDEM_SKIP_WITHOUT_ISA(native != nullptr, "avx512bf16 avx512vl",
+                          "no AVX512-BF16 on this CPU; the vdpbf16ps kernel ran emulated (SIMDe) only");
   check_bf16_dp(native, "native vdpbf16ps");
 }
 

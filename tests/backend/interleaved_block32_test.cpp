@@ -91,9 +91,8 @@ TEST(InterleavedBlock32, GroupDotMatchesRowKernelOnEveryPath) {
 // The 16-row pass (two consecutive groups, 512-bit vectors) must give exactly the bits of
 // the 8-row pass on each group: same integer sums, same float operations per row.
 TEST(InterleavedBlock32, SixteenRowPassEqualsTwoGroupPasses) {
-  if (!cpu_runs(Isa::avx512_vnni)) {
-    GTEST_SKIP() << "SKIPPED: this CPU has no AVX512-VNNI, the only path with a 16-row pass";
-  }
+  TANDEM_SKIP_WITHOUT_ISA(cpu_runs(Isa::avx512_vnni), testing::isa_features(Isa::avx512_vnni),
+                          "no AVX512-VNNI on this CPU, the only path with a 16-row pass");
   std::mt19937 rng(13);
   for (const auto& t : kTypes) {
     const QuantDotKernel k = quant_dot_kernel(t.type, Isa::avx512_vnni);

@@ -117,7 +117,7 @@ TEST(InterleavedQ6K, ScalarGroupDotMatchesRowKernel) {
 
 TEST(InterleavedQ6K, SimdGroupDotsMatchScalar) {
   const auto paths = testing::group_dot_paths(DType::Q6_K, /*with_scalar=*/false);
-  if (paths.empty()) GTEST_SKIP() << "SKIPPED: no SIMD path on this CPU";
+  TANDEM_SKIP_WITHOUT_ISA(!paths.empty(), testing::isa_features(cpu::Isa::avx2), "no SIMD path on this CPU");
   std::mt19937 rng(64);
   for (int64_t n : {256, 768, 2048}) {
     const size_t row_bytes = n / quant::kQK * kBlockBytes, act_row = n / quant::kQK * kActBlockBytes;
@@ -146,7 +146,7 @@ TEST(InterleavedQ6K, ExtremeCodesAndActivationsStayExact) {
   // The largest int16 partial sums the AVX2 kernel forms: codes all 63 (or all 0), scales
   // -128 and 127, activations all +-127 (constant inputs quantize to full scale).
   const auto paths = testing::group_dot_paths(DType::Q6_K, /*with_scalar=*/false);
-  if (paths.empty()) GTEST_SKIP() << "SKIPPED: no SIMD path on this CPU";
+  TANDEM_SKIP_WITHOUT_ISA(!paths.empty(), testing::isa_features(cpu::Isa::avx2), "no SIMD path on this CPU");
   const int64_t n = 512;
   const size_t row_bytes = n / quant::kQK * kBlockBytes, act_row = n / quant::kQK * kActBlockBytes;
   std::vector<uint8_t> rows(kInterleave * row_bytes);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "quant/blocks.h"
 
 namespace tandem::testing {
@@ -30,8 +32,8 @@ std::vector<GroupDotPath> group_dot_paths(DType type, bool with_scalar) {
     if (dot) paths.push_back({std::move(name), dot});
   };
   if (with_scalar) add("scalar", quant_dot_kernel(type, Isa::scalar).dot_x8);
-  for (Isa isa : {Isa::avx2, Isa::avx_vnni, Isa::avx512_vnni}) {
-    if (cpu_runs(isa)) add(isa_name(isa), quant_dot_kernel(type, isa).dot_x8);
+  for (Isa isa : runnable_isas()) {
+    if (isa != Isa::scalar) add(isa_name(isa), quant_dot_kernel(type, isa).dot_x8);
   }
   if (cpu_runs(Isa::avx2)) add("vnni-emulated", emulated_vnni_group_dot(type));
   return paths;
@@ -73,13 +75,13 @@ void expect_group_close(const std::vector<float>& got, const std::vector<float>&
 TEST(GroupDotPaths, NativeVnniVariants) {
   // The native VNNI kernels are the emulated ones' source compiled for the real
   // instruction; this says plainly when this CPU cannot run them.
-  if (!cpu_runs(Isa::avx_vnni) && !cpu_runs(Isa::avx512_vnni)) {
-    GTEST_SKIP() << "SKIPPED: this CPU has neither AVX-VNNI nor AVX512-VNNI; the VNNI group dots ran "
-                    "emulated (SIMDe) only";
-  }
+  const std::vector<Isa> isas = runnable_isas();  // fails for a required path that does not run
+  const auto runs = [&](Isa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
+  TANDEM_SKIP_WITHOUT_ISA(runs(Isa::avx_vnni) || runs(Isa::avx512_vnni), "avx-vnni avx512vnni",
+                          "neither AVX-VNNI nor AVX512-VNNI on this CPU; the VNNI group dots ran emulated (SIMDe) only");
   for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q5_0, DType::Q8_0}) {
     for (Isa isa : {Isa::avx_vnni, Isa::avx512_vnni}) {
-      if (!cpu_runs(isa)) continue;
+      if (!runs(isa)) continue;
       EXPECT_NE(quant_dot_kernel(type, isa).dot_x8, nullptr) << dtype_name(type) << " " << isa_name(isa);
       EXPECT_NE(quant_dot_kernel(type, isa).dot_x8, quant_dot_kernel(type, Isa::avx2).dot_x8) << dtype_name(type);
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cpu/quant_dot.h"
+#include "support/test_support.h"
 
 namespace tandem::testing {
 

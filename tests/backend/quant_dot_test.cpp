@@ -29,11 +29,10 @@ namespace {
 const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,  DType::Q8_0, DType::IQ4_NL,
                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
 
-std::vector<Isa> runnable_isas() {
-  std::vector<Isa> isas{Isa::scalar};
-  if (best_isa() == Isa::avx2) isas.push_back(Isa::avx2);
-  return isas;
-}
+// Every path this CPU executes, not just the best one: production still runs the AVX2 row
+// kernels on AVX-VNNI and AVX-512 machines (the VNNI paths swap in only their group dots).
+// A path TANDEM_REQUIRE_ISA names that does not run here is a failure.
+using testing::runnable_isas;
 
 // n_rows rows of random blocks; scale fields get finite values of either sign.
 std::vector<uint8_t> random_rows(DType t, int64_t n, int64_t n_rows, std::mt19937& rng) {
@@ -121,26 +120,30 @@ TEST(QuantDot, EveryKernelMatchesTheDequantizedOracle) {
 }
 
 TEST(QuantDot, SimdPathsAgreeWithScalar) {
-  if (best_isa() == Isa::scalar) GTEST_SKIP() << "SKIPPED: this CPU runs the scalar path only";
+  TANDEM_SKIP_WITHOUT_ISA(best_isa() != Isa::scalar, testing::isa_features(Isa::avx2),
+                          "this CPU runs the scalar path only");
   std::mt19937 rng(8);
   std::normal_distribution<float> normal;
-  for (DType type : kTypes) {
-    const QuantDotKernel scalar = quant_dot_kernel(type, Isa::scalar), simd = quant_dot_kernel(type, best_isa());
-    for (int64_t n : {256, 768, 2048}) {
-      const std::vector<uint8_t> w = random_rows(type, n, 1, rng);
-      std::vector<float> x(static_cast<size_t>(n));
-      for (float& v : x) v = normal(rng);
-      // The SIMD quantizer gives the same bytes as the scalar one.
-      const size_t act_row = activation_row_bytes(scalar, n);
-      std::vector<uint8_t> a_scalar(act_row), a_simd(act_row);
-      scalar.quantize(x.data(), a_scalar.data(), n);
-      simd.quantize(x.data(), a_simd.data(), n);
-      ASSERT_EQ(a_scalar, a_simd) << dtype_name(type) << " activation quantizer";
-      float r_scalar, r_simd;
-      scalar.dot(n, w.data(), a_scalar.data(), act_row, 1, &r_scalar, 1);
-      simd.dot(n, w.data(), a_simd.data(), act_row, 1, &r_simd, 1);
-      const Oracle o = oracle(type, w.data(), decode_activation(scalar.activation, a_scalar.data(), n), n);
-      EXPECT_NEAR(r_scalar, r_simd, 2e-5 * o.magnitude + 1e-6) << dtype_name(type) << " n=" << n;
+  for (Isa isa : runnable_isas()) {
+    if (isa == Isa::scalar) continue;
+    for (DType type : kTypes) {
+      const QuantDotKernel scalar = quant_dot_kernel(type, Isa::scalar), simd = quant_dot_kernel(type, isa);
+      for (int64_t n : {256, 768, 2048}) {
+        const std::vector<uint8_t> w = random_rows(type, n, 1, rng);
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(rng);
+        // The SIMD quantizer gives the same bytes as the scalar one.
+        const size_t act_row = activation_row_bytes(scalar, n);
+        std::vector<uint8_t> a_scalar(act_row), a_simd(act_row);
+        scalar.quantize(x.data(), a_scalar.data(), n);
+        simd.quantize(x.data(), a_simd.data(), n);
+        ASSERT_EQ(a_scalar, a_simd) << isa_name(isa) << " " << dtype_name(type) << " activation quantizer";
+        float r_scalar, r_simd;
+        scalar.dot(n, w.data(), a_scalar.data(), act_row, 1, &r_scalar, 1);
+        simd.dot(n, w.data(), a_simd.data(), act_row, 1, &r_simd, 1);
+        const Oracle o = oracle(type, w.data(), decode_activation(scalar.activation, a_scalar.data(), n), n);
+        EXPECT_NEAR(r_scalar, r_simd, 2e-5 * o.magnitude + 1e-6) << isa_name(isa) << " " << dtype_name(type) << " n=" << n;
+      }
     }
   }
 }

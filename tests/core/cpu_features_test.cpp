@@ -1,11 +1,14 @@
 // CPU feature detection agrees with what the Linux kernel reports in /proc/cpuinfo.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "core/cpu_features.h"
+#include "support/test_support.h"
 
 namespace tandem {
 namespace {
@@ -66,6 +69,23 @@ TEST(CpuFeatures, CapsRemoveWhatTheyExclude) {
   const CpuFeatures scalar = cap_cpu_features(all, "scalar");
   EXPECT_FALSE(scalar.avx || scalar.avx2 || scalar.fma || scalar.f16c || scalar.avx_vnni || scalar.avx512f);
   EXPECT_TRUE(scalar.sse42);
+}
+
+// TANDEM_REQUIRE_ISA (tools/test.sh sets it from `tandem devices`) names only features tandem
+// knows -- a misspelt one would require nothing -- and the feature set the kernels pick from
+// has each of them: TANDEM_CPU_MAX or a detection bug would otherwise skip their tests quietly.
+TEST(CpuFeatures, RequiredIsasAreKnownAndPresent) {
+  const std::vector<std::string> required = testing::required_isas(), known = testing::known_isas(),
+                                 present = testing::isa_names(cpu_features().describe());
+  const auto has = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  for (const std::string& name : required) {
+    EXPECT_TRUE(has(known, name)) << "TANDEM_REQUIRE_ISA: '" << name << "' is no feature name `tandem devices` prints";
+    EXPECT_TRUE(has(present, name)) << "TANDEM_REQUIRE_ISA lists " << name
+                                    << " but the kernels see only: " << cpu_features().describe();
+  }
+  std::printf("TANDEM_REQUIRE_ISA: %zu features required\n", required.size());
 }
 
 TEST(CpuFeatures, UnknownCapIsAnErrorNamingIt) {

@@ -8,6 +8,7 @@
 
 #include "core/cpu_features.h"
 #include "core/half.h"
+#include "support/test_support.h"
 
 namespace tandem {
 namespace {
@@ -34,7 +35,7 @@ TEST(Half, EveryHalfRoundTrips) {
 }
 
 TEST(Half, MatchesF16cHardware) {
-  if (!cpu_features().f16c) GTEST_SKIP() << "SKIPPED: this CPU has no F16C to compare with";
+  TANDEM_SKIP_WITHOUT_ISA(cpu_features().f16c, "f16c", "no F16C on this CPU to compare with");
   for (uint32_t h = 0; h < 65536; ++h) {
     const float a = f16_to_f32(static_cast<uint16_t>(h)), b = hw_f16_to_f32(static_cast<uint16_t>(h));
     if (std::isnan(b)) {

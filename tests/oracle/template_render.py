@@ -14,12 +14,15 @@ special tokens and the caller's extra kwargs.
   template_render.py compare TANDEM_CLI --model GGUF --templates DIR --conversations DIR
       renders every template (and the model's own) x every conversation x generation
       prompt on/off x enable_thinking absent/true/false with both, and requires identical
-      bytes -- or an error from both.
+      bytes -- or an error from both, of the same kind and the same gist (same_error).
+      Each template file gets the bos/eos strings of its own model's tokenizer
+      (SPECIAL_TOKENS), as transformers passes them; the model's template gets the model's.
 """
 import argparse
 import datetime
 import os
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -47,8 +50,70 @@ def make_env():
     return env
 
 
+# bos_token/eos_token of the model each template in ../shared/data/templates comes from, as
+# its tokenizer_config.json on Hugging Face gives them (transformers passes these to the
+# template). Phi-3.5's and the DeepSeek distills' agree with llama.cpp's vocab GGUFs in
+# ../shared/data/vocab (ggml-vocab-phi-3, ggml-vocab-deepseek-llm). Templates that use
+# neither token (the Qwen family, SmolLM3) are left out.
+LLAMA3 = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
+DEEPSEEK = {"bos_token": "<\uff5cbegin\u2581of\u2581sentence\uff5c>", "eos_token": "<\uff5cend\u2581of\u2581sentence\uff5c>"}
+SPECIAL_TOKENS = {
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": {"bos_token": "<s>", "eos_token": "</s>"},
+    "google-gemma-2-2b-it.jinja": {"bos_token": "<bos>", "eos_token": "<eos>"},
+    "microsoft-Phi-3.5-mini-instruct.jinja": {"bos_token": "<s>", "eos_token": "<|endoftext|>"},
+    "meta-llama-Llama-3.1-8B-Instruct.jinja": LLAMA3,
+    "meta-llama-Llama-3.2-3B-Instruct.jinja": LLAMA3,
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": {"bos_token": "<|begin_of_text|>", "eos_token": "<|im_end|>"},
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": DEEPSEEK,
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": DEEPSEEK,
+}
+
+# Where jinja2 and tandem word the same error differently: (jinja2 pattern, tandem pattern
+# with \1 for the name both must carry).
+PARAPHRASES = [
+    (r"cannot unpack non-iterable (\w+) object", r"'\1' object is not iterable"),
+    (r"Encountered unknown tag '([^']+)'\.", r"unexpected '\1'"),
+]
+
+
+def normal(message):
+    return " ".join(message.replace("'", "").replace('"', "").lower().rstrip(".").split())
+
+
+def same_error(expected_error, stderr):
+    """Whether tandem's error (its stderr: "error: WHERE:LINE:COL: MESSAGE") is the one
+    jinja2 raised (expected_error: "ExceptionClass: message"): a template's
+    raise_exception() must come out as such with its message verbatim; Python's recursion
+    limit as tandem's call-depth limit; any other error with the same message up to quotes
+    and case, one containing the other (tandem may add what it saw), or a PARAPHRASES entry
+    naming the same thing. Returns None when they agree, else why not."""
+    kind, _, message = expected_error.partition(": ")
+    found = re.match(r"error: .*?:\d+:\d+: (.*)", stderr, re.S)
+    if not found:
+        return f"tandem's error names no template line:column: {stderr!r}"
+    ours = found.group(1).strip()
+    raised = ours.startswith("template raised an error: ")
+    if kind == "TemplateError":  # raise_exception() in the template
+        if not raised or ours[len("template raised an error: "):] != message:
+            return f"the template raised {message!r}; tandem says {ours!r}"
+        return None
+    if raised:
+        return f"jinja2 raised {expected_error}; tandem says the template raised: {ours!r}"
+    if kind == "RecursionError":
+        return None if "call depth" in ours else f"jinja2 hit its recursion limit; tandem says {ours!r}"
+    a, b = normal(message), normal(ours)
+    short, long = sorted((a, b), key=len)
+    if short and short in long and len(short) >= 0.6 * len(long):
+        return None
+    for theirs, tandem in PARAPHRASES:
+        m = re.fullmatch(theirs, message)
+        if m and re.search(m.expand(tandem), ours):
+            return None
+    return f"jinja2 raised {expected_error}; tandem says {ours!r}"
+
+
 def render(source, conversation, add_generation_prompt, extra, special_tokens):
-    """Returns (text, None) or (None, error message)."""
+    """Returns (text, None) or (None, "ExceptionClass: message")."""
     try:
         template = make_env().from_string(source)
         kwargs = {**special_tokens, **extra}
@@ -123,9 +188,13 @@ def snippets(args):
                 failures += 1
                 print(f"FAIL {label}: crashed (exit {code}) {err[-300:]}")
             elif expected_error is not None:
+                why = None if code == 0 else same_error(expected_error, err)
                 if code == 0:
                     failures += 1
                     print(f"FAIL {label}: jinja2 raised {expected_error} but tandem printed {out!r}")
+                elif why:
+                    failures += 1
+                    print(f"FAIL {label}: a different error: {why}")
                 elif args.verbose:
                     print(f"ok   {label}: both raise: jinja2 {expected_error} / tandem {err}")
             elif code != 0:
@@ -152,6 +221,9 @@ def compare(args):
         if model_template is None:
             sys.exit(f"{args.model}: no tokenizer.chat_template")
         source_of["<model>"] = (model_template, None)
+    # The template files render with their own models' special tokens (on both sides, as
+    # --var: without -m tandem has no token strings of its own).
+    tokens_of = {name: (special if path is None else SPECIAL_TOKENS.get(name, {})) for name, (_, path) in source_of.items()}
     conversations = sorted(Path(args.conversations).glob("*.json"))
     if not source_of or not conversations:
         sys.exit("no templates or no conversations found")
@@ -167,12 +239,14 @@ def compare(args):
                 conversation = json.loads(conv_path.read_text(encoding="utf-8"))
                 for agp, extra in variants:
                     cases += 1
-                    expected, expected_error = render(source, conversation, agp, extra, special)
+                    expected, expected_error = render(source, conversation, agp, extra, tokens_of[name])
                     cmd = [args.tandem, "template", "--messages", str(conv_path)]
-                    if args.model:
-                        cmd += ["-m", args.model]
                     if path:
                         cmd += ["--template", path]
+                        for k, v in tokens_of[name].items():
+                            cmd += ["--var", f"{k}={json.dumps(v)}"]
+                    else:
+                        cmd += ["-m", args.model]
                     if agp:
                         cmd.append("--add-generation-prompt")
                     for k, v in extra.items():
@@ -185,9 +259,13 @@ def compare(args):
                         failures += 1
                         print(f"FAIL {label}: tandem crashed (exit {proc.returncode}): {stderr[-500:]}")
                     elif expected_error is not None:
+                        why = None if proc.returncode == 0 else same_error(expected_error, stderr)
                         if proc.returncode == 0:
                             failures += 1
                             print(f"FAIL {label}: jinja2 raised ({expected_error}) but tandem rendered {actual[:200]!r}")
+                        elif why:
+                            failures += 1
+                            print(f"FAIL {label}: a different error: {why}")
                         else:
                             both_raise += 1
                             if args.verbose:
@@ -201,7 +279,7 @@ def compare(args):
                     elif args.verbose:
                         print(f"ok   {label}")
     print(f"{cases} renders ({len(source_of)} templates x {len(conversations)} conversations x {len(variants)} variants): "
-          f"{cases - failures} agree ({both_raise} of them error in both), {failures} differ")
+          f"{cases - failures} agree ({both_raise} of them the same error in both), {failures} differ")
     return 1 if failures else 0
 
 

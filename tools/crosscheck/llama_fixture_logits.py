@@ -8,7 +8,15 @@ Uses the longest sequence of each variant (it spans several DeltaNet chunks). Wr
 tests/fixtures/<family>/llama-<variant>.f32 ([n][vocab] f32) and records the file, its
 sha256, the sequence index and the llama.cpp commit in manifest.json.
 
-usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA
+With --kv-caches it records instead llama.cpp's logits with each KV cache type of
+KV_PAIRS (-ctk/-ctv) on the f32 fixtures of KV_FAMILIES, the oracle of
+tests/model/kv_cache_test.cpp: the weights are f32, so both run their float matmuls and
+what is left to differ is how each stores and reads K and V; the f16/f16 run is the
+baseline the test's bounds are measured from. Writes
+tests/fixtures/<family>/llama-kv-<k>-<v>.f32 and records them under
+variants.f32.llama_kv_references["<k>/<v>"].
+
+usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA [--kv-caches]
 (build LLAMA_LOGITS_BINARY from tools/crosscheck/llama_logits.cpp, see its header)"""
 import argparse
 import hashlib
@@ -17,31 +25,49 @@ import pathlib
 import subprocess
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+# qwen3: 32-dim heads (one block of every quantized type per head); qwen35moe: 64-dim heads.
+KV_FAMILIES = ["qwen3", "qwen35moe"]
+KV_PAIRS = [("f16", "f16"), ("bf16", "bf16"), ("q8_0", "q8_0"), ("q8_0", "f16"), ("q4_0", "q4_0"),
+            ("q4_1", "q4_1"), ("q5_0", "q5_0"), ("q5_1", "q5_1")]
+
+
+def record(args, family, vocab_size, variant, name, cache_args=()):
+    """Runs the driver on the variant's longest sequence into tests/fixtures/NAME; returns
+    the manifest record of the file."""
+    index = max(range(len(variant["sequences"])), key=lambda i: len(variant["sequences"][i]["tokens"]))
+    tokens = variant["sequences"][index]["tokens"]
+    out = FIXTURES / name
+    subprocess.run([args.driver, *cache_args, str(FIXTURES / variant["gguf"]), str(out), "0", *map(str, tokens)],
+                   check=True, capture_output=True)
+    data = out.read_bytes()
+    assert len(data) == 4 * len(tokens) * vocab_size, (name, len(data))
+    print(name, len(tokens), "tokens")
+    return {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "sequence": index,
+            "llama_cpp_commit": args.commit, "kv_cache": "f32", "threads": 2}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("driver")
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--kv-caches", action="store_true")
     args = ap.parse_args()
     manifest_path = FIXTURES / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for family, f in manifest["families"].items():
-        for variant, v in f["variants"].items():
-            if variant == "f32":
+        if args.kv_caches:
+            if family not in KV_FAMILIES:
                 continue
-            index = max(range(len(v["sequences"])), key=lambda i: len(v["sequences"][i]["tokens"]))
-            tokens = v["sequences"][index]["tokens"]
-            out = FIXTURES / family / f"llama-{variant}.f32"
-            subprocess.run([args.driver, str(FIXTURES / v["gguf"]), str(out), "0", *map(str, tokens)],
-                           check=True, capture_output=True)
-            data = out.read_bytes()
-            assert len(data) == 4 * len(tokens) * f["vocab_size"], (family, variant, len(data))
-            v["llama_reference"] = {"file": f"{family}/llama-{variant}.f32",
-                                    "sha256": hashlib.sha256(data).hexdigest(),
-                                    "sequence": index, "llama_cpp_commit": args.commit,
-                                    "kv_cache": "f32", "threads": 2}
-            print(family, variant, len(tokens), "tokens")
+            v = f["variants"]["f32"]
+            refs = {}
+            for k, vt in KV_PAIRS:
+                ref = record(args, family, f["vocab_size"], v, f"{family}/llama-kv-{k}-{vt}.f32", ("-ctk", k, "-ctv", vt))
+                refs[f"{k}/{vt}"] = {**ref, "kv_cache": f"{k}/{vt}", "flash_attn": "auto"}
+            v["llama_kv_references"] = refs
+            continue
+        for variant, v in f["variants"].items():
+            if variant != "f32":
+                v["llama_reference"] = record(args, family, f["vocab_size"], v, f"{family}/llama-{variant}.f32")
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
