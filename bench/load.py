@@ -15,17 +15,7 @@ import time
 
 import httpx
 
-def wait_healthy(url: str, seconds: float = 600) -> None:
-    """Both servers answer /health with 503 while loading, 200 when ready."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not become healthy in {seconds:.0f} s")
+from serverbench import require_loopback, wait_healthy
 
 
 TOPICS = ["the sea", "a lighthouse", "binary search", "rust and c++", "autumn", "a cat", "GGUF files",
@@ -88,8 +78,7 @@ async def main():
     ap.add_argument("--name", default="server")
     ap.add_argument("--json")
     a = ap.parse_args()
-    if not a.url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        raise SystemExit("load.py sends traffic to loopback only")
+    require_loopback(a.url, "load.py")
     wait_healthy(a.url)
     rss0 = rss_mib(a.pid)
     out = {"errors": [], "ttft": [], "tokens": 0, "requests": 0}

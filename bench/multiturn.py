@@ -14,17 +14,7 @@ import time
 
 import httpx
 
-def wait_healthy(url: str, seconds: float = 600) -> None:
-    """Both servers answer /health with 503 while loading, 200 when ready."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not become healthy in {seconds:.0f} s")
+from serverbench import require_loopback, wait_healthy
 
 
 USER_TURNS = [
@@ -47,8 +37,7 @@ def main():
     ap.add_argument("--name", default="server")
     ap.add_argument("--json")
     a = ap.parse_args()
-    if not a.url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        raise SystemExit("multiturn.py sends traffic to loopback only")
+    require_loopback(a.url, "multiturn.py")
     wait_healthy(a.url)
     conversation = "A conversation between a curious user and a helpful assistant.\n"
     rows = []

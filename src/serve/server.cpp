@@ -102,6 +102,14 @@ class Server {
   void completions(const httplib::Request& req, httplib::Response& res);
   void respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res);
   Json logprob_entry(const runtime::TokenLogprob& lp) const;
+  // The chosen token's entry with its alternatives (OpenAI's chat logprobs.content item).
+  Json logprob_content(const std::vector<runtime::TokenLogprob>& top) const;
+  RequestLimits limits() const { return {engine_->hparams().n_vocab, scheduler_->options().slot_ctx}; }
+  // A seed for requests that name none (each draws its own).
+  uint64_t next_seed() {
+    std::lock_guard<std::mutex> lock(seed_m_);
+    return seed_rng_();
+  }
   std::string metrics() const;
 
   ServerOptions o_;
@@ -142,6 +150,14 @@ Json Server::logprob_entry(const runtime::TokenLogprob& lp) const {
   return Json{{"token", piece},  // serialized with invalid UTF-8 replaced; "bytes" keeps them exact
               {"logprob", lp.logprob},
               {"bytes", bytes}};
+}
+
+Json Server::logprob_content(const std::vector<runtime::TokenLogprob>& top) const {
+  Json entry = logprob_entry(top[0]);
+  Json alternatives = Json::array();
+  for (size_t i = 1; i < top.size(); ++i) alternatives.push_back(logprob_entry(top[i]));
+  entry["top_logprobs"] = alternatives;
+  return entry;
 }
 
 void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res) {
@@ -193,13 +209,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
     }
     for (Job::Event& e : events) {
       text += e.text;
-      if (!e.top.empty()) {
-        Json entry = logprob_entry(e.top[0]);
-        Json top = Json::array();
-        for (size_t i = 1; i < e.top.size(); ++i) top.push_back(logprob_entry(e.top[i]));
-        entry["top_logprobs"] = top;
-        logprobs.push_back(entry);
-      }
+      if (!e.top.empty()) logprobs.push_back(logprob_content(e.top));
     }
     if (!job->error().empty()) throw ApiError(500, job->error());
     Json body;
@@ -293,13 +303,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         for (Job::Event& e : events) {
           state->text += e.text;
           Json lp = nullptr;
-          if (logprobs_on && !e.top.empty()) {
-            Json entry = logprob_entry(e.top[0]);
-            Json top = Json::array();
-            for (size_t i = 1; i < e.top.size(); ++i) top.push_back(logprob_entry(e.top[i]));
-            entry["top_logprobs"] = top;
-            lp = Json{{"content", Json::array({entry})}};
-          }
+          if (logprobs_on && !e.top.empty()) lp = Json{{"content", Json::array({logprob_content(e.top)})}};
           if (!chat) {
             if ((!e.text.empty() || !lp.is_null()) && !send(chunk(e.text, nullptr, lp))) {
               job->cancel();
@@ -361,12 +365,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
 void Server::chat_completions(const httplib::Request& req, httplib::Response& res) {
   require_ready();
   const Json body = parse_body(req);
-  uint64_t seed;
-  {
-    std::lock_guard<std::mutex> lock(seed_m_);
-    seed = seed_rng_();
-  }
-  CompletionRequest r = parse_chat_request(body, {engine_->hparams().n_vocab, scheduler_->options().slot_ctx}, seed);
+  CompletionRequest r = parse_chat_request(body, limits(), next_seed());
   check_model(r.model);
   text::ChatPrompt prompt;
   try {
@@ -380,12 +379,7 @@ void Server::chat_completions(const httplib::Request& req, httplib::Response& re
 void Server::completions(const httplib::Request& req, httplib::Response& res) {
   require_ready();
   const Json body = parse_body(req);
-  uint64_t seed;
-  {
-    std::lock_guard<std::mutex> lock(seed_m_);
-    seed = seed_rng_();
-  }
-  CompletionRequest r = parse_completion_request(body, {engine_->hparams().n_vocab, scheduler_->options().slot_ctx}, seed);
+  CompletionRequest r = parse_completion_request(body, limits(), next_seed());
   check_model(r.model);
   std::vector<int32_t> tokens = r.prompt_tokens;
   std::string text = r.prompt_text;
@@ -501,7 +495,7 @@ void Server::routes() {
   http_.Post("/apply-template", wrap([this](const httplib::Request& req, httplib::Response& res) {
     require_ready();
     const Json body = parse_body(req);
-    const CompletionRequest r = parse_chat_request(body, {engine_->hparams().n_vocab, scheduler_->options().slot_ctx}, 0);
+    const CompletionRequest r = parse_chat_request(body, limits(), 0);
     try {
       res.set_content(Json{{"prompt", engine_->chat_template().render(r.chat_inputs)}}.dump(), "application/json");
     } catch (const Error& e) {
