@@ -150,10 +150,19 @@ void Scheduler::assign(Slot& slot, std::shared_ptr<Job> job) {
   slot.prompt_at = slot.cached.size();
   job->cached_ = static_cast<int64_t>(slot.prompt_at);
   const auto n = static_cast<int64_t>(job->prompt_.size());
-  slot.checkpoint_at = -1;
+  slot.checkpoint_plan.clear();
+  slot.next_checkpoint = 0;
   if (slot.seq->has_recurrent_state()) {
-    const int64_t at = n - options_.checkpoint_before_end;
-    if (at > static_cast<int64_t>(slot.prompt_at)) slot.checkpoint_at = at;
+    // Message starts (control tokens: the template's turn markers), the last few of them,
+    // then a few tokens before the end; only positions still to be processed.
+    const text::Vocab& vocab = engine_.tokenizer().vocab();
+    const auto first = static_cast<int64_t>(slot.prompt_at);
+    const int64_t end_at = n - options_.checkpoint_before_end;
+    for (int64_t p = n - 1; p > first && static_cast<int>(slot.checkpoint_plan.size()) < options_.message_checkpoints; --p) {
+      if (p < end_at && vocab.is_control(job->prompt_[static_cast<size_t>(p)])) slot.checkpoint_plan.push_back(p);
+    }
+    std::reverse(slot.checkpoint_plan.begin(), slot.checkpoint_plan.end());
+    if (end_at > first) slot.checkpoint_plan.push_back(end_at);
   }
   slot.gen = std::make_unique<Generation>(engine_.tokenizer(), engine_.end_of_generation(), job->params_,
                                           engine_.hparams().n_vocab);
@@ -320,8 +329,8 @@ void Scheduler::loop() {
       if (!s.job || s.next_token >= 0) continue;
       const std::vector<text::TokenId>& prompt = s.job->prompt_;
       int64_t n = std::min<int64_t>(budget, static_cast<int64_t>(prompt.size() - s.prompt_at));
-      if (s.checkpoint_at > static_cast<int64_t>(s.prompt_at)) {
-        n = std::min<int64_t>(n, s.checkpoint_at - static_cast<int64_t>(s.prompt_at));
+      if (s.next_checkpoint < s.checkpoint_plan.size()) {
+        n = std::min<int64_t>(n, s.checkpoint_plan[s.next_checkpoint] - static_cast<int64_t>(s.prompt_at));
       }
       if (n <= 0) continue;
       model::SequenceInput in;
@@ -365,7 +374,11 @@ void Scheduler::loop() {
       const std::vector<text::TokenId>& prompt = s.job->prompt_;
       s.cached.insert(s.cached.end(), batch_[b].tokens.begin(), batch_[b].tokens.end());
       s.prompt_at += batch_[b].tokens.size();
-      if (static_cast<int64_t>(s.prompt_at) == s.checkpoint_at) take_checkpoint(s);
+      if (s.next_checkpoint < s.checkpoint_plan.size() &&
+          static_cast<int64_t>(s.prompt_at) == s.checkpoint_plan[s.next_checkpoint]) {
+        take_checkpoint(s);
+        ++s.next_checkpoint;
+      }
       if (s.prompt_at == prompt.size()) sample(s, logits);
     }
   }

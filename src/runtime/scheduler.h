@@ -7,9 +7,11 @@
 // Prompt cache: a slot keeps the tokens its sequence holds; a request goes to the free
 // slot sharing the longest prefix with its prompt, and only the rest is processed. For a
 // KV cache the state is cut back to the shared prefix. Recurrent state (Qwen3.5) cannot be
-// cut back: the slot keeps copies of it taken a few tokens before the end of each prompt
-// (within --cache-ram, least recently used dropped first) and restores the newest one at or
-// before the point where the new prompt parts from the old.
+// cut back: the slot keeps copies of it taken at the start of each message (before each
+// control token of the rendered conversation: <|im_start|> and its kin) and a few tokens
+// before the end of each prompt (within --cache-ram, least recently used dropped first),
+// and restores the newest one at or before the point where the new prompt parts from the
+// old: an edited last message or a changed reply costs that message, not the conversation.
 #pragma once
 
 #include <atomic>
@@ -35,6 +37,7 @@ struct SchedulerOptions {
   int queue_max = 64;             // requests waiting beyond the slots
   uint64_t cache_ram_bytes = 2ull << 30;  // recurrent-state checkpoints, all slots together
   int checkpoint_before_end = 4;  // where the end-of-prompt checkpoint goes
+  int message_checkpoints = 8;    // also at the starts of the last this-many messages
 };
 
 // One request's life, shared by the thread that submitted it and the scheduler.
@@ -127,7 +130,8 @@ class Scheduler {
     std::shared_ptr<Job> job;
     std::unique_ptr<Generation> gen;
     size_t prompt_at = 0;               // prompt tokens already in the sequence
-    int64_t checkpoint_at = -1;         // prompt position to checkpoint at (-1: none)
+    std::vector<int64_t> checkpoint_plan;  // prompt positions to checkpoint at, ascending
+    size_t next_checkpoint = 0;            // first entry of checkpoint_plan not reached
     text::TokenId next_token = -1;      // sampled, to be fed
     uint64_t last_used = 0;
     double t_start = 0, t_first = 0;

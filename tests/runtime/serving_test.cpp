@@ -232,6 +232,36 @@ TEST_P(SchedulerTest, PromptCacheReusesThePrefixAndMatchesAFullRecompute) {
   }
 }
 
+// An edited last message: the conversation parts inside that message. A recurrent state
+// goes back to the checkpoint at the message's start (its control token), not to zero.
+TEST_P(SchedulerTest, AnEditedLastMessageCostsOnlyThatMessage) {
+  const auto engine = open_engine(fixture(GetParam()));
+  const text::TokenId im_start = engine->tokenizer().encode("<|im_start|>", {.parse_special = true}).at(0);
+  SchedulerOptions so;
+  so.n_slots = 1;
+  so.slot_ctx = 256;
+  so.step_tokens = 64;
+  Scheduler scheduler(*engine, so);
+  std::vector<text::TokenId> conv;
+  for (int m = 0; m < 3; ++m) {
+    conv.push_back(im_start);
+    for (int i = 0; i < 20; ++i) conv.push_back(10 + (m * 31 + i * 7) % 200);
+  }
+  const size_t last_start = conv.size() - 21;  // where the third message's marker is
+  ASSERT_EQ(conv[last_start], im_start);
+  collect(scheduler.submit(conv, greedy(2)));
+  std::vector<text::TokenId> edited(conv.begin(), conv.begin() + static_cast<long>(last_start) + 5);
+  for (int i = 0; i < 12; ++i) edited.push_back(90 + i);
+  const Result r = collect(scheduler.submit(edited, greedy(6)));
+  EXPECT_EQ(r.cached, engine->model().hparams().arch.rfind("qwen35", 0) == 0 ? static_cast<int64_t>(last_start)
+                                                                             : static_cast<int64_t>(last_start) + 5);
+  Scheduler fresh(*engine, so);
+  const Result full = collect(fresh.submit(edited, greedy(6)));
+  EXPECT_EQ(r.tokens, full.tokens);
+  ASSERT_EQ(r.logprobs.size(), full.logprobs.size());
+  for (size_t i = 0; i < full.logprobs.size(); ++i) EXPECT_NEAR(r.logprobs[i], full.logprobs[i], 2e-4) << i;
+}
+
 TEST_P(SchedulerTest, CancelFreesTheSlotAndAFullQueueIsRefused) {
   const auto engine = open_engine(fixture(GetParam()));
   SchedulerOptions so;
