@@ -55,7 +55,8 @@ Json parse_body(const httplib::Request& req) {
   if (body.is_discarded()) {
     // Say where: nlohmann's exception names the byte.
     try {
-      (void)Json::parse(req.body);
+      const Json unused = Json::parse(req.body);
+      (void)unused;
     } catch (const Json::parse_error& pe) {
       throw ApiError(400, fmt::format("the body is not valid JSON: {}", pe.what()));
     }
@@ -100,7 +101,10 @@ class Server {
   void check_model(const std::string& model) const;
   void chat_completions(const httplib::Request& req, httplib::Response& res);
   void completions(const httplib::Request& req, httplib::Response& res);
-  void respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res);
+  // `forced` is text the prompt already ends with that belongs to the answer (the opening
+  // of a tool call that tool_choice requires); the output parser sees it first.
+  void respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res,
+               std::string forced = {});
   Json logprob_entry(const runtime::TokenLogprob& lp) const;
   // The chosen token's entry with its alternatives (OpenAI's chat logprobs.content item).
   Json logprob_content(const std::vector<runtime::TokenLogprob>& top) const;
@@ -160,7 +164,8 @@ Json Server::logprob_content(const std::vector<runtime::TokenLogprob>& top) cons
   return entry;
 }
 
-void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res) {
+void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::string prompt_text, httplib::Response& res,
+                     std::string forced) {
   std::shared_ptr<Job> job;
   try {
     job = scheduler_->submit(std::move(prompt), r.params);
@@ -202,7 +207,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   };
 
   if (!r.stream) {
-    std::string text;
+    std::string text = forced;
     Json logprobs = Json::array();
     std::vector<Job::Event> events;
     while (!job->wait(events, 1000)) {
@@ -259,6 +264,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
     bool started = false, finished = false;
   };
   auto state = std::make_shared<StreamState>();
+  state->text = forced;
   const bool chat = r.chat, include_usage = r.include_usage, logprobs_on = r.logprobs, echo = r.echo;
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
@@ -278,6 +284,29 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
           return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
                       {"choices", Json::array({Json{{"index", 0}, {"text", delta_or_text}, {"logprobs", lp},
                                                     {"finish_reason", finish}}})}};
+        };
+        // Parses the text so far and sends what is new: reasoning, content, whole tool calls.
+        auto emit_chat = [&](bool final, const Json& lp) {
+          const text::ParsedChatOutput out = text::parse_chat_output(state->text, po, final);
+          Json delta = Json::object();
+          if (out.reasoning.size() > state->sent_reasoning) {
+            delta["reasoning_content"] = out.reasoning.substr(state->sent_reasoning);
+            state->sent_reasoning = out.reasoning.size();
+          }
+          if (out.content.size() > state->sent_content) {
+            delta["content"] = out.content.substr(state->sent_content);
+            state->sent_content = out.content.size();
+          }
+          if (out.tool_calls.size() > state->sent_calls) {
+            Json calls = Json::array();
+            for (size_t i = state->sent_calls; i < out.tool_calls.size(); ++i) {
+              calls.push_back({{"index", i}, {"id", random_id("call_")}, {"type", "function"},
+                               {"function", {{"name", out.tool_calls[i].name}, {"arguments", out.tool_calls[i].arguments}}}});
+            }
+            delta["tool_calls"] = calls;
+            state->sent_calls = out.tool_calls.size();
+          }
+          return (delta.empty() && lp.is_null()) || send(chunk(delta, nullptr, lp));
         };
         if (!state->started) {
           state->started = true;
@@ -311,40 +340,15 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
             }
             continue;
           }
-          const text::ParsedChatOutput out = text::parse_chat_output(state->text, po, done && &e == &events.back());
-          Json delta = Json::object();
-          if (out.reasoning.size() > state->sent_reasoning) {
-            delta["reasoning_content"] = out.reasoning.substr(state->sent_reasoning);
-            state->sent_reasoning = out.reasoning.size();
-          }
-          if (out.content.size() > state->sent_content) {
-            delta["content"] = out.content.substr(state->sent_content);
-            state->sent_content = out.content.size();
-          }
-          if (out.tool_calls.size() > state->sent_calls) {
-            Json calls = Json::array();
-            for (size_t i = state->sent_calls; i < out.tool_calls.size(); ++i) {
-              calls.push_back({{"index", i}, {"id", random_id("call_")}, {"type", "function"},
-                               {"function", {{"name", out.tool_calls[i].name}, {"arguments", out.tool_calls[i].arguments}}}});
-            }
-            delta["tool_calls"] = calls;
-            state->sent_calls = out.tool_calls.size();
-          }
-          if ((!delta.empty() || !lp.is_null()) && !send(chunk(delta, nullptr, lp))) {
+          if (!emit_chat(false, lp)) {
             job->cancel();
             return false;
           }
         }
         if (!done) return true;
-        if (chat && events.empty()) {
-          // Finished without a last event: flush what the parser held back.
-          const text::ParsedChatOutput out = text::parse_chat_output(state->text, po, true);
-          Json delta = Json::object();
-          if (out.content.size() > state->sent_content) delta["content"] = out.content.substr(state->sent_content);
-          if (out.reasoning.size() > state->sent_reasoning) delta["reasoning_content"] = out.reasoning.substr(state->sent_reasoning);
-          if (!delta.empty()) send(chunk(delta, nullptr, nullptr));
-          state->sent_calls = std::max(state->sent_calls, out.tool_calls.size());
-        }
+        // The end: release what the parser held back (a partial marker, an unclosed call,
+        // an answer that turns out to be a bare JSON call).
+        if (chat) emit_chat(true, nullptr);
         if (!job->error().empty()) {
           send(Json{{"error", {{"message", job->error()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
         } else {
@@ -373,7 +377,25 @@ void Server::chat_completions(const httplib::Request& req, httplib::Response& re
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("chat template: {}", e.what()), "messages");
   }
-  respond(std::move(r), std::move(prompt.tokens), std::move(prompt.text), res);
+  // tool_choice required / a named function: the answer is started as a tool call in the
+  // template's own form, so the model continues one (there is no grammar constraint yet,
+  // so the call's body is the model's; it is parsed like any other).
+  std::string forced;
+  if (r.tool_choice != "auto" && r.tool_choice != "none") {
+    const bool named = r.tool_choice != "required";
+    if (engine_->chat_template().xml_tool_calls()) {
+      forced = named ? fmt::format("<tool_call>\n<function={}>\n", r.tool_choice) : "<tool_call>\n<function=";
+    } else {
+      forced = named ? fmt::format("<tool_call>\n{{\"name\": {}, \"arguments\": {{", Json(r.tool_choice).dump())
+                     : "<tool_call>\n{\"name\": \"";
+    }
+    text::EncodeOptions enc;
+    enc.parse_special = true;  // <tool_call> is the vocabulary's own token where it has one
+    const std::vector<int32_t> more = engine_->tokenize(forced, enc);
+    prompt.tokens.insert(prompt.tokens.end(), more.begin(), more.end());
+    prompt.text += forced;
+  }
+  respond(std::move(r), std::move(prompt.tokens), std::move(prompt.text), res, std::move(forced));
 }
 
 void Server::completions(const httplib::Request& req, httplib::Response& res) {

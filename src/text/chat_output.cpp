@@ -84,8 +84,29 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
     if (rest.substr(0, kParamOpen.size()) != kParamOpen) return false;
     const size_t key_end = rest.find('>');
     if (key_end == std::string_view::npos) return false;
-    const std::string key(trim(rest.substr(kParamOpen.size(), key_end - kParamOpen.size())));
+    std::string key(trim(rest.substr(kParamOpen.size(), key_end - kParamOpen.size())));
     rest = rest.substr(key_end + 1);
+    // <parameter=city="Paris"> (an attribute-style slip of small models): the value is inline.
+    if (const size_t eq = key.find('='); eq != std::string::npos) {
+      std::string_view inline_value = trim(std::string_view(key).substr(eq + 1));
+      if (inline_value.size() >= 2 && (inline_value.front() == '"' || inline_value.front() == '\'') &&
+          inline_value.back() == inline_value.front()) {
+        inline_value = inline_value.substr(1, inline_value.size() - 2);
+      }
+      const std::string value(inline_value);
+      key = std::string(trim(std::string_view(key).substr(0, eq)));
+      if (key.empty()) return false;
+      args[key] = parameter_value(value, parameter_type(tools, name, key));
+      // Whatever follows up to the next tag belongs to no parameter: it must be blank.
+      const size_t next_tag = rest.find('<');
+      if (!trim(rest.substr(0, next_tag)).empty()) return false;
+      if (rest.substr(next_tag == std::string_view::npos ? rest.size() : next_tag, kParamClose.size()) == kParamClose) {
+        rest = rest.substr(next_tag + kParamClose.size());
+      } else {
+        rest = next_tag == std::string_view::npos ? std::string_view() : rest.substr(next_tag);
+      }
+      continue;
+    }
     size_t vend = rest.find(kParamClose);
     size_t next = vend == std::string_view::npos ? std::string_view::npos : vend + kParamClose.size();
     if (vend == std::string_view::npos) {
@@ -124,10 +145,73 @@ bool parse_json_call(std::string_view body, ParsedToolCall& out) {
   return !out.name.empty();
 }
 
+bool offered(const Json& tools, const std::string& name) {
+  for (const Json& t : tools) {
+    if (t.is_object() && t.contains("function") && t["function"].is_object() && t["function"].value("name", "") == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A call naming a tool the request did not offer (a template's example name, a guess) is
+// not a call: it stays content.
 bool parse_call(std::string_view body, const Json& tools, ParsedToolCall& out) {
   const std::string_view t = trim(body);
-  if (t.substr(0, kFunctionOpen.size()) == kFunctionOpen) return parse_xml_call(t, tools, out);
-  return parse_json_call(t, out);
+  const bool ok = t.substr(0, kFunctionOpen.size()) == kFunctionOpen ? parse_xml_call(t, tools, out)
+                                                                      : parse_json_call(t, out);
+  return ok && offered(tools, out.name);
+}
+
+constexpr std::string_view kBareJson = "{\"name\"";
+
+// An answer that is nothing but one or more {"name": ..., "arguments": ...} objects naming
+// offered tools, without <tool_call> tags (small Qwen models often write calls so).
+bool bare_json_calls(std::string_view s, const Json& tools, std::vector<ParsedToolCall>& out) {
+  std::vector<ParsedToolCall> calls;
+  s = trim(s);
+  // A Markdown code fence around the whole answer (```json ... ```) is the same answer.
+  if (s.substr(0, 3) == "```" && s.size() > 6 && s.substr(s.size() - 3) == "```") {
+    const size_t body = s.find('\n');
+    if (body == std::string_view::npos) return false;
+    s = trim(s.substr(body + 1, s.size() - 3 - (body + 1)));
+  }
+  if (s.empty() || s.front() != '{') return false;
+  while (!s.empty()) {
+    // The end of this object: try each closing brace until one parses.
+    size_t end = std::string_view::npos;
+    ParsedToolCall call;
+    for (size_t close = s.find('}'); close != std::string_view::npos; close = s.find('}', close + 1)) {
+      if (parse_json_call(s.substr(0, close + 1), call)) {
+        end = close + 1;
+        break;
+      }
+    }
+    if (end == std::string_view::npos || !offered(tools, call.name)) return false;
+    calls.push_back(std::move(call));
+    s = trim(s.substr(end));
+  }
+  out = std::move(calls);
+  return true;
+}
+
+// Whether an answer that begins with `s` could still turn out to be bare JSON calls: a `{`
+// (perhaps inside a ```json fence) followed by "name", or too little to tell yet.
+bool could_be_bare_call(std::string_view s) {
+  std::string_view t = trim(s);
+  if (t.size() < 3 && std::string_view("```").substr(0, t.size()) == t && !t.empty()) return true;
+  if (t.substr(0, 3) == "```") {
+    const size_t nl = t.find('\n');
+    if (nl == std::string_view::npos) return std::string_view("```json").substr(0, t.size()) == t.substr(0, 7);
+    const std::string_view lang = trim(t.substr(3, nl - 3));
+    if (!lang.empty() && lang != "json") return false;
+    t = trim(t.substr(nl + 1));
+  }
+  if (t.empty()) return true;
+  if (t.front() != '{') return false;
+  const std::string_view u = trim(t.substr(1));
+  constexpr std::string_view kName = "\"name\"";
+  return u.size() <= kName.size() ? kName.substr(0, u.size()) == u : u.substr(0, kName.size()) == kName;
 }
 
 // Where the next tool call starts in `s` from `from`: "<tool_call>", or (no opener)
@@ -158,10 +242,17 @@ void parse_content(std::string_view s, const ChatOutputOptions& o, bool final, P
     const size_t start = next_call_start(s, at, opener);
     if (start == std::string_view::npos) {
       std::string_view tail = s.substr(at);
+      if (!final && at == 0 && out.tool_calls.empty() && could_be_bare_call(tail)) {
+        return;  // the whole answer may yet be a call without tags: hold it to the end
+      }
       if (!final) {
+        const size_t bare = tail.find(kBareJson);
         const size_t hold = std::max({partial_suffix(tail, kCallOpen), partial_suffix(tail, kFunctionOpen),
-                                      tail.find("{\"name\"") != std::string_view::npos ? tail.size() - tail.find("{\"name\"") : 0});
+                                      partial_suffix(tail, kBareJson),
+                                      bare != std::string_view::npos ? tail.size() - bare : size_t{0}});
         tail.remove_suffix(hold);
+      } else if (at == 0 && out.tool_calls.empty() && bare_json_calls(tail, o.tools, out.tool_calls)) {
+        return;  // the whole answer was JSON calls without tags
       }
       out.content.append(tail);
       return;

@@ -34,7 +34,10 @@ jinja::Variables chat_template_globals() {
 }
 
 ChatTemplate::ChatTemplate(std::string source, std::string name, std::string bos_token, std::string eos_token)
-    : template_(jinja::Template::parse(source, std::move(name))), bos_(std::move(bos_token)), eos_(std::move(eos_token)) {}
+    : template_(jinja::Template::parse(source, std::move(name))),
+      bos_(std::move(bos_token)),
+      eos_(std::move(eos_token)),
+      xml_tool_calls_(source.find("<function=") != std::string::npos) {}
 
 namespace {
 

@@ -40,12 +40,17 @@ class ChatTemplate {
   // including the template's own raise_exception()).
   std::string render(const ChatInputs& inputs, const jinja::RenderLimits& limits = {}) const;
 
+  // How the template writes tool calls into assistant turns (and so how its model writes
+  // them): Qwen3-Coder/Qwen3.5's XML form (<function=NAME>) or the JSON form in <tool_call>.
+  bool xml_tool_calls() const { return xml_tool_calls_; }
+
   const std::string& bos_token() const { return bos_; }
   const std::string& eos_token() const { return eos_; }
 
  private:
   jinja::Template template_;
   std::string bos_, eos_;
+  bool xml_tool_calls_ = false;
 };
 
 // The globals transformers adds: raise_exception(message) and strftime_now(format).

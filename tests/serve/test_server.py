@@ -236,3 +236,80 @@ def test_second_turn_reuses_the_cache_on_a_hybrid_model(hybrid_server):
     assert cached >= first.usage.prompt_tokens - 4, (cached, first.usage.prompt_tokens)
     new_tokens = second.usage.prompt_tokens - cached
     assert new_tokens <= second.usage.prompt_tokens - first.usage.prompt_tokens + 4
+
+
+WEATHER_TOOL = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Get weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                   "required": ["city"]}}}]
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris for 3 days?"}]
+
+
+def streamed_tool_calls(server, **kw):
+    calls, finish, content = {}, None, ""
+    for chunk in client(server).chat.completions.create(model="coder", stream=True, **kw):
+        for c in chunk.choices:
+            content += c.delta.content or ""
+            for tc in c.delta.tool_calls or []:
+                entry = calls.setdefault(tc.index, {"name": "", "arguments": ""})
+                entry["name"] += tc.function.name or ""
+                entry["arguments"] += tc.function.arguments or ""
+            finish = c.finish_reason or finish
+    return [calls[i] for i in sorted(calls)], finish, content
+
+
+def check_weather_call(call, expect_days):
+    assert call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    assert args["city"] == "Paris"
+    if expect_days:
+        assert args["days"] == 3 and isinstance(args["days"], int)  # typed by the schema
+
+
+def tool_round_trip(s, expect_days):
+    """The real model asks for the tool (greedy), streamed and not; its call and a tool result
+    go back through the real template; it answers with text."""
+    r = chat(s, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, temperature=0, max_tokens=80)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert not choice.message.content
+    assert len(choice.message.tool_calls) == 1
+    check_weather_call(choice.message.tool_calls[0], expect_days)
+    calls, finish, content = streamed_tool_calls(s, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, temperature=0,
+                                                 max_tokens=80)
+    assert finish == "tool_calls" and content == ""  # no markup leaked into the content
+    assert calls == [{"name": "get_weather", "arguments": choice.message.tool_calls[0].function.arguments}]
+    history = WEATHER_QUESTION + [
+        {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in choice.message.tool_calls]},
+        {"role": "tool", "tool_call_id": choice.message.tool_calls[0].id, "content": "Sunny, 24 C, light wind."}]
+    answer = chat(s, messages=history, tools=WEATHER_TOOL, temperature=0, max_tokens=60)
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.choices[0].message.content and not answer.choices[0].message.tool_calls
+    # The previous turns came from the cache.
+    assert answer.usage.prompt_tokens_details.cached_tokens >= r.usage.prompt_tokens - 1
+
+
+def test_tool_calls_json_form_round_trip(server):
+    # Qwen2.5's template: the JSON form (this model writes the bare object; both are parsed).
+    tool_round_trip(server, expect_days=False)
+
+
+def test_tool_calls_xml_form_round_trip():
+    from conftest import ROOT  # noqa: F401  (the shared templates are found through TANDEM_SHARED)
+    import os
+    shared = os.environ.get("TANDEM_SHARED", str(ROOT.parent / "shared"))
+    template = os.path.join(shared, "data", "templates", "Qwen3-Coder.jinja")
+    if not os.path.exists(template):
+        if os.environ.get("TANDEM_REQUIRE_SHARED") == "1":
+            pytest.fail("shared templates missing (TANDEM_SHARED)")
+        pytest.skip("SKIPPED LOUDLY: shared templates not found; set TANDEM_SHARED")
+    s = Server(real_model_path(), "-np", "1", "-c", "4096", "--alias", "coder", "--template", template)
+    try:
+        tool_round_trip(s, expect_days=True)
+    finally:
+        assert s.stop() == 0
+
+
+def test_tool_choice_none_hides_the_tools(server):
+    r = chat(server, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, tool_choice="none", temperature=0, max_tokens=40)
+    assert r.choices[0].finish_reason != "tool_calls" and not r.choices[0].message.tool_calls

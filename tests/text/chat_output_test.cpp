@@ -73,6 +73,20 @@ TEST(ChatOutput, XmlToolCallsTakeTheSchemaTypes) {
   EXPECT_EQ(p.content, "");
 }
 
+// Written by Qwen2.5-Coder-0.5B given the Qwen3-Coder template (seen through tandem serve).
+TEST(ChatOutput, AttributeStyleParametersAndUnofferedNames) {
+  ParsedChatOutput p = parse_chat_output(
+      "<tool_call>\n<function=get_weather>\n<parameter=city=\"Paris\">\n<parameter=days=\"3\">\n</function>\n</tool_call>",
+      with_tools(kWeatherTool), true);
+  ASSERT_EQ(p.tool_calls.size(), 1u);
+  EXPECT_EQ(Json::parse(p.tool_calls[0].arguments), Json::parse(R"({"city":"Paris","days":3})"));
+  // The template's example function, not one the request offered: content, as written.
+  const std::string text = "<tool_call>\n<function=example_function_name>\n<parameter=x>\n1\n</parameter>\n</function>\n</tool_call>";
+  p = parse_chat_output(text, with_tools(kWeatherTool), true);
+  EXPECT_TRUE(p.tool_calls.empty());
+  EXPECT_EQ(p.content, text);
+}
+
 TEST(ChatOutput, ToleratesMissingOpenerAndMissingCloserAtTheEnd) {
   // No <tool_call> opener (a common slip of small models), XML form.
   ParsedChatOutput p = parse_chat_output("<function=get_weather>\n<parameter=city>\nRome\n</parameter>\n</function>\n</tool_call>",
@@ -94,8 +108,35 @@ TEST(ChatOutput, ToleratesMissingOpenerAndMissingCloserAtTheEnd) {
   EXPECT_EQ(Json::parse(p.tool_calls[0].arguments), Json::parse(R"({"city":"Kyiv"})"));
 }
 
+// Small Qwen models often answer a tool request with the bare JSON object (seen with
+// Qwen2.5-Coder-0.5B through tandem serve).
+TEST(ChatOutput, AnAnswerThatIsOnlyBareJsonCallsIsToolCalls) {
+  ParsedChatOutput p = parse_chat_output("{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+                                         with_tools(kWeatherTool), true);
+  ASSERT_EQ(p.tool_calls.size(), 1u);
+  EXPECT_EQ(Json::parse(p.tool_calls[0].arguments), Json::parse(R"({"city":"Paris"})"));
+  EXPECT_EQ(p.content, "");
+  p = parse_chat_output("{\"name\": \"get_weather\", \"arguments\": {\"city\": \"A\"}}\n"
+                        "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"B}\"}}",
+                        with_tools(kWeatherTool), true);
+  ASSERT_EQ(p.tool_calls.size(), 2u);
+  EXPECT_EQ(Json::parse(p.tool_calls[1].arguments), Json::parse(R"({"city":"B}"})"));
+  // In a Markdown fence (Qwen2.5-Coder-0.5B does this too).
+  p = parse_chat_output("```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\", \"days\": 3}\n}\n```",
+                        with_tools(kWeatherTool), true);
+  ASSERT_EQ(p.tool_calls.size(), 1u);
+  EXPECT_EQ(Json::parse(p.tool_calls[0].arguments), Json::parse(R"({"city":"Paris","days":3})"));
+  // Not offered, or prose around it: content as written.
+  for (const std::string& text : {std::string("{\"name\": \"launch\", \"arguments\": {}}"),
+                                 std::string("Call it as {\"name\": \"get_weather\", \"arguments\": {}} please")}) {
+    p = parse_chat_output(text, with_tools(kWeatherTool), true);
+    EXPECT_TRUE(p.tool_calls.empty()) << text;
+    EXPECT_EQ(p.content, text);
+  }
+}
+
 TEST(ChatOutput, MalformedCallsStayContentAndNothingIsLost) {
-  for (const std::string text : {
+  for (const std::string& text : {
            std::string("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": }\n</tool_call>"),  // bad JSON
            std::string("<tool_call>\nnot a call at all\n</tool_call>"),
            std::string("<tool_call>\n{\"arguments\": {}}\n</tool_call>"),                                    // no name
@@ -140,6 +181,11 @@ TEST(ChatOutput, StreamingPrefixesNeverTakeContentBack) {
   expect_prefix_stable("A <tool_call>\n<function=get_weather>\n<parameter=city>\nX\n</parameter>\n</function>\n</tool_call> B",
                        with_tools(kWeatherTool));
   expect_prefix_stable("x < y and <tool", with_tools(kWeatherTool));
+  expect_prefix_stable("{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}", with_tools(kWeatherTool));
+  expect_prefix_stable("int f() { return {\"name\"}; }", with_tools(kWeatherTool));
+  expect_prefix_stable("```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\"}\n}\n```",
+                       with_tools(kWeatherTool));
+  expect_prefix_stable("```python\nprint({\"name\": 1})\n```", with_tools(kWeatherTool));
 }
 
 // The real templates render assistant tool calls; their text parses back to the same calls.
