@@ -87,9 +87,9 @@ std::shared_ptr<Job> Scheduler::submit(std::vector<text::TokenId> prompt, Genera
   {
     std::lock_guard<std::mutex> lock(m_);
     if (stopping_) throw QueueFull("the server is shutting down");
-    // Requests not yet in a slot beyond the free slots are what waits.
-    int busy = 0;
-    for (const Slot& s : slots_) busy += s.job ? 1 : 0;
+    // Requests not yet in a slot beyond the free slots are what waits. (Slots belong to the
+    // scheduler's thread; their count is read from the stats it keeps under this lock.)
+    const int busy = stats_.slots_busy;
     if (static_cast<int>(queue_.size()) >= options_.queue_max + (options_.n_slots - busy)) {
       ++stats_.requests_rejected;
       throw QueueFull(fmt::format("all {} slots are busy and {} requests are waiting", options_.n_slots, queue_.size()));
