@@ -28,6 +28,10 @@ using runtime::Job;
 
 constexpr int kMaxJsonDepth = 64;
 
+// Every JSON the server writes: text that is not valid UTF-8 (model output, file names,
+// rendered templates) is replaced rather than thrown on.
+std::string json_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 Json error_body(const ApiError& e) {
   return Json{{"error", {{"message", e.what()},
                          {"type", e.type()},
@@ -38,7 +42,7 @@ Json error_body(const ApiError& e) {
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();
   if (e.status() == 503) res.set_header("Retry-After", "1");
-  res.set_content(error_body(e).dump(), "application/json");
+  res.set_content(json_text(error_body(e)), "application/json");
 }
 
 Json parse_body(const httplib::Request& req) {
@@ -253,7 +257,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
                                             {"logprobs", lp}, {"finish_reason", finish_reason(false)}}})},
               {"usage", usage()}};
     }
-    res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+    res.set_content(json_text(body), "application/json");
     return;
   }
 
@@ -272,7 +276,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
       [this, job, state, po, id, created, model, chat, include_usage, logprobs_on, echo, prompt_text, usage,
        finish_reason](size_t, httplib::DataSink& sink) {
         auto send = [&](const Json& j) {
-          const std::string line = "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+          const std::string line = "data: " + json_text(j) + "\n\n";
           return sink.write(line.data(), line.size());
         };
         auto chunk = [&](Json delta_or_text, Json finish, Json lp) {
@@ -386,7 +390,7 @@ void Server::chat_completions(const httplib::Request& req, httplib::Response& re
     if (engine_->chat_template().xml_tool_calls()) {
       forced = named ? fmt::format("<tool_call>\n<function={}>\n", r.tool_choice) : "<tool_call>\n<function=";
     } else {
-      forced = named ? fmt::format("<tool_call>\n{{\"name\": {}, \"arguments\": {{", Json(r.tool_choice).dump())
+      forced = named ? fmt::format("<tool_call>\n{{\"name\": {}, \"arguments\": {{", json_text(Json(r.tool_choice)))
                      : "<tool_call>\n{\"name\": \"";
     }
     text::EncodeOptions enc;
@@ -475,13 +479,13 @@ void Server::routes() {
     Json m = {{"id", o_.alias}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "tandem"}};
     if (engine_) m["meta"] = {{"n_ctx_slot", scheduler_ ? scheduler_->options().slot_ctx : 0},
                               {"n_vocab", engine_->hparams().n_vocab}, {"arch", engine_->hparams().arch}};
-    res.set_content(Json{{"object", "list"}, {"data", Json::array({m})}}.dump(), "application/json");
+    res.set_content(json_text(Json{{"object", "list"}, {"data", Json::array({m})}}), "application/json");
   });
   http_.Get("/v1/models", models);
   http_.Get("/models", models);
   http_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.status = ready_.load() ? 200 : 503;
-    res.set_content(Json{{"status", ready_.load() ? "ok" : "loading"}}.dump(), "application/json");
+    res.set_content(json_text(Json{{"status", ready_.load() ? "ok" : "loading"}}), "application/json");
   });
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics(), "text/plain; version=0.0.4");
@@ -496,7 +500,7 @@ void Server::routes() {
     enc.add_special = body.value("add_special", false);
     enc.parse_special = body.value("parse_special", true);
     const std::vector<int32_t> tokens = engine_->tokenize(body["content"].get<std::string>(), enc);
-    res.set_content(Json{{"tokens", tokens}}.dump(), "application/json");
+    res.set_content(json_text(Json{{"tokens", tokens}}), "application/json");
   }));
   http_.Post("/detokenize", wrap([this](const httplib::Request& req, httplib::Response& res) {
     require_ready();
@@ -511,7 +515,7 @@ void Server::routes() {
       }
       tokens.push_back(t.get<int32_t>());
     }
-    res.set_content(Json{{"content", engine_->tokenizer().decode(tokens)}}.dump(-1, ' ', false, Json::error_handler_t::replace),
+    res.set_content(json_text(Json{{"content", engine_->tokenizer().decode(tokens)}}),
                     "application/json");
   }));
   http_.Post("/apply-template", wrap([this](const httplib::Request& req, httplib::Response& res) {
@@ -519,7 +523,7 @@ void Server::routes() {
     const Json body = parse_body(req);
     const CompletionRequest r = parse_chat_request(body, limits(), 0);
     try {
-      res.set_content(Json{{"prompt", engine_->chat_template().render(r.chat_inputs)}}.dump(), "application/json");
+      res.set_content(json_text(Json{{"prompt", engine_->chat_template().render(r.chat_inputs)}}), "application/json");
     } catch (const Error& e) {
       throw ApiError(400, fmt::format("chat template: {}", e.what()), "messages");
     }
@@ -546,7 +550,7 @@ void Server::routes() {
     const std::string message = status == 404 ? fmt::format("no such endpoint: {} {}", req.method, req.path)
                                 : status == 413 ? "the request body is too large"
                                                 : fmt::format("HTTP {}", status);
-    res.set_content(error_body(ApiError(status, message)).dump(), "application/json");
+    res.set_content(json_text(error_body(ApiError(status, message))), "application/json");
   });
   http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;

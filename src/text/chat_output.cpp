@@ -13,6 +13,10 @@ constexpr std::string_view kCallOpen = "<tool_call>", kCallClose = "</tool_call>
 constexpr std::string_view kFunctionOpen = "<function=", kFunctionClose = "</function>";
 constexpr std::string_view kParamOpen = "<parameter=", kParamClose = "</parameter>";
 
+// Serialized JSON; text that is not valid UTF-8 (a model can write any bytes) is replaced,
+// never an exception.
+std::string json_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
@@ -120,7 +124,7 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
     rest = rest.substr(next);
   }
   out.name = name;
-  out.arguments = args.dump();
+  out.arguments = json_text(args);
   return true;
 }
 
@@ -134,9 +138,9 @@ bool parse_json_call(std::string_view body, ParsedToolCall& out) {
   if (args.is_string()) {
     const std::string s = args.get<std::string>();
     const Json inner = Json::parse(s, nullptr, false);
-    out.arguments = inner.is_object() ? inner.dump() : s;
+    out.arguments = inner.is_object() ? json_text(inner) : s;
   } else if (args.is_object()) {
-    out.arguments = args.dump();
+    out.arguments = json_text(args);
   } else if (args.is_null()) {
     out.arguments = "{}";
   } else {
@@ -165,6 +169,17 @@ bool parse_call(std::string_view body, const Json& tools, ParsedToolCall& out) {
 
 constexpr std::string_view kBareJson = "{\"name\"";
 
+// The language of a fence that may hold JSON calls: none, or json in any case.
+bool json_fence(std::string_view language) {
+  language = trim(language);
+  if (language.empty()) return true;
+  if (language.size() != 4) return false;
+  for (size_t i = 0; i < 4; ++i) {
+    if (std::tolower(static_cast<unsigned char>(language[i])) != "json"[i]) return false;
+  }
+  return true;
+}
+
 // An answer that is nothing but one or more {"name": ..., "arguments": ...} objects naming
 // offered tools, without <tool_call> tags (small Qwen models often write calls so).
 bool bare_json_calls(std::string_view s, const Json& tools, std::vector<ParsedToolCall>& out) {
@@ -173,7 +188,7 @@ bool bare_json_calls(std::string_view s, const Json& tools, std::vector<ParsedTo
   // A Markdown code fence around the whole answer (```json ... ```) is the same answer.
   if (s.substr(0, 3) == "```" && s.size() > 6 && s.substr(s.size() - 3) == "```") {
     const size_t body = s.find('\n');
-    if (body == std::string_view::npos) return false;
+    if (body == std::string_view::npos || body + 1 > s.size() - 3 || !json_fence(s.substr(3, body - 3))) return false;
     s = trim(s.substr(body + 1, s.size() - 3 - (body + 1)));
   }
   if (s.empty() || s.front() != '{') return false;
@@ -202,9 +217,16 @@ bool could_be_bare_call(std::string_view s) {
   if (t.size() < 3 && std::string_view("```").substr(0, t.size()) == t && !t.empty()) return true;
   if (t.substr(0, 3) == "```") {
     const size_t nl = t.find('\n');
-    if (nl == std::string_view::npos) return std::string_view("```json").substr(0, t.size()) == t.substr(0, 7);
-    const std::string_view lang = trim(t.substr(3, nl - 3));
-    if (!lang.empty() && lang != "json") return false;
+    if (nl == std::string_view::npos) {
+      // "```", "```js": the fence's language is still being written; only json (or none) may come.
+      const std::string_view typed = trim(t.substr(3));
+      if (typed.size() > 4) return false;
+      for (size_t i = 0; i < typed.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(typed[i])) != "json"[i]) return false;
+      }
+      return true;
+    }
+    if (!json_fence(t.substr(3, nl - 3))) return false;
     t = trim(t.substr(nl + 1));
   }
   if (t.empty()) return true;
