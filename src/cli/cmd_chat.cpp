@@ -155,7 +155,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--system", o->system, "System prompt");
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: the usable cores)")->capture_default_str();
   o->kv.add_to(cmd);
   o->placement.add_to(cmd);
   cmd->add_option("-s,--seed", o->seed, "Random seed (-1: random)")->capture_default_str();

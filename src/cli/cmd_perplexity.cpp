@@ -59,7 +59,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("-f,--file", o->file, "Text file")->required();
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Chunk length in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "Most chunks to evaluate (-1: all)")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: the usable cores)")->capture_default_str();
   o->kv.add_to(cmd);
   cmd->add_option("--ubatch-size", o->ubatch, "Tokens per forward pass")->capture_default_str()->check(CLI::Range(1, 8192));
   cmd->callback([o] { run_perplexity(*o); });

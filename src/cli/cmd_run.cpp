@@ -130,7 +130,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: all)")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (0: the usable cores)")->capture_default_str();
   o->kv.add_to(cmd);
   o->placement.add_to(cmd);
   cmd->add_option("--ubatch-size", o->ubatch, "Prompt tokens per forward pass")->capture_default_str()
