@@ -5,7 +5,6 @@
 // went to sleep; idle workers do sleep. Then the usable-CPU count over real-looking
 // /proc and /sys contents.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "support/test_support.h"
 
 namespace tandem {
 namespace {
@@ -132,12 +132,6 @@ TEST(ThreadPool, OneJobWakesEverySleepingWorker) {
   }
 }
 
-double cpu_seconds(int who) {
-  rusage u{};
-  getrusage(who, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 // An idle pool leaves the cores to other threads (a GPU's driver, a server's I/O): once
 // jobs stop, the workers spin and yield only briefly, then sleep. Measured as the CPU time
 // the process uses, minus this thread's, over a window after the pool went idle; workers
@@ -150,11 +144,11 @@ TEST(ThreadPool, IdleWorkersSleep) {
     pool.parallel_for(256, [&](int, int64_t b, int64_t e) { total.fetch_add(e - b); });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const double all0 = cpu_seconds(RUSAGE_SELF), mine0 = cpu_seconds(RUSAGE_THREAD);
+  const double others0 = testing::other_threads_cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double workers = (cpu_seconds(RUSAGE_SELF) - all0) - (cpu_seconds(RUSAGE_THREAD) - mine0);
+  const double workers = testing::other_threads_cpu_seconds() - others0;
   EXPECT_LT(workers, 0.1 * window) << "idle workers used " << workers << " s of CPU in " << window << " s";
   EXPECT_EQ(total.load(), 2000 * 256);
 }

@@ -7,7 +7,6 @@
 // logits as all-CPU, for the prompt and for decode steps, dense and MoE, attention and
 // DeltaNet, float and integer expert kernels.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cmath>
@@ -23,6 +22,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "runtime/session.h"
+#include "support/test_support.h"
 
 namespace tandem::model {
 namespace {
@@ -131,19 +131,13 @@ class StandInGpu final : public Backend {
   double waited_s = 0, others_cpu_s = 0;
 
  private:
-  static double cpu_seconds(int who) {
-    rusage u{};
-    getrusage(who, &u);
-    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-           1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-  }
   void works() {
     if (busy.count() == 0) return;
-    const double all0 = cpu_seconds(RUSAGE_SELF), mine0 = cpu_seconds(RUSAGE_THREAD);
+    const double others0 = testing::other_threads_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(busy);
     waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    others_cpu_s += (cpu_seconds(RUSAGE_SELF) - all0) - (cpu_seconds(RUSAGE_THREAD) - mine0);
+    others_cpu_s += testing::other_threads_cpu_seconds() - others0;
   }
   void land_queued() {
     for (const auto& [dst, bytes] : queued_) std::memcpy(dst, bytes.data(), bytes.size());
