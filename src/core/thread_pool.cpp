@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <climits>
-#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -128,7 +128,8 @@ void ThreadPool::run_chunks(int index) {
 }
 
 void ThreadPool::worker_loop(int index) {
-  const auto ready = [this] { return unclaimed(job_.load(std::memory_order_acquire)) != 0 || stopping_.load(); };
+  // seq_cst loads (plain loads on x86): the sleep path below relies on their order.
+  const auto ready = [this] { return unclaimed(job_.load()) != 0 || stopping_.load(); };
   for (;;) {
     if (!spin_then_yield(ready)) {
       for (;;) {
@@ -199,7 +200,7 @@ std::vector<int> parse_cpu_list(std::string_view text) {
     if (range >> dash) {
       if (dash != '-' || !(range >> hi) || hi < lo) fail("CPU list '{}': bad range '{}'", s, part);
     }
-    if (lo < 0 || !range.eof()) fail("CPU list '{}': bad entry '{}'", s, part);
+    if (lo < 0 || hi >= 65536 || !range.eof()) fail("CPU list '{}': bad entry '{}'", s, part);
     for (int id = lo; id <= hi; ++id) ids.push_back(id);
   }
   return ids;

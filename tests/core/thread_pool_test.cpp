@@ -163,7 +163,7 @@ TEST(UsableCpus, ParsesKernelCpuLists) {
   EXPECT_EQ(parse_cpu_list("5\n"), (std::vector<int>{5}));
   EXPECT_EQ(parse_cpu_list("0,64\n"), (std::vector<int>{0, 64}));
   EXPECT_TRUE(parse_cpu_list("\n").empty());
-  for (const char* bad : {"1-", "a", "3-1", "1,,2", "-2", "1-2-3"}) EXPECT_THROW(parse_cpu_list(bad), Error) << bad;
+  for (const char* bad : {"1-", "a", "3-1", "1,,2", "-2", "1-2-3", "0-2000000000"}) EXPECT_THROW(parse_cpu_list(bad), Error) << bad;
 }
 
 // Intel numbering: cpuN and cpuN+4 are SMT siblings of one core.
