@@ -23,11 +23,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // How long an idle thread spins (pause), then yields the core, before it sleeps. The spin
-// covers the gap between two ops of a forward pass (a few microseconds) without a system
-// call; the yields keep the thread ready for the next op while giving the core to any
+// covers the gap between two ops of a forward pass without a system call (decoding the
+// 0.5B model on a 2-core EPYC, 2 threads: 97% of the gaps under 16 us, 99.9% under 64); the yields keep the thread ready for the next op while giving the core to any
 // thread that needs it (a pool thread holding a chunk, the GPU's driver, a server's I/O);
 // after both, the thread sleeps until woken, and an idle pool costs nothing.
-constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr auto kSpin = std::chrono::microseconds(50);
 constexpr auto kSpinAndYield = std::chrono::microseconds(1000);
 
 // Waits until ready() by spinning, then yielding; false once the budget is spent.
