@@ -23,7 +23,7 @@ namespace tandem {
 
 class ThreadPool {
  public:
-  // n_threads above usable_cpu_count() is honoured, with a one-line warning on stderr
+  // n_threads above default_thread_count() is honoured, with a one-line warning on stderr
   // (once per process and count).
   explicit ThreadPool(int n_threads);
   ~ThreadPool();

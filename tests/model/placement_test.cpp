@@ -286,7 +286,7 @@ TEST(Placement, PoolWorkersSleepWhileTheGpuWorks) {
   model->set_placement(std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cpu}), Device::Cuda);
   EXPECT_EQ(run(*model, ctx, &gpu), reference);
   model->set_placement(std::vector<LayerPlacement>(L), Device::Cpu);
-  ASSERT_GT(gpu.waited_s, 0.2) << "the hybrid run never waited for the GPU";
+  ASSERT_GE(gpu.waited_s, 0.1) << "the hybrid run waited for the GPU fewer than 5 times";
   std::printf("the GPU worked %.3f s; the pool's workers meanwhile used %.4f s of CPU\n", gpu.waited_s, gpu.others_cpu_s);
   EXPECT_LT(gpu.others_cpu_s, 0.3 * gpu.waited_s)
       << "the pool's 3 workers used " << gpu.others_cpu_s << " s of CPU while the GPU worked " << gpu.waited_s << " s";
