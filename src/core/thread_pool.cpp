@@ -30,12 +30,13 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSpin = std::chrono::microseconds(50);
 constexpr auto kSpinAndYield = std::chrono::microseconds(1000);
 
-// Waits until ready() by spinning, then yielding; false once the budget is spent.
+// Waits until ready() by spinning (when `spin`), then yielding; false once the budget is
+// spent.
 template <typename Ready>
-bool spin_then_yield(const Ready& ready) {
+bool spin_then_yield(bool spin, const Ready& ready) {
   if (ready()) return true;
   const Clock::time_point start = Clock::now();
-  for (int i = 1;; ++i) {
+  for (int i = 1; spin; ++i) {
     _mm_pause();
     if (ready()) return true;
     if ((i & 63) == 0 && Clock::now() - start > kSpin) break;
@@ -96,7 +97,7 @@ void warn_if_oversubscribed(int n_threads) {
 // No job depends on a wake-up for completion anyway: the caller claims chunks too, so a
 // job whose workers all sleep still finishes, on the caller alone.
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads), spin_(n_threads <= default_thread_count()) {
   if (n_threads < 1 || n_threads > 1024) fail("thread count {} is out of range (1..1024)", n_threads);
   warn_if_oversubscribed(n_threads);
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -131,7 +132,7 @@ void ThreadPool::worker_loop(int index) {
   // seq_cst loads (plain loads on x86): the sleep path below relies on their order.
   const auto ready = [this] { return unclaimed(job_.load()) != 0 || stopping_.load(); };
   for (;;) {
-    if (!spin_then_yield(ready)) {
+    if (!spin_then_yield(spin_, ready)) {
       for (;;) {
         sleepers_.fetch_add(1);
         const uint32_t seen = wake_.load();
@@ -174,7 +175,7 @@ void ThreadPool::run(int64_t n, int64_t grain, const void* fn, Call call) {
   if (sleepers_.load() > 0) wake_one_sleeper();
   run_chunks(0);
   const auto count = static_cast<uint32_t>(n_chunks);
-  if (spin_then_yield([&] { return done_.load(std::memory_order_acquire) == count; })) return;
+  if (spin_then_yield(spin_, [&] { return done_.load(std::memory_order_acquire) == count; })) return;
   for (;;) {
     caller_sleeping_.store(1);
     const uint32_t done = done_.load();

@@ -53,6 +53,10 @@ class ThreadPool {
   void wake_one_sleeper();
 
   int n_threads_;
+  // Whether waits start with a spin: not when the pool has more threads than the process
+  // has cores, where a waiting thread's core is better handed at once (sched_yield) to a
+  // pool thread that holds a chunk and waits for a core.
+  bool spin_;
   std::vector<std::thread> workers_;
   // The job word: generation (high 32 bits) | chunk count (16) | next unclaimed chunk (16).
   // A chunk is claimed by a compare-exchange on the whole word, so a worker that read the
