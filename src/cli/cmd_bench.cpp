@@ -571,7 +571,7 @@ void register_bench(CLI::App& app) {
   list("-p,--n-prompt", o->n_prompt, "Prompt lengths for pp tests (0: none)")->capture_default_str();
   list("-n,--n-gen", o->n_gen, "Generated tokens for tg tests (0: none)")->capture_default_str();
   list("-d,--n-depth", o->n_depth, "Tokens already in the context before each test")->capture_default_str();
-  list("-t,--threads", o->threads, "CPU threads (default: all)");
+  list("-t,--threads", o->threads, "CPU threads, a list runs each (default: the usable cores)");
   list("--ubatch-size", o->ubatch, "Prompt tokens per forward pass (-ub)")->capture_default_str();
   list("--cache-type-k", o->type_k, "KV cache types for K (-ctk): f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1")->capture_default_str();
   list("--cache-type-v", o->type_v, "KV cache types for V (-ctv)")->capture_default_str();

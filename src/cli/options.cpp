@@ -53,7 +53,7 @@ void add_placement_options(CLI::App* cmd, runtime::PlacementOptions& o) {
 
 void EngineFlags::add_to(CLI::App* cmd, bool with_placement) {
   cmd->add_option("-m,--model", model, "GGUF model file (any part of a split model)")->required();
-  cmd->add_option("-t,--threads", threads, "CPU threads (0: the CPUs this process may use)")->capture_default_str();
+  cmd->add_option("-t,--threads", threads, "CPU threads (0: the usable cores: affinity, cgroup quota, one per SMT pair)")->capture_default_str();
   kv.add_to(cmd);
   if (with_placement) add_placement_options(cmd, placement);
 }

@@ -8,17 +8,21 @@
 // DeltaNet, float and integer expert kernels.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "runtime/session.h"
+#include "support/test_support.h"
 
 namespace tandem::model {
 namespace {
@@ -37,6 +41,7 @@ class StandInGpu final : public Backend {
   void zero(void* dst, size_t bytes) override { inner_.zero(mine(dst), bytes); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override { inner_.copy_from_host(mine(dst), src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    works();
     land_queued();
     inner_.copy_to_host(dst, mine(src), bytes);
   }
@@ -49,7 +54,10 @@ class StandInGpu final : public Backend {
     std::memset(dst, 0x7F, bytes);
     ++queued_copies;
   }
-  void finish() override { land_queued(); }
+  void finish() override {
+    works();
+    land_queued();
+  }
   void reserve_attention(int64_t t, const AttentionShape& s, bool g) override { inner_.reserve_attention(t, s, g); }
   void reserve_delta_net(int64_t t, const DeltaNetShape& s, int64_t k) override { inner_.reserve_delta_net(t, s, k); }
   void reserve_ffn(int64_t t, int64_t d, const FfnWeights& w) override { inner_.reserve_ffn(t, d, w); }
@@ -115,8 +123,22 @@ class StandInGpu final : public Backend {
 
   int blocks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0, streamed_calls = 0, queued_copies = 0;
   size_t streamed_bytes = 0;
+  // The GPU "works" this long at each point where the host waits for it (copy_to_host,
+  // finish), as the thread that drives a real one does in cudaStreamSynchronize; waited_s
+  // sums those waits and others_cpu_s the CPU time every other thread of the process (the
+  // CPU pool's workers) used meanwhile.
+  std::chrono::milliseconds busy{0};
+  double waited_s = 0, others_cpu_s = 0;
 
  private:
+  void works() {
+    if (busy.count() == 0) return;
+    const double others0 = testing::other_threads_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(busy);
+    waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    others_cpu_s += testing::other_threads_cpu_seconds() - others0;
+  }
   void land_queued() {
     for (const auto& [dst, bytes] : queued_) std::memcpy(dst, bytes.data(), bytes.size());
     queued_.clear();
@@ -245,6 +267,31 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, PlacementTest,
                            }
                            return n;
                          });
+
+// A hybrid run is driven by one thread: it runs the CPU's ops through the pool and, between
+// them, waits for the GPU. While it waits, the pool's workers must not hold the cores
+// (the GPU driver's own threads and the next op's caller need them): an idle worker spins
+// and yields for at most about a millisecond, then sleeps on a futex. Here the stand-in
+// GPU takes 20 ms at each wait, and the other threads' CPU time over those waits must
+// stay far below what three spinning workers would use (three times the wait; a loaded
+// machine only lowers that, so the check cannot fail for load). The logits stay exact.
+TEST(Placement, PoolWorkersSleepWhileTheGpuWorks) {
+  const auto files = gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" /
+                                            "qwen3moe" / "model-q8_0.gguf");
+  auto model = load_model(files);
+  const int64_t L = model->hparams().n_layer;
+  cpu::OpContext ctx(4, model->max_row()), gpu_ctx(1, model->max_row());
+  const std::vector<float> reference = run(*model, ctx, nullptr);
+  StandInGpu gpu(gpu_ctx);
+  gpu.busy = std::chrono::milliseconds(20);
+  model->set_placement(std::vector<LayerPlacement>(L, {Device::Cuda, Device::Cpu}), Device::Cuda);
+  EXPECT_EQ(run(*model, ctx, &gpu), reference);
+  model->set_placement(std::vector<LayerPlacement>(L), Device::Cpu);
+  ASSERT_GE(gpu.waited_s, 0.1) << "the hybrid run waited for the GPU fewer than 5 times";
+  std::printf("the GPU worked %.3f s; the pool's workers meanwhile used %.4f s of CPU\n", gpu.waited_s, gpu.others_cpu_s);
+  EXPECT_LT(gpu.others_cpu_s, 0.3 * gpu.waited_s)
+      << "the pool's 3 workers used " << gpu.others_cpu_s << " s of CPU while the GPU worked " << gpu.waited_s << " s";
+}
 
 TEST(Placement, BadPlacementsAreClearErrors) {
   const auto files = gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / "qwen2" /

@@ -42,6 +42,10 @@ std::vector<float> read_floats(const std::filesystem::path& path);
 // A fresh, empty scratch folder for one test (under the build tree).
 std::filesystem::path scratch_dir(const std::string& name);
 
+// User + system CPU seconds used so far by every thread of this process except the
+// calling one (getrusage RUSAGE_SELF minus RUSAGE_THREAD).
+double other_threads_cpu_seconds();
+
 }  // namespace tandem::testing
 
 // Skips (or fails under TANDEM_REQUIRE_SHARED=1) when ../shared/data is missing.
