@@ -425,7 +425,8 @@ std::string Server::metrics() const {
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
   };
-  const runtime::SchedulerStats s = scheduler_ ? scheduler_->stats() : runtime::SchedulerStats{};
+  // engine_ and scheduler_ are set by the loading thread before ready_ (release/acquire).
+  const runtime::SchedulerStats s = ready_.load() ? scheduler_->stats() : runtime::SchedulerStats{};
   metric("tandem_ready", "gauge", "1 once the model is loaded and requests are served", ready_.load() ? 1 : 0);
   metric("tandem_slots", "gauge", "Sequence slots (-np)", s.slots);
   metric("tandem_requests_running", "gauge", "Requests holding a slot (prompt or generation)", s.slots_busy);
@@ -477,7 +478,7 @@ void Server::routes() {
   http_.Post("/completions", wrap([this](const auto& q, auto& s) { completions(q, s); }));
   auto models = wrap([this](const httplib::Request&, httplib::Response& res) {
     Json m = {{"id", o_.alias}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "tandem"}};
-    if (engine_) m["meta"] = {{"n_ctx_slot", scheduler_ ? scheduler_->options().slot_ctx : 0},
+    if (ready_.load()) m["meta"] = {{"n_ctx_slot", scheduler_->options().slot_ctx},
                               {"n_vocab", engine_->hparams().n_vocab}, {"arch", engine_->hparams().arch}};
     res.set_content(json_text(Json{{"object", "list"}, {"data", Json::array({m})}}), "application/json");
   });
@@ -587,7 +588,7 @@ void Server::run() {
     sigwait(&signals, &sig);
     if (stop_requested.exchange(true)) return;
     fmt::print(stderr, "serve: signal {}: stopping (running streams are ended)\n", sig);
-    if (scheduler_) scheduler_->shutdown();
+    if (ready_.load()) scheduler_->shutdown();  // while loading: the listener stops; run() returns after loading
     http_.stop();
   });
   fmt::print(stderr, "serve: listening on http://{}:{} (loading {})\n", o_.host, o_.port, o_.engine.model_path);
