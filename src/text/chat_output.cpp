@@ -284,7 +284,9 @@ void parse_content(std::string_view s, const ChatOutputOptions& o, bool final, P
     size_t close = s.find(kCallClose, body_begin);
     // Without a closer the call may still be arriving (streaming), or was cut off (final).
     if (close == std::string_view::npos && !final) {
-      out.content.append(before);
+      // A closer still to come would make a bare {"name" before this call a call too.
+      const size_t bare = before.find(kBareJson);
+      out.content.append(bare == std::string_view::npos ? before : before.substr(0, bare));
       return;
     }
     // A call without an opener whose next call starts before its closer: end it there.
