@@ -61,11 +61,10 @@ void parse_common(const Json& body, const RequestLimits& limits, uint64_t seed, 
     if (!r.stream) bad_request("stream_options", "'stream_options' is only allowed with stream: true");
     if (has(so, "include_usage")) r.include_usage = boolean(so, "include_usage");
   }
+  // Unset fields keep llama-server's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p
+  // 0.05: SamplerParams'), so the same request means the same thing on both servers, and a
+  // request naming only a temperature does not sort the whole vocabulary every token.
   runtime::SamplerParams& sp = r.params.sampling;
-  sp.temperature = 1.0f;  // OpenAI's defaults
-  sp.top_p = 1.0f;
-  sp.top_k = 0;
-  sp.min_p = 0.0f;
   if (has(body, "temperature")) sp.temperature = static_cast<float>(number(body, "temperature", 0, 2));
   if (has(body, "top_p")) {
     sp.top_p = static_cast<float>(number(body, "top_p", 0, 1));
