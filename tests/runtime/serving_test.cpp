@@ -166,6 +166,27 @@ std::vector<text::TokenId> alone(const Engine& engine, const std::vector<text::T
   return out;
 }
 
+// One slot of 256 positions: what the prompt-cache tests run on.
+SchedulerOptions one_slot(int64_t step_tokens = 256) {
+  SchedulerOptions so;
+  so.n_slots = 1;
+  so.slot_ctx = 256;
+  so.step_tokens = step_tokens;
+  return so;
+}
+
+// A cached result equals a recompute from scratch on a fresh scheduler: tokens, and
+// log-probabilities to 2e-4.
+void expect_full_recompute(Engine& engine, const SchedulerOptions& so, const std::vector<text::TokenId>& prompt,
+                           const Result& got) {
+  Scheduler fresh(engine, so);
+  const Result full = collect(fresh.submit(prompt, greedy(static_cast<int64_t>(got.tokens.size()))));
+  EXPECT_EQ(full.cached, 0);
+  EXPECT_EQ(got.tokens, full.tokens);
+  ASSERT_EQ(got.logprobs.size(), full.logprobs.size());
+  for (size_t i = 0; i < full.logprobs.size(); ++i) EXPECT_NEAR(got.logprobs[i], full.logprobs[i], 2e-4) << i;
+}
+
 class SchedulerTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(SchedulerTest, BatchedSlotsGiveWhatEachRequestGivesAlone) {
@@ -196,10 +217,7 @@ TEST_P(SchedulerTest, BatchedSlotsGiveWhatEachRequestGivesAlone) {
 
 TEST_P(SchedulerTest, PromptCacheReusesThePrefixAndMatchesAFullRecompute) {
   const auto engine = open_engine(fixture(GetParam()));
-  SchedulerOptions so;
-  so.n_slots = 1;
-  so.slot_ctx = 256;
-  so.step_tokens = 32;
+  const SchedulerOptions so = one_slot(32);
   Scheduler scheduler(*engine, so);
   std::vector<text::TokenId> turn1;
   for (int i = 0; i < 40; ++i) turn1.push_back(10 + (i * 7) % 200);
@@ -221,15 +239,8 @@ TEST_P(SchedulerTest, PromptCacheReusesThePrefixAndMatchesAFullRecompute) {
                                     ? static_cast<int64_t>(turn1.size()) - so.checkpoint_before_end
                                     : static_cast<int64_t>(turn1.size()) - 2;
   EXPECT_EQ(third.cached, expect_cached);
-  // Each equals a recompute from scratch on a fresh scheduler (logits too).
-  for (const auto& [prompt, got] : {std::pair{turn2, second}, std::pair{parted, third}}) {
-    Scheduler fresh(*engine, so);
-    const Result full = collect(fresh.submit(prompt, greedy(6)));
-    EXPECT_EQ(full.cached, 0);
-    EXPECT_EQ(got.tokens, full.tokens);
-    ASSERT_EQ(got.logprobs.size(), full.logprobs.size());
-    for (size_t i = 0; i < full.logprobs.size(); ++i) EXPECT_NEAR(got.logprobs[i], full.logprobs[i], 2e-4) << i;
-  }
+  expect_full_recompute(*engine, so, turn2, second);
+  expect_full_recompute(*engine, so, parted, third);
 }
 
 // An edited last message: the conversation parts inside that message. A recurrent state
@@ -237,10 +248,7 @@ TEST_P(SchedulerTest, PromptCacheReusesThePrefixAndMatchesAFullRecompute) {
 TEST_P(SchedulerTest, AnEditedLastMessageCostsOnlyThatMessage) {
   const auto engine = open_engine(fixture(GetParam()));
   const text::TokenId im_start = engine->tokenizer().encode("<|im_start|>", {.parse_special = true}).at(0);
-  SchedulerOptions so;
-  so.n_slots = 1;
-  so.slot_ctx = 256;
-  so.step_tokens = 64;
+  const SchedulerOptions so = one_slot(64);
   Scheduler scheduler(*engine, so);
   std::vector<text::TokenId> conv;
   for (int m = 0; m < 3; ++m) {
@@ -255,18 +263,12 @@ TEST_P(SchedulerTest, AnEditedLastMessageCostsOnlyThatMessage) {
   const Result r = collect(scheduler.submit(edited, greedy(6)));
   EXPECT_EQ(r.cached, engine->model().hparams().arch.rfind("qwen35", 0) == 0 ? static_cast<int64_t>(last_start)
                                                                              : static_cast<int64_t>(last_start) + 5);
-  Scheduler fresh(*engine, so);
-  const Result full = collect(fresh.submit(edited, greedy(6)));
-  EXPECT_EQ(r.tokens, full.tokens);
-  ASSERT_EQ(r.logprobs.size(), full.logprobs.size());
-  for (size_t i = 0; i < full.logprobs.size(); ++i) EXPECT_NEAR(r.logprobs[i], full.logprobs[i], 2e-4) << i;
+  expect_full_recompute(*engine, so, edited, r);
 }
 
 TEST_P(SchedulerTest, CancelFreesTheSlotAndAFullQueueIsRefused) {
   const auto engine = open_engine(fixture(GetParam()));
-  SchedulerOptions so;
-  so.n_slots = 1;
-  so.slot_ctx = 256;
+  SchedulerOptions so = one_slot();
   so.queue_max = 1;
   Scheduler scheduler(*engine, so);
   GenerationParams endless = greedy(-1);  // until the context is full
