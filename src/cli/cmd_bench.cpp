@@ -495,11 +495,11 @@ void run_bench(const BenchOptions& o) {
   if (!printer) fail("-o: unknown output format '{}' (md, json, jsonl or csv)", o.output);
 
   // Open every model and check every test fits its context before anything runs.
-  std::vector<gguf::ModelFiles> files;
+  // (Each header is mapped only while it is checked: the engine maps the model itself.)
   std::vector<ModelInfo> infos;
   for (const std::string& path : model_paths) {
-    files.push_back(gguf::ModelFiles::open(path));
-    infos.push_back(describe_model(path, files.back(), model::HParams::from_gguf(files.back())));
+    const gguf::ModelFiles files = gguf::ModelFiles::open(path);
+    infos.push_back(describe_model(path, files, model::HParams::from_gguf(files)));
     const ModelInfo& info = infos.back();
     const int depth = *std::max_element(depths.begin(), depths.end());
     const int longest = std::max(*std::max_element(prompts.begin(), prompts.end()),
@@ -517,7 +517,7 @@ void run_bench(const BenchOptions& o) {
   }
 
   printer->header();
-  for (size_t m = 0; m < files.size(); ++m) {
+  for (size_t m = 0; m < model_paths.size(); ++m) {
     // One engine per model, placed for its largest test (context and micro-batch); a
     // thread sweep swaps only its CPU pool.
     runtime::EngineOptions eo;
