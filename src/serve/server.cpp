@@ -265,7 +265,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   struct StreamState {
     std::string text;
     size_t sent_content = 0, sent_reasoning = 0, sent_calls = 0;
-    bool started = false, finished = false;
+    bool started = false;
   };
   auto state = std::make_shared<StreamState>();
   state->text = forced;
@@ -414,8 +414,8 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
     enc.add_special = true;
     enc.parse_special = true;  // a raw prompt may spell out control tokens, as in llama-server
     tokens = engine_->tokenize(r.prompt_text, enc);
-  } else {
-    text = engine_->tokenizer().decode(tokens);
+  } else if (r.echo) {
+    text = engine_->tokenizer().decode(tokens);  // only echo shows the prompt as text
   }
   respond(std::move(r), std::move(tokens), std::move(text), res);
 }

@@ -87,7 +87,7 @@ ChatPrompt encode_chat(const ChatTemplate& chat, const Tokenizer& tokenizer, con
       ok = index < originals.size();
       if (!ok) break;
       rebuilt.append(with_markers, at, open - at);
-      ranges.emplace_back(rebuilt.size(), rebuilt.size() + originals[index].size());
+      ranges.emplace_back(rebuilt.size(), rebuilt.size() + originals[index].size());  // ascending, as plain_ranges wants
       rebuilt += originals[index];
       at = close + kClose.size();
     }
@@ -106,7 +106,6 @@ ChatPrompt encode_chat(const ChatTemplate& chat, const Tokenizer& tokenizer, con
       }
     }
   }
-  std::sort(out.message_text.begin(), out.message_text.end());
   EncodeOptions enc;
   enc.add_special = true;
   enc.parse_special = true;
