@@ -28,6 +28,7 @@ struct ChatOptions {
   int64_t seed = -1;
   bool think = true;
   runtime::SamplerParams sampling;
+  SpeculativeFlags spec;
 };
 
 void run_chat(const ChatOptions& o) {
@@ -39,6 +40,7 @@ void run_chat(const ChatOptions& o) {
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
   engine.place(n_ctx, kUbatch);
   const std::unique_ptr<runtime::Session> session = engine.new_session(n_ctx, kUbatch);
+  SpeculativeSetup spec = SpeculativeSetup::open(o.spec, engine, n_ctx);
   runtime::GenerationParams gp;
   gp.sampling = o.sampling;
   gp.sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
@@ -52,7 +54,6 @@ void run_chat(const ChatOptions& o) {
     if (!o.system.empty()) inputs.messages.push_back({{"role", "system"}, {"content", o.system}});
   };
   reset();
-  std::vector<text::TokenId> in_context;  // what the session holds, token by token
   fmt::print(stderr, "chat: {} ({}), context {}, {} threads. /exit, /reset, /think on|off\n",
              o.engine.model, hp.arch, n_ctx, engine.threads());
   std::string line;
@@ -63,7 +64,6 @@ void run_chat(const ChatOptions& o) {
     if (line == "/reset") {
       reset();
       session->reset();
-      in_context.clear();
       fmt::print(stderr, "(conversation cleared)\n");
       continue;
     }
@@ -83,33 +83,29 @@ void run_chat(const ChatOptions& o) {
     // The template's own markers are control tokens; the user's text never becomes one.
     const std::vector<text::TokenId> tokens = text::encode_chat(chat, engine.tokenizer(), inputs).tokens;
     // Reuse the cache when the new prompt extends what is in it; otherwise start over.
-    const bool extends = in_context.size() < tokens.size() &&
-                         std::equal(in_context.begin(), in_context.end(), tokens.begin());
-    if (!extends) {
-      session->reset();
-      in_context.clear();
-    }
+    const std::span<const int32_t> held = session->tokens();
+    const bool extends = held.size() < tokens.size() && std::equal(held.begin(), held.end(), tokens.begin());
+    if (!extends) session->reset();
     if (static_cast<int64_t>(tokens.size()) + 1 > n_ctx) {
       fmt::print(stderr, "error: the conversation ({} tokens) no longer fits the context of {}; /reset\n",
                  tokens.size(), n_ctx);
       inputs.messages.erase(inputs.messages.end() - 1);
       continue;
     }
-    const std::span<const text::TokenId> fresh(tokens.data() + in_context.size(), tokens.size() - in_context.size());
+    const std::span<const text::TokenId> fresh(tokens.data() + session->n_past(),
+                                               tokens.size() - static_cast<size_t>(session->n_past()));
     ++gp.sampling.seed;  // each reply draws its own numbers
     runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
     generation.accept_prompt(tokens);
     std::string reply;
-    in_context = tokens;
-    const runtime::GenerationStats st = runtime::generate(*session, generation, fresh, [&](const std::string& text) {
+    auto print = [&](const std::string& text) {
       reply += text;
       std::fputs(text.c_str(), stdout);
       std::fflush(stdout);
       return true;
-    });
-    // Every generated token but the last (which ended it, or was never fed) is in the cache.
-    in_context.insert(in_context.end(), generation.tokens().begin(), generation.tokens().end());
-    in_context.resize(static_cast<size_t>(session->n_past()));
+    };
+    const runtime::GenerationStats st =
+        runtime::generate(*session, generation, fresh, print, spec.on() ? &spec.speculation : nullptr);
     std::fputs("\n", stdout);
     std::fflush(stdout);
     inputs.messages.push_back({{"role", "assistant"}, {"content", reply}});
@@ -117,6 +113,7 @@ void run_chat(const ChatOptions& o) {
                fresh.size() / std::max(st.prompt_seconds, 1e-9), st.generated,
                st.generated / std::max(st.generation_seconds, 1e-9));
   }
+  if (spec.on()) fmt::print(stderr, "{}\n", spec.report());
 }
 
 }  // namespace
@@ -136,6 +133,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
   cmd->add_flag("!--no-think", o->think, "Start with thinking off (Qwen3/Qwen3.5 templates)");
+  o->spec.add_to(cmd);
   cmd->callback([o] { run_chat(*o); });
 }
 

@@ -27,6 +27,7 @@ struct RunOptions {
   bool show_special = false;
   std::vector<std::string> stops;
   runtime::SamplerParams sampling;
+  SpeculativeFlags spec;
 };
 
 std::string read_file(const std::string& path) {
@@ -64,14 +65,18 @@ void run_generate(const RunOptions& o) {
   gp.stops = o.stops;
   gp.ignore_eos = o.ignore_eos;
   gp.show_special = o.show_special;
+  SpeculativeSetup spec = SpeculativeSetup::open(o.spec, engine, n_ctx);
   runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
   generation.accept_prompt(tokens);
-  const runtime::GenerationStats st = runtime::generate(*session, generation, tokens, [](const std::string& text) {
+  auto print = [](const std::string& text) {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  const runtime::GenerationStats st =
+      runtime::generate(*session, generation, tokens, print, spec.on() ? &spec.speculation : nullptr);
   std::fputs("\n", stdout);
+  if (spec.on()) fmt::print(stderr, "\n{}", spec.report());
   fmt::print(stderr, "\nprompt: {} tokens in {:.2f} s ({:.2f} tok/s) | generation: {} tokens in {:.2f} s "
              "({:.2f} tok/s) | {} threads\n", st.prompt_tokens, st.prompt_seconds,
              st.prompt_tokens / std::max(st.prompt_seconds, 1e-9), st.generated, st.generation_seconds,
@@ -102,6 +107,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--stop", o->stops, "Stop when this text appears (repeatable)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
   cmd->add_flag("--special", o->show_special, "Print control tokens");
+  o->spec.add_to(cmd);
   cmd->callback([o] { run_generate(*o); });
 }
 

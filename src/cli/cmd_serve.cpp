@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/error.h"
 #include "serve/server.h"
 
 namespace tandem::cli {
@@ -13,6 +14,7 @@ struct ServeOptions {
   EngineFlags engine;
   std::string template_file;
   serve::ServerOptions server;
+  SpeculativeFlags spec;
 };
 
 }  // namespace
@@ -36,8 +38,20 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 8192));
   cmd->add_option("--queue", o->server.queue_max, "Requests that may wait for a slot before 503")
       ->capture_default_str()->check(CLI::Range(0, 100000));
+  o->spec.add_to(cmd);
   cmd->callback([o] {
     serve::ServerOptions s = o->server;
+    switch (runtime::parse_spec_method(o->spec.method, !o->spec.draft_model.empty())) {
+      case runtime::SpecMethod::Draft:
+        fail("serve: a draft model (-md) is not supported by the server yet; --spec ngram is");
+      case runtime::SpecMethod::Ngram:
+        s.spec_draft_max = o->spec.draft_max;
+        s.spec_ngram_min = o->spec.ngram_min;
+        s.spec_ngram_max = o->spec.ngram_max;
+        break;
+      case runtime::SpecMethod::None:
+        break;
+    }
     s.engine = o->engine.engine_options(0, s.step_tokens);
     s.engine.chat_template_file = o->template_file;
     if (s.api_key.empty()) {

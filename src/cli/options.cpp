@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "core/error.h"
+
 namespace tandem::cli {
 
 std::function<void(uint64_t, uint64_t)> load_progress_bar() {
@@ -68,6 +70,56 @@ runtime::EngineOptions EngineFlags::engine_options(int64_t plan_ctx, int64_t uba
   e.plan_ubatch = ubatch;
   e.load_progress = load_progress_bar();
   return e;
+}
+
+void SpeculativeFlags::add_to(CLI::App* cmd) {
+  cmd->add_option("--spec", method,
+                  "Speculative decoding: auto (a draft model when -md is given), none, ngram (guesses from\n"
+                  "earlier text in the context), draft (-md)")
+      ->capture_default_str();
+  cmd->add_option("--model-draft", draft_model, "-md FILE: a small model with the same vocabulary that guesses ahead");
+  cmd->add_option("--draft-max", draft_max, "Guesses checked per forward pass at most")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--draft-min", draft_min, "Fewer guesses than this: decode one token instead")->capture_default_str()
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--draft-p-min", draft_p_min, "The draft model stops guessing below this probability")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--spec-ngram-min", ngram_min, "Shortest n-gram the lookup matches")->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  cmd->add_option("--spec-ngram-max", ngram_max, "Longest n-gram the lookup matches")->capture_default_str()
+      ->check(CLI::Range(1, 16));
+}
+
+SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
+  SpeculativeSetup s;
+  const runtime::SpecMethod method = runtime::parse_spec_method(f.method, !f.draft_model.empty());
+  s.speculation.draft_max = f.draft_max;
+  s.speculation.draft_min = f.draft_min;
+  if (method == runtime::SpecMethod::Ngram) {
+    s.drafter = std::make_unique<runtime::NgramDrafter>(f.ngram_min, f.ngram_max);
+  } else if (method == runtime::SpecMethod::Draft) {
+    runtime::EngineOptions o = target.options();
+    o.model_path = f.draft_model;
+    o.chat_template_file.clear();
+    o.placement = runtime::PlacementOptions{};  // planned in what the target left free
+    o.shared_pool = target.shared_pool();
+    o.plan_ctx = n_ctx;
+    o.quiet = true;
+    o.load_progress = load_progress_bar();
+    s.draft_engine = std::make_unique<runtime::Engine>(o);
+    s.drafter = std::make_unique<runtime::ModelDrafter>(*s.draft_engine, target.tokenizer(),
+                                                        target.hparams().n_vocab, n_ctx, f.draft_p_min);
+  }
+  s.speculation.drafter = s.drafter.get();
+  return s;
+}
+
+std::string SpeculativeSetup::report() const {
+  if (!on()) return {};
+  const runtime::SpeculativeStats& st = speculation.stats;
+  return fmt::format("speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass",
+                     st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step());
 }
 
 }  // namespace tandem::cli

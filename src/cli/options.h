@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/placement.h"
+#include "runtime/speculative.h"
 
 namespace tandem::cli {
 
@@ -37,6 +38,30 @@ struct EngineFlags {
   void add_to(CLI::App* cmd, bool with_placement = true);
   // Engine options planned for `plan_ctx` positions in all and micro-batches of `ubatch`.
   runtime::EngineOptions engine_options(int64_t plan_ctx, int64_t ubatch) const;
+};
+
+// Speculative decoding: --spec, -md, --draft-max, --draft-min, --draft-p-min and the n-gram
+// lookup's sizes (llama.cpp's spellings where it has them).
+struct SpeculativeFlags {
+  std::string method = "auto";
+  std::string draft_model;
+  int draft_max = 16, draft_min = 0;
+  float draft_p_min = 0.75f;
+  int ngram_min = 2, ngram_max = 4;
+  void add_to(CLI::App* cmd);
+};
+
+// What a command needs to speculate: the drafter (and the draft model's engine, on the
+// target's thread pool). Empty when speculation is off.
+struct SpeculativeSetup {
+  std::unique_ptr<runtime::Engine> draft_engine;
+  std::unique_ptr<runtime::Drafter> drafter;
+  runtime::Speculation speculation;
+  bool on() const { return drafter != nullptr; }
+  // Opens what `flags` ask for beside `target` (placed), for sessions of n_ctx positions.
+  static SpeculativeSetup open(const SpeculativeFlags& flags, runtime::Engine& target, int64_t n_ctx);
+  // "speculative: ..." with acceptance and tokens per verify pass (empty when off).
+  std::string report() const;
 };
 
 }  // namespace tandem::cli

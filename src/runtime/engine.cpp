@@ -36,8 +36,12 @@ void Engine::place(int64_t plan_ctx, int64_t plan_ubatch) {
   if (ctx_) fail("engine: the model is already placed");
   options_.plan_ctx = plan_ctx;
   options_.plan_ubatch = plan_ubatch;
-  const int threads = options_.threads > 0 ? options_.threads : default_thread_count();
-  ctx_ = std::make_unique<cpu::OpContext>(threads, model_->max_row());
+  if (options_.shared_pool) {
+    ctx_ = std::make_unique<cpu::OpContext>(options_.shared_pool, model_->max_row());
+  } else {
+    const int threads = options_.threads > 0 ? options_.threads : default_thread_count();
+    ctx_ = std::make_unique<cpu::OpContext>(threads, model_->max_row());
+  }
   cpu_ = std::make_unique<cpu::CpuBackend>(*ctx_);
   gpu_ = place_model(*model_, files_, options_.placement, plan_ctx, options_.kv, plan_ubatch, options_.quiet);
   backends_ = model::Backends{cpu_.get(), gpu_.get()};
@@ -47,6 +51,7 @@ void Engine::place(int64_t plan_ctx, int64_t plan_ubatch) {
 void Engine::set_threads(int n) {
   if (!ctx_) fail("engine: the model is not placed yet (Engine::place)");
   if (n == threads()) return;
+  if (options_.shared_pool) fail("engine: threads of a shared pool are set by its owner");
   options_.threads = n;
   cpu_.reset();
   ctx_.reset();
@@ -54,6 +59,11 @@ void Engine::set_threads(int n) {
   cpu_ = std::make_unique<cpu::CpuBackend>(*ctx_);
   backends_.cpu = cpu_.get();
   if (options_.prepare) prepare_weights(*model_, backends_, options_.kv);
+}
+
+std::shared_ptr<ThreadPool> Engine::shared_pool() const {
+  if (!ctx_) fail("engine: the model is not placed yet (Engine::place)");
+  return ctx_->shared_pool();
 }
 
 const model::Backends& Engine::backends() const {

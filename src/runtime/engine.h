@@ -39,6 +39,9 @@ struct EngineOptions {
   std::string chat_template_file;  // empty: the model's own (tokenizer.chat_template)
   bool quiet = false;              // no placement notes on stderr
   bool prepare = true;             // make weights ready for their device before returning
+  // Runs on this pool instead of starting its own (a draft model beside its target model:
+  // they take turns, one set of threads serves both). `threads` is then the pool's size.
+  std::shared_ptr<ThreadPool> shared_pool;
   // Called while the file's pages are read in (done, total bytes); empty: read silently.
   std::function<void(uint64_t, uint64_t)> load_progress;
 };
@@ -64,6 +67,8 @@ class Engine {
   const model::HParams& hparams() const { return model_->hparams(); }
   const model::Backends& backends() const;
   cpu::OpContext& cpu_context() { return *ctx_; }
+  // The CPU pool, for another engine to share (EngineOptions::shared_pool).
+  std::shared_ptr<ThreadPool> shared_pool() const;
   int threads() const;
   bool on_gpu() const { return gpu_ != nullptr; }
   // End-of-generation tokens (EOS, EOT, <|im_end|>, ...).

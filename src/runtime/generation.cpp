@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "runtime/speculative.h"
 
 namespace tandem::runtime {
 
@@ -122,7 +123,7 @@ std::string Generation::drain() {
 }
 
 GenerationStats generate(Session& session, Generation& generation, std::span<const text::TokenId> prompt,
-                         const std::function<bool(const std::string&)>& on_text) {
+                         const std::function<bool(const std::string&)>& on_text, Speculation* speculation) {
   using Clock = std::chrono::steady_clock;
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -130,11 +131,15 @@ GenerationStats generate(Session& session, Generation& generation, std::span<con
   std::span<float> logits = session.feed(prompt);
   const auto t1 = Clock::now();
   stats.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
-  while (!generation.done()) {
-    const GenerationStep step = generation.next(logits, session.n_ctx() - session.n_past());
-    if (!step.text.empty() && !on_text(step.text)) generation.cancel();
-    if (step.done || generation.done()) break;
-    logits = session.feed(std::span<const text::TokenId>(&step.token, 1));
+  if (speculation != nullptr) {
+    decode_speculatively(session, generation, *speculation, logits, on_text);
+  } else {
+    while (!generation.done()) {
+      const GenerationStep step = generation.next(logits, session.n_ctx() - session.n_past());
+      if (!step.text.empty() && !on_text(step.text)) generation.cancel();
+      if (step.done || generation.done()) break;
+      logits = session.feed(std::span<const text::TokenId>(&step.token, 1));
+    }
   }
   stats.generated = generation.generated();
   stats.generation_seconds = std::chrono::duration<double>(Clock::now() - t1).count();

@@ -90,10 +90,14 @@ struct GenerationStats {
   FinishReason reason = FinishReason::None;
 };
 
+struct Speculation;  // speculative.h
+
 // The single-sequence loop: feeds `prompt` (the new tokens; the session may already hold
 // earlier ones), then samples and feeds until the generation ends. on_text receives the
 // text as it becomes final and returns false to stop early (FinishReason::Cancelled).
+// With `speculation`, guessed tokens are checked in batched passes (speculative.h).
 GenerationStats generate(Session& session, Generation& generation, std::span<const text::TokenId> prompt,
-                         const std::function<bool(const std::string&)>& on_text);
+                         const std::function<bool(const std::string&)>& on_text,
+                         Speculation* speculation = nullptr);
 
 }  // namespace tandem::runtime

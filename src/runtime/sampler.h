@@ -27,6 +27,10 @@ class Sampler {
   explicit Sampler(SamplerParams params, int64_t n_vocab);
   // Picks a token from `logits` (n_vocab values; modified in place) given the history.
   int32_t sample(std::span<float> logits);
+  // The tokens the chain keeps for `logits` (penalties applied in place) and their final
+  // probabilities (most likely first whenever a filter cut the set); valid until the next
+  // call. Not for greedy sampling.
+  std::span<const std::pair<float, int32_t>> distribution(std::span<float> logits);
   // Records a token that entered the context (prompt or generated) for the penalties.
   void accept(int32_t token);
   void reset();
@@ -35,13 +39,15 @@ class Sampler {
 
  private:
   void apply_penalties(std::span<float> logits);
+  // Sorts the `count` most likely candidates to the front (a partial sort of the vocabulary).
+  void sort_front(size_t count);
 
   SamplerParams params_;
   std::mt19937_64 rng_;
   std::vector<int32_t> recent_;              // ring of the last penalty_last_n tokens
   std::vector<int32_t> counts_;              // per-token count within recent_
-  std::vector<std::pair<float, int32_t>> candidates_;  // reused every call
-  std::vector<float> probs_;
+  std::vector<std::pair<float, int32_t>> candidates_;  // reused every call: (logit, then probability; token)
+  size_t sorted_ = 0;                                  // how many of candidates_ are in order
 };
 
 }  // namespace tandem::runtime

@@ -57,8 +57,22 @@ Scheduler::Scheduler(Engine& engine, SchedulerOptions options) : engine_(engine)
   options_.step_tokens = std::max<int64_t>(options_.step_tokens, options_.n_slots);
   slots_.resize(static_cast<size_t>(options_.n_slots));
   for (Slot& s : slots_) s.seq = engine_.new_sequence(options_.slot_ctx);
+  if (options_.spec_draft_max < 0 || options_.spec_draft_max > 64) {
+    fail("--draft-max must be 0..64 (got {})", options_.spec_draft_max);
+  }
+  if (options_.spec_draft_max > 0) {
+    if (slots_[0].seq->has_recurrent_state()) {
+      fail("speculation in the server needs an attention-only model: {} keeps a recurrent state that cannot drop "
+           "rejected guesses",
+           engine_.hparams().arch);
+    }
+    drafter_ = std::make_unique<NgramDrafter>(options_.spec_ngram_min, options_.spec_ngram_max);
+    rows_per_slot_ = 1 + static_cast<size_t>(options_.spec_draft_max);
+  }
+  // Guesses come out of the step's budget, so the decode overshoot stays one per slot.
   workspace_ = engine_.new_workspace(options_.step_tokens + options_.n_slots);
-  logits_.resize(static_cast<size_t>(options_.n_slots) * static_cast<size_t>(engine_.hparams().n_vocab));
+  logits_.resize(static_cast<size_t>(options_.n_slots) * rows_per_slot_ *
+                 static_cast<size_t>(engine_.hparams().n_vocab));
   stats_.slots = options_.n_slots;
   thread_ = std::thread([this] { loop(); });
 }
@@ -253,6 +267,27 @@ void Scheduler::sample(Slot& slot, std::span<float> logits) {
   }
 }
 
+void Scheduler::take_decode_step(Slot& slot, float* logits) {
+  const auto V = static_cast<size_t>(engine_.hparams().n_vocab);
+  const int64_t n_before = slot.seq->n_past - static_cast<int64_t>(slot.fed.size());
+  size_t kept = 0;  // fed tokens the context keeps: next_token, then the guesses sampled
+  for (size_t i = 0; i < slot.fed.size(); ++i) {
+    slot.cached.push_back(slot.fed[i]);
+    ++kept;
+    slot.next_token = -1;
+    sample(slot, std::span<float>(logits + i * V, V));
+    if (!slot.job) break;  // generation ended here
+    if (i + 1 < slot.fed.size() && slot.next_token == slot.fed[i + 1]) continue;  // the guess was right
+    break;
+  }
+  slot.seq->n_past = n_before + static_cast<int64_t>(kept);  // rejected guesses' KV rows are dropped
+  if (slot.fed.size() > 1) {
+    std::lock_guard<std::mutex> lock(m_);
+    stats_.spec_drafted_total += slot.fed.size() - 1;
+    stats_.spec_accepted_total += kept - 1;
+  }
+}
+
 void Scheduler::loop() {
   const auto V = static_cast<size_t>(engine_.hparams().n_vocab);
   for (;;) {
@@ -315,14 +350,26 @@ void Scheduler::loop() {
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
       if (!s.job || s.next_token < 0) continue;
+      s.fed.assign(1, s.next_token);
+      if (drafter_) {
+        const int64_t room = s.seq->n_ctx - s.seq->n_past;
+        const int64_t max = std::min<int64_t>({options_.spec_draft_max, room - 1, budget - 1});
+        if (max > 0) {
+          context_.assign(s.cached.begin(), s.cached.end());
+          context_.push_back(s.next_token);
+          drafter_->draft(context_, static_cast<int>(max), guesses_);
+          s.fed.insert(s.fed.end(), guesses_.begin(), guesses_.end());
+        }
+      }
       model::SequenceInput in;
       in.state = s.seq.get();
-      in.tokens = std::span<const int32_t>(&s.next_token, 1);
-      in.logits = logits_.data() + i * V;
+      in.tokens = s.fed;
+      in.logits = logits_.data() + i * rows_per_slot_ * V;
+      in.all_logits = s.fed.size() > 1;
       batch_.push_back(in);
       batch_slots_.push_back(&s);
       batch_decode_.push_back(true);
-      --budget;
+      budget -= static_cast<int64_t>(s.fed.size());
     }
     for (size_t i = 0; i < slots_.size() && budget > 0; ++i) {
       Slot& s = slots_[i];
@@ -336,7 +383,7 @@ void Scheduler::loop() {
       model::SequenceInput in;
       in.state = s.seq.get();
       in.tokens = std::span<const int32_t>(prompt.data() + s.prompt_at, static_cast<size_t>(n));
-      in.logits = logits_.data() + i * V;
+      in.logits = logits_.data() + i * rows_per_slot_ * V;
       batch_.push_back(in);
       batch_slots_.push_back(&s);
       batch_decode_.push_back(false);
@@ -364,11 +411,9 @@ void Scheduler::loop() {
     for (size_t b = 0; b < batch_.size(); ++b) {
       Slot& s = *batch_slots_[b];
       const size_t slot_index = static_cast<size_t>(&s - slots_.data());
-      std::span<float> logits(logits_.data() + slot_index * V, V);
+      std::span<float> logits(logits_.data() + slot_index * rows_per_slot_ * V, V);
       if (batch_decode_[b]) {
-        s.cached.push_back(s.next_token);
-        s.next_token = -1;
-        sample(s, logits);
+        take_decode_step(s, logits.data());
         continue;
       }
       const std::vector<text::TokenId>& prompt = s.job->prompt_;

@@ -27,6 +27,7 @@
 
 #include "runtime/engine.h"
 #include "runtime/generation.h"
+#include "runtime/speculative.h"
 
 namespace tandem::runtime {
 
@@ -38,6 +39,10 @@ struct SchedulerOptions {
   uint64_t cache_ram_bytes = 2ull << 30;  // recurrent-state checkpoints, all slots together
   int checkpoint_before_end = 4;  // where the end-of-prompt checkpoint goes
   int message_checkpoints = 8;    // also at the starts of the last this-many messages
+  // Speculation by n-gram lookup in each slot's context (0: off): guesses checked per step
+  // at most. Attention-only models (a recurrent state cannot drop rejected guesses).
+  int spec_draft_max = 0;
+  int spec_ngram_min = 2, spec_ngram_max = 4;
 };
 
 // One request's life, shared by the thread that submitted it and the scheduler.
@@ -89,7 +94,8 @@ class Job {
 struct SchedulerStats {
   int slots = 0, slots_busy = 0, queued = 0;
   uint64_t requests_total = 0, requests_rejected = 0, prompt_tokens_total = 0, prompt_tokens_cached_total = 0,
-           generated_tokens_total = 0, checkpoints = 0, checkpoint_bytes = 0;
+           generated_tokens_total = 0, checkpoints = 0, checkpoint_bytes = 0, spec_drafted_total = 0,
+           spec_accepted_total = 0;
   double busy_seconds = 0;
   // Latency histograms (seconds): time to first token, time per output token.
   static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -133,6 +139,7 @@ class Scheduler {
     std::vector<int64_t> checkpoint_plan;  // prompt positions to checkpoint at, ascending
     size_t next_checkpoint = 0;            // first entry of checkpoint_plan not reached
     text::TokenId next_token = -1;      // sampled, to be fed
+    std::vector<text::TokenId> fed;     // this step's decode input: next_token, then guesses
     uint64_t last_used = 0;
     double t_start = 0, t_first = 0;
   };
@@ -143,6 +150,8 @@ class Scheduler {
   void take_checkpoint(Slot& slot);
   void end_job(Slot& slot, FinishReason r, std::string error = {});
   void sample(Slot& slot, std::span<float> logits);
+  // After a decode step: samples each fed position in turn, keeps the guesses sampled.
+  void take_decode_step(Slot& slot, float* logits);
   size_t shared_prefix(const Slot& slot, const std::vector<text::TokenId>& prompt) const;
   void evict_checkpoints();
 
@@ -150,7 +159,10 @@ class Scheduler {
   SchedulerOptions options_;
   std::vector<Slot> slots_;
   std::unique_ptr<model::Workspace> workspace_;
-  std::vector<float> logits_;  // [n_slots][n_vocab]
+  std::vector<float> logits_;  // [n_slots][rows_per_slot_][n_vocab]
+  size_t rows_per_slot_ = 1;   // 1 + guesses per step
+  std::unique_ptr<NgramDrafter> drafter_;
+  std::vector<text::TokenId> context_, guesses_;  // drafting scratch
   std::vector<model::SequenceInput> batch_;
   std::vector<Slot*> batch_slots_;
   std::vector<bool> batch_decode_;

@@ -27,7 +27,18 @@ void Session::run(std::span<const int32_t> tokens, float* logits, bool all_logit
     in.logits = all_logits ? logits + at * V : logits;
     in.all_logits = all_logits;
     model_.forward(backends_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
+    tokens_.insert(tokens_.end(), in.tokens.begin(), in.tokens.end());
   }
+}
+
+void Session::truncate(int64_t n, const uint8_t* recurrent_state) {
+  if (n < 0 || n > n_past()) fail("truncate: {} is outside the context's {} positions", n, n_past());
+  if (state_->has_recurrent_state()) {
+    if (recurrent_state == nullptr) fail("truncate: this model's recurrent state cannot be cut back to a prefix");
+    state_->load_recurrent_state(recurrent_state);
+  }
+  state_->n_past = n;
+  tokens_.resize(static_cast<size_t>(n));
 }
 
 std::span<float> Session::feed(std::span<const int32_t> tokens) {

@@ -27,7 +27,17 @@ class Session {
 
   int64_t n_past() const { return state_->n_past; }
   int64_t n_ctx() const { return state_->n_ctx; }
-  void reset() { state_->clear(); }
+  // The tokens in the context, in order (n_past of them).
+  std::span<const int32_t> tokens() const { return tokens_; }
+  void reset() {
+    state_->clear();
+    tokens_.clear();
+  }
+  // Cuts the context back to its first n tokens (speculative decoding drops rejected
+  // drafts so). Attention KV rows past n are simply overwritten later. A recurrent state
+  // cannot be cut: a model with one needs `recurrent_state`, a copy saved when the context
+  // held exactly those n tokens (SequenceState::save_recurrent_state).
+  void truncate(int64_t n, const uint8_t* recurrent_state = nullptr);
   model::SequenceState& state() { return *state_; }
 
  private:
@@ -38,6 +48,7 @@ class Session {
   std::unique_ptr<model::SequenceState> state_;
   std::unique_ptr<model::Workspace> workspace_;
   int64_t n_ubatch_;
+  std::vector<int32_t> tokens_;    // what the context holds
   std::vector<float> logits_;      // [n_vocab]
   std::vector<float> all_logits_;  // grown on demand by feed_all_logits
 };

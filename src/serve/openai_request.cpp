@@ -63,7 +63,7 @@ void parse_common(const Json& body, const RequestLimits& limits, uint64_t seed, 
   }
   // Unset fields keep llama-server's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p
   // 0.05: SamplerParams'), so the same request means the same thing on both servers, and a
-  // request naming only a temperature does not sort the whole vocabulary every token.
+  // request naming only a temperature samples as llama-server would.
   runtime::SamplerParams& sp = r.params.sampling;
   if (has(body, "temperature")) sp.temperature = static_cast<float>(number(body, "temperature", 0, 2));
   if (has(body, "top_p")) {
@@ -79,6 +79,8 @@ void parse_common(const Json& body, const RequestLimits& limits, uint64_t seed, 
     if (sp.repeat_penalty <= 0) bad_request("repeat_penalty", "'repeat_penalty' must be greater than 0");
   }
   sp.seed = has(body, "seed") ? static_cast<uint64_t>(integer(body, "seed", INT64_MIN, INT64_MAX)) : seed;
+  // llama-server's extension: generate to the token budget even past end-of-generation.
+  if (has(body, "ignore_eos")) r.params.ignore_eos = boolean(body, "ignore_eos");
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (has(body, key)) r.params.max_tokens = integer(body, key, 0, limits.max_tokens_cap);
   }

@@ -211,53 +211,92 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   };
 
   if (!r.stream) {
-    std::string text = forced;
-    Json logprobs = Json::array();
-    std::vector<Job::Event> events;
-    while (!job->wait(events, 1000)) {
-    }
-    for (Job::Event& e : events) {
-      text += e.text;
-      if (!e.top.empty()) logprobs.push_back(logprob_content(e.top));
-    }
-    if (!job->error().empty()) throw ApiError(500, job->error());
-    Json body;
-    if (r.chat) {
-      const text::ParsedChatOutput out = text::parse_chat_output(text, po, true);
-      Json msg = {{"role", "assistant"}, {"content", out.content.empty() && !out.tool_calls.empty() ? Json() : Json(out.content)}};
-      if (!out.reasoning.empty()) msg["reasoning_content"] = out.reasoning;
-      if (!out.tool_calls.empty()) {
-        Json calls = Json::array();
-        for (const text::ParsedToolCall& c : out.tool_calls) {
-          calls.push_back({{"id", random_id("call_")}, {"type", "function"},
-                           {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+    // The whole answer, built once the job has finished.
+    auto answer = [job, po, id, created, model, r, prompt_text, usage, finish_reason](
+                      const std::string& text, const Json& logprobs) {
+      Json body;
+      if (r.chat) {
+        const text::ParsedChatOutput out = text::parse_chat_output(text, po, true);
+        Json msg = {{"role", "assistant"}, {"content", out.content.empty() && !out.tool_calls.empty() ? Json() : Json(out.content)}};
+        if (!out.reasoning.empty()) msg["reasoning_content"] = out.reasoning;
+        if (!out.tool_calls.empty()) {
+          Json calls = Json::array();
+          for (const text::ParsedToolCall& c : out.tool_calls) {
+            calls.push_back({{"id", random_id("call_")}, {"type", "function"},
+                             {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+          }
+          msg["tool_calls"] = calls;
         }
-        msg["tool_calls"] = calls;
-      }
-      body = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
-              {"choices", Json::array({Json{{"index", 0}, {"message", msg},
-                                            {"logprobs", r.logprobs ? Json{{"content", logprobs}} : Json()},
-                                            {"finish_reason", finish_reason(!out.tool_calls.empty())}}})},
-              {"usage", usage()}};
-    } else {
-      Json lp;
-      if (r.logprobs) {
-        Json tokens = Json::array(), values = Json::array(), tops = Json::array();
-        for (const Json& e : logprobs) {
-          tokens.push_back(e["token"]);
-          values.push_back(e["logprob"]);
-          Json t = Json::object();
-          for (const Json& x : e["top_logprobs"]) t[x["token"].get<std::string>()] = x["logprob"];
-          tops.push_back(t);
+        body = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
+                {"choices", Json::array({Json{{"index", 0}, {"message", msg},
+                                              {"logprobs", r.logprobs ? Json{{"content", logprobs}} : Json()},
+                                              {"finish_reason", finish_reason(!out.tool_calls.empty())}}})},
+                {"usage", usage()}};
+      } else {
+        Json lp;
+        if (r.logprobs) {
+          Json tokens = Json::array(), values = Json::array(), tops = Json::array();
+          for (const Json& e : logprobs) {
+            tokens.push_back(e["token"]);
+            values.push_back(e["logprob"]);
+            Json t = Json::object();
+            for (const Json& x : e["top_logprobs"]) t[x["token"].get<std::string>()] = x["logprob"];
+            tops.push_back(t);
+          }
+          lp = {{"tokens", tokens}, {"token_logprobs", values}, {"top_logprobs", tops}};
         }
-        lp = {{"tokens", tokens}, {"token_logprobs", values}, {"top_logprobs", tops}};
+        body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
+                {"choices", Json::array({Json{{"index", 0}, {"text", (r.echo ? prompt_text : "") + text},
+                                              {"logprobs", lp}, {"finish_reason", finish_reason(false)}}})},
+                {"usage", usage()}};
       }
-      body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-              {"choices", Json::array({Json{{"index", 0}, {"text", (r.echo ? prompt_text : "") + text},
-                                            {"logprobs", lp}, {"finish_reason", finish_reason(false)}}})},
-              {"usage", usage()}};
+      return body;
+    };
+    auto state = std::make_shared<std::pair<std::string, Json>>(forced, Json::array());
+    auto take = [this, job, state](int timeout_ms) {
+      std::vector<Job::Event> events;
+      const bool done = job->wait(events, timeout_ms);
+      for (Job::Event& e : events) {
+        state->first += e.text;
+        if (!e.top.empty()) state->second.push_back(logprob_content(e.top));
+      }
+      return done;
+    };
+    // A short job is answered whole, with a proper status if it failed.
+    if (take(1000)) {
+      if (!job->error().empty()) throw ApiError(500, job->error());
+      res.set_content(json_text(answer(state->first, state->second)), "application/json");
+      return;
     }
-    res.set_content(json_text(body), "application/json");
+    // A long one is answered through a chunked body that carries a blank (JSON allows
+    // leading whitespace) each second while it runs: the write fails once the client has
+    // gone, and the job is cancelled, freeing its slot, instead of generating for no one.
+    // (The charset parameter keeps cpp-httplib from gzipping the body, which would hold
+    // the blanks back in the compressor.)
+    auto last_beat = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    res.set_chunked_content_provider(
+        "application/json; charset=utf-8",
+        [job, state, take, answer, last_beat](size_t, httplib::DataSink& sink) {
+          if (!take(250)) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - *last_beat < std::chrono::seconds(1)) return true;
+            *last_beat = now;
+            if (!sink.write(" ", 1)) {
+              job->cancel();
+              return false;
+            }
+            return true;
+          }
+          const Json body = job->error().empty()
+                                ? answer(state->first, state->second)
+                                : Json{{"error", {{"message", job->error()}, {"type", "server_error"},
+                                                  {"param", nullptr}, {"code", nullptr}}}};
+          const std::string text = json_text(body);
+          sink.write(text.data(), text.size());
+          sink.done();
+          return true;
+        },
+        [job](bool) { job->cancel(); });
     return;
   }
 
@@ -439,6 +478,10 @@ std::string Server::metrics() const {
   metric("tandem_prompt_tokens_cached_total", "counter", "Prompt tokens reused from the prompt cache (not processed again)",
          static_cast<double>(s.prompt_tokens_cached_total));
   metric("tandem_generated_tokens_total", "counter", "Tokens generated", static_cast<double>(s.generated_tokens_total));
+  metric("tandem_spec_drafted_tokens_total", "counter", "Guessed tokens checked by speculation (--spec ngram)",
+         static_cast<double>(s.spec_drafted_total));
+  metric("tandem_spec_accepted_tokens_total", "counter", "Guessed tokens that were kept",
+         static_cast<double>(s.spec_accepted_total));
   metric("tandem_prompt_cache_checkpoints", "gauge", "Recurrent-state checkpoints held (hybrid models)",
          static_cast<double>(s.checkpoints));
   metric("tandem_prompt_cache_bytes", "gauge", "Bytes of recurrent-state checkpoints held (limit: --cache-ram)",
@@ -608,6 +651,9 @@ void Server::run() {
     so.step_tokens = o_.step_tokens;
     so.queue_max = o_.queue_max;
     so.cache_ram_bytes = static_cast<uint64_t>(o_.cache_ram_gib * (1ull << 30));
+    so.spec_draft_max = o_.spec_draft_max;
+    so.spec_ngram_min = o_.spec_ngram_min;
+    so.spec_ngram_max = o_.spec_ngram_max;
     scheduler_ = std::make_unique<runtime::Scheduler>(*engine_, so);
   } catch (...) {
     stop_requested.store(true);

@@ -21,6 +21,8 @@ struct ServerOptions {
   double cache_ram_gib = 2;  // recurrent-state checkpoints
   int64_t step_tokens = 256; // tokens per forward step (decode + prompt chunks)
   int queue_max = 64;
+  int spec_draft_max = 0;    // n-gram guesses per slot and step (0: no speculation)
+  int spec_ngram_min = 2, spec_ngram_max = 4;
   size_t max_body_bytes = 8u << 20;
 };
 

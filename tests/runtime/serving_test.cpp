@@ -9,25 +9,13 @@
 #include <thread>
 
 #include "runtime/engine.h"
+#include "runtime_fixtures.h"
 #include "runtime/generation.h"
 #include "runtime/scheduler.h"
 #include "text/chat_prompt.h"
 
 namespace tandem::runtime {
 namespace {
-
-std::string fixture(const std::string& arch, const std::string& file = "model-q8_0.gguf") {
-  return (std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / arch / file).string();
-}
-
-std::unique_ptr<Engine> open_engine(const std::string& path, int64_t plan_ctx = 1024) {
-  EngineOptions o;
-  o.model_path = path;
-  o.threads = 2;
-  o.plan_ctx = plan_ctx;
-  o.quiet = true;
-  return std::make_unique<Engine>(o);
-}
 
 int count(const std::vector<text::TokenId>& v, text::TokenId t) { return static_cast<int>(std::count(v.begin(), v.end(), t)); }
 
@@ -189,13 +177,17 @@ void expect_full_recompute(Engine& engine, const SchedulerOptions& so, const std
 
 class SchedulerTest : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(SchedulerTest, BatchedSlotsGiveWhatEachRequestGivesAlone) {
-  const auto engine = open_engine(fixture(GetParam()));
+// Three slots, prompts in several chunks beside other slots' decode steps (16 tokens a step).
+SchedulerOptions three_slots() {
   SchedulerOptions so;
   so.n_slots = 3;
   so.slot_ctx = 256;
-  so.step_tokens = 16;  // prompts go in several chunks, beside other slots' decode steps
-  Scheduler scheduler(*engine, so);
+  so.step_tokens = 16;
+  return so;
+}
+
+// Five requests at once on the scheduler give each request's solo greedy tokens.
+void expect_each_as_alone(Engine& engine, Scheduler& scheduler, int64_t n) {
   const std::vector<std::vector<text::TokenId>> prompts = {
       {1, 5, 9, 77, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25},
       {100, 2},
@@ -205,14 +197,20 @@ TEST_P(SchedulerTest, BatchedSlotsGiveWhatEachRequestGivesAlone) {
   // Alone first: an engine runs one forward pass at a time (the scheduler's thread owns it
   // while requests run).
   std::vector<std::vector<text::TokenId>> expected;
-  for (const auto& p : prompts) expected.push_back(alone(*engine, p, 12));
+  for (const auto& p : prompts) expected.push_back(alone(engine, p, n));
   std::vector<std::shared_ptr<Job>> jobs;
-  for (const auto& p : prompts) jobs.push_back(scheduler.submit(p, greedy(12)));  // 5 requests, 3 slots
+  for (const auto& p : prompts) jobs.push_back(scheduler.submit(p, greedy(n)));  // 5 requests, 3 slots
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Result r = collect(jobs[i]);
     EXPECT_EQ(r.reason, FinishReason::Length);
     EXPECT_EQ(r.tokens, expected[i]) << "request " << i;
   }
+}
+
+TEST_P(SchedulerTest, BatchedSlotsGiveWhatEachRequestGivesAlone) {
+  const auto engine = open_engine(fixture(GetParam()));
+  Scheduler scheduler(*engine, three_slots());
+  expect_each_as_alone(*engine, scheduler, 12);
 }
 
 TEST_P(SchedulerTest, PromptCacheReusesThePrefixAndMatchesAFullRecompute) {
@@ -286,6 +284,32 @@ TEST_P(SchedulerTest, CancelFreesTheSlotAndAFullQueueIsRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, SchedulerTest, ::testing::Values("qwen3", "qwen35moe"));
+
+TEST(SchedulerSpeculation, NgramGuessesInBatchedSlotsKeepEachRequestsTokens) {
+  const auto engine = open_engine(fixture("qwen3"));
+  SchedulerOptions so = three_slots();
+  so.spec_draft_max = 4;
+  so.spec_ngram_min = 1;
+  so.spec_ngram_max = 3;
+  Scheduler scheduler(*engine, so);
+  expect_each_as_alone(*engine, scheduler, 24);
+  const SchedulerStats st = scheduler.stats();
+  EXPECT_GT(st.spec_accepted_total, 0u) << "no guess was kept: speculation never helped";
+  EXPECT_GT(st.spec_drafted_total, st.spec_accepted_total) << "no guess was rejected: rollback untested";
+  EXPECT_EQ(st.generated_tokens_total, 5u * 24u);
+}
+
+TEST(SchedulerSpeculation, ARecurrentModelIsRefusedWithAReason) {
+  const auto engine = open_engine(fixture("qwen35moe"));
+  SchedulerOptions so = three_slots();
+  so.spec_draft_max = 4;
+  try {
+    Scheduler scheduler(*engine, so);
+    FAIL() << "speculation was accepted on a recurrent model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("recurrent state"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace tandem::runtime

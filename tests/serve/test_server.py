@@ -1,7 +1,9 @@
 """`tandem serve` driven through the official `openai` client and raw HTTP, on loopback."""
 import concurrent.futures
 import json
+import os
 import random
+import subprocess
 import time
 
 import httpx
@@ -143,6 +145,32 @@ def test_cancel_mid_stream_frees_the_slot():
         # The only slot serves the next request.
         r = chat(s, temperature=0, max_tokens=3)
         assert r.usage.completion_tokens == 3
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_non_streaming_client_that_leaves_frees_its_slot():
+    s = Server(real_model_path(), "-np", "1", "-c", "4096", "--alias", "coder")
+    try:
+        before = metrics(s)[("tandem_generated_tokens_total", ())]
+        # 3000 tokens take far longer than the client stays: it reads the first bytes (the
+        # blanks that keep a long answer's connection checked) and hangs up.
+        with httpx.stream("POST", s.base + "/v1/completions", timeout=30,
+                          json={"prompt": "1, 2, 3,", "max_tokens": 3000, "ignore_eos": True, "temperature": 0}) as r:
+            assert r.status_code == 200
+            assert next(r.iter_raw()).strip() == b""
+        deadline = time.time() + 15
+        while metrics(s)[("tandem_requests_running", ())] != 0:
+            assert time.time() < deadline, "the slot was not freed after the client left"
+            time.sleep(0.1)
+        generated = metrics(s)[("tandem_generated_tokens_total", ())] - before
+        assert 0 < generated < 3000, generated  # cancelled, not run to the budget
+        r = chat(s, temperature=0, max_tokens=3)
+        assert r.usage.completion_tokens == 3
+        # A long answer that stays (the blank-led chunked body) parses in the official client.
+        long = client(s).completions.create(model="coder", prompt="1, 2, 3,", max_tokens=300, temperature=0,
+                                            extra_body={"ignore_eos": True})
+        assert long.usage.completion_tokens == 300 and long.choices[0].finish_reason == "length"
     finally:
         assert s.stop() == 0
 
@@ -313,3 +341,31 @@ def test_tool_calls_xml_form_round_trip():
 def test_tool_choice_none_hides_the_tools(server):
     r = chat(server, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, tool_choice="none", temperature=0, max_tokens=40)
     assert r.choices[0].finish_reason != "tool_calls" and not r.choices[0].message.tool_calls
+
+
+def test_ngram_speculation_keeps_the_answer_and_guesses(server):
+    listing = "\n".join(f"item_{i} = compute_value({i}, scale={i * 3})" for i in range(12))
+    ask = [{"role": "user", "content": f"Repeat these lines exactly, nothing else:\n{listing}"}]
+    plain = chat(server, messages=ask, temperature=0, max_tokens=120)
+    s = Server(real_model_path(), "-np", "2", "-c", "4096", "--alias", "coder", "--spec", "ngram", "--draft-max", "8")
+    try:
+        fast = chat(s, messages=ask, temperature=0, max_tokens=120)
+        streamed = "".join(stream_text(s, messages=ask, temperature=0, max_tokens=120)[0])
+        m = metrics(s)
+        drafted = m[("tandem_spec_drafted_tokens_total", ())]
+        accepted = m[("tandem_spec_accepted_tokens_total", ())]
+    finally:
+        assert s.stop() == 0
+    assert fast.choices[0].message.content == plain.choices[0].message.content
+    assert streamed == plain.choices[0].message.content
+    assert fast.usage.completion_tokens == plain.usage.completion_tokens
+    # A copying answer is what the lookup guesses well.
+    assert accepted > 0.5 * drafted > 0, (accepted, drafted)
+
+
+def test_speculation_flags_are_checked():
+    for args, needle in [(["--spec", "draft"], "-md"), (["--spec", "bogus"], "unknown method"),
+                         (["--spec", "ngram", "-md", "x.gguf"], "draft model")]:
+        p = subprocess.run([os.environ["TANDEM_BIN"], "serve", "-m", real_model_path(), "--port", "0", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and needle in p.stderr, (args, p.stderr)

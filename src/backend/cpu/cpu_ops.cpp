@@ -23,9 +23,11 @@ namespace {
 constexpr size_t kDTypeIds = 64;  // ggml type ids are below this
 }
 
-OpContext::OpContext(int n_threads, int64_t max_row)
-    : pool_(n_threads), max_row_(max_row), scratch_(static_cast<size_t>(n_threads)),
-      attention_(static_cast<size_t>(n_threads)), kernels_(kDTypeIds) {
+OpContext::OpContext(int n_threads, int64_t max_row) : OpContext(std::make_shared<ThreadPool>(n_threads), max_row) {}
+
+OpContext::OpContext(std::shared_ptr<ThreadPool> pool, int64_t max_row)
+    : pool_(std::move(pool)), max_row_(max_row), scratch_(static_cast<size_t>(pool_->size())),
+      attention_(static_cast<size_t>(pool_->size())), kernels_(kDTypeIds) {
   for (auto& s : scratch_) s.resize(static_cast<size_t>(max_row));
   for (size_t id = 0; id < kDTypeIds; ++id) kernels_[id] = quant_dot_kernel(static_cast<DType>(id));
 }
@@ -75,7 +77,7 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   // Each chunk's file pages go as soon as it is copied: the peak stays near the file's size
   // even for the largest tensors (the head, an expert stack).
   const size_t group_bytes = row_bytes * kInterleave;
-  pool_.parallel_for(w.rows() / kInterleave, [&](int, int64_t begin, int64_t end) {
+  pool_->parallel_for(w.rows() / kInterleave, [&](int, int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       const size_t at = static_cast<size_t>(g) * group_bytes;
       kernel.repack_x8(w.data + at, row_bytes, w.ne[0], dst + at);
@@ -102,7 +104,7 @@ const OpContext::Repacked* OpContext::stored_copy(const Tensor& w, int64_t row0,
 
 void OpContext::parallel_copy(uint8_t* dst, const uint8_t* src, size_t bytes) {
   constexpr size_t kJob = size_t{1} << 20;  // 1 MiB a job
-  pool_.parallel_for(static_cast<int64_t>((bytes + kJob - 1) / kJob), [&](int, int64_t begin, int64_t end) {
+  pool_->parallel_for(static_cast<int64_t>((bytes + kJob - 1) / kJob), [&](int, int64_t begin, int64_t end) {
     const size_t b0 = static_cast<size_t>(begin) * kJob, b1 = std::min(bytes, static_cast<size_t>(end) * kJob);
     std::memcpy(dst + b0, src + b0, b1 - b0);
   });
@@ -118,7 +120,7 @@ void OpContext::read_rows(const Tensor& w, int64_t row0, int64_t n_rows, uint8_t
   const QuantDotKernel& kernel = kernels_[static_cast<size_t>(copy->tensor.type)];
   const size_t group_bytes = row_bytes * kInterleave;
   const int64_t g0 = row0 / kInterleave;
-  pool_.parallel_for(n_rows / kInterleave, [&](int, int64_t begin, int64_t end) {
+  pool_->parallel_for(n_rows / kInterleave, [&](int, int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       kernel.unpack_x8(copy->tensor.data + static_cast<size_t>(g0 + g) * group_bytes, w.ne[0], dst + g * group_bytes,
                        row_bytes);

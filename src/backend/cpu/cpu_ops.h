@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -38,7 +39,11 @@ struct AttentionScratch {
 class OpContext {
  public:
   OpContext(int n_threads, int64_t max_row);
-  ThreadPool& pool() { return pool_; }
+  // On a pool another context already runs (a draft model beside its target): the two
+  // models take turns, so one set of threads serves both and none spins against the other.
+  OpContext(std::shared_ptr<ThreadPool> pool, int64_t max_row);
+  ThreadPool& pool() { return *pool_; }
+  const std::shared_ptr<ThreadPool>& shared_pool() const { return pool_; }
   float* row_scratch(int thread) { return scratch_[static_cast<size_t>(thread)].data(); }
   int64_t max_row() const { return max_row_; }
   // Attention limits: the longest context a session will use and the most query heads per
@@ -92,7 +97,7 @@ class OpContext {
   static Memory allocate_weights(size_t bytes);
 
  private:
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   int64_t max_row_;
   int64_t max_ctx_ = 0;
   int64_t max_group_ = 1;

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Speculative decoding speed: tandem run with and without guesses, beside llama.cpp's own
+speculative tools (built beside the checkout), same files, same prompt, greedy, same threads.
+Prints a Markdown table of decode tok/s, acceptance and the ratios; runs are alternated
+(tandem plain, tandem spec, peer) for --rounds rounds so drift hits all alike.
+
+  # a draft model (Qwen2.5-Coder-0.5B drafting for the 1.5B):
+  bench/speculative.py --tandem build/release/tandem --mode draft -m 1.5B.gguf -md 0.5B.gguf \\
+      --peer /path/llama.cpp/build/bin/llama-speculative-simple --prompt code -n 256
+  # n-gram lookup on an editing task (repeat a source file with one function renamed):
+  bench/speculative.py --tandem build/release/tandem --mode ngram -m 1.5B.gguf \\
+      --peer /path/llama.cpp/build/bin/llama-lookup --prompt edit -n 512
+"""
+import argparse
+import pathlib
+import re
+import statistics
+import subprocess
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+CODE_PROMPT = ("Write a Python module implementing a binary search tree with insert, delete, search, "
+               "in-order traversal and a function that checks the tree is balanced. Include docstrings.")
+
+
+def edit_prompt() -> str:
+    # A ~300-line file of this repository, to be repeated with one function renamed.
+    src = (ROOT / "src" / "text" / "chat_output.cpp").read_text()
+    lines = src.splitlines()[:300]
+    code = "\n".join(lines)
+    return ("Here is a C++ file:\n```cpp\n" + code + "\n```\nRepeat the whole file exactly, but rename the "
+            "function `parameter_type` to `declared_parameter_type` everywhere. Output only the code.")
+
+
+def chat(text: str) -> str:
+    return f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    return p.stdout, p.stderr
+
+
+def tandem(args, prompt_file, spec):
+    cmd = [args.tandem, "run", "-m", args.model, "-f", prompt_file, "-n", str(args.n), "--temp", "0",
+           "-t", str(args.threads), "-c", "4096", "--ignore-eos"]
+    if spec:
+        cmd += ["--draft-max", str(args.draft_max)]
+        cmd += ["-md", args.draft] if args.mode == "draft" else ["--spec", "ngram"]
+    out, err = run(cmd)
+    m = re.search(r"generation: (\d+) tokens in ([\d.]+) s", err)
+    if not m:
+        raise SystemExit("no generation line in tandem's output:\n" + err[-1500:])
+    acc = re.search(r"accepted \(([\d.]+)%\), ([\d.]+) tokens per pass", err)
+    return {"tok_s": int(m.group(1)) / float(m.group(2)), "accept": float(acc.group(1)) if acc else None,
+            "per_pass": float(acc.group(2)) if acc else None, "text": out}
+
+
+def peer(args, prompt_file):
+    cmd = [args.peer, "-m", args.model, "-f", prompt_file, "-n", str(args.n), "--temp", "0", "-t", str(args.threads),
+           "-c", "4096", "--ignore-eos", "--draft-max", str(args.draft_max)]
+    if args.mode == "draft":
+        cmd += ["-md", args.draft, "--draft-min", "0", "--draft-p-min", "0.75"]
+    out, err = run(cmd)
+    both = out + err
+    m = re.search(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds", both)
+    if not m:
+        raise SystemExit("no 'decoded' line in the peer's output:\n" + both[-1500:])
+    acc = re.search(r"accept\s+=\s+([\d.]+)%", both)
+    return {"tok_s": int(m.group(1)) / float(m.group(2)), "accept": float(acc.group(1)) if acc else None}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tandem", required=True)
+    ap.add_argument("--mode", choices=["draft", "ngram"], required=True)
+    ap.add_argument("-m", "--model", required=True)
+    ap.add_argument("-md", "--draft")
+    ap.add_argument("--peer", help="llama-speculative-simple (draft) or llama-lookup (ngram)")
+    ap.add_argument("--prompt", choices=["code", "edit"], default="code")
+    ap.add_argument("-n", type=int, default=256)
+    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--draft-max", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    if args.mode == "draft" and not args.draft:
+        ap.error("--mode draft needs -md")
+    text = chat(CODE_PROMPT if args.prompt == "code" else edit_prompt())
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(text)
+        prompt_file = f.name
+    rows = {"plain": [], "spec": [], "peer": []}
+    for _ in range(args.rounds):
+        rows["plain"].append(tandem(args, prompt_file, False))
+        rows["spec"].append(tandem(args, prompt_file, True))
+        if args.peer:
+            rows["peer"].append(peer(args, prompt_file))
+    # Speculation must not change the output (greedy).
+    same = all(r["text"] == rows["plain"][0]["text"] for r in rows["plain"] + rows["spec"])
+    med = {k: statistics.median(r["tok_s"] for r in v) for k, v in rows.items() if v}
+    print(f"| {args.mode} | decode tok/s (median of {args.rounds}) | acceptance | tokens per pass |")
+    print("|---|---:|---:|---:|")
+    print(f"| tandem, no speculation | {med['plain']:.2f} | | |")
+    s = rows["spec"][-1]
+    print(f"| tandem, {args.mode} | {med['spec']:.2f} | {s['accept']:.1f}% | {s['per_pass']:.2f} |")
+    if rows["peer"]:
+        p = rows["peer"][-1]
+        acc = f"{p['accept']:.1f}%" if p["accept"] is not None else ""
+        print(f"| llama.cpp {pathlib.Path(args.peer).name} | {med['peer']:.2f} | {acc} | |")
+    print()
+    print(f"tandem {args.mode} / tandem plain: {med['spec'] / med['plain']:.2f}x")
+    if rows["peer"]:
+        print(f"tandem {args.mode} / llama.cpp {args.mode}: {med['spec'] / med['peer']:.2f}x")
+    print(f"outputs identical with and without speculation: {same}")
+    if not same:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

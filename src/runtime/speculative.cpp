@@ -1,0 +1,184 @@
+#include "runtime/speculative.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "runtime/engine.h"
+
+namespace tandem::runtime {
+
+NgramDrafter::NgramDrafter(int min_n, int max_n) : min_n_(min_n), max_n_(max_n) {
+  if (min_n < 1 || max_n < min_n) fail("n-gram lookup: need 1 <= min ({}) <= max ({})", min_n, max_n);
+}
+
+void NgramDrafter::draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) {
+  out.clear();
+  const auto size = static_cast<int64_t>(context.size());
+  if (max <= 0) return;
+  for (int n = std::min<int64_t>(max_n_, size - 1); n >= min_n_; --n) {
+    const std::span<const text::TokenId> key = context.subspan(static_cast<size_t>(size - n));
+    // The latest earlier occurrence: scanning back from the end finds the most recent text,
+    // which is the likeliest to be repeated next.
+    for (int64_t at = size - n - 1; at >= 0; --at) {
+      if (context[static_cast<size_t>(at)] != key[0] ||
+          !std::equal(key.begin(), key.end(), context.begin() + at)) {
+        continue;
+      }
+      const int64_t from = at + n;
+      const int64_t count = std::min<int64_t>(max, size - from);
+      out.assign(context.begin() + from, context.begin() + from + count);
+      return;
+    }
+  }
+}
+
+void check_same_vocabulary(const text::Tokenizer& target, const text::Tokenizer& draft) {
+  const text::Vocab& a = target.vocab();
+  const text::Vocab& b = draft.vocab();
+  if (a.kind != b.kind || a.model != b.model) {
+    fail("the draft model's tokenizer ({}) is not the target's ({})", b.model, a.model);
+  }
+  const size_t n = std::min(a.texts.size(), b.texts.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (a.texts[i] != b.texts[i]) {
+      fail("the draft model's vocabulary differs from the target's at token {}: '{}' vs '{}'", i, b.texts[i],
+           a.texts[i]);
+    }
+  }
+  if (a.texts.size() != b.texts.size()) {
+    const size_t i = n;
+    fail("the draft model's vocabulary differs from the target's at token {}: {} vs {}", i,
+         i < b.texts.size() ? "'" + b.texts[i] + "'" : std::string("(none)"),
+         i < a.texts.size() ? "'" + a.texts[i] + "'" : std::string("(none)"));
+  }
+}
+
+ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, int64_t target_n_vocab, int64_t n_ctx,
+                           float p_min)
+    : engine_(draft), target_n_vocab_(target_n_vocab), p_min_(p_min) {
+  if (p_min < 0 || p_min > 1) fail("--draft-p-min must be within [0, 1] (got {})", p_min);
+  check_same_vocabulary(target_vocab, draft.tokenizer());
+  session_ = draft.new_session(n_ctx, 64);
+  if (session_->state().has_recurrent_state()) {
+    fail("the draft model ({}) keeps a recurrent state, which cannot follow the target's context back to a "
+         "prefix; use an attention-only draft model (qwen2, qwen3, qwen3moe)",
+         draft.hparams().arch);
+  }
+}
+
+ModelDrafter::~ModelDrafter() = default;
+
+void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) {
+  out.clear();
+  if (max <= 0 || context.empty()) return;
+  // Keep what the draft session shares with the context; re-feed the rest (at least the
+  // last token, whose logits are needed).
+  const std::span<const int32_t> have = session_->tokens();
+  size_t common = static_cast<size_t>(
+      std::mismatch(have.begin(), have.end(), context.begin(), context.end()).first - have.begin());
+  common = std::min(common, context.size() - 1);
+  // No room to guess past the context's end.
+  max = static_cast<int>(std::min<int64_t>(max, session_->n_ctx() - static_cast<int64_t>(context.size())));
+  if (max <= 0) return;
+  session_->truncate(static_cast<int64_t>(common));
+  std::span<float> logits = session_->feed(context.subspan(common));
+  for (;;) {
+    const auto best = static_cast<text::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    // The guess's probability: 1 / sum(exp(l - l_best)).
+    const float top = logits[static_cast<size_t>(best)];
+    double sum = 0;
+    for (float l : logits) sum += std::exp(static_cast<double>(l - top));
+    if (1.0 / sum < p_min_ || best >= target_n_vocab_) return;
+    out.push_back(best);
+    if (static_cast<int>(out.size()) >= max) return;
+    logits = session_->feed(std::span<const text::TokenId>(&out.back(), 1));
+  }
+}
+
+void decode_speculatively(Session& session, Generation& generation, Speculation& spec, std::span<float> logits,
+                          const std::function<bool(const std::string&)>& on_text) {
+  if (spec.drafter == nullptr) fail("speculative decoding: no drafter");
+  if (spec.draft_max < 1) fail("--draft-max must be at least 1 (got {})", spec.draft_max);
+  const auto V = static_cast<size_t>(logits.size());
+
+  // A model with a recurrent state cannot cut rejected guesses out of it: it goes back to a
+  // copy taken before the pass and re-runs the kept tokens (costly; per-position snapshots
+  // would avoid the second pass).
+  std::vector<uint8_t> saved(session.state().has_recurrent_state() ? session.state().recurrent_state_bytes() : 0);
+  std::vector<text::TokenId> context, drafts, batch;  // reused every step
+  auto emit = [&](const GenerationStep& step) {
+    if (!step.text.empty() && !on_text(step.text)) generation.cancel();
+  };
+
+  GenerationStep step = generation.next(logits, session.n_ctx() - session.n_past());
+  emit(step);
+  while (!step.done && !generation.done()) {
+    const text::TokenId pending = step.token;  // sampled, not yet in the context
+    const int64_t n_before = session.n_past();
+    const int64_t room = session.n_ctx() - n_before;  // >= 1, or the generation had ended
+    const int max = static_cast<int>(std::min<int64_t>(spec.draft_max, room - 1));
+    drafts.clear();
+    if (max >= std::max(1, spec.draft_min)) {
+      const std::span<const int32_t> have = session.tokens();
+      context.assign(have.begin(), have.end());
+      context.push_back(pending);
+      spec.drafter->draft(context, max, drafts);
+      if (static_cast<int>(drafts.size()) < spec.draft_min) drafts.clear();
+    }
+    if (drafts.empty()) {
+      logits = session.feed(std::span<const text::TokenId>(&pending, 1));
+      step = generation.next(logits, session.n_ctx() - session.n_past());
+      emit(step);
+      continue;
+    }
+    batch.assign(1, pending);
+    batch.insert(batch.end(), drafts.begin(), drafts.end());
+    if (!saved.empty()) session.state().save_recurrent_state(saved.data());
+    const std::vector<float>& rows = session.feed_all_logits(batch);
+    // Sample at each position in turn; a guess is kept when it is what was sampled there.
+    size_t accepted = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      std::span<float> row(const_cast<float*>(rows.data()) + i * V, V);
+      step = generation.next(row, session.n_ctx() - (n_before + static_cast<int64_t>(i) + 1));
+      emit(step);
+      if (step.done || generation.done()) break;
+      if (i < drafts.size() && step.token == drafts[i]) {
+        ++accepted;
+        continue;
+      }
+      break;  // step.token is the model's own next token: it becomes the pending one
+    }
+    ++spec.stats.verify_steps;
+    spec.stats.drafted += static_cast<int64_t>(drafts.size());
+    spec.stats.accepted += static_cast<int64_t>(accepted);
+    spec.stats.tokens += static_cast<int64_t>(accepted) + 1;
+    // The context keeps the pending token and the accepted guesses.
+    const int64_t keep = n_before + 1 + static_cast<int64_t>(accepted);
+    if (keep < session.n_past()) {
+      if (saved.empty()) {
+        session.truncate(keep);
+      } else {
+        session.truncate(n_before, saved.data());
+        session.feed(std::span<const text::TokenId>(batch.data(), accepted + 1));
+      }
+    }
+  }
+}
+
+SpecMethod parse_spec_method(std::string_view name, bool have_draft_model) {
+  if (have_draft_model && (name == "none" || name == "ngram")) {
+    fail("a draft model (-md) is given but --spec {} does not use a draft model", name);
+  }
+  if (name == "none") return SpecMethod::None;
+  if (name == "ngram") return SpecMethod::Ngram;
+  if (name == "draft") {
+    if (!have_draft_model) fail("--spec draft needs a draft model (-md FILE)");
+    return SpecMethod::Draft;
+  }
+  if (name == "auto") return have_draft_model ? SpecMethod::Draft : SpecMethod::None;
+  if (name == "mtp") fail("--spec mtp: the MTP drafter is not built yet (use ngram or a draft model with -md)");
+  fail("--spec: unknown method '{}' (none, auto, ngram, draft)", name);
+}
+
+}  // namespace tandem::runtime

@@ -1,0 +1,219 @@
+// Speculative decoding gives exactly what plain decoding gives: the same tokens at
+// temperature 0 and with the same seed at temperature 1, for every drafter, on attention
+// models and on the recurrent qwen35moe; a rejected guess at any position leaves the
+// context as if it had never been guessed; a draft model with another vocabulary is refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "runtime/generation.h"
+#include "runtime/speculative.h"
+#include "runtime_fixtures.h"
+#include "support/test_support.h"
+
+namespace tandem::runtime {
+namespace {
+
+using Tokens = std::vector<text::TokenId>;
+
+GenerationParams params(float temperature, int64_t n, uint64_t seed = 1) {
+  GenerationParams gp;
+  gp.sampling.temperature = temperature;
+  gp.sampling.seed = seed;
+  gp.max_tokens = n;
+  gp.ignore_eos = true;  // random weights end early otherwise
+  return gp;
+}
+
+Tokens prompt_of(const Engine& e) {
+  return e.tokenizer().encode("one two three four five six, one two three four five six, one two three");
+}
+
+struct Outcome {
+  Tokens tokens;             // generated
+  Tokens context;            // what the session holds afterwards
+  std::vector<float> probe;  // logits after feeding one more token: the state is what it should be
+  SpeculativeStats stats;
+};
+
+Outcome decode(Engine& e, const Tokens& prompt, const GenerationParams& gp, Speculation* spec = nullptr) {
+  const auto session = e.new_session(512, 64);
+  Generation g(e.tokenizer(), e.end_of_generation(), gp, e.hparams().n_vocab);
+  g.accept_prompt(prompt);
+  auto ignore = [](const std::string&) { return true; };
+  generate(*session, g, prompt, ignore, spec);
+  Outcome o;
+  o.tokens = g.tokens();
+  o.context.assign(session->tokens().begin(), session->tokens().end());
+  const text::TokenId next = o.tokens.back();
+  const std::span<float> l = session->feed(std::span<const text::TokenId>(&next, 1));
+  o.probe.assign(l.begin(), l.end());
+  if (spec != nullptr) o.stats = spec->stats;
+  return o;
+}
+
+// Plain decoding, then decoding with n-gram guesses (1..3-grams, 4 guesses a pass).
+std::pair<Outcome, Outcome> plain_and_ngram(Engine& e, const Tokens& prompt, const GenerationParams& gp) {
+  NgramDrafter ngram(1, 3);
+  Speculation spec;
+  spec.drafter = &ngram;
+  spec.draft_max = 4;
+  Outcome plain = decode(e, prompt, gp);
+  return {std::move(plain), decode(e, prompt, gp, &spec)};
+}
+
+void expect_same(const Outcome& plain, const Outcome& spec, const Tokens& prompt) {
+  EXPECT_EQ(spec.tokens, plain.tokens);
+  // The context holds the prompt and every generated token but the last (never fed).
+  Tokens want = prompt;
+  want.insert(want.end(), plain.tokens.begin(), plain.tokens.end() - 1);
+  EXPECT_EQ(spec.context, want);
+  ASSERT_EQ(spec.probe.size(), plain.probe.size());
+  float worst = 0;
+  for (size_t i = 0; i < plain.probe.size(); ++i) worst = std::max(worst, std::abs(plain.probe[i] - spec.probe[i]));
+  EXPECT_LT(worst, 1e-3f) << "the state after speculation differs from plain decoding's";
+}
+
+// Guesses the reference continuation with the guess at `wrong_at` replaced (or none when
+// wrong_at >= max): every rejection position 0..k is exercised on demand.
+class ScriptedDrafter final : public Drafter {
+ public:
+  ScriptedDrafter(Tokens prompt, Tokens reference, int wrong_at, int64_t n_vocab)
+      : prompt_(std::move(prompt)), ref_(std::move(reference)), wrong_at_(wrong_at), n_vocab_(n_vocab) {}
+  void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override {
+    out.clear();
+    // context = prompt + ref[0..done): guesses continue at ref[done].
+    const size_t done = context.size() - prompt_.size();
+    for (int i = 0; i < max && done + static_cast<size_t>(i) < ref_.size(); ++i) {
+      text::TokenId t = ref_[done + static_cast<size_t>(i)];
+      if (i == wrong_at_) t = static_cast<text::TokenId>((t + 1) % n_vocab_);
+      out.push_back(t);
+    }
+  }
+
+ private:
+  Tokens prompt_, ref_;
+  int wrong_at_;
+  int64_t n_vocab_;
+};
+
+class SpeculativeExactness : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SpeculativeExactness, NgramLookupKeepsTheGreedyOutput) {
+  const auto engine = open_engine(fixture(GetParam()));
+  const Tokens prompt = prompt_of(*engine);
+  const auto [plain, fast] = plain_and_ngram(*engine, prompt, params(0.0f, 40));
+  expect_same(plain, fast, prompt);
+  EXPECT_GT(fast.stats.drafted, 0) << "the lookup never guessed";  // kept and rejected guesses: the scripted test
+}
+
+TEST_P(SpeculativeExactness, RejectionAtEveryGuessPositionRollsBackExactly) {
+  const auto engine = open_engine(fixture(GetParam()));
+  const Tokens prompt = prompt_of(*engine);
+  const GenerationParams gp = params(0.0f, 24);
+  const Outcome plain = decode(*engine, prompt, gp);
+  const int k = 4;
+  for (int wrong_at = 0; wrong_at <= k; ++wrong_at) {
+    SCOPED_TRACE("first wrong guess at " + std::to_string(wrong_at));
+    ScriptedDrafter scripted(prompt, plain.tokens, wrong_at, engine->hparams().n_vocab);
+    Speculation spec;
+    spec.drafter = &scripted;
+    spec.draft_max = k;
+    const Outcome fast = decode(*engine, prompt, gp, &spec);
+    expect_same(plain, fast, prompt);
+    // Every pass keeps exactly the guesses before the wrong one (all k when none is wrong),
+    // except the last pass, which the token budget may cut short.
+    const int64_t per_pass = std::min(wrong_at, k);
+    EXPECT_LE(fast.stats.accepted, fast.stats.verify_steps * per_pass);
+    EXPECT_GE(fast.stats.accepted, (fast.stats.verify_steps - 1) * per_pass);
+    EXPECT_EQ(fast.stats.tokens, fast.stats.accepted + fast.stats.verify_steps);
+  }
+}
+
+TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
+  const auto engine = open_engine(fixture(GetParam()));
+  const Tokens prompt = prompt_of(*engine);
+  int differing = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    GenerationParams gp = params(1.0f, 32, seed);
+    gp.sampling.top_k = 0;
+    gp.sampling.top_p = 1.0f;
+    gp.sampling.min_p = 0.0f;
+    const auto [plain, fast] = plain_and_ngram(*engine, prompt, gp);
+    differing += fast.tokens != plain.tokens;
+  }
+  // Each position is sampled from the model's own distribution with the same random draw
+  // as without speculation, so the outputs are the same, not merely alike.
+  EXPECT_EQ(differing, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35moe"));
+
+TEST(ModelDrafter, ASmallerQuantOfTheSameModelGuessesAndTheOutputStaysTheSame) {
+  const auto target = open_engine(fixture("qwen2"));
+  EngineOptions o = target->options();
+  o.model_path = fixture("qwen2", "model-q4_0.gguf");
+  o.shared_pool = target->shared_pool();
+  o.plan_ctx = 512;
+  Engine draft(o);
+  EXPECT_EQ(&draft.cpu_context().pool(), &target->cpu_context().pool()) << "the draft model runs on the target's pool";
+  const Tokens prompt = prompt_of(*target);
+  const GenerationParams gp = params(0.0f, 40);
+  const Outcome plain = decode(*target, prompt, gp);
+  ModelDrafter drafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f);
+  Speculation spec;
+  spec.drafter = &drafter;
+  spec.draft_max = 4;
+  const Outcome fast = decode(*target, prompt, gp, &spec);
+  expect_same(plain, fast, prompt);
+  // The q4_0 copy agrees with the q8_0 model most of the time.
+  EXPECT_GT(fast.stats.acceptance(), 0.5) << fast.stats.accepted << " of " << fast.stats.drafted;
+}
+
+TEST(ModelDrafter, ARecurrentDraftModelIsRefusedWithAReason) {
+  const auto target = open_engine(fixture("qwen35moe"));
+  const auto draft = open_engine(fixture("qwen35moe", "model-q4_0.gguf"));
+  try {
+    ModelDrafter d(*draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.5f);
+    FAIL() << "a recurrent draft model was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("recurrent state"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelDrafter, AnotherVocabularyIsAnErrorNamingTheFirstDifferingToken) {
+  TANDEM_REQUIRE_SHARED_DATA(shared);
+  const text::Tokenizer qwen = text::Tokenizer::open(fixture("qwen2"));
+  const text::Tokenizer gpt2 = text::Tokenizer::open(shared / "data" / "vocab" / "ggml-vocab-gpt-2.gguf");
+  size_t first = 0;
+  while (first < qwen.vocab().texts.size() && first < gpt2.vocab().texts.size() &&
+         qwen.vocab().texts[first] == gpt2.vocab().texts[first]) {
+    ++first;
+  }
+  try {
+    check_same_vocabulary(qwen, gpt2);
+    FAIL() << "two different vocabularies passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("at token " + std::to_string(first) + ":"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(check_same_vocabulary(qwen, text::Tokenizer::open(fixture("qwen2", "model-q4_0.gguf"))));
+}
+
+TEST(NgramDrafter, GuessesWhatFollowedTheLatestEarlierMatch) {
+  NgramDrafter d(1, 3);
+  Tokens out;
+  d.draft(Tokens{1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3}, 3, out);
+  EXPECT_EQ(out, (Tokens{7, 8, 5}));  // "1 2 3" last seen before "7 8 5"
+  d.draft(Tokens{4, 5, 6, 7}, 3, out);
+  EXPECT_TRUE(out.empty());  // nothing repeats
+  NgramDrafter two(2, 2);
+  two.draft(Tokens{1, 9, 3, 1, 4}, 2, out);
+  EXPECT_TRUE(out.empty());  // "1 4" never occurred before; single tokens are not looked up
+  d.draft(Tokens{5, 6, 5, 6}, 8, out);
+  EXPECT_EQ(out, (Tokens{5, 6}));  // as much as there is
+  EXPECT_THROW(NgramDrafter(0, 2), Error);
+}
+
+}  // namespace
+}  // namespace tandem::runtime
