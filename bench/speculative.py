@@ -25,9 +25,9 @@ CODE_PROMPT = ("Write a Python module implementing a binary search tree with ins
 
 
 def edit_prompt() -> str:
-    # A ~300-line file of this repository, to be repeated with one function renamed.
+    # The first 200 lines of a source file of this repository, repeated with one function renamed.
     src = (ROOT / "src" / "text" / "chat_output.cpp").read_text()
-    lines = src.splitlines()[:300]
+    lines = src.splitlines()[:200]
     code = "\n".join(lines)
     return ("Here is a C++ file:\n```cpp\n" + code + "\n```\nRepeat the whole file exactly, but rename the "
             "function `parameter_type` to `declared_parameter_type` everywhere. Output only the code.")
@@ -46,10 +46,10 @@ def run(cmd):
 
 def tandem(args, prompt_file, spec):
     cmd = [args.tandem, "run", "-m", args.model, "-f", prompt_file, "-n", str(args.n), "--temp", "0",
-           "-t", str(args.threads), "-c", "4096", "--ignore-eos"]
+           "-t", str(args.threads), "-c", "8192", "--ignore-eos"]
     if spec:
         cmd += ["--draft-max", str(args.draft_max)]
-        cmd += ["-md", args.draft] if args.mode == "draft" else ["--spec", "ngram"]
+        cmd += ["-md", args.draft, "--draft-p-min", str(args.p_min)] if args.mode == "draft" else ["--spec", "ngram"]
     out, err = run(cmd)
     m = re.search(r"generation: (\d+) tokens in ([\d.]+) s", err)
     if not m:
@@ -61,9 +61,13 @@ def tandem(args, prompt_file, spec):
 
 def peer(args, prompt_file):
     cmd = [args.peer, "-m", args.model, "-f", prompt_file, "-n", str(args.n), "--temp", "0", "-t", str(args.threads),
-           "-c", "4096", "--ignore-eos", "--draft-max", str(args.draft_max)]
+           "-c", "8192", "--ignore-eos"]
     if args.mode == "draft":
-        cmd += ["-md", args.draft, "--draft-min", "0", "--draft-p-min", "0.75"]
+        cmd += ["--spec-type", "draft-simple", "-md", args.draft, "--spec-draft-n-max", str(args.draft_max),
+                "--spec-draft-p-min", str(args.p_min)]
+    else:
+        # llama-lookup (the n-gram cache example) feeds the whole prompt as one batch
+        cmd += ["--spec-draft-n-max", str(args.draft_max), "-b", "8192", "-ub", "512"]
     out, err = run(cmd)
     both = out + err
     m = re.search(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds", both)
@@ -79,11 +83,12 @@ def main():
     ap.add_argument("--mode", choices=["draft", "ngram"], required=True)
     ap.add_argument("-m", "--model", required=True)
     ap.add_argument("-md", "--draft")
-    ap.add_argument("--peer", help="llama-speculative-simple (draft) or llama-lookup (ngram)")
+    ap.add_argument("--peer", help="llama.cpp's llama-speculative-simple (draft) or llama-lookup (ngram)")
     ap.add_argument("--prompt", choices=["code", "edit"], default="code")
     ap.add_argument("-n", type=int, default=256)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--draft-max", type=int, default=16)
+    ap.add_argument("--p-min", type=float, default=0.75, help="draft model: stop guessing below this probability")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     if args.mode == "draft" and not args.draft:

@@ -45,7 +45,7 @@ void register_serve(CLI::App& app) {
       case runtime::SpecMethod::Draft:
         fail("serve: a draft model (-md) is not supported by the server yet; --spec ngram is");
       case runtime::SpecMethod::Ngram:
-        s.spec_draft_max = o->spec.draft_max;
+        s.spec_draft_max = o->spec.draft_max > 0 ? o->spec.draft_max : 16;
         s.spec_ngram_min = o->spec.ngram_min;
         s.spec_ngram_max = o->spec.ngram_max;
         break;

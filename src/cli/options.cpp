@@ -78,8 +78,10 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
                   "earlier text in the context), draft (-md)")
       ->capture_default_str();
   cmd->add_option("--model-draft", draft_model, "-md FILE: a small model with the same vocabulary that guesses ahead");
-  cmd->add_option("--draft-max", draft_max, "Guesses checked per forward pass at most")->capture_default_str()
-      ->check(CLI::Range(1, 64));
+  cmd->add_option("--draft-max", draft_max,
+                  "Guesses checked per forward pass at most (0: 16 for ngram, 4 for a draft model)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
   cmd->add_option("--draft-min", draft_min, "Fewer guesses than this: decode one token instead")->capture_default_str()
       ->check(CLI::Range(0, 64));
   cmd->add_option("--draft-p-min", draft_p_min, "The draft model stops guessing below this probability")
@@ -94,7 +96,7 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
 SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
   SpeculativeSetup s;
   const runtime::SpecMethod method = runtime::parse_spec_method(f.method, !f.draft_model.empty());
-  s.speculation.draft_max = f.draft_max;
+  s.speculation.draft_max = f.draft_max > 0 ? f.draft_max : method == runtime::SpecMethod::Draft ? 4 : 16;
   s.speculation.draft_min = f.draft_min;
   if (method == runtime::SpecMethod::Ngram) {
     s.drafter = std::make_unique<runtime::NgramDrafter>(f.ngram_min, f.ngram_max);
@@ -118,8 +120,9 @@ SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engi
 std::string SpeculativeSetup::report() const {
   if (!on()) return {};
   const runtime::SpeculativeStats& st = speculation.stats;
-  return fmt::format("speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass",
-                     st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step());
+  return fmt::format(
+      "speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass, {:.2f} s guessing",
+      st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step(), st.draft_seconds);
 }
 
 }  // namespace tandem::cli

@@ -1,6 +1,7 @@
 #include "runtime/speculative.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -85,10 +86,13 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   std::span<float> logits = session_->feed(context.subspan(common));
   for (;;) {
     const auto best = static_cast<text::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    // The guess's probability: 1 / sum(exp(l - l_best)).
+    // The guess's probability: 1 / sum(exp(l - l_best)). Logits 20 below the best add at
+    // most 2e-9 each (3e-4 over 151k tokens): skipping their exp saves most of the pass.
     const float top = logits[static_cast<size_t>(best)];
     double sum = 0;
-    for (float l : logits) sum += std::exp(static_cast<double>(l - top));
+    for (float l : logits) {
+      if (l > top - 20.0f) sum += std::exp(static_cast<double>(l - top));
+    }
     if (1.0 / sum < p_min_ || best >= target_n_vocab_) return;
     out.push_back(best);
     if (static_cast<int>(out.size()) >= max) return;
@@ -123,7 +127,9 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
       const std::span<const int32_t> have = session.tokens();
       context.assign(have.begin(), have.end());
       context.push_back(pending);
+      const auto t0 = std::chrono::steady_clock::now();
       spec.drafter->draft(context, max, drafts);
+      spec.stats.draft_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (static_cast<int>(drafts.size()) < spec.draft_min) drafts.clear();
     }
     if (drafts.empty()) {
