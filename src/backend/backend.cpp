@@ -19,6 +19,10 @@ void Backend::read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, vo
   std::memcpy(dst, w.row(row0), static_cast<size_t>(n_rows) * w.row_bytes());
 }
 
+void Backend::linear(const Tensor& w, const float*, int64_t, float*) {
+  fail("{}: this device has no plain linear op (the MTP block runs on the CPU)", w.name);
+}
+
 StoredRowsUnpack* Backend::read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) {
   read_weight_rows(w, row0, n_rows, dst);
   return nullptr;

@@ -183,6 +183,9 @@ class Backend {
   virtual StoredRowsUnpack* stored_rows_layout(const Tensor& /*w*/) { return nullptr; }
   // out [T][D] += sigmoid(shexp_gate . m[t]) * SwiGLU_shared(m[t]).
   virtual void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) = 0;
+  // out [rows][w's output width] = w x for rows of x (the MTP block's eh_proj). The CPU has
+  // it; other backends fail, naming themselves.
+  virtual void linear(const Tensor& w, const float* x, int64_t rows, float* out);
   // logits [rows][V] (host memory) = head(rms(x; norm)) for rows of x; scratch holds rows * D floats.
   virtual void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
                       int64_t D, float* scratch, float* logits) = 0;

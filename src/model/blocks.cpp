@@ -227,6 +227,11 @@ void finish_batch(const Backends& be, LayerWorkspace& ws, std::span<const Sequen
     const auto n = static_cast<int64_t>(in.tokens.size());
     if (n == 0) continue;
     const int64_t from = in.all_logits ? first : first + n - 1, rows = first + n - from;
+    if (in.hidden != nullptr) {
+      // Every position's normed state, for an MTP drafter (before logits reuses the scratch).
+      b.rms_norm(x + first * D, output_norm, n, D, rms_eps, scratch);
+      b.copy_to_host(in.hidden, scratch, static_cast<size_t>(n * D) * sizeof(float));
+    }
     b.logits(output_norm, rms_eps, output, x + from * D, rows, D, scratch, in.logits);
     first += n;
   }

@@ -48,6 +48,7 @@ class LayerWorkspace : public Workspace {
   std::vector<DeltaNetSequence> delta_seqs;
   Device residual_on = Device::Cpu;
   std::shared_ptr<ExpertStreaming> streaming;  // hybrid prompts: CPU experts or streamed weights
+  std::vector<float> mtp_concat;               // [max_tokens][2D]: an MTP block's input (sized once)
   DeviceActivations& on(Device d) { return devices[static_cast<size_t>(d)]; }
 };
 

@@ -82,6 +82,21 @@ struct SequenceInput {
   std::span<const int32_t> tokens;  // appended at positions state->n_past..
   float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab]
   bool all_logits = false;          //   when all_logits is set
+  float* hidden = nullptr;          // optional, host: [tokens][n_embd] final hidden states after
+                                    //   output_norm (what an MTP draft block reads)
+};
+
+// One step of an MTP (NextN) draft block over one sequence: for each token x_p, the hidden
+// state that predicted it (h_{p-1}: the trunk's, after output_norm, or the block's own
+// previous output when chaining drafts). The block keeps its own KV cache (a SequenceState
+// from new_mtp_sequence), which must see every position of the sequence.
+struct MtpInput {
+  SequenceState* state = nullptr;
+  std::span<const int32_t> tokens;  // x_p, appended at positions state->n_past..
+  const float* hidden = nullptr;    // host [tokens][n_embd]: h_{p-1} for each
+  float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab]
+  bool all_logits = false;
+  float* hidden_out = nullptr;      // optional host [tokens][n_embd]: the block's normed output
 };
 
 class Model {
@@ -100,6 +115,10 @@ class Model {
   // once for all of them, attention stays within each sequence. Fails cleanly (nothing
   // changed) when a sequence's context would overflow or the batch exceeds the workspace.
   virtual void forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const = 0;
+  // The MTP draft block (Qwen3.5's blk.<n_layer>.nextn), where the file has one.
+  virtual bool has_mtp() const { return false; }
+  virtual std::unique_ptr<SequenceState> new_mtp_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const;
+  virtual void mtp_forward(const Backends& be, Workspace& workspace, const MtpInput& in) const;
   // Tensors in the file that the architecture did not use.
   const std::vector<std::string>& unused_tensors() const { return unused_; }
 

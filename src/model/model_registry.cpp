@@ -24,6 +24,14 @@ int64_t validate_batch(const Workspace& workspace, std::span<const SequenceInput
   return total;
 }
 
+std::unique_ptr<SequenceState> Model::new_mtp_sequence(const Backends&, int64_t, KvCacheTypes) const {
+  fail("this {} file has no MTP (NextN) draft block", hp_.arch);
+}
+
+void Model::mtp_forward(const Backends&, Workspace&, const MtpInput&) const {
+  fail("this {} file has no MTP (NextN) draft block", hp_.arch);
+}
+
 void Model::set_placement(std::vector<LayerPlacement> layers, Device output) {
   if (layers.size() != static_cast<size_t>(hp_.n_layer)) {
     fail("placement: {} layer entries for a model of {} layers", layers.size(), hp_.n_layer);

@@ -13,7 +13,7 @@
 //   m = rms(x; post_attention_norm)
 //   x += SwiGLU(m) | MoE(m) + sigmoid(w_s . m) SharedExpert(m)
 // then h = rms(x; output_norm), logits = W_out h. The MTP block (blk.<n_layer>.nextn.*) is
-// loaded for speculative decoding but not run by the trunk.
+// not run by the trunk: mtp_forward runs it for speculative decoding (MODELS.md section 8).
 #include <algorithm>
 #include <cmath>
 
@@ -35,7 +35,7 @@ struct Layer {
   FfnWeights ffn;
 };
 
-// The MTP draft block, kept for speculative decoding (not run by the trunk).
+// The MTP draft block (run by mtp_forward, never by the trunk).
 struct MtpBlock {
   Tensor eh_proj;                     // {2D, D}
   std::vector<float> enorm, hnorm, shared_head_norm;
@@ -86,8 +86,14 @@ class Qwen35Model final : public Model {
   std::unique_ptr<SequenceState> new_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const override;
   std::unique_ptr<Workspace> new_workspace(const Backends& be, int64_t max_tokens) const override;
   void forward(const Backends& be, Workspace& workspace, std::span<const SequenceInput> batch) const override;
+  bool has_mtp() const override { return has_mtp_; }
+  std::unique_ptr<SequenceState> new_mtp_sequence(const Backends& be, int64_t n_ctx, KvCacheTypes kv) const override;
+  void mtp_forward(const Backends& be, Workspace& workspace, const MtpInput& in) const override;
 
  private:
+  // One layer (trunk or MTP) on the residual x [T][D]; slot: its index among layers of its kind.
+  void run_layer(const Backends& be, LayerWorkspace& ws, const Layer& l, LayerPlacement at, int64_t slot,
+                 std::span<const SequenceInput> batch, int64_t T) const;
   void load_layer(WeightLoader& w, int64_t index, bool full_attention, Layer& l) const;
 
   int64_t conv_channels() const { return 2 * hp_.ssm_n_k * hp_.ssm_d_k + hp_.ssm_n_v * hp_.ssm_d_v; }
@@ -230,6 +236,11 @@ std::unique_ptr<Workspace> Qwen35Model::new_workspace(const Backends& be, int64_
     main.reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
     be.on(placement_[i].experts).reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
   }
+  if (has_mtp_) {  // the MTP block runs on the CPU
+    be.cpu->reserve_attention(max_tokens, shape_, true);
+    be.cpu->reserve_ffn(max_tokens, h.n_embd, mtp_.layer.ffn);
+    ws->mtp_concat.resize(static_cast<size_t>(max_tokens * 2 * h.n_embd));
+  }
   return ws;
 }
 
@@ -240,31 +251,81 @@ void Qwen35Model::forward(const Backends& be, Workspace& workspace, std::span<co
   if (T == 0) return;
   embed_batch(be, ws, token_embd_, batch);  // x [T][D]
   for (int64_t i = 0; i < h.n_layer; ++i) {
-    const Layer& l = layers_[static_cast<size_t>(i)];
-    const auto slot = static_cast<size_t>(slot_[static_cast<size_t>(i)]);
-    const LayerPlacement at = placement_[static_cast<size_t>(i)];
-    Backend& b = enter(be, ws, at.main, T, D);
-    DeviceActivations& act = ws.on(at.main);
-    float *x = act.x.as<float>(), *a = act.a.as<float>(), *proj = act.proj.as<float>();
-    b.rms_norm(x, l.attn_norm, T, D, h.rms_eps, a);  // a [T][D]
-    if (l.full_attention) {
-      attention_sequences(batch, static_cast<int64_t>(slot), ws.seqs);
-      b.attention(l.attn, shape_, a, ws.seqs, proj);
-    } else {
-      ws.delta_seqs.clear();
-      for (const SequenceInput& in : batch) {
-        auto& seq = static_cast<Qwen35Sequence&>(*in.state);
-        ws.delta_seqs.push_back({seq.conv_state[slot].as<float>(), seq.ssm_state[slot].as<float>(),
-                                 static_cast<int64_t>(in.tokens.size())});
-      }
-      b.delta_net(l.delta, delta_shape_, a, ws.delta_seqs, proj);
-    }
-    b.add(x, proj, T * D);
-    b.rms_norm(x, l.post_attention_norm, T, D, h.rms_eps, a);  // m [T][D]
-    ffn_block(be, ws, l.ffn, at, T, D);                        // proj = FFN(m)
-    b.add(x, proj, T * D);
+    const auto at = static_cast<size_t>(i);
+    run_layer(be, ws, layers_[at], placement_[at], slot_[at], batch, T);
   }
   finish_batch(be, ws, batch, D, output_norm_, h.rms_eps, output_, output_device_);
+}
+
+void Qwen35Model::run_layer(const Backends& be, LayerWorkspace& ws, const Layer& l, LayerPlacement at, int64_t slot,
+                            std::span<const SequenceInput> batch, int64_t T) const {
+  const HParams& h = hp_;
+  const int64_t D = h.n_embd;
+  Backend& b = enter(be, ws, at.main, T, D);
+  DeviceActivations& act = ws.on(at.main);
+  float *x = act.x.as<float>(), *a = act.a.as<float>(), *proj = act.proj.as<float>();
+  b.rms_norm(x, l.attn_norm, T, D, h.rms_eps, a);  // a [T][D]
+  if (l.full_attention) {
+    attention_sequences(batch, slot, ws.seqs);
+    b.attention(l.attn, shape_, a, ws.seqs, proj);
+  } else {
+    ws.delta_seqs.clear();
+    for (const SequenceInput& in : batch) {
+      auto& seq = static_cast<Qwen35Sequence&>(*in.state);
+      const auto s = static_cast<size_t>(slot);
+      ws.delta_seqs.push_back({seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(),
+                               static_cast<int64_t>(in.tokens.size())});
+    }
+    b.delta_net(l.delta, delta_shape_, a, ws.delta_seqs, proj);
+  }
+  b.add(x, proj, T * D);
+  b.rms_norm(x, l.post_attention_norm, T, D, h.rms_eps, a);  // m [T][D]
+  ffn_block(be, ws, l.ffn, at, T, D);                        // proj = FFN(m)
+  b.add(x, proj, T * D);
+}
+
+std::unique_ptr<SequenceState> Qwen35Model::new_mtp_sequence(const Backends& be, int64_t n_ctx,
+                                                             KvCacheTypes kv) const {
+  if (!has_mtp_) return Model::new_mtp_sequence(be, n_ctx, kv);
+  if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
+  auto s = std::make_unique<KvSequence>();
+  const Device cpu[] = {Device::Cpu};
+  s->allocate_kv(be, cpu, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
+  return s;
+}
+
+// MODELS.md section 8: c = [rms(embed(x_p); enorm) ; rms(h_{p-1}; hnorm)], u = eh_proj c, one
+// full-attention layer over the block's own cache, then the shared head's norm (or
+// output_norm) and the output head.
+void Qwen35Model::mtp_forward(const Backends& be, Workspace& workspace, const MtpInput& in) const {
+  if (!has_mtp_) Model::mtp_forward(be, workspace, in);
+  auto& ws = static_cast<LayerWorkspace&>(workspace);
+  const HParams& h = hp_;
+  SequenceInput seq;
+  seq.state = in.state;
+  seq.tokens = in.tokens;
+  seq.logits = in.logits;
+  seq.all_logits = in.all_logits;
+  const std::span<const SequenceInput> batch(&seq, 1);
+  const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
+  if (T == 0) return;
+  if (in.hidden == nullptr) fail("mtp_forward: no hidden states");
+  embed_batch(be, ws, token_embd_, batch);  // x = embeddings [T][D] on the CPU
+  Backend& b = *be.cpu;
+  DeviceActivations& act = ws.on(Device::Cpu);
+  float *x = act.x.as<float>(), *a = act.a.as<float>(), *proj = act.proj.as<float>();
+  b.rms_norm(x, mtp_.enorm, T, D, h.rms_eps, a);
+  b.rms_norm(in.hidden, mtp_.hnorm, T, D, h.rms_eps, proj);
+  float* c = ws.mtp_concat.data();  // [T][2D]: the embedding half first
+  for (int64_t t = 0; t < T; ++t) {
+    std::copy(a + t * D, a + (t + 1) * D, c + t * 2 * D);
+    std::copy(proj + t * D, proj + (t + 1) * D, c + t * 2 * D + D);
+  }
+  b.linear(mtp_.eh_proj, c, T, x);
+  run_layer(be, ws, mtp_.layer, LayerPlacement{}, 0, batch, T);  // its own cache: attention slot 0
+  const std::vector<float>& norm = mtp_.shared_head_norm.empty() ? output_norm_ : mtp_.shared_head_norm;
+  if (in.hidden_out != nullptr) b.rms_norm(x, norm, T, D, h.rms_eps, in.hidden_out);
+  finish_batch(be, ws, batch, D, norm, h.rms_eps, output_, output_device_);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "backend/cpu/cpu_backend.h"
@@ -192,6 +193,79 @@ std::vector<Case> cases(bool quantized_only) {
 }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.param.family + "_" + info.param.variant; }
+
+// The MTP draft block (random weights: transformers drops mtp.*) against a reference that
+// composes transformers' own modules as MODELS.md section 8 describes (the manifest marks it
+// UNCONFIRMED: no independent MTP forward exists in transformers). Row p of the reference
+// is the block's logits for the pair (h_p, x_{p+1}): the trunk's normed final state at p
+// and the next token; the block's cache sees every pair in order.
+TEST(FixtureMtp, DraftLogitsMatchTheComposedReference) {
+  for (const char* variant : {"f32", "q8_0"}) {
+    const json& v = manifest()["families"]["qwen35moe"]["variants"][variant];
+    const auto files = gguf::ModelFiles::open(kFixtures / v["gguf"].get<std::string>());
+    const auto model = load_model(files);
+    ASSERT_TRUE(model->has_mtp()) << variant;
+    const std::vector<float> ref = testing::read_floats(kFixtures / v["reference"].get<std::string>());
+    const int64_t V = model->hparams().n_vocab, D = model->hparams().n_embd;
+    cpu::OpContext ctx(2, model->max_row());
+    ctx.set_float_activations(true);  // the reference uses f32 activations
+    cpu::CpuBackend cpu(ctx);
+    const Backends be{&cpu, nullptr};
+    int checked = 0;
+    for (const json& seq : v["sequences"]) {
+      const auto tokens = seq["tokens"].get<std::vector<int32_t>>();
+      const auto n = static_cast<int64_t>(tokens.size());
+      if (seq["mtp_draft_n_pos"].get<int64_t>() == 0) continue;
+      ASSERT_EQ(seq["mtp_draft_n_pos"].get<int64_t>(), n - 1);
+      const auto trunk = model->new_sequence(be, 256, kF32Cache);
+      const auto workspace = model->new_workspace(be, n);
+      std::vector<float> logits(static_cast<size_t>(n * V)), hidden(static_cast<size_t>(n * D));
+      SequenceInput in;
+      in.state = trunk.get();
+      in.tokens = tokens;
+      in.logits = logits.data();
+      in.all_logits = true;
+      in.hidden = hidden.data();
+      model->forward(be, *workspace, std::span<const SequenceInput>(&in, 1));
+      // Pairs (h_p, x_{p+1}) for p = 0..n-2, through the block's own cache in two calls
+      // (a prompt, then the rest), as a drafter catching up would.
+      const auto mtp = model->new_mtp_sequence(be, 256, kF32Cache);
+      std::vector<float> draft(static_cast<size_t>((n - 1) * V));
+      const int64_t split = (n - 1) / 2;
+      for (auto [from, count] : {std::pair<int64_t, int64_t>{0, split}, {split, n - 1 - split}}) {
+        if (count == 0) continue;
+        MtpInput m;
+        m.state = mtp.get();
+        m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from + 1), static_cast<size_t>(count));
+        m.hidden = hidden.data() + from * D;
+        m.logits = draft.data() + from * V;
+        m.all_logits = true;
+        model->mtp_forward(be, *workspace, m);
+      }
+      const float* expected = ref.data() + seq["mtp_draft_logits_offset"].get<int64_t>();
+      for (int64_t i = 0; i < (n - 1) * V; ++i) {
+        ASSERT_LE(std::fabs(draft[static_cast<size_t>(i)] - expected[i]), 1e-3f)
+            << variant << " length " << n << " pair " << i / V << " logit " << i % V;
+      }
+      ++checked;
+    }
+    EXPECT_EQ(checked, 3) << variant;
+  }
+}
+
+TEST(FixtureMtp, AFileWithoutTheBlockSaysSo) {
+  const auto files = gguf::ModelFiles::open(kFixtures / "qwen3" / "model-q8_0.gguf");
+  const auto model = load_model(files);
+  EXPECT_FALSE(model->has_mtp());
+  cpu::OpContext ctx(1, model->max_row());
+  cpu::CpuBackend cpu(ctx);
+  try {
+    model->new_mtp_sequence(Backends{&cpu, nullptr}, 16, {});
+    FAIL() << "an MTP sequence for a file without the block";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no MTP"), std::string::npos) << e.what();
+  }
+}
 
 INSTANTIATE_TEST_SUITE_P(AllFamilies, FixtureLogits, ::testing::ValuesIn(cases(false)), case_name);
 INSTANTIATE_TEST_SUITE_P(AllFamilies, FixtureFastPath, ::testing::ValuesIn(cases(true)), case_name);

@@ -368,6 +368,10 @@ void CpuBackend::shared_expert(const FfnWeights& w, const float* m, int64_t T, f
   }
 }
 
+void CpuBackend::linear(const Tensor& w, const float* x, int64_t rows, float* out) {
+  matmul(ctx_, prepared(w), x, rows, out);
+}
+
 void CpuBackend::logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
                         int64_t D, float* scratch, float* logits) {
   cpu::rms_norm(x, norm.data(), rows, D, eps, scratch);

@@ -45,6 +45,7 @@ class CpuBackend final : public Backend {
   void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,
                    float* out) override;
   void shared_expert(const FfnWeights& w, const float* m, int64_t T, float* out) override;
+  void linear(const Tensor& w, const float* x, int64_t rows, float* out) override;
   void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
               float* scratch, float* logits) override;
 
