@@ -41,9 +41,12 @@ void register_serve(CLI::App& app) {
   o->spec.add_to(cmd);
   cmd->callback([o] {
     serve::ServerOptions s = o->server;
+    // The server's slots take n-gram guesses only.
     switch (runtime::parse_spec_method(o->spec.method, !o->spec.draft_model.empty())) {
       case runtime::SpecMethod::Draft:
         fail("serve: a draft model (-md) is not supported by the server yet; --spec ngram is");
+      case runtime::SpecMethod::Mtp:
+        fail("serve: MTP speculation is not supported by the server yet; --spec ngram is");
       case runtime::SpecMethod::Ngram:
         s.spec_draft_max = o->spec.draft_max > 0 ? o->spec.draft_max : 16;
         s.spec_ngram_min = o->spec.ngram_min;

@@ -75,7 +75,7 @@ runtime::EngineOptions EngineFlags::engine_options(int64_t plan_ctx, int64_t uba
 void SpeculativeFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--spec", method,
                   "Speculative decoding: auto (a draft model when -md is given), none, ngram (guesses from\n"
-                  "earlier text in the context), draft (-md)")
+                  "earlier text in the context), draft (-md), mtp (the file's own MTP block, Qwen3.5)")
       ->capture_default_str();
   cmd->add_option("--model-draft", draft_model, "-md FILE: a small model with the same vocabulary that guesses ahead");
   cmd->add_option("--draft-max", draft_max,
@@ -96,10 +96,14 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
 SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
   SpeculativeSetup s;
   const runtime::SpecMethod method = runtime::parse_spec_method(f.method, !f.draft_model.empty());
-  s.speculation.draft_max = f.draft_max > 0 ? f.draft_max : method == runtime::SpecMethod::Draft ? 4 : 16;
+  s.speculation.draft_max = f.draft_max > 0                          ? f.draft_max
+                            : method == runtime::SpecMethod::Ngram ? 16
+                                                                   : method == runtime::SpecMethod::Mtp ? 2 : 4;
   s.speculation.draft_min = f.draft_min;
   if (method == runtime::SpecMethod::Ngram) {
     s.drafter = std::make_unique<runtime::NgramDrafter>(f.ngram_min, f.ngram_max);
+  } else if (method == runtime::SpecMethod::Mtp) {
+    s.drafter = std::make_unique<runtime::MtpDrafter>(target, n_ctx);
   } else if (method == runtime::SpecMethod::Draft) {
     runtime::EngineOptions o = target.options();
     o.model_path = f.draft_model;

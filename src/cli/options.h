@@ -45,7 +45,7 @@ struct EngineFlags {
 struct SpeculativeFlags {
   std::string method = "auto";
   std::string draft_model;
-  int draft_max = 0;  // 0: 16 for n-gram lookup (guesses are free), 4 for a draft model (each costs a step)
+  int draft_max = 0;  // 0: 16 for n-gram lookup (guesses are free), 4 for a draft model, 2 for MTP
   int draft_min = 0;
   float draft_p_min = 0.75f;
   int ngram_min = 2, ngram_max = 4;

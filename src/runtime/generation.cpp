@@ -128,7 +128,9 @@ GenerationStats generate(Session& session, Generation& generation, std::span<con
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   const auto t0 = Clock::now();
+  if (speculation != nullptr) session.keep_hidden(speculation->drafter->needs_hidden());
   std::span<float> logits = session.feed(prompt);
+  if (speculation != nullptr) speculation->drafter->catch_up(session);
   const auto t1 = Clock::now();
   stats.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
   if (speculation != nullptr) {

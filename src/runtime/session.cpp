@@ -19,13 +19,19 @@ void Session::run(std::span<const int32_t> tokens, float* logits, bool all_logit
          n_past(), tokens.size(), n_ctx());
   }
   const auto V = static_cast<size_t>(model_.hparams().n_vocab);
+  const auto D = static_cast<size_t>(model_.hparams().n_embd);
   const auto ub = static_cast<size_t>(n_ubatch_);
+  if (keep_hidden_) {
+    hidden_.resize(tokens.size() * D);  // grows to the longest feed, then is reused
+    hidden_from_ = n_past();
+  }
   for (size_t at = 0; at < tokens.size(); at += ub) {
     model::SequenceInput in;
     in.state = state_.get();
     in.tokens = tokens.subspan(at, std::min(ub, tokens.size() - at));
     in.logits = all_logits ? logits + at * V : logits;
     in.all_logits = all_logits;
+    if (keep_hidden_) in.hidden = hidden_.data() + at * D;
     model_.forward(backends_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
     tokens_.insert(tokens_.end(), in.tokens.begin(), in.tokens.end());
   }

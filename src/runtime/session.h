@@ -32,7 +32,13 @@ class Session {
   void reset() {
     state_->clear();
     tokens_.clear();
+    hidden_from_ = 0;
   }
+  // Keep every fed position's final hidden state (after output_norm) from the last feed, for
+  // an MTP drafter: hidden() holds [tokens of that feed][n_embd], the first at hidden_from().
+  void keep_hidden(bool on) { keep_hidden_ = on; }
+  std::span<const float> hidden() const { return hidden_; }
+  int64_t hidden_from() const { return hidden_from_; }
   // Cuts the context back to its first n tokens (speculative decoding drops rejected
   // drafts so). Attention KV rows past n are simply overwritten later. A recurrent state
   // cannot be cut: a model with one needs `recurrent_state`, a copy saved when the context
@@ -49,6 +55,9 @@ class Session {
   std::unique_ptr<model::Workspace> workspace_;
   int64_t n_ubatch_;
   std::vector<int32_t> tokens_;    // what the context holds
+  bool keep_hidden_ = false;
+  std::vector<float> hidden_;      // [last feed's tokens][n_embd] when keep_hidden_
+  int64_t hidden_from_ = 0;
   std::vector<float> logits_;      // [n_vocab]
   std::vector<float> all_logits_;  // grown on demand by feed_all_logits
 };

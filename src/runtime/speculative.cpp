@@ -34,6 +34,92 @@ void NgramDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   }
 }
 
+MtpDrafter::MtpDrafter(const Engine& target, int64_t n_ctx)
+    : model_(target.model()), backends_(target.backends()), D_(target.hparams().n_embd) {
+  if (!model_.has_mtp()) {
+    fail("--spec mtp: this {} file has no MTP (NextN) block (files converted without it, or an architecture "
+         "that has none); use --spec ngram or a draft model",
+         target.hparams().arch);
+  }
+  cache_ = model_.new_mtp_sequence(backends_, n_ctx, target.options().kv);
+  workspace_ = model_.new_workspace(backends_, 64);
+  logits_.resize(static_cast<size_t>(target.hparams().n_vocab));
+  out_hidden_.resize(static_cast<size_t>(2 * D_));
+  last_hidden_.resize(static_cast<size_t>(D_));
+}
+
+MtpDrafter::~MtpDrafter() = default;
+
+void MtpDrafter::step(std::span<const text::TokenId> tokens, const float* hidden) {
+  for (size_t at = 0; at < tokens.size(); at += 64) {  // the workspace's size
+    const size_t n = std::min<size_t>(64, tokens.size() - at);
+    model::MtpInput in;
+    in.state = cache_.get();
+    in.tokens = tokens.subspan(at, n);
+    in.hidden = hidden + at * static_cast<size_t>(D_);
+    in.logits = logits_.data();
+    model_.mtp_forward(backends_, *workspace_, in);
+  }
+}
+
+void MtpDrafter::catch_up(const Session& session) {
+  const int64_t n = session.n_past(), from = session.hidden_from();
+  const std::span<const float> rows = session.hidden();  // positions from.. (valid below n)
+  const std::span<const int32_t> tokens = session.tokens();
+  if (n == 0) return;
+  if (from == 0) {  // a fresh context
+    synced_ = 0;
+    have_last_ = false;
+  }
+  if (synced_ > n - 1) synced_ = n - 1, have_last_ = false;  // cut back past what was synced
+  // The first new pair needs h at synced_: from this feed, or kept from the last one. If
+  // neither has it (a gap), the chain restarts at this feed (the cache's positions then run
+  // behind the sequence's, which only costs guesses, never correctness).
+  const bool in_rows = synced_ >= from;
+  if (!in_rows && !(have_last_ && synced_ == from - 1)) synced_ = from;
+  const int64_t count = n - 1 - synced_;
+  cache_->n_past = synced_;  // drops the guesses' pairs
+  if (count > 0) {
+    const float* h = nullptr;
+    if (synced_ >= from) {
+      h = rows.data() + (synced_ - from) * D_;
+    } else {
+      pairs_.resize(static_cast<size_t>(count * D_));
+      std::copy(last_hidden_.begin(), last_hidden_.end(), pairs_.begin());
+      std::copy(rows.begin(), rows.begin() + (count - 1) * D_, pairs_.begin() + D_);
+      h = pairs_.data();
+    }
+    step(tokens.subspan(static_cast<size_t>(synced_ + 1), static_cast<size_t>(count)), h);
+  }
+  synced_ = n - 1;
+  const float* last = rows.data() + (n - 1 - from) * D_;
+  std::copy(last, last + D_, last_hidden_.begin());
+  have_last_ = true;
+}
+
+void MtpDrafter::draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) {
+  out.clear();
+  // context = the session's tokens + the pending one: guesses chain from (h at synced_, pending).
+  if (max <= 0 || !have_last_ || static_cast<int64_t>(context.size()) != synced_ + 2) return;
+  max = static_cast<int>(std::min<int64_t>(max, cache_->n_ctx - cache_->n_past - 1));
+  cache_->n_past = synced_;
+  text::TokenId token = context.back();
+  const float* h = last_hidden_.data();
+  for (int i = 0; i < max; ++i) {
+    float* next = out_hidden_.data() + (i % 2) * D_;  // two rows: the input one stays intact
+    model::MtpInput in;
+    in.state = cache_.get();
+    in.tokens = std::span<const text::TokenId>(&token, 1);
+    in.hidden = h;
+    in.logits = logits_.data();
+    in.hidden_out = next;
+    model_.mtp_forward(backends_, *workspace_, in);
+    token = static_cast<text::TokenId>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+    out.push_back(token);
+    h = next;  // the block's own output carries the chain
+  }
+}
+
 void check_same_vocabulary(const text::Tokenizer& target, const text::Tokenizer& draft) {
   const text::Vocab& a = target.vocab();
   const text::Vocab& b = draft.vocab();
@@ -134,6 +220,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     }
     if (drafts.empty()) {
       logits = session.feed(std::span<const text::TokenId>(&pending, 1));
+      spec.drafter->catch_up(session);
       step = generation.next(logits, session.n_ctx() - session.n_past());
       emit(step);
       continue;
@@ -169,11 +256,12 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
         session.feed(std::span<const text::TokenId>(batch.data(), accepted + 1));
       }
     }
+    spec.drafter->catch_up(session);
   }
 }
 
 SpecMethod parse_spec_method(std::string_view name, bool have_draft_model) {
-  if (have_draft_model && (name == "none" || name == "ngram")) {
+  if (have_draft_model && (name == "none" || name == "ngram" || name == "mtp")) {
     fail("a draft model (-md) is given but --spec {} does not use a draft model", name);
   }
   if (name == "none") return SpecMethod::None;
@@ -182,9 +270,9 @@ SpecMethod parse_spec_method(std::string_view name, bool have_draft_model) {
     if (!have_draft_model) fail("--spec draft needs a draft model (-md FILE)");
     return SpecMethod::Draft;
   }
+  if (name == "mtp") return SpecMethod::Mtp;  // MtpDrafter says so when the file has no block
   if (name == "auto") return have_draft_model ? SpecMethod::Draft : SpecMethod::None;
-  if (name == "mtp") fail("--spec mtp: the MTP drafter is not built yet (use ngram or a draft model with -md)");
-  fail("--spec: unknown method '{}' (none, auto, ngram, draft)", name);
+  fail("--spec: unknown method '{}' (none, auto, ngram, draft, mtp)", name);
 }
 
 }  // namespace tandem::runtime

@@ -32,6 +32,10 @@ class Drafter {
   // Up to `max` tokens likely to follow `context` (the whole sequence so far) into `out`
   // (cleared first). Fewer, or none, when it has no good guess.
   virtual void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) = 0;
+  // Drafters that read the model's hidden states (MTP) see every feed of the target session
+  // right after it happens (and after the context is cut back).
+  virtual bool needs_hidden() const { return false; }
+  virtual void catch_up(const Session& /*session*/) {}
 };
 
 // Prompt lookup: the longest n-gram (n from max_n down to min_n) ending the context that
@@ -65,6 +69,38 @@ class ModelDrafter final : public Drafter {
   float p_min_;
 };
 
+// The model's own MTP (NextN) block (Qwen3.5): from the trunk's final hidden state h_{p-1} and
+// the token x_p it chose, one full-attention layer predicts x_{p+1}; chained on its own
+// output for more guesses. Its KV cache must hold every position, so after each feed of the
+// target it processes the pairs (h_{p-1}, x_p) of the new positions (catch_up); guesses' own
+// pairs are dropped before the next catch-up.
+class MtpDrafter final : public Drafter {
+ public:
+  // Fails, naming the file's architecture, when the model has no MTP block.
+  MtpDrafter(const Engine& target, int64_t n_ctx);
+  ~MtpDrafter() override;
+  bool needs_hidden() const override { return true; }
+  void catch_up(const Session& session) override;
+  void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override;
+  // The block's logits behind the last guess.
+  std::span<const float> logits() const { return logits_; }
+
+ private:
+  // Runs the block on pairs (hidden rows, tokens); logits of the last pair into logits_, its
+  // normed output into out_hidden_.
+  void step(std::span<const text::TokenId> tokens, const float* hidden);
+
+  const model::Model& model_;
+  model::Backends backends_;
+  std::unique_ptr<model::SequenceState> cache_;  // the block's KV: one pair per position
+  std::unique_ptr<model::Workspace> workspace_;
+  int64_t D_;
+  int64_t synced_ = 0;              // the cache holds the trunk's pairs for positions 1..synced_
+  bool have_last_ = false;
+  std::vector<float> last_hidden_;  // the trunk's h at position synced_ (the next pair needs it)
+  std::vector<float> logits_, out_hidden_, pairs_;  // reused
+};
+
 // Fails unless the two vocabularies agree token for token (over the ids both have, from 0),
 // naming the first id whose text differs.
 void check_same_vocabulary(const text::Tokenizer& target, const text::Tokenizer& draft);
@@ -93,9 +129,10 @@ struct Speculation {
 void decode_speculatively(Session& session, Generation& generation, Speculation& spec, std::span<float> logits,
                           const std::function<bool(const std::string&)>& on_text);
 
-// --spec: "none", "ngram", "draft" (a draft model, -md), or "auto" (draft when -md is given,
-// else none).
-enum class SpecMethod { None, Ngram, Draft };
+// --spec: "none", "ngram", "draft" (a draft model, -md), "mtp" (the file's own MTP block), or
+// "auto" (draft when -md is given, else none: MTP becomes the default once a rejected guess
+// no longer costs a recurrent model a second pass).
+enum class SpecMethod { None, Ngram, Draft, Mtp };
 SpecMethod parse_spec_method(std::string_view name, bool have_draft_model);
 
 }  // namespace tandem::runtime

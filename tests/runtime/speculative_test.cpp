@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "runtime/generation.h"
+#include "runtime/sampler.h"
 #include "runtime/speculative.h"
 #include "runtime_fixtures.h"
 #include "support/test_support.h"
@@ -149,6 +150,116 @@ TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35moe"));
+
+TEST(MtpDrafter, TheFilesOwnBlockKeepsTheGreedyOutput) {
+  const auto engine = open_engine(fixture("qwen35moe"));
+  const Tokens prompt = prompt_of(*engine);
+  const GenerationParams gp = params(0.0f, 32);
+  const Outcome plain = decode(*engine, prompt, gp);
+  MtpDrafter mtp(*engine, 512);
+  Speculation spec;
+  spec.drafter = &mtp;
+  spec.draft_max = 3;
+  const Outcome fast = decode(*engine, prompt, gp, &spec);
+  expect_same(plain, fast, prompt);
+  EXPECT_GT(fast.stats.drafted, 0);
+}
+
+// The drafter's cache, kept up to date feed by feed through kept and cut-back guesses, gives
+// the guesses a from-scratch run of the block over the whole context gives.
+TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
+  const auto engine = open_engine(fixture("qwen35moe", "model-f32.gguf"));
+  const model::Model& m = engine->model();
+  const int64_t D = engine->hparams().n_embd, V = engine->hparams().n_vocab;
+  const Tokens prompt = prompt_of(*engine);
+  auto session = engine->new_session(512, 64);
+  session->keep_hidden(true);
+  MtpDrafter mtp(*engine, 512);
+  std::span<float> out = session->feed(prompt);
+  std::vector<float> logits(out.begin(), out.end());
+  mtp.catch_up(*session);
+  std::vector<uint8_t> saved(session->state().recurrent_state_bytes());
+  // Verify passes of 4 positions that keep 1..4 of them (a rejection cuts the rest back; a
+  // recurrent state goes back to its copy and the kept tokens are fed again), each after a
+  // round of guesses, as the speculative loop runs them.
+  Tokens guesses, context;
+  for (int keep = 1; keep <= 4; ++keep) {
+    const auto pending = static_cast<text::TokenId>(Sampler::argmax(logits));
+    context.assign(session->tokens().begin(), session->tokens().end());
+    context.push_back(pending);
+    mtp.draft(context, 3, guesses);  // its pairs must not stay in the cache
+    ASSERT_EQ(guesses.size(), 3u);
+    const Tokens batch = {pending, 7, 11, 13};
+    const int64_t before = session->n_past();
+    session->state().save_recurrent_state(saved.data());
+    const std::vector<float>& rows = session->feed_all_logits(batch);
+    if (keep < 4) {
+      session->truncate(before, saved.data());
+      out = session->feed(std::span<const text::TokenId>(batch.data(), static_cast<size_t>(keep)));
+      logits.assign(out.begin(), out.end());
+    } else {
+      logits.assign(rows.end() - V, rows.end());
+    }
+    mtp.catch_up(*session);
+  }
+  const auto pending = static_cast<text::TokenId>(Sampler::argmax(logits));
+  context.assign(session->tokens().begin(), session->tokens().end());
+  context.push_back(pending);
+  Tokens got;
+  mtp.draft(context, 3, got);
+  ASSERT_EQ(got.size(), 3u);
+
+  // From scratch: the trunk over the context for its hidden states, the block over every pair.
+  const auto backends = engine->backends();
+  const auto trunk = m.new_sequence(backends, 512, engine->options().kv);
+  const auto ws = m.new_workspace(backends, 512);
+  const auto n = static_cast<int64_t>(context.size()) - 1;
+  std::vector<float> hidden(static_cast<size_t>(n * D)), all(static_cast<size_t>(n * V));
+  model::SequenceInput in;
+  in.state = trunk.get();
+  in.tokens = std::span<const text::TokenId>(context.data(), static_cast<size_t>(n));
+  in.logits = all.data();
+  in.all_logits = true;
+  in.hidden = hidden.data();
+  m.forward(backends, *ws, std::span<const model::SequenceInput>(&in, 1));
+  const auto block = m.new_mtp_sequence(backends, 512, engine->options().kv);
+  std::vector<float> row(static_cast<size_t>(V)), h(static_cast<size_t>(D));
+  model::MtpInput pairs;
+  pairs.state = block.get();
+  pairs.tokens = std::span<const text::TokenId>(context.data() + 1, static_cast<size_t>(n - 1));
+  pairs.hidden = hidden.data();
+  pairs.logits = row.data();
+  m.mtp_forward(backends, *ws, pairs);
+  Tokens want;
+  text::TokenId token = pending;
+  std::vector<float> hin(hidden.end() - D, hidden.end());
+  for (int i = 0; i < 3; ++i) {
+    model::MtpInput one;
+    one.state = block.get();
+    one.tokens = std::span<const text::TokenId>(&token, 1);
+    one.hidden = hin.data();
+    one.logits = row.data();
+    one.hidden_out = h.data();
+    m.mtp_forward(backends, *ws, one);
+    token = static_cast<text::TokenId>(Sampler::argmax(row));
+    want.push_back(token);
+    hin = h;
+  }
+  EXPECT_EQ(got, want);
+  float worst = 0;  // the last guess's logits: a stale pair in the cache moves them
+  for (int64_t i = 0; i < V; ++i) worst = std::max(worst, std::abs(mtp.logits()[static_cast<size_t>(i)] - row[static_cast<size_t>(i)]));
+  EXPECT_LT(worst, 1e-4f);
+}
+
+TEST(MtpDrafter, AFileWithoutTheBlockIsRefusedWithAReason) {
+  const auto engine = open_engine(fixture("qwen3"));
+  try {
+    MtpDrafter d(*engine, 256);
+    FAIL() << "an MTP drafter for a file without the block";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no MTP"), std::string::npos) << e.what();
+  }
+}
 
 TEST(ModelDrafter, ASmallerQuantOfTheSameModelGuessesAndTheOutputStaysTheSame) {
   const auto target = open_engine(fixture("qwen2"));
