@@ -26,6 +26,7 @@ struct SynthArgs {
   uint64_t seed = 1;
   std::string vocab_from;
   bool list = false;
+  bool mtp = false;
 };
 
 void list_presets() {
@@ -40,6 +41,12 @@ void run_synth(const SynthArgs& a) {
   const model::synth::Preset& preset = model::synth::find_preset(a.preset);
   model::synth::Options o;
   o.preset = a.layers_given ? model::synth::with_layers(preset, a.layers) : preset;
+  if (a.mtp) {
+    if (preset.arch != "qwen35moe" && preset.arch != "qwen35") {
+      fail("synth: --mtp: {} has no MTP block (qwen35 and qwen35moe presets have one)", preset.arch);
+    }
+    o.preset.n_nextn = 1;
+  }
   o.type = std::string(model::synth::find_file_type(a.type).name);
   o.seed = a.seed;
   o.vocab_from = a.vocab_from;
@@ -76,6 +83,7 @@ void register_synth(CLI::App& app) {
                   "File type as llama-quantize names it: q4_k_m (default), q4_k_s, q5_k_m, q5_k_s,\n"
                   "q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16, f32");
   cmd->add_option("--seed", args->seed, "Random seed (the same seed gives the same file)");
+  cmd->add_flag("--mtp", args->mtp, "Append the MTP (NextN) draft block (qwen35moe), as files converted with it have");
   cmd->add_option("--vocab-from", args->vocab_from,
                   "Copy every tokenizer.* key from this GGUF (the token list is padded with\n"
                   "[PAD<i>] tokens to the preset's vocabulary size); default: a synthetic\n"

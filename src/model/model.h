@@ -94,8 +94,8 @@ struct MtpInput {
   SequenceState* state = nullptr;
   std::span<const int32_t> tokens;  // x_p, appended at positions state->n_past..
   const float* hidden = nullptr;    // host [tokens][n_embd]: h_{p-1} for each
-  float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab]
-  bool all_logits = false;
+  float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab];
+  bool all_logits = false;          //   nullptr: no head (catching the cache up needs none)
   float* hidden_out = nullptr;      // optional host [tokens][n_embd]: the block's normed output
 };
 

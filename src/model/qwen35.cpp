@@ -304,7 +304,8 @@ void Qwen35Model::mtp_forward(const Backends& be, Workspace& workspace, const Mt
   SequenceInput seq;
   seq.state = in.state;
   seq.tokens = in.tokens;
-  seq.logits = in.logits;
+  float no_logits = 0;  // validate_batch wants a buffer; without logits the head is skipped
+  seq.logits = in.logits != nullptr ? in.logits : &no_logits;
   seq.all_logits = in.all_logits;
   const std::span<const SequenceInput> batch(&seq, 1);
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
@@ -325,6 +326,10 @@ void Qwen35Model::mtp_forward(const Backends& be, Workspace& workspace, const Mt
   run_layer(be, ws, mtp_.layer, LayerPlacement{}, 0, batch, T);  // its own cache: attention slot 0
   const std::vector<float>& norm = mtp_.shared_head_norm.empty() ? output_norm_ : mtp_.shared_head_norm;
   if (in.hidden_out != nullptr) b.rms_norm(x, norm, T, D, h.rms_eps, in.hidden_out);
+  if (in.logits == nullptr) {
+    in.state->n_past += T;
+    return;
+  }
   finish_batch(be, ws, batch, D, norm, h.rms_eps, output_, output_device_);
 }
 

@@ -545,6 +545,7 @@ HParams hparams(const Preset& p) {
   hp.n_ctx_train = p.n_ctx_train;
   hp.n_embd = p.n_embd;
   hp.n_layer = p.n_layer;
+  hp.n_nextn = p.n_nextn;
   hp.n_head = p.n_head;
   hp.n_head_kv = p.n_head_kv;
   hp.head_dim = p.head_dim;
@@ -599,11 +600,19 @@ std::vector<PlannedTensor> plan_tensors(const Preset& p, const FileType& ft) {
   if (!p.tied_embeddings) top.push_back(matrix("output.weight", {D, p.n_vocab}, s_head));
   add_group(std::move(top), -1);
 
-  for (int64_t i = 0; i < p.n_layer; ++i) {
+  // The MTP block (index n_layer) is a full-attention layer plus the nextn projections.
+  for (int64_t i = 0; i < p.n_layer + p.n_nextn; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     std::vector<PlannedTensor> g;
     g.push_back(ones(b + "attn_norm.weight", D));
-    const bool full = !is_qwen35(p) || (i + 1) % p.full_attention_interval == 0;
+    const bool mtp = i >= p.n_layer;
+    const bool full = mtp || !is_qwen35(p) || (i + 1) % p.full_attention_interval == 0;
+    if (mtp) {
+      g.push_back(matrix(b + "nextn.eh_proj.weight", {2 * D, D}));
+      g.push_back(ones(b + "nextn.enorm.weight", D));
+      g.push_back(ones(b + "nextn.hnorm.weight", D));
+      g.push_back(ones(b + "nextn.shared_head_norm.weight", D));
+    }
     if (is_qwen35(p)) {
       g.push_back(ones(b + "post_attention_norm.weight", D));
     } else {
@@ -673,7 +682,8 @@ Entries model_metadata(const Preset& p, const FileType& ft, uint64_t seed) {
   e.emplace_back("general.type", gguf::Value("model"));
   e.emplace_back("general.name", gguf::Value(fmt::format("synth {} {} ({} layers, seed {}, random weights)",
                                                          p.name, ft.name, p.n_layer, seed)));
-  e.emplace_back(a + "block_count", u32(p.n_layer));
+  e.emplace_back(a + "block_count", u32(p.n_layer + p.n_nextn));
+  if (p.n_nextn > 0) e.emplace_back(a + "nextn_predict_layers", u32(p.n_nextn));
   e.emplace_back(a + "context_length", u32(p.n_ctx_train));
   e.emplace_back(a + "embedding_length", u32(p.n_embd));
   if (p.n_ff > 0) e.emplace_back(a + "feed_forward_length", u32(p.n_ff));

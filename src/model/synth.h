@@ -26,6 +26,7 @@ struct Preset {
   std::string arch;             // general.architecture: qwen2 | qwen3 | qwen3moe | qwen35moe
   std::string about;            // one line for the preset list
   int64_t n_layer = 0;
+  int64_t n_nextn = 0;          // MTP (NextN) blocks after the trunk (qwen35moe: 0 or 1)
   int64_t n_embd = 0;
   int64_t n_head = 0;
   int64_t n_head_kv = 0;

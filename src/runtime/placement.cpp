@@ -1,5 +1,7 @@
 #include "runtime/placement.h"
 
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "backend/device_info.h"
@@ -80,6 +82,16 @@ void prepare_weights(const model::Model& model, const model::Backends& backends,
   Session warm(model, backends, 1, 1, kv);
   const int32_t token = 0;
   warm.feed(std::span<const int32_t>(&token, 1));
+  if (model.has_mtp()) {  // its weights too, so the first guesses do not pay for it
+    const auto cache = model.new_mtp_sequence(backends, 1, kv);
+    const auto ws = model.new_workspace(backends, 1);
+    std::vector<float> hidden(static_cast<size_t>(model.hparams().n_embd), 0.0f);
+    model::MtpInput in;
+    in.state = cache.get();
+    in.tokens = std::span<const int32_t>(&token, 1);
+    in.hidden = hidden.data();
+    model.mtp_forward(backends, *ws, in);  // no logits: the head was warmed above
+  }
 }
 
 }  // namespace tandem::runtime

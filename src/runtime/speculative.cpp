@@ -56,8 +56,7 @@ void MtpDrafter::step(std::span<const text::TokenId> tokens, const float* hidden
     model::MtpInput in;
     in.state = cache_.get();
     in.tokens = tokens.subspan(at, n);
-    in.hidden = hidden + at * static_cast<size_t>(D_);
-    in.logits = logits_.data();
+    in.hidden = hidden + at * static_cast<size_t>(D_);  // no logits: only the cache is wanted
     model_.mtp_forward(backends_, *workspace_, in);
   }
 }
