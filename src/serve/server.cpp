@@ -303,7 +303,8 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   // Streaming: server-sent events as the OpenAI clients parse them.
   struct StreamState {
     std::string text;
-    size_t sent_content = 0, sent_reasoning = 0, sent_calls = 0;
+    size_t sent_content = 0, sent_reasoning = 0;
+    std::vector<std::string> sent_arguments;  // per tool call begun: its argument text sent so far
     bool started = false;
   };
   auto state = std::make_shared<StreamState>();
@@ -328,7 +329,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
                       {"choices", Json::array({Json{{"index", 0}, {"text", delta_or_text}, {"logprobs", lp},
                                                     {"finish_reason", finish}}})}};
         };
-        // Parses the text so far and sends what is new: reasoning, content, whole tool calls.
+        // Parses the text so far and sends what is new: reasoning, content, tool calls.
         auto emit_chat = [&](bool final, const Json& lp) {
           const text::ParsedChatOutput out = text::parse_chat_output(state->text, po, final);
           Json delta = Json::object();
@@ -340,15 +341,26 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
             delta["content"] = out.content.substr(state->sent_content);
             state->sent_content = out.content.size();
           }
-          if (out.tool_calls.size() > state->sent_calls) {
-            Json calls = Json::array();
-            for (size_t i = state->sent_calls; i < out.tool_calls.size(); ++i) {
+          // Tool calls: the name (with index and id) once known, then argument fragments as
+          // their values complete. The parser keeps a call's arguments a growing prefix of the
+          // finished ones; should that ever not hold, nothing more is sent for the call rather
+          // than something that contradicts what was.
+          Json calls = Json::array();
+          for (size_t i = 0; i < out.tool_calls.size(); ++i) {
+            const text::ParsedToolCall& c = out.tool_calls[i];
+            if (i == state->sent_arguments.size()) {
               calls.push_back({{"index", i}, {"id", random_id("call_")}, {"type", "function"},
-                               {"function", {{"name", out.tool_calls[i].name}, {"arguments", out.tool_calls[i].arguments}}}});
+                               {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+              state->sent_arguments.push_back(c.arguments);
+              continue;
             }
-            delta["tool_calls"] = calls;
-            state->sent_calls = out.tool_calls.size();
+            std::string& sent = state->sent_arguments[i];
+            if (c.arguments.size() > sent.size() && c.arguments.compare(0, sent.size(), sent) == 0) {
+              calls.push_back({{"index", i}, {"function", {{"arguments", c.arguments.substr(sent.size())}}}});
+              sent = c.arguments;
+            }
           }
+          if (!calls.empty()) delta["tool_calls"] = calls;
           return (delta.empty() && lp.is_null()) || send(chunk(delta, nullptr, lp));
         };
         if (!state->started) {
@@ -395,7 +407,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         if (!job->error().empty()) {
           send(Json{{"error", {{"message", job->error()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
         } else {
-          send(chunk(chat ? Json::object() : Json(""), finish_reason(chat && state->sent_calls > 0), nullptr));
+          send(chunk(chat ? Json::object() : Json(""), finish_reason(chat && !state->sent_arguments.empty()), nullptr));
           if (include_usage) {
             send(Json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
                       {"model", model}, {"choices", Json::array()}, {"usage", usage()}});
