@@ -110,6 +110,11 @@ class SynthModel : public ::testing::TestWithParam<const char*> {};
 
 Preset preset_for(const std::string& which) {
   if (which == "qwen35moe") return tiny_qwen35moe();
+  if (which == "qwen35moe_mtp") {
+    Preset p = tiny_qwen35moe();
+    p.n_nextn = 1;  // synth --mtp
+    return p;
+  }
   if (which == "qwen3moe") return tiny_qwen3moe();
   Preset p = tiny_dense(which == "qwen2" ? "qwen2.5-0.5b" : "qwen3-0.6b");
   if (which == "qwen2") p.head_dim = 24;  // qwen2 has no key_length: H * d must be D
@@ -139,7 +144,8 @@ TEST_P(SynthModel, LoadsAndGivesFiniteLogits) {
 
   const auto model = load_model(files);
   EXPECT_TRUE(model->unused_tensors().empty());
-  EXPECT_EQ(model->hparams().n_layer, o.preset.n_layer);
+  EXPECT_EQ(model->hparams().n_layer, o.preset.n_layer);  // the trunk's, without the MTP block
+  EXPECT_EQ(model->has_mtp(), o.preset.n_nextn > 0);
   EXPECT_EQ(model->hparams().n_vocab, o.preset.n_vocab);
 
   const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(files.primary());
@@ -162,7 +168,7 @@ TEST_P(SynthModel, LoadsAndGivesFiniteLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, SynthModel, ::testing::Values("qwen35moe", "qwen3moe", "qwen3", "qwen2"));
+INSTANTIATE_TEST_SUITE_P(Archs, SynthModel, ::testing::Values("qwen35moe", "qwen35moe_mtp", "qwen3moe", "qwen3", "qwen2"));
 
 // Every generated block type decodes to weights with mean ~0 and the planned std.
 TEST(Synth, EffectiveWeightsHaveThePlannedScale) {
