@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Draws tok/s against the swept parameter as an SVG (or PNG), from
+
+  * `tandem bench ... -o json` (or jsonl; llama-bench's JSON reads the same): one line per
+    test kind (prompt processing pp, token generation tg) and model, against whichever of
+    n_threads, n_prompt, n_gen, n_depth, n_ubatch, n_cpu_moe, vram_budget varies;
+  * `tandem fit --sweep-vram --json`: predicted decode tok/s against the VRAM budget.
+
+usage: tandem bench -m M.gguf -t 1,2 -o json | bench/plot.py -o threads.svg [--title T]
+       bench/plot.py results.json -o out.svg
+
+matplotlib (PyPI) draws it; the engine itself never depends on it.
+"""
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+SWEEPABLE = ["n_threads", "n_prompt", "n_gen", "n_depth", "n_ubatch", "n_cpu_moe", "vram_budget", "type_k"]
+LABELS = {"n_threads": "threads", "n_prompt": "prompt tokens", "n_gen": "generated tokens",
+          "n_depth": "context depth (tokens)", "n_ubatch": "micro-batch (tokens)", "n_cpu_moe": "--n-cpu-moe",
+          "vram_budget": "VRAM budget", "type_k": "KV cache type", "vram_budget_gib": "VRAM budget (GiB)"}
+
+
+def load(text):
+    text = text.strip()
+    if not text:
+        sys.exit("plot.py: no input (pipe `tandem bench -o json` or give a file)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            sys.exit(f"plot.py: the input is neither JSON nor JSON lines: {e}")
+    return data
+
+
+def bench_series(rows):
+    """{(model, kind): [(x, tok/s, stddev)]} and the swept field's name."""
+    if not rows or not all(isinstance(r, dict) and "avg_ts" in r for r in rows):
+        sys.exit("plot.py: expected tandem bench / llama-bench JSON results (objects with avg_ts)")
+    kind = lambda r: "pp" if r.get("n_prompt", 0) > 0 else "tg"
+    # The swept field varies within one test kind (n_prompt differs between pp and tg tests anyway).
+    swept = [f for f in SWEEPABLE
+             if any(len({json.dumps(r.get(f)) for r in rows if kind(r) == k}) > 1 for k in ("pp", "tg"))]
+    if not swept:
+        sys.exit("plot.py: nothing varies between the tests (sweep -t, -p, -n, -d, -ub, ... with a comma list)")
+    if len(swept) > 1:
+        print(f"plot.py: several fields vary ({', '.join(swept)}); plotting against {swept[0]}", file=sys.stderr)
+    x = swept[0]
+    series = defaultdict(list)
+    for r in rows:
+        label = f"{r.get('model_filename', r.get('model_type', 'model')).split('/')[-1]} {kind(r)}"
+        if x != "n_prompt" and kind(r) == "pp":
+            label += str(r["n_prompt"])
+        if x != "n_gen" and kind(r) == "tg":
+            label += str(r["n_gen"])
+        series[label].append((r.get(x), r["avg_ts"], r.get("stddev_ts", 0.0)))
+    return series, x, rows[0].get("cpu_info", "")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", nargs="?", help="JSON file (default: stdin)")
+    ap.add_argument("-o", "--output", required=True, help="SVG or PNG file to write")
+    ap.add_argument("--title", default="")
+    a = ap.parse_args()
+    data = load(open(a.input).read() if a.input else sys.stdin.read())
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    matplotlib.rcParams["svg.hashsalt"] = "tandem"  # the same data draws the same file
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    if isinstance(data, dict) and "sweep" in data:  # tandem fit --sweep-vram --json
+        pts = [(r["vram_budget_gib"], r["tok_s"]) for r in data["sweep"] if r["tok_s"] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="predicted decode (roofline)")
+        ax.set_xlabel(LABELS["vram_budget_gib"])
+        subtitle = f"GPU {data['gpu_gbps']:.0f} GB/s, CPU {data['cpu_gbps'] or 0:.1f} GB/s, depth {data['depth']}"
+        title = a.title or f"{data['model']}: tandem fit --sweep-vram"
+    else:
+        series, x, cpu = bench_series(data if isinstance(data, list) else [data])
+        categorical = any(isinstance(v, str) for pts in series.values() for v, _, _ in pts)
+        for label, pts in sorted(series.items()):
+            pts.sort(key=lambda p: (str(p[0]) if categorical else p[0]))
+            xs = [str(p[0]) for p in pts] if categorical else [p[0] for p in pts]
+            ax.errorbar(xs, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=label)
+        ax.set_xlabel(LABELS.get(x, x))
+        if x in ("n_prompt", "n_depth", "n_ubatch") and not categorical:
+            ax.set_xscale("log", base=2)
+        subtitle = cpu
+        title = a.title or f"tandem bench: tok/s against {LABELS.get(x, x)}"
+    ax.set_ylabel("tokens per second")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(a.output, metadata={"Date": None} if a.output.endswith(".svg") else None)
+    print(f"plot.py: wrote {a.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
