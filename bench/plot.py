@@ -72,6 +72,7 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     matplotlib.rcParams["svg.hashsalt"] = "tandem"  # the same data draws the same file
+    matplotlib.rcParams["svg.fonttype"] = "none"    # text stays text (smaller, searchable)
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     if isinstance(data, dict) and "sweep" in data:  # tandem fit --sweep-vram --json

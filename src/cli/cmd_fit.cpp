@@ -71,16 +71,23 @@ Json optional_json(const std::optional<T>& v) {
 void run_vram_sweep(const FitOptions& a, const plan::ModelSpec& spec, plan::PlanOptions po, const plan::Hardware& hw,
                     int64_t depth) {
   double from = 4, to = 24, step = 2;
-  if (std::sscanf(a.sweep_vram.c_str(), "%lf:%lf:%lf", &from, &to, &step) != 3 || !(from >= 0) || !(to >= from) ||
-      !(step > 0) || (to - from) / step > 1000) {
+  const bool parsed = a.sweep_vram == "default" || std::sscanf(a.sweep_vram.c_str(), "%lf:%lf:%lf", &from, &to, &step) == 3;
+  if (!parsed || !(from >= 0) || !(to >= from) || !(step > 0) || (to - from) / step > 1000) {
     fail("--sweep-vram wants FROM:TO:STEP in GiB with 0 <= FROM <= TO and STEP > 0 (e.g. 4:24:2), got '{}'",
          a.sweep_vram);
   }
   if (!hw.gpu_gbps) fail("--sweep-vram: no GPU here to measure; give --gpu-bw GB/s (e.g. 1008 for an RTX 4090)");
+  po.ram_budget = hw.ram_budget;
   Json rows = Json::array();
   for (double gib = from; gib <= to + 1e-9; gib += step) {
     po.vram_budget = static_cast<uint64_t>(gib * (1ull << 30));
-    const plan::Plan plan = plan::make_plan(spec, po);
+    plan::Plan plan;
+    try {
+      plan = plan::make_plan(spec, po);
+    } catch (const Error& e) {  // this budget leaves too much for the RAM: a row that says so
+      rows.push_back(Json{{"vram_budget_gib", gib}, {"tok_s", nullptr}, {"error", e.what()}});
+      continue;
+    }
     const plan::Prediction pred = plan::predict_decode(spec, plan, depth, hw.cpu_gbps, hw.gpu_gbps);
     rows.push_back(Json{{"vram_budget_gib", gib},
                         {"gpu_weights", plan.gpu.weights},
@@ -105,6 +112,10 @@ void run_vram_sweep(const FitOptions& a, const plan::ModelSpec& spec, plan::Plan
              "tok/s");
   fmt::print("|{:->10}|{:->13}|{:->15}|{:->15}|{:->11}|\n", ":", ":", ":", ":", ":");
   for (const Json& r : rows) {
+    if (r.contains("error")) {
+      fmt::print("| {:>4.1f} GiB | does not fit: {} |\n", r["vram_budget_gib"].get<double>(), r["error"].get<std::string>());
+      continue;
+    }
     fmt::print("| {:>4.1f} GiB | {:>11} | {:>13} | {:>13} | {:>9} |\n", r["vram_budget_gib"].get<double>(),
                plan::format_size(r["gpu_total"].get<uint64_t>()), per_token(r["gpu_bytes_per_token"].get<double>()),
                per_token(r["cpu_bytes_per_token"].get<double>()),
@@ -320,13 +331,13 @@ void register_fit(CLI::App& app) {
   add_placement_options(cmd, o->placement);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
-  cmd->add_option("--sweep-vram", o->sweep_vram,
+  auto* sweep = cmd->add_option("--sweep-vram", o->sweep_vram,
                   "Predict decode tok/s at each VRAM budget FROM:TO:STEP GiB (4:24:2 when given without a\n"
                   "value): what a bigger card would buy")
-      ->expected(0, 1)
-      ->default_str("4:24:2");
-  cmd->callback([o, layers] {
+      ->expected(0, 1);
+  cmd->callback([o, layers, sweep] {
     o->layers_given = layers->count() > 0;
+    if (sweep->count() > 0 && o->sweep_vram.empty()) o->sweep_vram = "default";  // given without a value: 4:24:2
     run_fit(*o);
   });
 }

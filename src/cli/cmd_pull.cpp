@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "hub/model_hub.h"
+#include "plan/memory.h"
 
 namespace tandem::cli {
 
@@ -35,7 +36,7 @@ void register_pull(CLI::App& app) {
     for (const hub::CachedModel& m : models) width = std::max(width, m.name.size());
     fmt::print("{:<{}}  {:>10}  {}\n", "NAME", width, "SIZE", "PATH");
     for (const hub::CachedModel& m : models) {
-      fmt::print("{:<{}}  {:>10}  {}{}\n", m.name, width, fmt::format("{:.2f} GiB", m.bytes / 1073741824.0), width,
+      fmt::print("{:<{}}  {:>10}  {}{}\n", m.name, width, plan::format_size(m.bytes),
                  m.files.front().string(), m.files.size() > 1 ? fmt::format(" (+{} parts)", m.files.size() - 1) : "");
     }
   });

@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -165,7 +167,7 @@ void http_download(const std::string& url, const std::filesystem::path& part, ui
     if (!file) fail("{}: cannot open for writing", part.string());
     Headers headers = make_headers(options.headers);
     Curl c = make_curl(url, headers.get());
-    DownloadSink sink{c.get(), file.get(), have};
+    DownloadSink sink{c.get(), file.get(), have, 0, false, 0, {}};
     ProgressState ps{&progress, &sink, size, std::chrono::steady_clock::now()};
     if (have > 0) curl_easy_setopt(c.get(), CURLOPT_RANGE, fmt::format("{}-", have).c_str());
     curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_part);
@@ -186,6 +188,7 @@ void http_download(const std::string& url, const std::filesystem::path& part, ui
       continue;
     }
     if (status >= 400 && status < 500 && status != 408 && status != 429) {
+      if (fs::file_size(part, ec) == 0) fs::remove(part, ec);  // nothing to resume: leave no file
       fail("{}: HTTP {}{}", url, status, status_hint(status));
     }
     if (rc == CURLE_OK && status >= 200 && status < 300) {

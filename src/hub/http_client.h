@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace tandem::hub {
-
 #include "core/error.h"
+
+namespace tandem::hub {
 
 // The server could not be reached at all (no connection, DNS, timeout): unlike an HTTP
 // error answer, a cached copy may still serve.

@@ -67,7 +67,7 @@ std::vector<std::string> quants_in(const std::vector<RepoFile>& files) {
   for (const RepoFile& f : files) {
     if (!is_model_file(f)) continue;
     const std::string q = quant_of(f.path);
-    quants.insert(q.empty() ? base_name(f.path) : q);
+    quants.insert(q.empty() ? upper(base_name(f.path)) : q);
   }
   return {quants.begin(), quants.end()};
 }

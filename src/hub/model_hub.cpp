@@ -2,14 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
-#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "hub/http_client.h"
+#include "plan/memory.h"
 
 namespace tandem::hub {
 namespace {
@@ -109,11 +111,6 @@ std::vector<RepoFile> cached_files(const fs::path& dir) {
   return files;
 }
 
-std::string human_bytes(double b) {
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
-  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
-}
-
 // "name  [=====>    ]  45%  123.4/470.0 MiB  12.3 MiB/s  ETA 0:28", redrawn at most 10 times a second.
 ProgressFn progress_bar(const std::string& name) {
   auto last = std::make_shared<std::chrono::steady_clock::time_point>();
@@ -141,14 +138,14 @@ void fetch_file(const std::string& repo, const RepoFile& f, const PullOptions& o
   const Json& known = manifest["files"].contains(f.path) ? manifest["files"][f.path] : Json();
   if (known.is_object() && known.value("sha256", "") == f.sha256 && known.value("size", uint64_t{0}) == f.size &&
       fs::is_regular_file(dest, ec) && fs::file_size(dest, ec) == f.size) {
-    fmt::print(stderr, "pull: {} is up to date ({})\n", f.path, human_bytes(static_cast<double>(f.size)));
+    fmt::print(stderr, "pull: {} is up to date ({})\n", f.path, plan::format_size(f.size));
     return;
   }
   fs::create_directories(dest.parent_path());
   const fs::path part = dest.string() + ".part";
   const std::string url = fmt::format("{}/{}/resolve/main/{}", endpoint(), repo, f.path);
-  fmt::print(stderr, "pull: downloading {} ({}){}\n", f.path, human_bytes(static_cast<double>(f.size)),
-             fs::exists(part, ec) ? fmt::format(", resuming at {}", human_bytes(static_cast<double>(fs::file_size(part, ec)))) : "");
+  fmt::print(stderr, "pull: downloading {} ({}){}\n", f.path, plan::format_size(f.size),
+             fs::exists(part, ec) ? fmt::format(", resuming at {}", plan::format_size(fs::file_size(part, ec))) : "");
   http_download(url, part, f.size, http_options(), options.progress ? progress_bar(f.path) : ProgressFn());
   if (options.progress) fmt::print(stderr, "\n");
   if (f.sha256.empty()) {

@@ -127,14 +127,13 @@ def write_split(src: bytes, tmp_path: Path) -> list[bytes]:
     parts = []
     for i, half in enumerate(halves):
         out = tmp_path / f"part{i}.gguf"
-        w = gguf.GGUFWriter(out, arch=None)
+        w = gguf.GGUFWriter(out, arch="qwen2")
         if i == 0:
             for f in reader.fields.values():
                 if f.name.startswith("GGUF.") or f.name == "general.architecture":
                     continue
                 sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
                 w.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub)
-        w.add_string("general.architecture", "qwen2")
         w.add_uint16("split.no", i)
         w.add_uint16("split.count", 2)
         w.add_int32("split.tensors.count", len(tensors))
