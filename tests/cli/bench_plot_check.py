@@ -35,7 +35,9 @@ def draw(source_args, name, tool="bench"):
     out = os.path.join(out_dir, name)
     p = subprocess.run([sys.executable, plot, "-o", out], input=data.stdout, capture_output=True, text=True)
     check(p.returncode == 0, f"plot.py {name}: {p.stderr}")
-    return json.loads(data.stdout), out
+    text = data.stdout.strip()
+    parsed = [json.loads(l) for l in text.splitlines()] if "-o" in source_args and "jsonl" in source_args else json.loads(text)
+    return parsed, out
 
 
 rows, svg = draw(["-m", model, "-t", "1,2", "-p", "16", "-n", "4", "-r", "2", "-o", "json"], "threads.svg")
@@ -48,6 +50,7 @@ lines = [g for g in ET.parse(svg).iter("{http://www.w3.org/2000/svg}g") if g.get
 check(len(lines) >= 2, "line series drawn")
 
 rows, svg = draw(["-m", model, "-p", "8,32", "-n", "0", "-r", "1", "-o", "jsonl"], "prompt.svg")
+check([r["n_prompt"] for r in rows] == [8, 32], f"prompt sweep rows {rows}")
 check("prompt tokens" in texts(svg), f"prompt-length sweep axis: {texts(svg)}")
 
 sweep, svg = draw(["--preset", "qwen35moe-35b-a3b", "--ram", "64GiB", "--gpu-bw", "1000", "--cpu-bw", "50",
