@@ -6,7 +6,7 @@
     n_threads, n_prompt, n_gen, n_depth, n_ubatch, n_cpu_moe, vram_budget varies;
   * `tandem fit --sweep-vram --json`: predicted decode tok/s against the VRAM budget.
 
-usage: tandem bench -m M.gguf -t 1,2 -o json | bench/plot.py -o threads.svg [--title T]
+usage: tandem bench -m M.gguf -t 1,2 -o json | bench/plot.py -o threads.svg [--x n_prompt] [--title T]
        bench/plot.py results.json -o out.svg
 
 matplotlib (PyPI) draws it; the engine itself never depends on it.
@@ -36,26 +36,33 @@ def load(text):
     return data
 
 
-def bench_series(rows):
-    """{(model, kind): [(x, tok/s, stddev)]} and the swept field's name."""
+def bench_series(rows, x=None):
+    """{label: [(x, tok/s, stddev)]}, the x field's name and the CPU. One series per test kind
+    (pp, tg) and model, and per value of every other field that varies."""
     if not rows or not all(isinstance(r, dict) and "avg_ts" in r for r in rows):
         sys.exit("plot.py: expected tandem bench / llama-bench JSON results (objects with avg_ts)")
     kind = lambda r: "pp" if r.get("n_prompt", 0) > 0 else "tg"
-    # The swept field varies within one test kind (n_prompt differs between pp and tg tests anyway).
+    # A field is swept when it varies within one test kind (n_prompt differs between pp and tg anyway).
     swept = [f for f in SWEEPABLE
              if any(len({json.dumps(r.get(f)) for r in rows if kind(r) == k}) > 1 for k in ("pp", "tg"))]
-    if not swept:
-        sys.exit("plot.py: nothing varies between the tests (sweep -t, -p, -n, -d, -ub, ... with a comma list)")
-    if len(swept) > 1:
-        print(f"plot.py: several fields vary ({', '.join(swept)}); plotting against {swept[0]}", file=sys.stderr)
-    x = swept[0]
+    if x is None:
+        if not swept:
+            sys.exit("plot.py: nothing varies between the tests (sweep -t, -p, -n, -d, -ub, ... with a comma list)")
+        x = swept[0]
+    elif x not in SWEEPABLE:
+        sys.exit(f"plot.py: --x must be one of {', '.join(SWEEPABLE)}")
     series = defaultdict(list)
     for r in rows:
-        label = f"{r.get('model_filename', r.get('model_type', 'model')).split('/')[-1]} {kind(r)}"
+        if (x == "n_prompt" and kind(r) == "tg") or (x == "n_gen" and kind(r) == "pp"):
+            continue  # a tg test has no prompt length to stand at, a pp test no generation length
+        label = f"{str(r.get('model_filename', r.get('model_type', 'model'))).split('/')[-1]} {kind(r)}"
         if x != "n_prompt" and kind(r) == "pp":
             label += str(r["n_prompt"])
         if x != "n_gen" and kind(r) == "tg":
             label += str(r["n_gen"])
+        for f in swept:
+            if f not in (x, "n_prompt", "n_gen"):
+                label += f" {LABELS.get(f, f)}={r.get(f)}"
         series[label].append((r.get(x), r["avg_ts"], r.get("stddev_ts", 0.0)))
     return series, x, rows[0].get("cpu_info", "")
 
@@ -65,6 +72,8 @@ def main():
     ap.add_argument("input", nargs="?", help="JSON file (default: stdin)")
     ap.add_argument("-o", "--output", required=True, help="SVG or PNG file to write")
     ap.add_argument("--title", default="")
+    ap.add_argument("--x", help="the field on the x axis when several vary (default: the first of "
+                                + ", ".join(SWEEPABLE) + " that varies)")
     a = ap.parse_args()
     data = load(open(a.input).read() if a.input else sys.stdin.read())
 
@@ -82,7 +91,7 @@ def main():
         subtitle = f"GPU {data['gpu_gbps']:.0f} GB/s, CPU {data['cpu_gbps'] or 0:.1f} GB/s, depth {data['depth']}"
         title = a.title or f"{data['model']}: tandem fit --sweep-vram"
     else:
-        series, x, cpu = bench_series(data if isinstance(data, list) else [data])
+        series, x, cpu = bench_series(data if isinstance(data, list) else [data], a.x)
         categorical = any(isinstance(v, str) for pts in series.values() for v, _, _ in pts)
         for label, pts in sorted(series.items()):
             pts.sort(key=lambda p: (str(p[0]) if categorical else p[0]))

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -146,6 +150,14 @@ void fetch_file(const std::string& repo, const RepoFile& f, const PullOptions& o
   const std::string url = fmt::format("{}/{}/resolve/main/{}", endpoint(), repo, f.path);
   fmt::print(stderr, "pull: downloading {} ({}){}\n", f.path, plan::format_size(f.size),
              fs::exists(part, ec) ? fmt::format(", resuming at {}", plan::format_size(fs::file_size(part, ec))) : "");
+  // One download per file at a time: a second pull of it waits for nothing and says so.
+  const int lock_fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) fail("{}: cannot create", part.string());
+  const std::unique_ptr<int, void (*)(int*)> lock(new int(lock_fd), [](int* fd) {
+    ::close(*fd);
+    delete fd;
+  });
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) fail("{}: another tandem pull is downloading it now", part.string());
   http_download(url, part, f.size, http_options(), options.progress ? progress_bar(f.path) : ProgressFn());
   if (options.progress) fmt::print(stderr, "\n");
   if (f.sha256.empty()) {

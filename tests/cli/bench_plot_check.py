@@ -53,6 +53,15 @@ rows, svg = draw(["-m", model, "-p", "8,32", "-n", "0", "-r", "1", "-o", "jsonl"
 check([r["n_prompt"] for r in rows] == [8, 32], f"prompt sweep rows {rows}")
 check("prompt tokens" in texts(svg), f"prompt-length sweep axis: {texts(svg)}")
 
+# Two fields vary: the first is the x axis, the other names the series; --x picks the axis.
+rows, svg = draw(["-m", model, "-t", "1,2", "-p", "8,32", "-n", "0", "-r", "1", "-o", "json"], "two.svg")
+t = texts(svg)
+check("threads" in t and any(s.endswith(" pp8") for s in t) and any(s.endswith(" pp32") for s in t), f"two fields: {t}")
+p = subprocess.run([sys.executable, plot, "--x", "n_prompt", "-o", os.path.join(out_dir, "two-x.svg")],
+                   input=json.dumps(rows), capture_output=True, text=True)
+t = texts(os.path.join(out_dir, "two-x.svg"))
+check(p.returncode == 0 and "prompt tokens" in t and any(s.endswith(" pp threads=2") for s in t), f"--x n_prompt: {t}")
+
 sweep, svg = draw(["--preset", "qwen35moe-35b-a3b", "--ram", "64GiB", "--gpu-bw", "1000", "--cpu-bw", "50",
                    "--sweep-vram", "4:24:4", "--json"], "fit.svg", tool="fit")
 check(len(sweep["sweep"]) == 6 and "VRAM budget (GiB)" in texts(svg), f"fit sweep plot: {texts(svg)}")

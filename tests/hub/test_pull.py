@@ -1,6 +1,7 @@
 """`tandem pull`, `list`, `rm` and `-hf` against a hub served by the test on loopback
 (fake_hub.py), with the repository's tiny real GGUF fixtures as the models."""
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -88,6 +89,18 @@ def test_part_file_left_by_an_interrupted_pull_is_resumed(hub, tmp_path):
     assert "resuming" in p.stderr
     assert Path(p.stdout.strip()).read_bytes() == Q8 and not part.exists()
     assert [r[2].get("Range") for r in hub.file_requests("Tiny-Q8_0.gguf")] == ["bytes=5000-"]
+
+
+def test_a_file_being_downloaded_is_not_downloaded_twice(hub, tmp_path):
+    import fcntl
+    part = tmp_path / "hub" / REPO / "Tiny-Q8_0.gguf.part"
+    part.parent.mkdir(parents=True)
+    with open(part, "wb") as held:  # another pull holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = tandem(hub, tmp_path, "pull", f"{REPO}:Q8_0")
+    assert p.returncode != 0 and "another tandem pull is downloading it now" in p.stderr
+    assert hub.file_requests("Tiny-Q8_0.gguf") == []
+    tandem(hub, tmp_path, "pull", f"{REPO}:Q8_0", check=True)  # released: it goes through
 
 
 def test_server_ignoring_range_restarts_the_file(hub, tmp_path):
@@ -183,6 +196,13 @@ def test_hf_flag_runs_a_model_by_name(hub, tmp_path):
                check=True)
     assert "generation: " in p.stderr
     assert (tmp_path / "hub" / REPO / "Tiny-Q8_0.gguf").read_bytes() == Q8
+    # chat (one message through the template) and bench take it the same way.
+    p = tandem(hub, tmp_path, "chat", "-hf", f"{REPO}:Q8_0", "-p", "hello", "-n", "4", "--temp", "0", "-t", "1",
+               check=True)
+    assert "[prompt " in p.stderr and " | reply " in p.stderr, p.stderr
+    p = tandem(hub, tmp_path, "bench", "-hf", f"{REPO}:Q4_K_M", "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-o", "json",
+               check=True)
+    assert json.loads(p.stdout)[0]["model_filename"].endswith("Tiny-Q4_K_M.gguf")
     # The hub gone: the cached copy still runs.
     hub.stop()
     p = tandem(hub, tmp_path, "run", "-hf", f"{REPO}:Q8_0", "-p", "hello", "-n", "2", "-t", "1", check=True)
