@@ -8,6 +8,7 @@
 
 usage: tandem bench -m M.gguf -t 1,2 -o json | bench/plot.py -o threads.svg [--x n_prompt] [--title T]
        bench/plot.py results.json -o out.svg
+       bench/plot.py tandem.json llama.json -o out.svg   (several runs: series named by file)
 
 matplotlib (PyPI) draws it; the engine itself never depends on it.
 """
@@ -69,13 +70,23 @@ def bench_series(rows, x=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", nargs="?", help="JSON file (default: stdin)")
+    ap.add_argument("inputs", nargs="*", help="JSON files (default: stdin); several are drawn together, each "
+                                              "series named by its file")
     ap.add_argument("-o", "--output", required=True, help="SVG or PNG file to write")
     ap.add_argument("--title", default="")
     ap.add_argument("--x", help="the field on the x axis when several vary (default: the first of "
                                 + ", ".join(SWEEPABLE) + " that varies)")
     a = ap.parse_args()
-    data = load(open(a.input).read() if a.input else sys.stdin.read())
+    if len(a.inputs) > 1:  # several runs (e.g. tandem and llama-bench): rows tagged by their file
+        data = []
+        for path in a.inputs:
+            rows = load(open(path).read())
+            if not isinstance(rows, list):
+                sys.exit(f"plot.py: {path}: several inputs must all be bench results")
+            stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            data += [dict(r, model_filename=stem) for r in rows if isinstance(r, dict)]
+    else:
+        data = load(open(a.inputs[0]).read() if a.inputs else sys.stdin.read())
 
     import matplotlib
     matplotlib.use("Agg")
