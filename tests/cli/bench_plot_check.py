@@ -62,6 +62,16 @@ p = subprocess.run([sys.executable, plot, "--x", "n_prompt", "-o", os.path.join(
 t = texts(os.path.join(out_dir, "two-x.svg"))
 check(p.returncode == 0 and "prompt tokens" in t and any(s.endswith(" pp threads=2") for s in t), f"--x n_prompt: {t}")
 
+# Two runs drawn together: each series named by its file.
+for name in ("first", "second"):
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump(rows, f)
+p = subprocess.run([sys.executable, plot, os.path.join(out_dir, "first.json"), os.path.join(out_dir, "second.json"),
+                    "-o", os.path.join(out_dir, "both.svg")], capture_output=True, text=True)
+t = texts(os.path.join(out_dir, "both.svg"))
+check(p.returncode == 0 and any(s.startswith("first pp8") for s in t) and any(s.startswith("second pp8") for s in t),
+      f"two runs: {p.stderr} {t}")
+
 sweep, svg = draw(["--preset", "qwen35moe-35b-a3b", "--ram", "64GiB", "--gpu-bw", "1000", "--cpu-bw", "50",
                    "--sweep-vram", "4:24:4", "--json"], "fit.svg", tool="fit")
 check(len(sweep["sweep"]) == 6 and "VRAM budget (GiB)" in texts(svg), f"fit sweep plot: {texts(svg)}")
