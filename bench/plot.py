@@ -43,9 +43,10 @@ def bench_series(rows, x=None):
     if not rows or not all(isinstance(r, dict) and "avg_ts" in r for r in rows):
         sys.exit("plot.py: expected tandem bench / llama-bench JSON results (objects with avg_ts)")
     kind = lambda r: "pp" if r.get("n_prompt", 0) > 0 else "tg"
-    # A field is swept when it varies within one test kind (n_prompt differs between pp and tg anyway).
+    # A field is swept when it varies within one test kind (n_prompt differs between pp and tg
+    # anyway); rows without the field (another tool's JSON) do not count.
     swept = [f for f in SWEEPABLE
-             if any(len({json.dumps(r.get(f)) for r in rows if kind(r) == k}) > 1 for k in ("pp", "tg"))]
+             if any(len({json.dumps(r[f]) for r in rows if kind(r) == k and f in r}) > 1 for k in ("pp", "tg"))]
     if x is None:
         if not swept:
             sys.exit("plot.py: nothing varies between the tests (sweep -t, -p, -n, -d, -ub, ... with a comma list)")
@@ -91,6 +92,7 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     matplotlib.rcParams["svg.hashsalt"] = "tandem"  # the same data draws the same file
     matplotlib.rcParams["svg.fonttype"] = "none"    # text stays text (smaller, searchable)
 
@@ -111,6 +113,10 @@ def main():
         ax.set_xlabel(LABELS.get(x, x))
         if x in ("n_prompt", "n_depth", "n_ubatch") and not categorical:
             ax.set_xscale("log", base=2)
+            xs = sorted({p[0] for pts in series.values() for p in pts})
+            ax.set_xticks(xs, [str(v) for v in xs])
+        elif not categorical:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         subtitle = cpu
         title = a.title or f"tandem bench: tok/s against {LABELS.get(x, x)}"
     ax.set_ylabel("tokens per second")
