@@ -40,6 +40,16 @@ HttpOptions http_options() {
 
 fs::path repo_dir(const std::string& repo) { return cache_root() / "hub" / repo; }
 
+// A repository path as a URL path: bytes outside the unreserved set percent-encoded, '/' kept.
+std::string url_path(const std::string& path) {
+  std::string out;
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
 // A repository path that stays inside the repository's folder.
 void check_repo_path(const std::string& repo, const std::string& path) {
   const fs::path p(path);
@@ -147,7 +157,7 @@ void fetch_file(const std::string& repo, const RepoFile& f, const PullOptions& o
   }
   fs::create_directories(dest.parent_path());
   const fs::path part = dest.string() + ".part";
-  const std::string url = fmt::format("{}/{}/resolve/main/{}", endpoint(), repo, f.path);
+  const std::string url = fmt::format("{}/{}/resolve/main/{}", endpoint(), repo, url_path(f.path));
   fmt::print(stderr, "pull: downloading {} ({}){}\n", f.path, plan::format_size(f.size),
              fs::exists(part, ec) ? fmt::format(", resuming at {}", plan::format_size(fs::file_size(part, ec))) : "");
   // One download per file at a time: a second pull of it waits for nothing and says so.

@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -52,8 +53,9 @@ class Handler(BaseHTTPRequestHandler):
         if m:
             return self.tree(m.group(1), int(m.group(2) or 0))
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/main/(.+)", self.path)
-        if m and m.group(1) in st.repos and m.group(2) in st.repos[m.group(1)]:
-            return self.file(m.group(2), st.repos[m.group(1)][m.group(2)].data)
+        path = urllib.parse.unquote(m.group(2)) if m else None
+        if m and m.group(1) in st.repos and path in st.repos[m.group(1)]:
+            return self.file(path, st.repos[m.group(1)][path].data)
         self.send_json(404, {"error": "Repository not found"})
 
     def tree(self, repo, cursor):

@@ -165,9 +165,9 @@ def write_split(src: bytes, tmp_path: Path) -> list[bytes]:
 def test_split_model_parts_are_fetched_together(hub, tmp_path):
     (tmp_path / "src").mkdir()
     p1, p2 = write_split(Q8, tmp_path / "src")
-    hub.state.repos["test/Split-GGUF"] = {
-        "Q8_0/Tiny-Q8_0-00001-of-00002.gguf": HubFile(p1),
-        "Q8_0/Tiny-Q8_0-00002-of-00002.gguf": HubFile(p2),
+    hub.state.repos["test/Split-GGUF"] = {  # in a folder whose name needs escaping in a URL
+        "Q8_0 (split)/Tiny-Q8_0-00001-of-00002.gguf": HubFile(p1),
+        "Q8_0 (split)/Tiny-Q8_0-00002-of-00002.gguf": HubFile(p2),
         "Tiny-Q4_K_M.gguf": HubFile(Q4),
     }
     hub.state.page_size = 2  # and the file list arrives in pages
