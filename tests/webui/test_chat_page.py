@@ -3,6 +3,7 @@ chromium-driver, selenium from PyPI): send, stream, stop, reload, the API key, a
 Markdown renderer's escaping. Screenshots go to $TANDEM_ARTIFACTS.
 
 A missing browser fails the test; TANDEM_ALLOW_NO_BROWSER=1 turns that into a skip."""
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,28 @@ def test_page_is_embedded_and_kept_to_its_server(server):
         assert not re.search(r"(https?:)?//[\w-]+\.[\w.-]+", r.text), f"{asset} must not reach for another origin"
 
 
+def test_streamed_timings_agree_with_usage(server):
+    """The page's speeds come from llama-server's `timings` object on the finishing chunk."""
+    body = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 16, "stream": True,
+            "stream_options": {"include_usage": True}}
+    timings, usage = None, None
+    with httpx.stream("POST", server.base + "/v1/chat/completions", json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and chunk["choices"][0]["finish_reason"]:
+                timings = chunk["timings"]
+            usage = chunk.get("usage") or usage
+    assert timings and usage
+    assert timings["predicted_n"] == usage["completion_tokens"] > 0
+    assert timings["prompt_n"] + timings["cache_n"] == usage["prompt_tokens"]
+    assert timings["cache_n"] == usage["prompt_tokens_details"]["cached_tokens"]
+    for n, ms, per_s in (("prompt_n", "prompt_ms", "prompt_per_second"),
+                         ("predicted_n", "predicted_ms", "predicted_per_second")):
+        assert timings[ms] > 0 and abs(timings[per_s] - timings[n] / timings[ms] * 1e3) < 1e-6 * timings[per_s]
+
+
 def test_send_stream_stop_reload(server, driver):
     from selenium.webdriver.common.by import By
 
@@ -112,7 +135,7 @@ def test_send_stream_stop_reload(server, driver):
     stats = wait_for(lambda: replies(driver) and replies(driver)[0].find_element(By.CLASS_NAME, "stats").text,
                      180, "the first reply's speed line")
     reply = replies(driver)[0]
-    assert "tok/s" in stats and "cached" in stats, stats
+    assert re.fullmatch(r"prompt \d+ tokens \(\d+ cached\) · \d+\.\d tok/s · reply \d+ tokens · \d+\.\d tok/s", stats), stats
     assert reply.find_elements(By.CSS_SELECTOR, ".content pre code"), "the code block is rendered as one"
     shot(driver, "chat-reply.png")
     # The page showed what the API answers for the same request.
