@@ -697,6 +697,8 @@ void Server::run() {
   ready_.store(true);
   fmt::print(stderr, "serve: ready: model '{}', {} slots x {} tokens, {} threads{}\n", o_.alias, o_.n_slots,
              o_.ctx_total / o_.n_slots, engine_->threads(), o_.api_key.empty() ? "" : ", API key required");
+  fmt::print(stderr, "serve: chat page at http://{}:{}/\n", o_.host.find(':') != std::string::npos ? "[" + o_.host + "]" : o_.host,
+             o_.port);
   listener.join();
   if (!stop_requested.exchange(true)) {
     pthread_kill(signal_waiter.native_handle(), SIGTERM);
