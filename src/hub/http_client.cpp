@@ -1,7 +1,27 @@
 #include "hub/http_client.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
+
+#include "core/error.h"
+
+#if !TANDEM_HAVE_CURL
+// Built without libcurl/OpenSSL (CMake said so): the hub is out of reach, the rest works.
+namespace tandem::hub {
+namespace {
+[[noreturn]] void missing() {
+  fail("this tandem was built without libcurl and OpenSSL, so it cannot fetch models (apt-get install "
+       "libcurl4-openssl-dev libssl-dev, then rebuild)");
+}
+}  // namespace
+HttpResponse http_get(const std::string&, const HttpOptions&) { missing(); }
+void http_download(const std::string&, const std::filesystem::path&, uint64_t, const HttpOptions&, const ProgressFn&) {
+  missing();
+}
+std::string sha256_file(const std::filesystem::path&) { missing(); }
+}  // namespace tandem::hub
+#else
+
+#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <strings.h>
 #include <unistd.h>
@@ -11,8 +31,6 @@
 #include <fstream>
 #include <memory>
 #include <thread>
-
-#include "core/error.h"
 
 namespace tandem::hub {
 namespace {
@@ -223,3 +241,5 @@ std::string sha256_file(const std::filesystem::path& path) {
 }
 
 }  // namespace tandem::hub
+
+#endif  // TANDEM_HAVE_CURL
