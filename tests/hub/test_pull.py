@@ -34,7 +34,9 @@ def tandem(hub, cache, *args, token=None, check=False):
     env.update(HF_ENDPOINT=hub.url, TANDEM_CACHE=str(cache))
     if token:
         env["HF_TOKEN"] = token
-    p = subprocess.run([os.environ["TANDEM_BIN"], *args], env=env, capture_output=True, text=True, timeout=120)
+    # errors="replace": a random-weight fixture model may print bytes that are not UTF-8.
+    p = subprocess.run([os.environ["TANDEM_BIN"], *args], env=env, capture_output=True, text=True, errors="replace",
+                       timeout=120)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -205,7 +207,7 @@ def test_hf_flag_runs_a_model_by_name(hub, tmp_path):
     assert json.loads(p.stdout)[0]["model_filename"].endswith("Tiny-Q4_K_M.gguf")
     # The hub gone: the cached copy still runs.
     hub.stop()
-    p = tandem(hub, tmp_path, "run", "-hf", f"{REPO}:Q8_0", "-p", "hello", "-n", "2", "-t", "1", check=True)
+    p = tandem(hub, tmp_path, "run", "-hf", f"{REPO}:Q8_0", "-p", "hello", "-n", "2", "--temp", "0", "-t", "1", check=True)
     assert "using the cached copy" in p.stderr
     both = tandem(hub, tmp_path, "run", "-hf", REPO, "-m", "x.gguf", "-p", "hi")
     assert both.returncode != 0
