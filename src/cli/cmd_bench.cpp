@@ -14,6 +14,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <string>
@@ -30,6 +31,7 @@
 #include "core/thread_pool.h"
 #include "gguf/gguf_model_files.h"
 #include "model/model.h"
+#include "plan/memory.h"
 #include "runtime/engine.h"
 #include "runtime/session.h"
 
@@ -48,6 +50,7 @@ constexpr int kMaxListValue = 1 << 24;
 
 struct BenchOptions {
   std::vector<std::string> models;
+  std::vector<std::string> hf_repos;  // -hf: models by name, pulled into the cache
   std::vector<std::string> n_prompt{"512"}, n_gen{"128"}, n_depth{"0"}, threads, ubatch{"512"};
   std::vector<std::string> type_k{"f16"}, type_v{"f16"};  // as llama-bench
   int reps = 5;
@@ -55,6 +58,8 @@ struct BenchOptions {
   bool warmup = true;
   bool progress = false;
   runtime::PlacementOptions placement;  // one placement for every test (-ngl is a single value here)
+  // Placement sweeps: one engine per value (empty: the single placement above).
+  std::vector<std::string> n_cpu_moe, vram_budget;
 };
 
 // One value, or a range as llama-bench writes it: "first-last", "first-last+step",
@@ -210,6 +215,8 @@ struct TestResult {
   int n_prompt = 0, n_gen = 0, n_depth = 0, n_ubatch = 0, n_threads = 0;
   std::string type_k, type_v;
   std::string backends = "CPU";  // "CUDA,CPU" when the placement put layers on the GPU
+  std::optional<int> n_cpu_moe;  // set when --n-cpu-moe was swept
+  std::string vram_budget;       // set when --vram-budget was swept
   std::string test_time;  // RFC 3339, UTC, when the test started
   std::vector<uint64_t> samples_ns;
 
@@ -264,6 +271,8 @@ Json result_fields(const TestResult& t, const std::string& cpu) {
   j["n_prompt"] = t.n_prompt;
   j["n_gen"] = t.n_gen;
   j["n_depth"] = t.n_depth;
+  if (t.n_cpu_moe) j["n_cpu_moe"] = *t.n_cpu_moe;  // only when swept: the fields stay llama-bench's
+  if (!t.vram_budget.empty()) j["vram_budget"] = t.vram_budget;
   j["test_time"] = t.test_time;
   j["avg_ns"] = static_cast<uint64_t>(std::llround(mean(ns)));
   j["stddev_ns"] = static_cast<uint64_t>(std::llround(stddev(ns)));
@@ -344,9 +353,11 @@ class CsvPrinter : public Printer {
 // llama-bench's table: same columns, widths (negative: left-aligned) and number formats.
 class MarkdownPrinter : public Printer {
  public:
-  explicit MarkdownPrinter(bool show_ubatch) {
+  MarkdownPrinter(bool show_ubatch, bool show_n_cpu_moe, bool show_vram) {
     columns_ = {{"model", -30}, {"size", 10}, {"params", 10}, {"backend", -10}, {"threads", 7}};
     if (show_ubatch) columns_.push_back({"n_ubatch", 8});
+    if (show_n_cpu_moe) columns_.push_back({"n_cpu_moe", 9});
+    if (show_vram) columns_.push_back({"vram", 8});
     columns_.push_back({"test", 15});
     columns_.push_back({"t/s", 20});
   }
@@ -376,6 +387,8 @@ class MarkdownPrinter : public Printer {
       if (name == "backend") value = t.backends;
       if (name == "threads") value = std::to_string(t.n_threads);
       if (name == "n_ubatch") value = std::to_string(t.n_ubatch);
+      if (name == "n_cpu_moe") value = t.n_cpu_moe ? std::to_string(*t.n_cpu_moe) : "";
+      if (name == "vram") value = t.vram_budget;
       if (name == "test") value = t.name();
       if (name == "t/s") value = fmt::format("{:.2f} ± {:.2f}", mean(ts), stddev(ts));
       row += " " + pad(value, width) + " |";
@@ -405,6 +418,8 @@ std::string utc_now() {
 struct TestPlan {
   int n_prompt = 0, n_gen = 0, n_depth = 0, n_ubatch = 0, n_threads = 0;
   std::string type_k, type_v;
+  std::optional<int> n_cpu_moe;
+  std::string vram_budget;
 };
 
 // Warmup (untimed, as llama-bench: the whole prompt, or one decode step), then per
@@ -420,6 +435,8 @@ TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const 
   r.n_threads = plan.n_threads;
   r.type_k = plan.type_k;
   r.type_v = plan.type_v;
+  r.n_cpu_moe = plan.n_cpu_moe;
+  r.vram_budget = plan.vram_budget;
   if (engine.on_gpu()) r.backends = "CUDA,CPU";
   r.test_time = utc_now();
 
@@ -469,8 +486,9 @@ void check_kv_types(const std::vector<std::string>& types, std::string_view flag
 }
 
 void run_bench(const BenchOptions& o) {
-  const std::vector<std::string> model_paths = split_commas(o.models);
-  if (model_paths.empty()) fail("no model given (-m FILE)");
+  std::vector<std::string> model_paths = split_commas(o.models);
+  for (const std::string& ref : split_commas(o.hf_repos)) model_paths.push_back(pull_model(ref));
+  if (model_paths.empty()) fail("no model given (-m FILE or -hf OWNER/REPO[:QUANT])");
   const std::vector<int> prompts = parse_int_list(o.n_prompt, "-p", 0);
   const std::vector<int> gens = parse_int_list(o.n_gen, "-n", 0);
   const std::vector<int> depths = parse_int_list(o.n_depth, "-d", 0);
@@ -488,7 +506,21 @@ void run_bench(const BenchOptions& o) {
 
   std::unique_ptr<Printer> printer;
   const std::string cpu = cpu_info();
-  if (o.output == "md") printer = std::make_unique<MarkdownPrinter>(ubatches != std::vector<int>{kDefaultUbatch});
+  // Placement sweeps: each value opens its own engine (a placement is fixed at load).
+  std::vector<std::optional<int>> cpu_moe_values{std::nullopt};
+  if (!o.n_cpu_moe.empty()) {
+    cpu_moe_values.clear();
+    for (int v : parse_int_list(o.n_cpu_moe, "--n-cpu-moe", 0)) cpu_moe_values.push_back(v);
+  }
+  std::vector<std::string> vram_values{""};
+  if (!o.vram_budget.empty()) {
+    vram_values = split_commas(o.vram_budget);
+    for (const std::string& v : vram_values) plan::parse_size(v, "--vram-budget");
+  }
+  if (o.output == "md") {
+    printer = std::make_unique<MarkdownPrinter>(ubatches != std::vector<int>{kDefaultUbatch}, !o.n_cpu_moe.empty(),
+                                                !o.vram_budget.empty());
+  }
   if (o.output == "json") printer = std::make_unique<JsonPrinter>(cpu, false);
   if (o.output == "jsonl") printer = std::make_unique<JsonPrinter>(cpu, true);
   if (o.output == "csv") printer = std::make_unique<CsvPrinter>(cpu);
@@ -517,14 +549,16 @@ void run_bench(const BenchOptions& o) {
   }
 
   printer->header();
-  for (size_t m = 0; m < model_paths.size(); ++m) {
-    // One engine per model, placed for its largest test (context and micro-batch); a
-    // thread sweep swaps only its CPU pool.
+  // One engine per model and placement, placed for its largest test (context and
+  // micro-batch); a thread sweep swaps only its CPU pool.
+  auto run_placement = [&](size_t m, const std::optional<int>& cpu_moe, const std::string& vram) {
     runtime::EngineOptions eo;
     eo.model_path = model_paths[m];
     eo.threads = threads.front();
     eo.kv = {model::parse_kv_cache_type(type_k.front(), "-ctk"), model::parse_kv_cache_type(type_v.front(), "-ctv")};
     eo.placement = o.placement;
+    if (cpu_moe) eo.placement.n_cpu_moe = *cpu_moe;
+    if (!vram.empty()) eo.placement.vram_budget = vram;
     eo.plan_ctx = int64_t{*std::max_element(depths.begin(), depths.end())} +
                   std::max(*std::max_element(prompts.begin(), prompts.end()),
                            *std::max_element(gens.begin(), gens.end()));
@@ -540,7 +574,7 @@ void run_bench(const BenchOptions& o) {
             engine.set_threads(nt);
             for (int d : depths) {
               auto run = [&](int p, int n) {
-                const TestPlan plan{p, n, d, ub, nt, tk, tv};
+                const TestPlan plan{p, n, d, ub, nt, tk, tv, cpu_moe, vram};
                 printer->test(run_test(engine, infos[m], plan, o.reps, o.warmup, o.progress));
               };
               for (int p : prompts) {
@@ -553,6 +587,11 @@ void run_bench(const BenchOptions& o) {
           }
         }
       }
+    }
+  };
+  for (size_t m = 0; m < model_paths.size(); ++m) {
+    for (const std::optional<int>& cpu_moe : cpu_moe_values) {
+      for (const std::string& vram : vram_values) run_placement(m, cpu_moe, vram);
     }
   }
   printer->footer();
@@ -567,7 +606,8 @@ void register_bench(CLI::App& app) {
   auto list = [&](const std::string& names, std::vector<std::string>& into, const std::string& help) {
     return cmd->add_option(names, into, help)->allow_extra_args(false)->type_name("LIST");
   };
-  list("-m,--model", o->models, "GGUF model file(s) (repeatable or comma list)")->required();
+  list("-m,--model", o->models, "GGUF model file(s) (repeatable or comma list)");
+  list("--hf-repo", o->hf_repos, "-hf OWNER/REPO[:QUANT]: model(s) by name from the hub, pulled when missing");
   list("-p,--n-prompt", o->n_prompt, "Prompt lengths for pp tests (0: none)")->capture_default_str();
   list("-n,--n-gen", o->n_gen, "Generated tokens for tg tests (0: none)")->capture_default_str();
   list("-d,--n-depth", o->n_depth, "Tokens already in the context before each test")->capture_default_str();
@@ -580,6 +620,11 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--warmup,!--no-warmup", o->warmup, "One untimed run before each test (default: on)");
   cmd->add_flag("--progress", o->progress, "Say on stderr what is running");
   add_placement_options(cmd, o->placement);
+  // These two take lists here (a sweep, one engine per value), as -ncmoe does in llama-bench.
+  cmd->remove_option(cmd->get_option("--n-cpu-moe"));
+  cmd->remove_option(cmd->get_option("--vram-budget"));
+  list("--n-cpu-moe", o->n_cpu_moe, "-ncmoe N[,N...]: routed experts of the first N layers on the CPU, per value");
+  list("--vram-budget", o->vram_budget, "VRAM budgets to plan for, one engine each (e.g. 8GiB,12GiB,16GiB)");
   cmd->callback([o] { run_bench(*o); });
 }
 

@@ -2,6 +2,7 @@
 // Each turn re-renders the whole conversation; when the new prompt extends what is already
 // in the context, only the new tokens are processed (the cache is reused).
 // Commands: /exit, /reset, /think on|off (Qwen3 / Qwen3.5 thinking), /help.
+// With -p TEXT it answers that one message and exits (the README's first command).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ constexpr int64_t kUbatch = 64;
 struct ChatOptions {
   EngineFlags engine;
   std::string template_file, system;
+  std::string prompt;  // -p: one message, one reply, then exit
   int n_predict = 1024;
   int n_ctx = 0;
   int64_t seed = -1;
@@ -55,11 +57,18 @@ void run_chat(const ChatOptions& o) {
   };
   reset();
   fmt::print(stderr, "chat: {} ({}), context {}, {} threads. /exit, /reset, /think on|off\n",
-             o.engine.model, hp.arch, n_ctx, engine.threads());
+             eo.model_path, hp.arch, n_ctx, engine.threads());
   std::string line;
+  bool answered = false;
   while (true) {
-    if (interactive) fmt::print(stderr, "\n> ");
-    if (!std::getline(std::cin, line)) break;
+    if (!o.prompt.empty()) {
+      if (answered) break;
+      line = o.prompt;
+      answered = true;
+    } else {
+      if (interactive) fmt::print(stderr, "\n> ");
+      if (!std::getline(std::cin, line)) break;
+    }
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       reset();
@@ -124,6 +133,7 @@ void register_chat(CLI::App& app) {
   o->engine.add_to(cmd);
   cmd->add_option("--template", o->template_file, "Jinja chat template file (default: the model's)");
   cmd->add_option("--system", o->system, "System prompt");
+  cmd->add_option("-p,--prompt", o->prompt, "Answer this one message and exit (no interactive input)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: min(training context, 4096))")->capture_default_str();
   cmd->add_option("-s,--seed", o->seed, "Random seed (-1: random)")->capture_default_str();

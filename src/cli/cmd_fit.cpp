@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,7 @@ struct FitOptions {
   KvCacheOptions kv;
   runtime::PlacementOptions placement;
   bool json = false, tensors = false;
+  std::string sweep_vram;  // "FROM:TO:STEP" in GiB; empty: no sweep
 };
 
 std::string layer_range(const plan::GroupRow& r) {
@@ -61,6 +63,65 @@ Json totals_json(const plan::DeviceTotals& t) {
 template <typename T>
 Json optional_json(const std::optional<T>& v) {
   return v ? Json(*v) : Json(nullptr);
+}
+
+// --sweep-vram: the plan and the decode roofline at each VRAM budget, so a user sees what
+// a bigger card would buy. One row per budget: bytes on the GPU, bytes each side reads per
+// token, predicted tok/s.
+void run_vram_sweep(const FitOptions& a, const plan::ModelSpec& spec, plan::PlanOptions po, const plan::Hardware& hw,
+                    int64_t depth) {
+  double from = 4, to = 24, step = 2;
+  const bool parsed = a.sweep_vram == "default" || std::sscanf(a.sweep_vram.c_str(), "%lf:%lf:%lf", &from, &to, &step) == 3;
+  if (!parsed || !(from >= 0) || !(to >= from) || !(step > 0) || (to - from) / step > 1000) {
+    fail("--sweep-vram wants FROM:TO:STEP in GiB with 0 <= FROM <= TO and STEP > 0 (e.g. 4:24:2), got '{}'",
+         a.sweep_vram);
+  }
+  if (!hw.gpu_gbps) fail("--sweep-vram: no GPU here to measure; give --gpu-bw GB/s (e.g. 1008 for an RTX 4090)");
+  po.ram_budget = hw.ram_budget;
+  Json rows = Json::array();
+  for (double gib = from; gib <= to + 1e-9; gib += step) {
+    po.vram_budget = static_cast<uint64_t>(gib * (1ull << 30));
+    plan::Plan plan;
+    try {
+      plan = plan::make_plan(spec, po);
+    } catch (const Error& e) {  // this budget leaves too much for the RAM: a row that says so
+      rows.push_back(Json{{"vram_budget_gib", gib}, {"tok_s", nullptr}, {"error", e.what()}});
+      continue;
+    }
+    const plan::Prediction pred = plan::predict_decode(spec, plan, depth, hw.cpu_gbps, hw.gpu_gbps);
+    rows.push_back(Json{{"vram_budget_gib", gib},
+                        {"gpu_weights", plan.gpu.weights},
+                        {"gpu_total", plan.gpu.total()},
+                        {"gpu_bytes_per_token", pred.gpu_bytes},
+                        {"cpu_bytes_per_token", pred.cpu_bytes},
+                        {"tok_s", optional_json(pred.tok_s)}});
+  }
+  if (a.json) {
+    fmt::print("{}\n", Json{{"model", spec.name},
+                            {"n_ctx", po.n_ctx},
+                            {"depth", depth},
+                            {"gpu_gbps", optional_json(hw.gpu_gbps)},
+                            {"cpu_gbps", optional_json(hw.cpu_gbps)},
+                            {"sweep", rows}}.dump(2));
+    return;
+  }
+  fmt::print("model: {}; context {}, decode at depth {}; GPU {:.0f} GB/s ({}), CPU {} ({})\n\n", spec.name, po.n_ctx,
+             depth, *hw.gpu_gbps, hw.gpu_bw_source,
+             hw.cpu_gbps ? fmt::format("{:.1f} GB/s", *hw.cpu_gbps) : "unknown", hw.cpu_bw_source);
+  fmt::print("| {:>8} | {:>11} | {:>13} | {:>13} | {:>9} |\n", "VRAM", "on GPU", "GPU read/tok", "CPU read/tok",
+             "tok/s");
+  fmt::print("|{:->10}|{:->13}|{:->15}|{:->15}|{:->11}|\n", ":", ":", ":", ":", ":");
+  for (const Json& r : rows) {
+    if (r.contains("error")) {
+      fmt::print("| {:>4.1f} GiB | does not fit: {} |\n", r["vram_budget_gib"].get<double>(), r["error"].get<std::string>());
+      continue;
+    }
+    fmt::print("| {:>4.1f} GiB | {:>11} | {:>13} | {:>13} | {:>9} |\n", r["vram_budget_gib"].get<double>(),
+               plan::format_size(r["gpu_total"].get<uint64_t>()), per_token(r["gpu_bytes_per_token"].get<double>()),
+               per_token(r["cpu_bytes_per_token"].get<double>()),
+               r["tok_s"].is_null() ? "-" : fmt::format("{:.1f}", r["tok_s"].get<double>()));
+  }
+  fmt::print("\npredicted tok/s is an upper bound: bandwidth only, no latencies\n");
 }
 
 void run_fit(const FitOptions& a) {
@@ -95,6 +156,11 @@ void run_fit(const FitOptions& a) {
   plan::kv_bytes_per_token(hp, po.kv);
 
   const plan::Hardware hw = plan::probe_hardware(hwo, /*measure=*/true);
+  if (!a.sweep_vram.empty()) {
+    if (!a.placement.vram_budget.empty()) fail("--sweep-vram sets the VRAM budget itself; drop --vram-budget");
+    run_vram_sweep(a, spec, po, hw, depth);
+    return;
+  }
   po.vram_budget = hw.vram_budget;
   po.ram_budget = hw.ram_budget;
   const plan::Plan plan = plan::make_plan(spec, po);
@@ -265,8 +331,13 @@ void register_fit(CLI::App& app) {
   add_placement_options(cmd, o->placement);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
-  cmd->callback([o, layers] {
+  auto* sweep = cmd->add_option("--sweep-vram", o->sweep_vram,
+                  "Predict decode tok/s at each VRAM budget FROM:TO:STEP GiB (4:24:2 when given without a\n"
+                  "value): what a bigger card would buy")
+      ->expected(0, 1);
+  cmd->callback([o, layers, sweep] {
     o->layers_given = layers->count() > 0;
+    if (sweep->count() > 0 && o->sweep_vram.empty()) o->sweep_vram = "default";  // given without a value: 4:24:2
     run_fit(*o);
   });
 }

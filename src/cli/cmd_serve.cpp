@@ -20,7 +20,7 @@ struct ServeOptions {
 }  // namespace
 
 void register_serve(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat and text completions, streaming)");
+  CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat and text completions, streaming) and a chat page at /");
   auto o = std::make_shared<ServeOptions>();
   o->engine.add_to(cmd);
   cmd->add_option("--template", o->template_file, "Jinja chat template file (default: the model's)");

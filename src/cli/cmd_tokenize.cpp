@@ -1,4 +1,4 @@
-// `tandem tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--json] [--parse-special] [--no-bos]`:
+// `tandem tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--json] [--no-parse-special] [--no-bos]`:
 // the token ids the model's own tokenizer gives for a text, read from the GGUF vocabulary.
 #include <fmt/format.h>
 
@@ -20,7 +20,7 @@ struct TokenizeArgs {
   std::string prompt;
   std::string file;
   bool json = false;
-  bool parse_special = false;
+  bool parse_special = true;  // as llama-tokenize and HF tokenizers: <|im_start|> is one token
   bool no_bos = false;
 };
 
@@ -91,9 +91,10 @@ void register_tokenize(CLI::App& app) {
   prompt->excludes(file);
   file->excludes(prompt);
   cmd->add_flag("--json", args->json, "Print a JSON array of ids");
-  cmd->add_flag("--parse-special", args->parse_special,
-                "Recognise control tokens written in the text (e.g. <|im_start|>); without it\n"
-                "they are tokenized as plain text");
+  cmd->add_flag("--parse-special,!--no-parse-special", args->parse_special,
+                "Control tokens written in the text (e.g. <|im_start|>) are recognised as the\n"
+                "tokens they name (the default, as llama-tokenize and HF tokenizers do);\n"
+                "--no-parse-special tokenizes them as plain text");
   cmd->add_flag("--no-bos,--no-add-special", args->no_bos,
                 "Do not add the BOS/EOS tokens the model asks for");
   cmd->callback([args, prompt, file] {

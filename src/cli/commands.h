@@ -16,5 +16,7 @@ void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_fit(CLI::App& app);
 void register_serve(CLI::App& app);
+// pull, list and rm: the model cache (cmd_pull.cpp).
+void register_pull(CLI::App& app);
 
 }  // namespace tandem::cli

@@ -18,7 +18,7 @@ void expand_short_aliases(int argc, char** argv) {
   static const std::pair<std::string_view, const char*> aliases[] = {
       {"-ub", "--ubatch-size"}, {"-ctk", "--cache-type-k"}, {"-ctv", "--cache-type-v"},
       {"-ngl", "--n-gpu-layers"}, {"-ot", "--override-tensor"}, {"-cmoe", "--cpu-moe"},
-      {"-ncmoe", "--n-cpu-moe"}, {"-np", "--parallel"}, {"-md", "--model-draft"}};
+      {"-ncmoe", "--n-cpu-moe"}, {"-np", "--parallel"}, {"-md", "--model-draft"}, {"-hf", "--hf-repo"}};
   for (int i = 1; i < argc; ++i) {
     for (const auto& [alias, name] : aliases) {
       if (alias == argv[i]) argv[i] = const_cast<char*>(name);
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   tandem::cli::register_bench(app);
   tandem::cli::register_fit(app);
   tandem::cli::register_serve(app);
+  tandem::cli::register_pull(app);
   try {
     expand_short_aliases(argc, argv);
     app.parse(argc, argv);

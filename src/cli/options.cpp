@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "hub/model_hub.h"
 
 namespace tandem::cli {
 
@@ -53,16 +54,33 @@ void add_placement_options(CLI::App* cmd, runtime::PlacementOptions& o) {
       ->capture_default_str();
 }
 
+std::string pull_model(const std::string& ref) {
+  hub::PullOptions o;
+  o.progress = isatty(STDERR_FILENO);
+  return hub::pull(hub::parse_model_ref(ref), o).string();
+}
+
 void EngineFlags::add_to(CLI::App* cmd, bool with_placement) {
-  cmd->add_option("-m,--model", model, "GGUF model file (any part of a split model)")->required();
+  auto* m = cmd->add_option("-m,--model", model, "GGUF model file (any part of a split model)");
+  auto* hf = cmd->add_option("--hf-repo", hf_repo,
+                             "-hf OWNER/REPO[:QUANT]: a model by name from the Hugging Face hub (or $HF_ENDPOINT),\n"
+                             "pulled into the cache when missing (quant default Q4_K_M)");
+  m->excludes(hf);
+  hf->excludes(m);
   cmd->add_option("-t,--threads", threads, "CPU threads (0: the usable cores: affinity, cgroup quota, one per SMT pair)")->capture_default_str();
   kv.add_to(cmd);
   if (with_placement) add_placement_options(cmd, placement);
 }
 
+std::string EngineFlags::model_path() const {
+  if (!hf_repo.empty()) return pull_model(hf_repo);
+  if (model.empty()) fail("no model given: -m FILE or -hf OWNER/REPO[:QUANT]");
+  return model;
+}
+
 runtime::EngineOptions EngineFlags::engine_options(int64_t plan_ctx, int64_t ubatch) const {
   runtime::EngineOptions e;
-  e.model_path = model;
+  e.model_path = model_path();
   e.threads = threads;
   e.kv = kv.types();
   e.placement = placement;

@@ -29,13 +29,20 @@ struct KvCacheOptions {
 // --vram-budget, -ngl, --cpu-moe, --n-cpu-moe, -ot, --expert-streaming, --placement.
 void add_placement_options(CLI::App* cmd, runtime::PlacementOptions& o);
 
+// -hf OWNER/REPO[:QUANT]: the model's path in the cache, pulled from the hub when missing
+// (src/hub/; a progress bar when stderr is a terminal).
+std::string pull_model(const std::string& ref);
+
 // What run, chat, perplexity and serve share: model, threads, cache types, placement.
 struct EngineFlags {
   std::string model;
+  std::string hf_repo;  // -hf: a model by name, instead of -m
   int threads = 0;
   KvCacheOptions kv;
   runtime::PlacementOptions placement;
   void add_to(CLI::App* cmd, bool with_placement = true);
+  // The model file: -m's, or -hf's from the cache (pulled first when missing).
+  std::string model_path() const;
   // Engine options planned for `plan_ctx` positions in all and micro-batches of `ubatch`.
   runtime::EngineOptions engine_options(int64_t plan_ctx, int64_t ubatch) const;
 };

@@ -16,6 +16,7 @@
 #include "runtime/scheduler.h"
 #include "serve/api_error.h"
 #include "serve/openai_request.h"
+#include "serve/webui.h"
 #include "text/chat_output.h"
 #include "text/chat_prompt.h"
 
@@ -131,7 +132,8 @@ class Server {
 };
 
 bool Server::authorized(const httplib::Request& req) const {
-  if (o_.api_key.empty() || req.path == "/health") return true;
+  // The chat page's files are public: the page itself asks for the key (API calls need it).
+  if (o_.api_key.empty() || req.path == "/health" || (req.method == "GET" && find_web_asset(req.path))) return true;
   const std::string auth = req.get_header_value("Authorization");
   const std::string prefix = "Bearer ";
   std::string key = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : req.get_header_value("X-Api-Key");
@@ -198,6 +200,19 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
                 {"timings", {{"queue_s", job->queue_seconds()}, {"prompt_s", job->prompt_seconds()},
                              {"generation_s", job->generation_seconds()}}}};
   };
+  // llama-server's per-request speeds (its field names), for the chat page and other UIs:
+  // prompt_n counts the prompt tokens processed, not those reused from the cache.
+  auto timings = [job] {
+    const int64_t prompt_n = job->prompt_tokens() - job->cached_tokens(), predicted_n = job->completion_tokens();
+    const double prompt_s = job->prompt_seconds(), gen_s = job->generation_seconds();
+    return Json{{"cache_n", job->cached_tokens()},
+                {"prompt_n", prompt_n},
+                {"prompt_ms", prompt_s * 1e3},
+                {"prompt_per_second", prompt_s > 0 ? prompt_n / prompt_s : 0.0},
+                {"predicted_n", predicted_n},
+                {"predicted_ms", gen_s * 1e3},
+                {"predicted_per_second", gen_s > 0 ? predicted_n / gen_s : 0.0}};
+  };
   auto finish_reason = [job](bool tool_calls) -> Json {
     if (!job->error().empty()) return "error";
     if (tool_calls) return "tool_calls";
@@ -212,7 +227,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
 
   if (!r.stream) {
     // The whole answer, built once the job has finished.
-    auto answer = [job, po, id, created, model, r, prompt_text, usage, finish_reason](
+    auto answer = [job, po, id, created, model, r, prompt_text, usage, timings, finish_reason](
                       const std::string& text, const Json& logprobs) {
       Json body;
       if (r.chat) {
@@ -231,7 +246,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
                 {"choices", Json::array({Json{{"index", 0}, {"message", msg},
                                               {"logprobs", r.logprobs ? Json{{"content", logprobs}} : Json()},
                                               {"finish_reason", finish_reason(!out.tool_calls.empty())}}})},
-                {"usage", usage()}};
+                {"usage", usage()}, {"timings", timings()}};
       } else {
         Json lp;
         if (r.logprobs) {
@@ -248,7 +263,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
                 {"choices", Json::array({Json{{"index", 0}, {"text", (r.echo ? prompt_text : "") + text},
                                               {"logprobs", lp}, {"finish_reason", finish_reason(false)}}})},
-                {"usage", usage()}};
+                {"usage", usage()}, {"timings", timings()}};
       }
       return body;
     };
@@ -313,7 +328,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, job, state, po, id, created, model, chat, include_usage, logprobs_on, echo, prompt_text, usage,
+      [this, job, state, po, id, created, model, chat, include_usage, logprobs_on, echo, prompt_text, usage, timings,
        finish_reason](size_t, httplib::DataSink& sink) {
         auto send = [&](const Json& j) {
           const std::string line = "data: " + json_text(j) + "\n\n";
@@ -407,7 +422,9 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         if (!job->error().empty()) {
           send(Json{{"error", {{"message", job->error()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
         } else {
-          send(chunk(chat ? Json::object() : Json(""), finish_reason(chat && !state->sent_arguments.empty()), nullptr));
+          Json last = chunk(chat ? Json::object() : Json(""), finish_reason(chat && !state->sent_arguments.empty()), nullptr);
+          last["timings"] = timings();  // as llama-server: on the chunk that finishes
+          send(last);
           if (include_usage) {
             send(Json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
                       {"model", model}, {"choices", Json::array()}, {"usage", usage()}});
@@ -543,6 +560,20 @@ void Server::routes() {
     res.status = ready_.load() ? 200 : 503;
     res.set_content(json_text(Json{{"status", ready_.load() ? "ok" : "loading"}}), "application/json");
   });
+  // The chat page (src/serve/webui/), embedded in the binary. The policy keeps it to this
+  // server: no other origin for scripts, styles or requests.
+  for (const WebAsset& asset : web_assets()) {
+    auto serve_asset = [&asset](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Content-Security-Policy",
+                     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
+                     " base-uri 'none'; frame-ancestors 'none'");
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_content(std::string(asset.bytes), std::string(asset.mime));
+    };
+    http_.Get(std::string(asset.path), serve_asset);
+    if (asset.path == "/index.html") http_.Get("/", serve_asset);
+  }
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics(), "text/plain; version=0.0.4");
   });
@@ -678,6 +709,8 @@ void Server::run() {
   ready_.store(true);
   fmt::print(stderr, "serve: ready: model '{}', {} slots x {} tokens, {} threads{}\n", o_.alias, o_.n_slots,
              o_.ctx_total / o_.n_slots, engine_->threads(), o_.api_key.empty() ? "" : ", API key required");
+  fmt::print(stderr, "serve: chat page at http://{}:{}/\n", o_.host.find(':') != std::string::npos ? "[" + o_.host + "]" : o_.host,
+             o_.port);
   listener.join();
   if (!stop_requested.exchange(true)) {
     pthread_kill(signal_waiter.native_handle(), SIGTERM);

@@ -91,5 +91,19 @@ for args, message in [
     check(message in r.stderr, f"{args}: stderr {r.stderr!r} lacks {message!r}")
     check(r.stdout == "", f"{args}: printed {r.stdout!r}")
 
+# Placement sweeps: one engine per --n-cpu-moe / --vram-budget value, each value in its
+# results (fields added only when swept); without a GPU the tests run on the CPU.
+r = run("-m", qwen35, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--n-cpu-moe", "0,2", "--vram-budget", "1GiB,2GiB",
+        "-o", "json")
+check(r.returncode == 0, f"placement sweep exit {r.returncode}: {r.stderr}")
+if r.returncode == 0:
+    swept = json.loads(r.stdout)
+    check([(t["n_cpu_moe"], t["vram_budget"]) for t in swept] == [(0, "1GiB"), (0, "2GiB"), (2, "1GiB"), (2, "2GiB")],
+          f"placement sweep rows {swept}")
+r = run("-m", qwen35, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--n-cpu-moe", "0,1")
+check(r.returncode == 0 and "n_cpu_moe" in r.stdout.splitlines()[0], f"markdown sweep column: {r.stdout}")
+r = run("-m", qwen35, "-p", "8", "-n", "0", "--vram-budget", "12parsecs")
+check(r.returncode != 0 and "12parsecs" in r.stderr, f"bad --vram-budget list: {r.stderr}")
+
 print("bench_cli_check:", "FAILED" if failures else "ok")
 sys.exit(1 if failures else 0)

@@ -185,6 +185,25 @@ check(r.returncode == 0, f"text run: {r.stderr}")
 check("placement: auto" in r.stdout and "| mtp block" in r.stdout and "KV q8_0/q8_0" in r.stdout, r.stdout)
 check("predicted:" in r.stdout and "CUDA0 reads nothing" in r.stdout, "CPU-only prediction")
 
+# --sweep-vram: one row per budget, each the same plan and prediction a single fit at that
+# budget gives; more VRAM never predicts a slower decode here.
+sweep_args = ["--preset", "qwen35moe-35b-a3b", "--ram", "64GiB", "--gpu-bw", "1000", "--cpu-bw", "50"]
+r = run(*sweep_args, "--sweep-vram", "4:24:5", "--json")
+check(r.returncode == 0, f"--sweep-vram: {r.stderr}")
+if r.returncode == 0:
+    rows = json.loads(r.stdout)["sweep"]
+    check([x["vram_budget_gib"] for x in rows] == [4, 9, 14, 19, 24], f"budgets {[x['vram_budget_gib'] for x in rows]}")
+    for x in rows:
+        single = fit_json(*sweep_args, "--vram-budget", f"{x['vram_budget_gib']}GiB")
+        if single:
+            check(x["gpu_total"] == single["totals"]["CUDA0"]["total"] and
+                  math.isclose(x["tok_s"], single["decode"]["tok_s"], rel_tol=1e-12),
+                  f"sweep row {x} differs from fit --vram-budget {x['vram_budget_gib']}GiB")
+    check(all(a["tok_s"] <= b["tok_s"] for a, b in zip(rows, rows[1:])), f"tok/s falls with more VRAM: {rows}")
+    check(rows[-1]["tok_s"] > rows[0]["tok_s"], "24 GiB predicts more than 4 GiB")
+r = run(*sweep_args, "--sweep-vram")  # no value: 4 to 24 GiB in steps of 2
+check(r.returncode == 0 and r.stdout.count(" GiB |") >= 11 and "| 24.0 GiB |" in r.stdout, f"default sweep: {r.stdout}")
+
 # Bad input: non-zero exit and a message naming the problem.
 for args, message in [
     (["--preset", "qwen35moe-35b-a3b", "--vram-budget", "12parsecs"], "--vram-budget: '12parsecs' is not a size"),
@@ -203,6 +222,9 @@ for args, message in [
     (["-m", moe, "--preset", "qwen35moe-35b-a3b"], "give -m MODEL or --preset NAME"),
     (["-m", f"{fixtures}/no-such-model.gguf"], "no-such-model.gguf"),
     ([*preset, "--bogus"], "--bogus"),
+    ([*sweep_args, "--sweep-vram", "24:4:2"], "--sweep-vram wants FROM:TO:STEP"),
+    ([*sweep_args, "--sweep-vram", "4:24"], "--sweep-vram wants FROM:TO:STEP"),
+    ([*preset, "--sweep-vram", "4:8:2", "--cpu-bw", "50"], "drop --vram-budget"),
 ]:
     r = run(*args)
     check(r.returncode != 0, f"{args}: exit 0")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`tandem tokenize` end to end: --json ids equal HF tokenizers' for a few texts (plain
-and --parse-special, -p and -f), the plain listing has one "id<TAB>piece" line per token,
+with special tokens parsed by default and with --no-parse-special, -p and -f), the plain listing has one "id<TAB>piece" line per token,
 and bad input (missing model, file without a tokenizer, unsupported tokenizer model) exits
 1 with an error naming the problem.
 
@@ -32,8 +32,8 @@ def check(cond, what):
 
 texts = ["Hello world", "<|im_start|>user\n你好 🙂<|im_end|>\n", "  tabs\tand\r\nCRLF  ", "x" * 1000]
 for text in texts:
-    for special in (False, True):
-        args = ["-m", vocab, "-p", text, "--json"] + (["--parse-special"] if special else [])
+    for special, flags in ((False, ["--no-parse-special"]), (True, []), (True, ["--parse-special"])):
+        args = ["-m", vocab, "-p", text, "--json"] + flags
         r = run(*args)
         check(r.returncode == 0, f"exit {r.returncode} for {text!r}: {r.stderr!r}")
         if r.returncode:
