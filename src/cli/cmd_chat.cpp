@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "grammar/structured_output.h"
 #include "runtime/engine.h"
 #include "runtime/generation.h"
 #include "text/chat_prompt.h"
@@ -28,9 +29,12 @@ struct ChatOptions {
   int64_t seed = -1;
   bool think = true;
   runtime::SamplerParams sampling;
+  GrammarFlags grammar;
 };
 
 void run_chat(const ChatOptions& o) {
+  // Every reply follows the grammar; a reasoning model's after its </think>.
+  const std::shared_ptr<const grammar::Grammar> constraint = o.grammar.compile(/*leading_space=*/true);
   runtime::EngineOptions eo = o.engine.engine_options(0, kUbatch);
   eo.chat_template_file = o.template_file;
   runtime::Engine engine(eo);
@@ -81,7 +85,8 @@ void run_chat(const ChatOptions& o) {
     inputs.add_generation_prompt = true;
     inputs.extra["enable_thinking"] = think;
     // The template's own markers are control tokens; the user's text never becomes one.
-    const std::vector<text::TokenId> tokens = text::encode_chat(chat, engine.tokenizer(), inputs).tokens;
+    const text::ChatPrompt prompt = text::encode_chat(chat, engine.tokenizer(), inputs);
+    const std::vector<text::TokenId>& tokens = prompt.tokens;
     // Reuse the cache when the new prompt extends what is in it; otherwise start over.
     const bool extends = in_context.size() < tokens.size() &&
                          std::equal(in_context.begin(), in_context.end(), tokens.begin());
@@ -97,6 +102,10 @@ void run_chat(const ChatOptions& o) {
     }
     const std::span<const text::TokenId> fresh(tokens.data() + in_context.size(), tokens.size() - in_context.size());
     ++gp.sampling.seed;  // each reply draws its own numbers
+    if (constraint) {
+      gp.grammar = constraint;
+      gp.think_gate = grammar::ends_inside_think(prompt.text) ? runtime::ThinkGate::Open : runtime::ThinkGate::Optional;
+    }
     runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
     generation.accept_prompt(tokens);
     std::string reply;
@@ -136,6 +145,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
   cmd->add_flag("!--no-think", o->think, "Start with thinking off (Qwen3/Qwen3.5 templates)");
+  o->grammar.add_to(cmd);
   cmd->callback([o] { run_chat(*o); });
 }
 

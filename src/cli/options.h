@@ -7,8 +7,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "grammar/grammar.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/placement.h"
@@ -37,6 +39,15 @@ struct EngineFlags {
   void add_to(CLI::App* cmd, bool with_placement = true);
   // Engine options planned for `plan_ctx` positions in all and micro-batches of `ubatch`.
   runtime::EngineOptions engine_options(int64_t plan_ctx, int64_t ubatch) const;
+};
+
+// --grammar, --grammar-file, --json-schema (run and chat): structured output.
+struct GrammarFlags {
+  std::string grammar, grammar_file, json_schema;
+  void add_to(CLI::App* cmd);
+  // The grammar asked for (null: none), compiled; `leading_space` as grammar::compile.
+  // Bad text is a tandem::Error naming the flag and, for GBNF, line and column.
+  std::shared_ptr<const grammar::Grammar> compile(bool leading_space) const;
 };
 
 }  // namespace tandem::cli
