@@ -67,6 +67,7 @@ Matcher::State Matcher::intern(std::vector<int32_t>& stacks) {
   members_.insert(members_.end(), stacks.begin(), stacks.end());
   member_begin_.push_back(static_cast<uint32_t>(members_.size()));
   accepting_.push_back(stacks.back() == 0);
+  plain_loop_.push_back(-1);
   transitions_.resize(transitions_.size() + 256, kUnknown);
   state_ids_.emplace(h, id);
   return id;
@@ -89,6 +90,15 @@ Matcher::State Matcher::compute(State s, uint8_t byte) {
   return t;
 }
 
+bool Matcher::compute_plain_loop(State s) {
+  bool loops = true;
+  for (unsigned b = 0; b < 256 && loops; ++b) {
+    if (plain_byte(static_cast<uint8_t>(b))) loops = step(s, static_cast<uint8_t>(b)) == s;
+  }
+  plain_loop_[static_cast<size_t>(s)] = loops ? 1 : 0;
+  return loops;
+}
+
 void Matcher::trim_cache(State& keep, size_t max_states) {
   if (state_count() <= max_states || keep == kDead) return;
   std::vector<int32_t> stacks(stacks_of(keep).begin(), stacks_of(keep).end());
@@ -96,6 +106,7 @@ void Matcher::trim_cache(State& keep, size_t max_states) {
   members_.clear();
   member_begin_.assign(1, 0);
   accepting_.clear();
+  plain_loop_.clear();
   transitions_.clear();
   state_ids_.clear();
   start_ = intern(start_stacks);

@@ -49,6 +49,14 @@ class Matcher {
   // Whether any byte can follow (the empty stack sorts last).
   bool can_continue(State s) const { return s != kDead && stacks_of(s).front() != 0; }
 
+  // Whether every printable ASCII byte but '"' and '\\' leads from `s` back to `s` (the
+  // inside of an unbounded string): then any token of such bytes is allowed and ends in `s`.
+  bool loops_on_plain(State s) {
+    const int8_t known = plain_loop_[static_cast<size_t>(s)];
+    return known >= 0 ? known != 0 : compute_plain_loop(s);
+  }
+  static bool plain_byte(uint8_t b) { return b >= 0x20 && b < 0x7F && b != '"' && b != '\\'; }
+
   size_t state_count() const { return accepting_.size(); }
   // Drops the cached DFA when it has grown past `max_states`, keeping `keep` (renumbered).
   void trim_cache(State& keep, size_t max_states);
@@ -68,6 +76,7 @@ class Matcher {
   void expand(uint32_t pos, int32_t parent, std::vector<int32_t>& out);
   State intern(std::vector<int32_t>& stacks);  // sorts and dedups `stacks`
   State compute(State s, uint8_t byte);
+  bool compute_plain_loop(State s);
 
   std::shared_ptr<const Grammar> grammar_;
   const Element* code_;
@@ -76,6 +85,7 @@ class Matcher {
   std::vector<int32_t> members_;                      // each state's sorted stack ids, back to back
   std::vector<uint32_t> member_begin_;                // per state + 1
   std::vector<uint8_t> accepting_;
+  std::vector<int8_t> plain_loop_;                    // per state: -1 not yet known
   std::vector<int32_t> transitions_;                  // state * 256 + byte
   std::unordered_multimap<uint64_t, State> state_ids_;  // hash of members -> state
   std::vector<int32_t> scratch_;

@@ -45,6 +45,11 @@ TokenTrie::TokenTrie(const text::Tokenizer& tokenizer) {
   }
   for (uint32_t n : path) end_[n] = static_cast<uint32_t>(bytes_.size());
   token_begin_.push_back(static_cast<uint32_t>(tokens_.size()));
+  // plain_subtree_: no byte in [i, end_[i]) outside the plain set (prefix counts of the others).
+  std::vector<uint32_t> others(bytes_.size() + 1, 0);
+  for (size_t i = 0; i < bytes_.size(); ++i) others[i + 1] = others[i] + !Matcher::plain_byte(bytes_[i]);
+  plain_subtree_.resize(bytes_.size());
+  for (size_t i = 0; i < bytes_.size(); ++i) plain_subtree_[i] = others[end_[i]] == others[i];
   if (max_depth_ >= UINT16_MAX) fail("a token of {} bytes is too long for the grammar trie", max_depth_);
 }
 
@@ -81,6 +86,11 @@ void TokenTrie::allowed(Matcher& m, Matcher::State s, std::vector<text::TokenId>
   const size_t n = bytes_.size();
   for (size_t i = 0; i < n;) {
     const size_t d = depth_[i];
+    if (plain_subtree_[i] && m.loops_on_plain(states[d - 1])) {
+      out.insert(out.end(), tokens_.begin() + token_begin_[i], tokens_.begin() + token_begin_[end_[i]]);
+      i = end_[i];
+      continue;
+    }
     const Matcher::State next = m.step(states[d - 1], bytes_[i]);
     if (next == Matcher::kDead) {
       i = end_[i];  // no token below this node can match
@@ -110,17 +120,29 @@ bool TokenConstraint::allows(text::TokenId token) {
 }
 
 std::span<const text::TokenId> TokenConstraint::allowed() {
+  auto it = mask_cache_.find(state_);
+  if (it != mask_cache_.end()) return it->second;
   allowed_.clear();
   trie_->allowed(matcher_, state_, allowed_, depth_states_);
   if (complete()) allowed_.insert(allowed_.end(), eog_.begin(), eog_.end());
-  return allowed_;
+  if (mask_cache_tokens_ + allowed_.size() > kMaskCacheTokens) {
+    mask_cache_.clear();
+    mask_cache_tokens_ = 0;
+  }
+  mask_cache_tokens_ += allowed_.size();
+  return mask_cache_.emplace(state_, allowed_).first->second;
 }
 
 bool TokenConstraint::accept(text::TokenId token) {
   if (!allows(token)) return false;
   if (std::find(eog_.begin(), eog_.end(), token) != eog_.end()) return true;
   state_ = matcher_.walk(state_, tokenizer_->piece(token));
+  const size_t states = matcher_.state_count();
   matcher_.trim_cache(state_, 1 << 14);  // a grammar with very many positions: start the cache over
+  if (matcher_.state_count() < states) {   // renumbered: the masks' keys mean other states now
+    mask_cache_.clear();
+    mask_cache_tokens_ = 0;
+  }
   return true;
 }
 

@@ -3,7 +3,9 @@
 // TokenTrie: every token's bytes in one trie laid out in depth-first order (node i's
 // subtree is [i, end[i])), so a walk is a loop over an array that skips a whole subtree
 // the moment the grammar rejects its first byte. Built once per tokenizer (shared).
-// Control and unknown tokens are not in it: they never match grammar text.
+// Control and unknown tokens are not in it: they never match grammar text. A subtree of
+// printable-ASCII bytes under a state that loops on them (inside a JSON string) is taken
+// whole: its tokens are one contiguous run, no byte of it is walked.
 //
 // TokenConstraint: the grammar state of one generation. allows(t) walks one token's bytes
 // (the cheap check of the sampler's choice); allowed() lists every allowed token by walking
@@ -15,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "grammar/matcher.h"
@@ -41,6 +44,7 @@ class TokenTrie {
   std::vector<uint16_t> depth_;
   std::vector<uint32_t> end_;
   std::vector<uint32_t> token_begin_;
+  std::vector<uint8_t> plain_subtree_;  // node i and all below it are Matcher::plain_byte
   std::vector<text::TokenId> tokens_;
   size_t max_depth_ = 0;
 };
@@ -52,7 +56,7 @@ class TokenConstraint {
 
   // Whether `token` may come next.
   bool allows(text::TokenId token);
-  // Every token that may come next (valid until the next call).
+  // Every token that may come next, in no particular order (valid until the next call).
   std::span<const text::TokenId> allowed();
   // Moves past `token`; false (state unchanged) if the grammar does not allow it.
   bool accept(text::TokenId token);
@@ -77,6 +81,11 @@ class TokenConstraint {
   std::vector<text::TokenId> eog_;
   std::vector<text::TokenId> allowed_;
   std::vector<Matcher::State> depth_states_;
+  // Masks by DFA state: a state comes back often (inside every unbounded string, after each
+  // comma of a list), and its mask is the same each time. Dropped past kMaskCacheTokens.
+  static constexpr size_t kMaskCacheTokens = size_t{8} << 20;  // 32 MiB of token ids
+  std::unordered_map<Matcher::State, std::vector<text::TokenId>> mask_cache_;
+  size_t mask_cache_tokens_ = 0;
 };
 
 }  // namespace tandem::grammar
