@@ -68,6 +68,7 @@ Matcher::State Matcher::intern(std::vector<int32_t>& stacks) {
   member_begin_.push_back(static_cast<uint32_t>(members_.size()));
   accepting_.push_back(stacks.back() == 0);
   plain_loop_.push_back(-1);
+  text_loop_.push_back(-1);
   transitions_.resize(transitions_.size() + 256, kUnknown);
   state_ids_.emplace(h, id);
   return id;
@@ -99,6 +100,57 @@ bool Matcher::compute_plain_loop(State s) {
   return loops;
 }
 
+int Matcher::text_step(int state, uint8_t b) {
+  // Well-formed UTF-8 (Unicode table 3-7): the lead byte fixes how many continuation bytes
+  // follow and the range of the first one.
+  const bool cont = b >= 0x80 && b <= 0xBF;
+  switch (state) {
+    case 0:
+      if (plain_byte(b)) return 0;
+      if (b >= 0xC2 && b <= 0xDF) return 1;
+      if (b == 0xE0) return 4;
+      if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) return 2;
+      if (b == 0xED) return 5;
+      if (b == 0xF0) return 6;
+      if (b >= 0xF1 && b <= 0xF3) return 3;
+      if (b == 0xF4) return 7;
+      return -1;
+    case 1: return cont ? 0 : -1;
+    case 2: return cont ? 1 : -1;
+    case 3: return cont ? 2 : -1;
+    case 4: return b >= 0xA0 && b <= 0xBF ? 1 : -1;
+    case 5: return b >= 0x80 && b <= 0x9F ? 1 : -1;
+    case 6: return b >= 0x90 && b <= 0xBF ? 2 : -1;
+    case 7: return b >= 0x80 && b <= 0x8F ? 2 : -1;
+  }
+  return -1;
+}
+
+bool Matcher::compute_text_loop(State s) {
+  bool loops = loops_on_plain(s);
+  // Walk the checker and the DFA together from (boundary, s) over every non-plain byte the
+  // checker allows; every pair reached must be live, and a boundary must be s again.
+  std::vector<std::pair<int, State>> todo, seen;
+  if (loops) todo.emplace_back(0, s);
+  while (loops && !todo.empty()) {
+    const auto [c, st] = todo.back();
+    todo.pop_back();
+    for (unsigned b = 0x80; b < 256 && loops; ++b) {
+      const int c2 = text_step(c, static_cast<uint8_t>(b));
+      if (c2 < 0) continue;
+      const State t = step(st, static_cast<uint8_t>(b));
+      if (t == kDead || (c2 == 0 && t != s)) {
+        loops = false;
+      } else if (c2 != 0 && std::find(seen.begin(), seen.end(), std::make_pair(c2, t)) == seen.end()) {
+        seen.emplace_back(c2, t);
+        todo.emplace_back(c2, t);
+      }
+    }
+  }
+  text_loop_[static_cast<size_t>(s)] = loops ? 1 : 0;
+  return loops;
+}
+
 void Matcher::trim_cache(State& keep, size_t max_states) {
   if (state_count() <= max_states || keep == kDead) return;
   std::vector<int32_t> stacks(stacks_of(keep).begin(), stacks_of(keep).end());
@@ -107,6 +159,7 @@ void Matcher::trim_cache(State& keep, size_t max_states) {
   member_begin_.assign(1, 0);
   accepting_.clear();
   plain_loop_.clear();
+  text_loop_.clear();
   transitions_.clear();
   state_ids_.clear();
   start_ = intern(start_stacks);

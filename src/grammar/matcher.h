@@ -56,6 +56,16 @@ class Matcher {
     return known >= 0 ? known != 0 : compute_plain_loop(s);
   }
   static bool plain_byte(uint8_t b) { return b >= 0x20 && b < 0x7F && b != '"' && b != '\\'; }
+  // loops_on_plain, and every well-formed non-ASCII UTF-8 character also leads from `s`
+  // back to `s` with no prefix of it rejected: any token that is a well-formed UTF-8 prefix
+  // of such characters is allowed from `s`.
+  bool loops_on_text(State s) {
+    const int8_t known = text_loop_[static_cast<size_t>(s)];
+    return known >= 0 ? known != 0 : compute_text_loop(s);
+  }
+  // One step of a UTF-8 checker over "plain" text (plain_byte or well-formed non-ASCII):
+  // 0 at a character boundary, 1..7 inside a character, -1 not such text.
+  static int text_step(int state, uint8_t b);
 
   size_t state_count() const { return accepting_.size(); }
   // Drops the cached DFA when it has grown past `max_states`, keeping `keep` (renumbered).
@@ -77,6 +87,7 @@ class Matcher {
   State intern(std::vector<int32_t>& stacks);  // sorts and dedups `stacks`
   State compute(State s, uint8_t byte);
   bool compute_plain_loop(State s);
+  bool compute_text_loop(State s);
 
   std::shared_ptr<const Grammar> grammar_;
   const Element* code_;
@@ -86,6 +97,7 @@ class Matcher {
   std::vector<uint32_t> member_begin_;                // per state + 1
   std::vector<uint8_t> accepting_;
   std::vector<int8_t> plain_loop_;                    // per state: -1 not yet known
+  std::vector<int8_t> text_loop_;
   std::vector<int32_t> transitions_;                  // state * 256 + byte
   std::unordered_multimap<uint64_t, State> state_ids_;  // hash of members -> state
   std::vector<int32_t> scratch_;

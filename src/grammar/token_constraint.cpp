@@ -50,6 +50,16 @@ TokenTrie::TokenTrie(const text::Tokenizer& tokenizer) {
   for (size_t i = 0; i < bytes_.size(); ++i) others[i + 1] = others[i] + !Matcher::plain_byte(bytes_[i]);
   plain_subtree_.resize(bytes_.size());
   for (size_t i = 0; i < bytes_.size(); ++i) plain_subtree_[i] = others[end_[i]] == others[i];
+  // text_subtree_: every node in [i, end_[i]) ends a path that is well-formed UTF-8 text so far.
+  std::vector<int> checker(max_depth_ + 1, 0);
+  for (size_t i = 0; i < bytes_.size(); ++i) {
+    const size_t d = depth_[i];
+    const int before = checker[d - 1];
+    checker[d] = before < 0 ? -1 : Matcher::text_step(before, bytes_[i]);
+    others[i + 1] = others[i] + (checker[d] < 0);
+  }
+  text_subtree_.resize(bytes_.size());
+  for (size_t i = 0; i < bytes_.size(); ++i) text_subtree_[i] = others[end_[i]] == others[i];
   if (max_depth_ >= UINT16_MAX) fail("a token of {} bytes is too long for the grammar trie", max_depth_);
 }
 
@@ -86,7 +96,8 @@ void TokenTrie::allowed(Matcher& m, Matcher::State s, std::vector<text::TokenId>
   const size_t n = bytes_.size();
   for (size_t i = 0; i < n;) {
     const size_t d = depth_[i];
-    if (plain_subtree_[i] && m.loops_on_plain(states[d - 1])) {
+    if ((plain_subtree_[i] && m.loops_on_plain(states[d - 1])) ||
+        (d == 1 && text_subtree_[i] && m.loops_on_text(states[0]))) {
       out.insert(out.end(), tokens_.begin() + token_begin_[i], tokens_.begin() + token_begin_[end_[i]]);
       i = end_[i];
       continue;

@@ -5,7 +5,8 @@
 // the moment the grammar rejects its first byte. Built once per tokenizer (shared).
 // Control and unknown tokens are not in it: they never match grammar text. A subtree of
 // printable-ASCII bytes under a state that loops on them (inside a JSON string) is taken
-// whole: its tokens are one contiguous run, no byte of it is walked.
+// whole: its tokens are one contiguous run, no byte of it is walked; likewise a first-byte
+// subtree of well-formed UTF-8 text under a state that loops on every character.
 //
 // TokenConstraint: the grammar state of one generation. allows(t) walks one token's bytes
 // (the cheap check of the sampler's choice); allowed() lists every allowed token by walking
@@ -45,6 +46,7 @@ class TokenTrie {
   std::vector<uint32_t> end_;
   std::vector<uint32_t> token_begin_;
   std::vector<uint8_t> plain_subtree_;  // node i and all below it are Matcher::plain_byte
+  std::vector<uint8_t> text_subtree_;   // every path through node i (from the root) is plain UTF-8 text
   std::vector<text::TokenId> tokens_;
   size_t max_depth_ = 0;
 };
