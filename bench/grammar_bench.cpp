@@ -9,6 +9,8 @@
 // DFA states as it goes); later passes reuse the DFA and the masks cached by state, as a long
 // generation does.
 //   tandem_grammar_bench --vocab MODEL_OR_VOCAB.gguf [--passes 5] [--schema FILE.json]
+// The default schema is bench/grammar_order_schema.json (grammar_decode.py uses it too); the
+// document below fits it.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -27,25 +29,6 @@ using namespace tandem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-const char* kSchema = R"({
-  "type": "object",
-  "properties": {
-    "id": {"type": "string", "format": "uuid"},
-    "customer": {"type": "object", "properties": {
-        "name": {"type": "string", "maxLength": 40},
-        "email": {"type": "string", "format": "email"},
-        "address": {"type": "object", "properties": {
-            "street": {"type": "string"}, "city": {"type": "string"}, "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
-          "required": ["street", "city", "zip"]}},
-      "required": ["name", "address"]},
-    "items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-        "sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1, "maximum": 99},
-        "price": {"type": "number", "minimum": 0}}, "required": ["sku", "qty", "price"]}},
-    "status": {"enum": ["open", "paid", "shipped"]},
-    "notes": {"type": ["string", "null"]}
-  },
-  "required": ["id", "customer", "items", "status"]})";
 
 const char* kDocument = R"({
   "id": "3f2b8c1e-9a7d-4e6f-b1c2-0d9e8f7a6b5c",
@@ -76,23 +59,21 @@ struct Stats {
 
 int main(int argc, char** argv) {
   CLI::App app("Per-token cost of grammar-constrained decoding");
-  std::string vocab_path, schema_path;
+  std::string vocab_path, schema_path = TANDEM_BENCH_DIR "/grammar_order_schema.json";
   int passes = 5;
   bool scan = true;
   app.add_option("--vocab", vocab_path, "GGUF with the tokenizer (a model or a vocab file)")->required();
-  app.add_option("--schema", schema_path, "JSON Schema file (default: a nested order schema)");
+  app.add_option("--schema", schema_path, "JSON Schema file (default: bench/grammar_order_schema.json, a nested order)");
   app.add_option("--passes", passes, "Passes over the document")->capture_default_str();
   app.add_flag("!--no-scan", scan, "Skip the full-vocabulary scan");
   CLI11_PARSE(app, argc, argv);
   try {
     const text::Tokenizer tok = text::Tokenizer::open(vocab_path);
-    std::string schema_text = kSchema;
-    if (!schema_path.empty()) {
-      std::ifstream in(schema_path);
-      std::stringstream s;
-      s << in.rdbuf();
-      schema_text = s.str();
-    }
+    std::ifstream in(schema_path);
+    if (!in) throw std::runtime_error("cannot read " + schema_path);
+    std::stringstream schema_stream;
+    schema_stream << in.rdbuf();
+    const std::string schema_text = schema_stream.str();
     const auto t0 = Clock::now();
     auto g = grammar::compile(grammar::json_schema_to_gbnf(nlohmann::ordered_json::parse(schema_text)));
     const auto t1 = Clock::now();

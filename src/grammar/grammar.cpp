@@ -16,27 +16,6 @@ constexpr int kMaxRepetition = 10000;  // {m,n} bound: beyond this the helper ru
 using Sequence = std::vector<Element>;
 using ByteRange = std::pair<uint8_t, uint8_t>;
 
-// UTF-8 encoding of one code point.
-std::string utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
 // The byte-range sequences whose UTF-8 strings are exactly the code points lo..hi (no
 // surrogates inside): split where the encoded length changes, then until every
 // continuation byte spans its full range or a single value.
@@ -48,7 +27,7 @@ void utf8_sequences(uint32_t lo, uint32_t hi, std::vector<std::vector<ByteRange>
       return;
     }
   }
-  const std::string a = utf8(lo);
+  const std::string a = utf8_encode(lo);
   for (size_t i = 1; i < a.size(); ++i) {
     const uint32_t m = (1u << (6 * i)) - 1;
     if ((lo & ~m) != (hi & ~m)) {
@@ -64,7 +43,7 @@ void utf8_sequences(uint32_t lo, uint32_t hi, std::vector<std::vector<ByteRange>
       }
     }
   }
-  const std::string b = utf8(hi);
+  const std::string b = utf8_encode(hi);
   std::vector<ByteRange> seq;
   for (size_t i = 0; i < a.size(); ++i) seq.emplace_back(static_cast<uint8_t>(a[i]), static_cast<uint8_t>(b[i]));
   out.push_back(std::move(seq));
@@ -255,7 +234,7 @@ class Parser {
     ++pos_;  // opening quote
     while (peek() != '"') {
       if (at_end() || peek() == '\n') error("unterminated string literal");
-      for (char b : utf8(parse_char())) seq.push_back(bytes(static_cast<uint8_t>(b), static_cast<uint8_t>(b)));
+      for (char b : utf8_encode(parse_char())) seq.push_back(bytes(static_cast<uint8_t>(b), static_cast<uint8_t>(b)));
     }
     ++pos_;
   }
@@ -540,6 +519,26 @@ class Parser {
 };
 
 }  // namespace
+
+std::string utf8_encode(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xF0 | (cp >> 18));
+    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
 
 Grammar Grammar::parse(std::string_view text, std::string_view start) { return Parser(text).run(start); }
 

@@ -48,6 +48,9 @@ struct Grammar {
   bool matches(std::string_view text) const;
 };
 
+// The UTF-8 bytes of one code point.
+std::string utf8_encode(uint32_t code_point);
+
 // Compiles GBNF text (start rule "root"). With `leading_space`, up to four spaces or
 // newlines may come first (the blank line a reasoning model writes after </think>).
 std::shared_ptr<const Grammar> compile(std::string_view gbnf, bool leading_space = false);

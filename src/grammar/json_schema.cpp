@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/error.h"
+#include "grammar/grammar.h"
 
 namespace tandem::grammar {
 namespace {
@@ -49,26 +50,6 @@ std::vector<uint32_t> code_points(std::string_view s) {
 }
 
 std::string cp_escape(uint32_t cp) { return cp <= 0xFFFF ? fmt::format("\\u{:04X}", cp) : fmt::format("\\U{:08X}", cp); }
-
-std::string utf8_of(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
 
 // Digit strings of one length from a to b (a <= b, same length) as a GBNF expression.
 std::string digits_between(const std::string& a, const std::string& b) {
@@ -246,7 +227,7 @@ class RegexTranslator {
     if (cp == '\t') return R"("\\t")";
     if (cp == '\r') return R"("\\r")";
     if (cp < 0x20) return fmt::format(R"("\\u{:04x}")", cp);
-    return gbnf_literal(utf8_of(cp));
+    return gbnf_literal(utf8_encode(cp));
   }
 
   using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
@@ -337,7 +318,7 @@ class RegexTranslator {
   uint32_t literal_char() {
     const std::vector<uint32_t> cps = code_points(re_.substr(i_, 4));
     const uint32_t cp = cps.empty() ? 0 : cps[0];
-    i_ += utf8_of(cp).size();
+    i_ += utf8_encode(cp).size();
     return cp;
   }
 

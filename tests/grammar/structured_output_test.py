@@ -16,7 +16,7 @@ import openai
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from conftest import ROOT, Server, real_model_path  # noqa: E402
+from conftest import Server, real_model_path, shared_template  # noqa: E402
 
 SEEDS = 32
 
@@ -180,12 +180,7 @@ def test_forced_tool_calls_validate_json_form(server):
 
 
 def test_forced_tool_calls_validate_xml_form():
-    shared = os.environ.get("TANDEM_SHARED", str(ROOT.parent / "shared"))
-    template = os.path.join(shared, "data", "templates", "Qwen3-Coder.jinja")
-    if not os.path.exists(template):
-        if os.environ.get("TANDEM_REQUIRE_SHARED") == "1":
-            pytest.fail("shared templates missing (TANDEM_SHARED)")
-        pytest.skip("SKIPPED LOUDLY: shared templates not found; set TANDEM_SHARED")
+    template = shared_template("Qwen3-Coder.jinja")
     s = Server(real_model_path(), "-np", "2", "-c", "4096", "--alias", "coder", "--template", template)
     try:
         check_tool_calls(s)
