@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 constexpr int kMaxRepetition = 10000;  // {m,n} bound: beyond this the helper rules get silly
+constexpr int kMaxNesting = 256;       // parentheses (the parser recurses per level)
 
 using Sequence = std::vector<Element>;
 using ByteRange = std::pair<uint8_t, uint8_t>;
@@ -385,9 +386,11 @@ class Parser {
         seq.push_back({Element::Kind::Ref, rule_id(name, at)});
         last = before;
       } else if (c == '(') {
+        if (++depth_ > kMaxNesting) error(fmt::format("parentheses nested deeper than {}", kMaxNesting));
         ++pos_;
         skip_space(true);
         std::vector<Sequence> alts = parse_alternates(rule, true);
+        --depth_;
         skip_space(true);
         if (peek() != ')') error("expected ')'");
         ++pos_;
@@ -508,6 +511,7 @@ class Parser {
 
   std::string_view src_;
   size_t pos_ = 0;
+  int depth_ = 0;  // open parentheses
   Grammar g_;
   std::unordered_map<std::string, uint32_t> ids_;
   std::vector<std::vector<Sequence>> bodies_;

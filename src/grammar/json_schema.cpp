@@ -509,6 +509,14 @@ std::string SchemaCompiler::add(const Json& schema, const Json& document, const 
 }
 
 std::string SchemaCompiler::visit(const Json& s, const std::string& name, const std::string& path) {
+  // The compiler recurses per level of the schema.
+  struct Depth {
+    int& d;
+    explicit Depth(int& depth) : d(depth) {
+      if (++d > 128) fail("JSON Schema: nested deeper than 128 levels");
+    }
+    ~Depth() { --d; }
+  } guard(depth_);
   if (s.is_boolean()) {
     if (s.get<bool>()) return any_value();
     fail("JSON Schema: the schema at {} is false: no value can match it", where(path));

@@ -65,6 +65,7 @@ class SchemaCompiler {
   std::map<std::string, std::string> primitives_;
   std::map<std::string, std::string> refs_;  // "#/$defs/x" -> rule
   const Json* document_ = nullptr;
+  int depth_ = 0;
 };
 
 // The GBNF text for `schema` (root rule "root").
