@@ -84,12 +84,12 @@ else
   echo "SKIPPED LOUDLY: nvcc not found, CUDA backend not built"
 fi
 
-step "fuzz: GGUF parser ${TANDEM_FUZZ_SECONDS:-60} s, tokenizer, chat templates and the server's parsers ${TANDEM_FUZZ_TEXT_SECONDS:-30} s each"
+step "fuzz: GGUF parser ${TANDEM_FUZZ_SECONDS:-60} s, tokenizer, chat templates, the server's parsers and grammars ${TANDEM_FUZZ_TEXT_SECONDS:-30} s each"
 cmake --preset fuzz >/dev/null
-cmake --build build/fuzz -j "$JOBS" --target gguf_parse_fuzz tokenizer_fuzz jinja_fuzz chat_api_fuzz
+cmake --build build/fuzz -j "$JOBS" --target gguf_parse_fuzz tokenizer_fuzz jinja_fuzz chat_api_fuzz grammar_fuzz
 seeds="build/fuzz/seeds"
-rm -rf "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja build/fuzz/corpus-api
-mkdir -p "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja build/fuzz/corpus-api
+rm -rf "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja build/fuzz/corpus-api build/fuzz/corpus-grammar
+mkdir -p "$seeds" build/fuzz/corpus build/fuzz/corpus-tok build/fuzz/corpus-jinja build/fuzz/corpus-api build/fuzz/corpus-grammar
 cp build/release/gguf-samples/*.gguf "$seeds/"
 for f in "$TANDEM_SHARED"/data/vocab/*.gguf "$MODEL"; do
   head -c 65536 "$f" > "$seeds/$(basename "$f").head"   # real headers, cut where max_len cuts
@@ -103,6 +103,8 @@ TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf build/fuzz/tokenizer_
 build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 -artifact_prefix=build/fuzz/ \
   -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
 build/fuzz/chat_api_fuzz build/fuzz/corpus-api tests/data/chat_api -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
+  -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
+build/fuzz/grammar_fuzz build/fuzz/corpus-grammar tests/data/grammar -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
   -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
 echo
 echo "test: all passed"

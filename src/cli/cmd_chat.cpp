@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "grammar/structured_output.h"
 #include "runtime/engine.h"
 #include "runtime/generation.h"
 #include "text/chat_prompt.h"
@@ -31,9 +32,12 @@ struct ChatOptions {
   bool think = true;
   runtime::SamplerParams sampling;
   SpeculativeFlags spec;
+  GrammarFlags grammar;
 };
 
 void run_chat(const ChatOptions& o) {
+  // Every reply follows the grammar; a reasoning model's after its </think>.
+  const std::shared_ptr<const grammar::Grammar> constraint = o.grammar.compile(/*leading_space=*/true);
   runtime::EngineOptions eo = o.engine.engine_options(0, kUbatch);
   eo.chat_template_file = o.template_file;
   runtime::Engine engine(eo);
@@ -90,7 +94,8 @@ void run_chat(const ChatOptions& o) {
     inputs.add_generation_prompt = true;
     inputs.extra["enable_thinking"] = think;
     // The template's own markers are control tokens; the user's text never becomes one.
-    const std::vector<text::TokenId> tokens = text::encode_chat(chat, engine.tokenizer(), inputs).tokens;
+    const text::ChatPrompt prompt = text::encode_chat(chat, engine.tokenizer(), inputs);
+    const std::vector<text::TokenId>& tokens = prompt.tokens;
     // Reuse the cache when the new prompt extends what is in it; otherwise start over.
     const std::span<const int32_t> held = session->tokens();
     const bool extends = held.size() < tokens.size() && std::equal(held.begin(), held.end(), tokens.begin());
@@ -104,6 +109,10 @@ void run_chat(const ChatOptions& o) {
     const std::span<const text::TokenId> fresh(tokens.data() + session->n_past(),
                                                tokens.size() - static_cast<size_t>(session->n_past()));
     ++gp.sampling.seed;  // each reply draws its own numbers
+    if (constraint) {
+      gp.grammar = constraint;
+      gp.think_gate = grammar::ends_inside_think(prompt.text) ? runtime::ThinkGate::Open : runtime::ThinkGate::Optional;
+    }
     runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
     generation.accept_prompt(tokens);
     std::string reply;
@@ -144,6 +153,7 @@ void register_chat(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
   cmd->add_flag("!--no-think", o->think, "Start with thinking off (Qwen3/Qwen3.5 templates)");
   o->spec.add_to(cmd);
+  o->grammar.add_to(cmd);
   cmd->callback([o] { run_chat(*o); });
 }
 

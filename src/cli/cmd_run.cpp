@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "grammar/structured_output.h"
 #include "runtime/engine.h"
 #include "runtime/generation.h"
 
@@ -28,6 +29,7 @@ struct RunOptions {
   std::vector<std::string> stops;
   runtime::SamplerParams sampling;
   SpeculativeFlags spec;
+  GrammarFlags grammar;
 };
 
 std::string read_file(const std::string& path) {
@@ -42,6 +44,9 @@ void run_generate(const RunOptions& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p PROMPT or -f FILE");
   const std::string prompt = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   if (o.n_predict < 0) fail("-n must be >= 0 (got {})", o.n_predict);
+  // A prompt that ends inside <think>: the grammar holds after the model's </think>.
+  const bool in_think = grammar::ends_inside_think(prompt);
+  const std::shared_ptr<const grammar::Grammar> constraint = o.grammar.compile(in_think);  // errors before loading
 
   runtime::Engine engine(o.engine.engine_options(/*plan_ctx=*/0, o.ubatch));  // placed below
   const model::HParams& hp = engine.hparams();
@@ -66,6 +71,8 @@ void run_generate(const RunOptions& o) {
   gp.ignore_eos = o.ignore_eos;
   gp.show_special = o.show_special;
   SpeculativeSetup spec = SpeculativeSetup::open(o.spec, engine, n_ctx);
+  gp.grammar = constraint;
+  gp.think_gate = in_think ? runtime::ThinkGate::Open : runtime::ThinkGate::None;
   runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
   generation.accept_prompt(tokens);
   auto print = [](const std::string& text) {
@@ -108,6 +115,7 @@ void register_run(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
   cmd->add_flag("--special", o->show_special, "Print control tokens");
   o->spec.add_to(cmd);
+  o->grammar.add_to(cmd);
   cmd->callback([o] { run_generate(*o); });
 }
 

@@ -3,7 +3,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "grammar/json_schema.h"
 #include "hub/model_hub.h"
 
 namespace tandem::cli {
@@ -145,6 +151,49 @@ std::string SpeculativeSetup::report() const {
   return fmt::format(
       "speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass, {:.2f} s guessing",
       st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step(), st.draft_seconds);
+}
+
+namespace {
+std::string file_text(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot read '{}'", flag, path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+void GrammarFlags::add_to(CLI::App* cmd) {
+  cmd->add_option("--grammar", grammar, "Constrain the output to this GBNF grammar (start rule 'root')");
+  cmd->add_option("--grammar-file", grammar_file, "Constrain the output to the GBNF grammar in this file");
+  cmd->add_option("-j,--json-schema", json_schema,
+                  "Constrain the output to JSON valid under this JSON Schema (text, or @FILE)");
+}
+
+std::shared_ptr<const grammar::Grammar> GrammarFlags::compile(bool leading_space) const {
+  const int given = !grammar.empty() + !grammar_file.empty() + !json_schema.empty();
+  if (given == 0) return nullptr;
+  if (given > 1) fail("give at most one of --grammar, --grammar-file and --json-schema");
+  std::string gbnf, flag;
+  if (!json_schema.empty()) {
+    flag = "--json-schema";
+    const std::string text = json_schema[0] == '@' ? file_text(json_schema.substr(1), "--json-schema") : json_schema;
+    const auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (schema.is_discarded()) fail("--json-schema: not valid JSON");
+    try {
+      gbnf = grammar::json_schema_to_gbnf(schema);
+    } catch (const Error& e) {
+      fail("--json-schema: {}", e.what());
+    }
+  } else {
+    flag = grammar.empty() ? "--grammar-file" : "--grammar";
+    gbnf = grammar.empty() ? file_text(grammar_file, "--grammar-file") : grammar;
+  }
+  try {
+    return grammar::compile(gbnf, leading_space);
+  } catch (const Error& e) {
+    fail("{}: {}", flag, e.what());
+  }
 }
 
 }  // namespace tandem::cli

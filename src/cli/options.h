@@ -7,8 +7,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "grammar/grammar.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/placement.h"
@@ -70,6 +72,15 @@ struct SpeculativeSetup {
   static SpeculativeSetup open(const SpeculativeFlags& flags, runtime::Engine& target, int64_t n_ctx);
   // "speculative: ..." with acceptance and tokens per verify pass (empty when off).
   std::string report() const;
+};
+
+// --grammar, --grammar-file, --json-schema (run and chat): structured output.
+struct GrammarFlags {
+  std::string grammar, grammar_file, json_schema;
+  void add_to(CLI::App* cmd);
+  // The grammar asked for (null: none), compiled; `leading_space` as grammar::compile.
+  // Bad text is a tandem::Error naming the flag and, for GBNF, line and column.
+  std::shared_ptr<const grammar::Grammar> compile(bool leading_space) const;
 };
 
 }  // namespace tandem::cli

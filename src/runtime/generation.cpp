@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 #include "runtime/speculative.h"
@@ -39,7 +40,12 @@ Generation::Generation(const text::Tokenizer& tokenizer, const std::set<text::To
       params_(std::move(params)),
       sampler_(params_.sampling, n_vocab),
       decoder_(tokenizer, decode_options(params_)),
-      stops_(params_.stops) {
+      stops_(params_.stops),
+      tokenizer_(&tokenizer) {
+  if (params_.grammar) {
+    constraint_ = std::make_unique<grammar::TokenConstraint>(params_.grammar, tokenizer, end_of_generation);
+    gate_ = params_.think_gate;
+  }
   if (params_.top_logprobs > 20) fail("top_logprobs must be at most 20 (got {})", params_.top_logprobs);
   if (params_.max_tokens == 0) finish(FinishReason::Length);
 }
@@ -76,31 +82,75 @@ void Generation::log_probabilities(std::span<const float> logits, text::TokenId 
   for (const auto& [l, id] : top_scratch_) out.push_back({id, l - log_z});
 }
 
+text::TokenId Generation::constrain(text::TokenId chosen, std::span<float> logits) {
+  // Sampling from the model's (truncated) distribution and resampling from the allowed
+  // tokens only when the choice is rejected: greedy picks exactly the best allowed token,
+  // and the full mask is computed only on a rejection (llama.cpp's order of the two).
+  if (constraint_->allows(chosen)) return chosen;
+  const std::span<const text::TokenId> allowed = constraint_->allowed();
+  if (allowed.empty()) return text::kNoToken;
+  std::fill(logits.begin(), logits.end(), -std::numeric_limits<float>::infinity());
+  for (text::TokenId t : allowed) logits[static_cast<size_t>(t)] = raw_logits_[static_cast<size_t>(t)];
+  return sampler_.sample(logits);
+}
+
+void Generation::advance_constraint(text::TokenId token) {
+  if (!constraint_) return;
+  if (gate_ == ThinkGate::None) {
+    constraint_->accept(token);
+    return;
+  }
+  const std::string& piece = tokenizer_->piece(token);
+  if (gate_ == ThinkGate::Optional) {
+    gate_ = ThinkGate::Open;  // the model opened <think> (the only way here: see next())
+    think_tail_.clear();
+  }
+  think_tail_ += piece;
+  const size_t close = think_tail_.find("</think>");
+  if (close == std::string::npos) {
+    if (think_tail_.size() > 64) think_tail_.erase(0, think_tail_.size() - 16);
+    return;
+  }
+  gate_ = ThinkGate::None;
+  // Text after </think> in the same token starts the answer (a rejected one is left alone).
+  constraint_->accept_bytes(std::string_view(think_tail_).substr(close + 8));
+}
+
 GenerationStep Generation::next(std::span<float> logits, int64_t room) {
   GenerationStep step;
   if (done()) {
     step.done = true;
     return step;
   }
-  if (params_.top_logprobs >= 0) {
-    // The chosen token is known only after sampling, which modifies the logits: keep a copy
-    // of what is needed (one value per token) by sampling on a copy only when asked.
-    thread_local std::vector<float> raw;
-    raw.assign(logits.begin(), logits.end());
-    step.token = sampler_.sample(logits);
-    log_probabilities(raw, step.token, step.top);
-  } else {
-    step.token = sampler_.sample(logits);
+  const bool constrained = constraint_ && gate_ != ThinkGate::Open;
+  if (constrained || params_.top_logprobs >= 0) raw_logits_.assign(logits.begin(), logits.end());
+  step.token = sampler_.sample(logits);
+  if (constrained) {
+    const bool opens_think = gate_ == ThinkGate::Optional && tokenizer_->vocab().valid(step.token) &&
+                             tokenizer_->piece(step.token).rfind("<think>", 0) == 0;
+    if (!opens_think) {
+      gate_ = ThinkGate::None;
+      step.token = constrain(step.token, logits);
+    }
   }
+  if (step.token == text::kNoToken) {  // the grammar allows nothing (it is complete and EOG is ignored)
+    finish(FinishReason::EndOfGeneration);
+    step.done = true;
+    step.text = drain();
+    return step;
+  }
+  // log-probabilities of the model's own distribution (before penalties, truncation and grammar)
+  if (params_.top_logprobs >= 0) log_probabilities(raw_logits_, step.token, step.top);
   ++generated_;
   tokens_.push_back(step.token);
-  if (!params_.ignore_eos && eog_->count(step.token)) {
+  if ((!params_.ignore_eos || (constraint_ && gate_ == ThinkGate::None)) && eog_->count(step.token)) {
     finish(FinishReason::EndOfGeneration);
     step.done = true;
     step.text = drain();
     return step;
   }
   sampler_.accept(step.token);
+  advance_constraint(step.token);
   step.text = stops_.push(decoder_.push(step.token));
   if (stops_.stopped()) {
     finish(FinishReason::StopString);

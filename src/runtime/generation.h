@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "grammar/token_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
 #include "text/detokenizer.h"
@@ -20,6 +22,13 @@
 
 namespace tandem::runtime {
 
+// Where a grammar starts to apply in a reasoning model's answer.
+enum class ThinkGate {
+  None,      // from the first token
+  Open,      // the prompt ended inside <think>: after the model writes </think>
+  Optional,  // the model may open <think> with its first token; then after </think>
+};
+
 struct GenerationParams {
   SamplerParams sampling;       // seed already resolved
   int64_t max_tokens = -1;      // < 0: until the context is full
@@ -27,6 +36,9 @@ struct GenerationParams {
   bool ignore_eos = false;
   bool show_special = false;    // control tokens rendered as text
   int top_logprobs = -1;        // < 0: no log-probabilities; 0..20: the chosen token's and this many others
+  // Structured output: the text (after the think gate) must be a sentence of this grammar.
+  std::shared_ptr<const grammar::Grammar> grammar;
+  ThinkGate think_gate = ThinkGate::None;
 };
 
 enum class FinishReason { None, EndOfGeneration, StopString, Length, ContextFull, Cancelled };
@@ -72,6 +84,11 @@ class Generation {
     if (reason_ == FinishReason::None) reason_ = r;
   }
   void log_probabilities(std::span<const float> logits, text::TokenId chosen, std::vector<TokenLogprob>& out);
+  // The sampler's choice if the grammar allows it, else a draw from the allowed tokens
+  // (kNoToken when none is allowed).
+  text::TokenId constrain(text::TokenId chosen, std::span<float> logits);
+  // Moves the grammar (or the think gate) past a token that entered the text.
+  void advance_constraint(text::TokenId token);
 
   const std::set<text::TokenId>* eog_;
   GenerationParams params_;
@@ -82,6 +99,11 @@ class Generation {
   int64_t generated_ = 0;
   std::vector<text::TokenId> tokens_;
   std::vector<std::pair<float, int32_t>> top_scratch_;
+  const text::Tokenizer* tokenizer_;
+  std::unique_ptr<grammar::TokenConstraint> constraint_;
+  ThinkGate gate_ = ThinkGate::None;  // None once the grammar applies
+  std::string think_tail_;            // the text since the gate opened, to find </think>
+  std::vector<float> raw_logits_;     // the logits before sampling (reused)
 };
 
 struct GenerationStats {

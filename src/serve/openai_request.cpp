@@ -13,8 +13,9 @@ using OJson = nlohmann::ordered_json;
 // Fields this server reads; any other top-level field is ignored as OpenAI ignores what it
 // does not know only for metadata-like fields: the ones below that change the output and
 // are not supported are rejected explicitly.
+// (response_format, grammar and json_schema are read by the server: structured output.)
 const char* const kUnsupported[] = {"n", "best_of", "suffix", "logit_bias", "functions", "function_call",
-                                    "response_format", "audio", "modalities", "prediction"};
+                                    "audio", "modalities", "prediction"};
 
 double number(const Json& body, const char* key, double lo, double hi) {
   const Json& v = body[key];
@@ -46,7 +47,6 @@ void parse_common(const Json& body, const RequestLimits& limits, uint64_t seed, 
     if (!has(body, key)) continue;
     if (std::string(key) == "n" && body[key].is_number_integer() && body[key].get<int64_t>() == 1) continue;
     if (std::string(key) == "best_of" && body[key].is_number_integer() && body[key].get<int64_t>() == 1) continue;
-    if (std::string(key) == "response_format" && body[key].is_object() && body[key].value("type", "") == "text") continue;
     if (std::string(key) == "logit_bias" && body[key].is_object() && body[key].empty()) continue;
     bad_request(key, "'{}' is not supported by this server (value {})", key, body[key].dump());
   }

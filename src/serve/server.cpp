@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "grammar/structured_output.h"
+#include "grammar/json_schema.h"
 #include "runtime/scheduler.h"
 #include "serve/api_error.h"
 #include "serve/openai_request.h"
@@ -32,6 +34,38 @@ constexpr int kMaxJsonDepth = 64;
 // Every JSON the server writes: text that is not valid UTF-8 (model output, file names,
 // rendered templates) is replaced rather than thrown on.
 std::string json_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// Runs a grammar step that may throw tandem::Error as a 400 naming `param`.
+template <typename F>
+auto as_bad_request(const std::string& param, F&& f) {
+  try {
+    return f();
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ApiError(400, fmt::format("'{}': {}", param, e.what()), param);
+  }
+}
+
+// The grammar a request asks for (GBNF text; empty: none) and the field that asked:
+// llama-server's `grammar` and `json_schema`, or OpenAI's `response_format`.
+std::string requested_grammar(const OJson& body, std::string& param) {
+  auto present = [&](const char* key) { return body.contains(key) && !body[key].is_null(); };
+  if (present("grammar")) {
+    param = "grammar";
+    if (!body["grammar"].is_string()) throw ApiError(400, "'grammar' must be a string (GBNF)", param);
+    return body["grammar"].get<std::string>();
+  }
+  if (present("json_schema")) {
+    param = "json_schema";
+    return as_bad_request(param, [&] { return grammar::json_schema_to_gbnf(body["json_schema"]); });
+  }
+  if (present("response_format")) {
+    param = "response_format";
+    return as_bad_request(param, [&] { return grammar::response_format_gbnf(body["response_format"]); });
+  }
+  return {};
+}
 
 Json error_body(const ApiError& e) {
   return Json{{"error", {{"message", e.what()},
@@ -183,9 +217,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   // What the output parser needs.
   text::ChatOutputOptions po;
   if (r.chat) {
-    const size_t end = prompt_text.find_last_not_of(" \n");
-    const std::string tail = end == std::string::npos ? "" : prompt_text.substr(0, end + 1);
-    po.starts_in_reasoning = tail.size() >= 7 && tail.compare(tail.size() - 7, 7, "<think>") == 0;
+    po.starts_in_reasoning = grammar::ends_inside_think(prompt_text);
     po.parse_tool_calls = !r.tools.empty() && r.tool_choice != "none";
     po.tools = r.tools;
   }
@@ -449,23 +481,34 @@ void Server::chat_completions(const httplib::Request& req, httplib::Response& re
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("chat template: {}", e.what()), "messages");
   }
+  // The body again with object keys in the client's order: a schema's properties are
+  // generated in the order it lists them.
+  const OJson ordered = OJson::parse(req.body);
   // tool_choice required / a named function: the answer is started as a tool call in the
-  // template's own form, so the model continues one (there is no grammar constraint yet,
-  // so the call's body is the model's; it is parsed like any other).
-  std::string forced;
+  // template's own form and the rest is held to the tools' parameter schemas.
+  std::string forced, gbnf, gbnf_param;
   if (r.tool_choice != "auto" && r.tool_choice != "none") {
-    const bool named = r.tool_choice != "required";
-    if (engine_->chat_template().xml_tool_calls()) {
-      forced = named ? fmt::format("<tool_call>\n<function={}>\n", r.tool_choice) : "<tool_call>\n<function=";
-    } else {
-      forced = named ? fmt::format("<tool_call>\n{{\"name\": {}, \"arguments\": {{", json_text(Json(r.tool_choice)))
-                     : "<tool_call>\n{\"name\": \"";
-    }
+    gbnf_param = "tools";
+    const grammar::ToolCallConstraint call = as_bad_request(gbnf_param, [&] {
+      return grammar::tool_call_constraint(ordered.at("tools"), r.tool_choice, engine_->chat_template().xml_tool_calls());
+    });
+    forced = call.prefix;
+    gbnf = call.gbnf;
     text::EncodeOptions enc;
     enc.parse_special = true;  // <tool_call> is the vocabulary's own token where it has one
     const std::vector<int32_t> more = engine_->tokenize(forced, enc);
     prompt.tokens.insert(prompt.tokens.end(), more.begin(), more.end());
     prompt.text += forced;
+  } else {
+    gbnf = requested_grammar(ordered, gbnf_param);
+  }
+  if (!gbnf.empty()) {
+    // A reasoning model answers after </think>: the grammar holds from there.
+    r.params.think_gate = !forced.empty()              ? runtime::ThinkGate::None
+                          : grammar::ends_inside_think(prompt.text) ? runtime::ThinkGate::Open
+                                                       : runtime::ThinkGate::Optional;
+    const bool leading_space = r.params.think_gate != runtime::ThinkGate::None;
+    r.params.grammar = as_bad_request(gbnf_param, [&] { return grammar::compile(gbnf, leading_space); });
   }
   respond(std::move(r), std::move(prompt.tokens), std::move(prompt.text), res, std::move(forced));
 }
@@ -485,6 +528,9 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
   } else if (r.echo) {
     text = engine_->tokenizer().decode(tokens);  // only echo shows the prompt as text
   }
+  std::string gbnf_param;
+  const std::string gbnf = requested_grammar(OJson::parse(req.body), gbnf_param);
+  if (!gbnf.empty()) r.params.grammar = as_bad_request(gbnf_param, [&] { return grammar::compile(gbnf); });
   respond(std::move(r), std::move(tokens), std::move(text), res);
 }
 

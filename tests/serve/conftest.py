@@ -62,6 +62,17 @@ def real_model_path() -> str:
     return path
 
 
+def shared_template(name: str) -> str:
+    """A chat template from ../shared/data/templates (skips loudly when the folder is absent)."""
+    shared = os.environ.get("TANDEM_SHARED", str(ROOT.parent / "shared"))
+    path = os.path.join(shared, "data", "templates", name)
+    if not os.path.exists(path):
+        if os.environ.get("TANDEM_REQUIRE_SHARED") == "1":
+            pytest.fail("shared templates missing (TANDEM_SHARED)")
+        pytest.skip("SKIPPED LOUDLY: shared templates not found; set TANDEM_SHARED")
+    return path
+
+
 @pytest.fixture(scope="module")
 def server():
     s = Server(real_model_path(), "-np", "4", "-c", "8192", "--alias", "coder")

@@ -11,7 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, real_model_path
+from conftest import Server, real_model_path, shared_template
 
 QUESTION = [{"role": "user", "content": "Write one sentence about the sea."}]
 
@@ -330,14 +330,7 @@ def test_tool_calls_json_form_round_trip(server):
 
 
 def test_tool_calls_xml_form_round_trip():
-    from conftest import ROOT  # noqa: F401  (the shared templates are found through TANDEM_SHARED)
-    import os
-    shared = os.environ.get("TANDEM_SHARED", str(ROOT.parent / "shared"))
-    template = os.path.join(shared, "data", "templates", "Qwen3-Coder.jinja")
-    if not os.path.exists(template):
-        if os.environ.get("TANDEM_REQUIRE_SHARED") == "1":
-            pytest.fail("shared templates missing (TANDEM_SHARED)")
-        pytest.skip("SKIPPED LOUDLY: shared templates not found; set TANDEM_SHARED")
+    template = shared_template("Qwen3-Coder.jinja")
     s = Server(real_model_path(), "-np", "1", "-c", "4096", "--alias", "coder", "--template", template)
     try:
         # The XML form: "{", then each finished parameter, then "}" arrive apart.
