@@ -51,7 +51,7 @@ ctest --test-dir build/release -j "$JOBS" --output-on-failure --no-tests=error
 
 step "ASan+UBSan build + tests"
 # Skipped here: the oracle runs and the structured-output run of the real model (a hundred
-# sampled generations; 20 min under ASan). The grammar engine's own tests and its fuzzer
+# sampled generations; 10 min under ASan, the pass's longest test). The grammar engine's own tests and its fuzzer
 # cover it under the sanitizers.
 cmake --preset asan -DTANDEM_PYTHON="$PY" -DTANDEM_TEST_MODEL="$MODEL" -DTANDEM_SHARED="$TANDEM_SHARED" >/dev/null
 cmake --build build/asan -j "$JOBS"
