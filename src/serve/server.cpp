@@ -388,10 +388,10 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
             delta["content"] = out.content.substr(state->sent_content);
             state->sent_content = out.content.size();
           }
-          // Tool calls: the name (with index and id) once known, then argument fragments as
-          // their values complete. The parser keeps a call's arguments a growing prefix of the
-          // finished ones; should that ever not hold, nothing more is sent for the call rather
-          // than something that contradicts what was.
+          // Tool calls: each as soon as the parser reports it complete (index, id, name and
+          // arguments). A call is not sent before it has closed: one still arriving may yet
+          // turn out malformed and stay content, and a sent call cannot be taken back. Should
+          // a call's arguments grow after all, the rest goes out as a fragment.
           Json calls = Json::array();
           for (size_t i = 0; i < out.tool_calls.size(); ++i) {
             const text::ParsedToolCall& c = out.tool_calls[i];

@@ -7,7 +7,6 @@ namespace tandem::text {
 namespace {
 
 using Json = nlohmann::json;
-using OrderedJson = nlohmann::ordered_json;  // arguments keep the model's member order
 
 constexpr std::string_view kThinkOpen = "<think>", kThinkClose = "</think>";
 constexpr std::string_view kCallOpen = "<tool_call>", kCallClose = "</tool_call>";
@@ -16,7 +15,7 @@ constexpr std::string_view kParamOpen = "<parameter=", kParamClose = "</paramete
 
 // Serialized JSON; text that is not valid UTF-8 (a model can write any bytes) is replaced,
 // never an exception.
-std::string json_text(const OrderedJson& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string json_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -82,7 +81,7 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
     if (!trim(rest.substr(fclose + kFunctionClose.size())).empty()) return false;
     rest = rest.substr(0, fclose);
   }
-  OrderedJson args = OrderedJson::object();
+  Json args = Json::object();
   for (;;) {
     rest = trim(rest);
     if (rest.empty()) break;
@@ -101,7 +100,7 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
       const std::string value(inline_value);
       key = std::string(trim(std::string_view(key).substr(0, eq)));
       if (key.empty()) return false;
-      args[key] = OrderedJson(parameter_value(value, parameter_type(tools, name, key)));
+      args[key] = parameter_value(value, parameter_type(tools, name, key));
       // Whatever follows up to the next tag belongs to no parameter: it must be blank.
       const size_t next_tag = rest.find('<');
       if (!trim(rest.substr(0, next_tag)).empty()) return false;
@@ -121,7 +120,7 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
       if (vend == std::string_view::npos) vend = next = rest.size();
     }
     if (key.empty()) return false;
-    args[key] = OrderedJson(parameter_value(rest.substr(0, vend), parameter_type(tools, name, key)));
+    args[key] = parameter_value(rest.substr(0, vend), parameter_type(tools, name, key));
     rest = rest.substr(next);
   }
   out.name = name;
@@ -132,13 +131,13 @@ bool parse_xml_call(std::string_view body, const Json& tools, ParsedToolCall& ou
 // {"name": ..., "arguments": {...} | "..."}. Returns false if malformed.
 bool parse_json_call(std::string_view body, ParsedToolCall& out) {
   body = trim(body);
-  const OrderedJson j = OrderedJson::parse(body.begin(), body.end(), nullptr, false);
+  const Json j = Json::parse(body.begin(), body.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
   out.name = j["name"].get<std::string>();
-  const OrderedJson args = j.contains("arguments") ? j["arguments"] : j.value("parameters", OrderedJson::object());
+  const Json args = j.contains("arguments") ? j["arguments"] : j.value("parameters", Json::object());
   if (args.is_string()) {
     const std::string s = args.get<std::string>();
-    const OrderedJson inner = OrderedJson::parse(s, nullptr, false);
+    const Json inner = Json::parse(s, nullptr, false);
     out.arguments = inner.is_object() ? json_text(inner) : s;
   } else if (args.is_object()) {
     out.arguments = json_text(args);
@@ -150,103 +149,6 @@ bool parse_json_call(std::string_view body, ParsedToolCall& out) {
   return !out.name.empty();
 }
 
-// Where the JSON value starting at s[from] ends (npos: the text ends first). For an object,
-// `commas` receives the positions of its own member separators.
-size_t scan_value(std::string_view s, size_t from, std::vector<size_t>* commas) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (size_t i = from; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return i + 1;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (--depth <= 0) return i + 1;
-    } else if (c == ',' && depth == 1 && commas != nullptr) {
-      commas->push_back(i);
-    } else if (depth == 0 && (c == ',' || std::isspace(static_cast<unsigned char>(c)))) {
-      return i;  // a number or literal ends
-    }
-  }
-  return std::string_view::npos;
-}
-
-size_t skip_space(std::string_view s, size_t i) {
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return i;
-}
-
-// A JSON call still arriving: {"name": "f", "arguments": {"a": 1, "b": ... The name once its
-// string is complete; the arguments whose values are complete, serialized as the finished
-// call's arguments will begin (without the closing brace).
-bool partial_json_call(std::string_view body, ParsedToolCall& out) {
-  if (body.empty() || body.front() != '{') return false;
-  std::string args;
-  size_t at = 1;
-  for (;;) {
-    at = skip_space(body, at);
-    if (at >= body.size() || body[at] != '"') break;
-    const size_t key_end = scan_value(body, at, nullptr);
-    if (key_end == std::string_view::npos) break;
-    const OrderedJson key = OrderedJson::parse(body.substr(at, key_end - at), nullptr, false);
-    at = skip_space(body, key_end);
-    if (at >= body.size() || body[at] != ':') break;
-    at = skip_space(body, at + 1);
-    if (at >= body.size()) break;
-    const bool is_args = key.is_string() && (key == "arguments" || key == "parameters");
-    std::vector<size_t> commas;
-    const size_t value_end = scan_value(body, at, is_args ? &commas : nullptr);
-    if (key.is_string() && key == "name" && value_end != std::string_view::npos) {
-      const OrderedJson name = OrderedJson::parse(body.substr(at, value_end - at), nullptr, false);
-      if (name.is_string()) out.name = name.get<std::string>();
-    }
-    if (is_args && body[at] == '{') {
-      // Members up to the last separator are complete (all of them once the object closes).
-      const std::string done = value_end != std::string_view::npos
-                                   ? std::string(body.substr(at, value_end - at))
-                               : commas.empty() ? std::string("{}")
-                                                : std::string(body.substr(at, commas.back() - at)) + "}";
-      const OrderedJson members = OrderedJson::parse(done, nullptr, false);
-      if (members.is_object()) {
-        args = json_text(members);
-        args.pop_back();  // the closing brace comes with the finished call
-      }
-    }
-    if (value_end == std::string_view::npos) break;
-    at = skip_space(body, value_end);
-    if (at >= body.size() || body[at] != ',') break;
-    ++at;
-  }
-  if (out.name.empty()) return false;
-  out.arguments = std::move(args);
-  return true;
-}
-
-// An XML call still arriving: the name once its tag is closed; the parameters whose
-// </parameter> has been written, as the finished call's arguments will begin.
-bool partial_xml_call(std::string_view body, const Json& tools, ParsedToolCall& out) {
-  const size_t name_end = body.find('>');
-  if (name_end == std::string_view::npos) return false;
-  const size_t last_close = body.rfind(kParamClose);
-  const std::string_view done =
-      last_close == std::string_view::npos ? body.substr(0, name_end + 1) : body.substr(0, last_close + kParamClose.size());
-  if (!parse_xml_call(done, tools, out)) return false;
-  out.arguments.pop_back();  // the closing brace comes with the finished call
-  return true;
-}
-
 bool offered(const Json& tools, const std::string& name) {
   for (const Json& t : tools) {
     if (t.is_object() && t.contains("function") && t["function"].is_object() && t["function"].value("name", "") == name) {
@@ -254,15 +156,6 @@ bool offered(const Json& tools, const std::string& name) {
     }
   }
   return false;
-}
-
-// A call still arriving, once it names an offered tool (see chat_output.h).
-bool parse_partial_call(std::string_view body, const Json& tools, ParsedToolCall& out) {
-  const std::string_view t = trim(body);
-  const bool ok = t.substr(0, kFunctionOpen.size()) == kFunctionOpen ? partial_xml_call(t, tools, out)
-                                                                      : partial_json_call(t, out);
-  out.complete = false;
-  return ok && offered(tools, out.name);
 }
 
 // A call naming a tool the request did not offer (a template's example name, a guess) is
@@ -394,8 +287,6 @@ void parse_content(std::string_view s, const ChatOutputOptions& o, bool final, P
       // A closer still to come would make a bare {"name" before this call a call too.
       const size_t bare = before.find(kBareJson);
       out.content.append(bare == std::string_view::npos ? before : before.substr(0, bare));
-      ParsedToolCall partial;
-      if (parse_partial_call(s.substr(body_begin), o.tools, partial)) out.tool_calls.push_back(std::move(partial));
       return;
     }
     // A call without an opener whose next call starts before its closer: end it there.

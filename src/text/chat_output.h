@@ -8,10 +8,8 @@
 // nothing the model wrote is lost.
 //
 // For streaming, parse() of a growing text with `final` unset holds back whatever could
-// still turn into markup (a partial "<think" or "<tool_call"), so that content already sent
-// never has to be taken back. A call still arriving is reported (complete = false) once its
-// name is known and offered, with the arguments whose values are complete so far, so a
-// client sees the call's name and argument fragments as they are written.
+// still turn into markup (a partial "<think" or "<tool_call", an unclosed call), so that
+// content already sent never has to be taken back.
 #pragma once
 
 #include <string>
@@ -24,9 +22,7 @@ namespace tandem::text {
 
 struct ParsedToolCall {
   std::string name;
-  std::string arguments;  // a JSON object, serialized (members in the order the model wrote them)
-  bool complete = true;   // false: still arriving (streaming); arguments is then a prefix of
-                          //   what the finished call's will be
+  std::string arguments;  // a JSON object, serialized
 };
 
 struct ParsedChatOutput {

@@ -273,9 +273,7 @@ WEATHER_TOOL = [{"type": "function", "function": {
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris for 3 days?"}]
 
 
-def streamed_tool_calls(server, pieces=None, **kw):
-    """Joins the streamed tool-call deltas; `pieces` (a dict) gets how many non-empty argument
-    fragments each call arrived in."""
+def streamed_tool_calls(server, **kw):
     calls, finish, content = {}, None, ""
     for chunk in client(server).chat.completions.create(model="coder", stream=True, **kw):
         for c in chunk.choices:
@@ -284,8 +282,6 @@ def streamed_tool_calls(server, pieces=None, **kw):
                 entry = calls.setdefault(tc.index, {"name": "", "arguments": ""})
                 entry["name"] += tc.function.name or ""
                 entry["arguments"] += tc.function.arguments or ""
-                if pieces is not None and tc.function.arguments:
-                    pieces[tc.index] = pieces.get(tc.index, 0) + 1
             finish = c.finish_reason or finish
     return [calls[i] for i in sorted(calls)], finish, content
 
@@ -298,21 +294,18 @@ def check_weather_call(call, expect_days):
         assert args["days"] == 3 and isinstance(args["days"], int)  # typed by the schema
 
 
-def tool_round_trip(s, expect_days, min_pieces=1):
+def tool_round_trip(s, expect_days):
     """The real model asks for the tool (greedy), streamed and not; its call and a tool result
-    go back through the real template; it answers with text. Streamed, the call's arguments
-    arrive in at least `min_pieces` fragments that join to the non-streamed arguments."""
+    go back through the real template; it answers with text."""
     r = chat(s, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, temperature=0, max_tokens=80)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls", choice
     assert not choice.message.content
     assert len(choice.message.tool_calls) == 1
     check_weather_call(choice.message.tool_calls[0], expect_days)
-    pieces = {}
-    calls, finish, content = streamed_tool_calls(s, pieces, messages=WEATHER_QUESTION, tools=WEATHER_TOOL,
-                                                 temperature=0, max_tokens=80)
+    calls, finish, content = streamed_tool_calls(s, messages=WEATHER_QUESTION, tools=WEATHER_TOOL, temperature=0,
+                                                 max_tokens=80)
     assert finish == "tool_calls" and content == ""  # no markup leaked into the content
-    assert pieces.get(0, 0) >= min_pieces, pieces
     assert calls == [{"name": "get_weather", "arguments": choice.message.tool_calls[0].function.arguments}]
     history = WEATHER_QUESTION + [
         {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in choice.message.tool_calls]},
@@ -333,8 +326,7 @@ def test_tool_calls_xml_form_round_trip():
     template = shared_template("Qwen3-Coder.jinja")
     s = Server(real_model_path(), "-np", "1", "-c", "4096", "--alias", "coder", "--template", template)
     try:
-        # The XML form: "{", then each finished parameter, then "}" arrive apart.
-        tool_round_trip(s, expect_days=True, min_pieces=3)
+        tool_round_trip(s, expect_days=True)
     finally:
         assert s.stop() == 0
 

@@ -155,12 +155,10 @@ TEST(ChatOutput, MalformedCallsStayContentAndNothingIsLost) {
 }
 
 // Feeding the text a character at a time, each non-final parse is a prefix of the final
-// one: content and reasoning only grow; a call appears once its name is known, with
-// arguments that are a prefix of the finished call's and only grow.
+// one: content and reasoning only grow, calls appear only once complete.
 void expect_prefix_stable(const std::string& text, const ChatOutputOptions& o) {
   const ParsedChatOutput last = parse_chat_output(text, o, true);
   size_t calls = 0;
-  std::vector<std::string> previous;
   for (size_t n = 0; n <= text.size(); ++n) {
     const ParsedChatOutput p = parse_chat_output(std::string_view(text).substr(0, n), o, false);
     ASSERT_EQ(last.content.compare(0, p.content.size(), p.content), 0) << "at " << n << ": '" << p.content << "'";
@@ -168,20 +166,8 @@ void expect_prefix_stable(const std::string& text, const ChatOutputOptions& o) {
     ASSERT_GE(p.tool_calls.size(), calls) << "at " << n;
     ASSERT_LE(p.tool_calls.size(), last.tool_calls.size()) << "at " << n;
     for (size_t i = 0; i < p.tool_calls.size(); ++i) {
-      const ParsedToolCall& c = p.tool_calls[i];
-      EXPECT_EQ(c.name, last.tool_calls[i].name) << "at " << n;
-      if (c.complete) {
-        EXPECT_EQ(c.arguments, last.tool_calls[i].arguments) << "at " << n;
-      } else {
-        EXPECT_EQ(last.tool_calls[i].arguments.compare(0, c.arguments.size(), c.arguments), 0)
-            << "at " << n << ": '" << c.arguments << "' vs '" << last.tool_calls[i].arguments << "'";
-      }
-      if (i < previous.size()) {
-        EXPECT_GE(c.arguments.size(), previous[i].size()) << "arguments shrank at " << n;
-      }
+      EXPECT_EQ(p.tool_calls[i].arguments, last.tool_calls[i].arguments) << "at " << n;
     }
-    previous.clear();
-    for (const ParsedToolCall& c : p.tool_calls) previous.push_back(c.arguments);
     calls = p.tool_calls.size();
     EXPECT_EQ(p.content.find("<tool_call"), std::string::npos) << "markup leaked at " << n;
     EXPECT_EQ(p.content.find("<think"), std::string::npos) << "markup leaked at " << n;
@@ -200,34 +186,6 @@ TEST(ChatOutput, StreamingPrefixesNeverTakeContentBack) {
   expect_prefix_stable("```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\"}\n}\n```",
                        with_tools(kWeatherTool));
   expect_prefix_stable("```python\nprint({\"name\": 1})\n```", with_tools(kWeatherTool));
-  // Several parameters and calls, values with escapes, braces and commas inside strings.
-  expect_prefix_stable("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"A, \\\"B\\\" {C}\", "
-                       "\"days\": 3, \"unit\": [\"c\", {\"x\": 1}]}}\n</tool_call>\n<tool_call>\n{\"name\": "
-                       "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>",
-                       with_tools(kWeatherTool));
-  expect_prefix_stable("<tool_call>\n<function=get_weather>\n<parameter=city>\nSão Paulo\n</parameter>\n<parameter=days>\n"
-                       "2\n</parameter>\n</function>\n</tool_call>",
-                       with_tools(kWeatherTool));
-}
-
-// A call still arriving is reported with its name and the arguments complete so far.
-TEST(ChatOutput, ACallStillArrivingShowsItsNameAndFinishedArguments) {
-  const ChatOutputOptions o = with_tools(kWeatherTool);
-  ParsedChatOutput p = parse_chat_output("Sure. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Pa", o, false);
-  EXPECT_EQ(p.content, "Sure. ");
-  ASSERT_EQ(p.tool_calls.size(), 1u);
-  EXPECT_FALSE(p.tool_calls[0].complete);
-  EXPECT_EQ(p.tool_calls[0].name, "get_weather");
-  EXPECT_EQ(p.tool_calls[0].arguments, "{");
-  p = parse_chat_output("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"days\": 2, \"city\": \"Pa", o, false);
-  ASSERT_EQ(p.tool_calls.size(), 1u);
-  EXPECT_EQ(p.tool_calls[0].arguments, "{\"days\":2");  // the model's order, not sorted
-  p = parse_chat_output("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n2", o, false);
-  ASSERT_EQ(p.tool_calls.size(), 1u);
-  EXPECT_EQ(p.tool_calls[0].arguments, "{\"city\":\"Paris\"");
-  // Not yet named, or naming a tool that was not offered: nothing to show.
-  EXPECT_TRUE(parse_chat_output("<tool_call>\n{\"name\": \"get_wea", o, false).tool_calls.empty());
-  EXPECT_TRUE(parse_chat_output("<tool_call>\n<function=launch_rockets>\n", o, false).tool_calls.empty());
 }
 
 // The real templates render assistant tool calls; their text parses back to the same calls.
