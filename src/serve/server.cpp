@@ -351,7 +351,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
   struct StreamState {
     std::string text;
     size_t sent_content = 0, sent_reasoning = 0;
-    std::vector<std::string> sent_arguments;  // per tool call begun: its argument text sent so far
+    size_t sent_calls = 0;
     bool started = false;
   };
   auto state = std::make_shared<StreamState>();
@@ -388,25 +388,14 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
             delta["content"] = out.content.substr(state->sent_content);
             state->sent_content = out.content.size();
           }
-          // Tool calls: each as soon as the parser reports it complete (index, id, name and
-          // arguments). A call is not sent before it has closed: one still arriving may yet
-          // turn out malformed and stay content, and a sent call cannot be taken back. Should
-          // a call's arguments grow after all, the rest goes out as a fragment.
+          // Tool calls: each whole (index, id, name, arguments) once it has closed. One still
+          // arriving may yet turn out malformed and stay content; a sent call cannot be taken back.
           Json calls = Json::array();
-          for (size_t i = 0; i < out.tool_calls.size(); ++i) {
-            const text::ParsedToolCall& c = out.tool_calls[i];
-            if (i == state->sent_arguments.size()) {
-              calls.push_back({{"index", i}, {"id", random_id("call_")}, {"type", "function"},
-                               {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
-              state->sent_arguments.push_back(c.arguments);
-              continue;
-            }
-            std::string& sent = state->sent_arguments[i];
-            if (c.arguments.size() > sent.size() && c.arguments.compare(0, sent.size(), sent) == 0) {
-              calls.push_back({{"index", i}, {"function", {{"arguments", c.arguments.substr(sent.size())}}}});
-              sent = c.arguments;
-            }
+          for (size_t i = state->sent_calls; i < out.tool_calls.size(); ++i) {
+            calls.push_back({{"index", i}, {"id", random_id("call_")}, {"type", "function"},
+                             {"function", {{"name", out.tool_calls[i].name}, {"arguments", out.tool_calls[i].arguments}}}});
           }
+          state->sent_calls = std::max(state->sent_calls, out.tool_calls.size());
           if (!calls.empty()) delta["tool_calls"] = calls;
           return (delta.empty() && lp.is_null()) || send(chunk(delta, nullptr, lp));
         };
@@ -454,7 +443,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         if (!job->error().empty()) {
           send(Json{{"error", {{"message", job->error()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
         } else {
-          Json last = chunk(chat ? Json::object() : Json(""), finish_reason(chat && !state->sent_arguments.empty()), nullptr);
+          Json last = chunk(chat ? Json::object() : Json(""), finish_reason(chat && state->sent_calls > 0), nullptr);
           last["timings"] = timings();  // as llama-server: on the chunk that finishes
           send(last);
           if (include_usage) {
