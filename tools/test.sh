@@ -4,7 +4,8 @@
 #   2. ASan+UBSan build + every test except four slow oracle comparisons
 #   3. CUDA build (library, CLI and the CUDA op tests; `tandem devices` must fall back to the
 #      CPU cleanly; the op tests skip without a device)
-#   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates
+#   4. libFuzzer runs: GGUF parser (seeded with real files), tokenizer, Jinja templates, the
+#      server's request parsers, grammars and JSON Schemas
 # Shared data (../shared) and the real model are required: a missing one fails the run; so
 # are the tests of every CPU feature this machine has (TANDEM_REQUIRE_ISA, set after step 1).
 set -euo pipefail
@@ -97,17 +98,32 @@ cp build/release/gguf-samples/*.gguf "$seeds/"
 for f in "$TANDEM_SHARED"/data/vocab/*.gguf "$MODEL"; do
   head -c 65536 "$f" > "$seeds/$(basename "$f").head"   # real headers, cut where max_len cuts
 done
-# libFuzzer exits non-zero on any crash, sanitizer report or leak; pipefail passes that on.
-build/fuzz/gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ \
-  -max_total_time="${TANDEM_FUZZ_SECONDS:-60}" -print_final_stats=1 2>&1 | tail -n 8
-TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf build/fuzz/tokenizer_fuzz build/fuzz/corpus-tok \
-  tests/data/tokenizer -max_len=4096 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" \
-  -print_final_stats=1 2>&1 | tail -n 8
-build/fuzz/jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 -artifact_prefix=build/fuzz/ \
-  -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
-build/fuzz/chat_api_fuzz build/fuzz/corpus-api tests/data/chat_api -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
-  -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
-build/fuzz/grammar_fuzz build/fuzz/corpus-grammar tests/data/grammar -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
-  -artifact_prefix=build/fuzz/ -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 8
+# fuzz NAME ARGS...: runs one fuzzer; prints its final stats, or, when it fails (a crash, a
+# sanitizer report, a leak, a timeout: libFuzzer exits non-zero), the report with the
+# failing input in base64 and the stack, and stops the suite.
+fuzz() {
+  local name="$1" log="build/fuzz/$1.log"
+  shift
+  rm -f "build/fuzz/$name"-crash-* "build/fuzz/$name"-timeout-* "build/fuzz/$name"-leak-* "build/fuzz/$name"-oom-*
+  if "build/fuzz/$name" "$@" -artifact_prefix="build/fuzz/$name-" -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 6 "$log"
+  else
+    echo "FAILED: $name (its log: $log)"
+    local at
+    at=$(grep -n -m1 -E 'ALARM|deadly signal|==[0-9]+==ERROR|ERROR: libFuzzer' "$log" | cut -d: -f1 || true)
+    sed -n "${at:-1},+45p" "$log" | cut -c1-400
+    grep -E '^Base64: |Test unit written' "$log" || true
+    exit 1
+  fi
+}
+fuzz gguf_parse_fuzz build/fuzz/corpus "$seeds" -max_len=65536 -rss_limit_mb=4096 -max_total_time="${TANDEM_FUZZ_SECONDS:-60}"
+TANDEM_FUZZ_VOCAB=build/release/tokenizer/qwen3-vocab.gguf fuzz tokenizer_fuzz build/fuzz/corpus-tok tests/data/tokenizer \
+  -max_len=4096 -rss_limit_mb=4096 -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}"
+fuzz jinja_fuzz build/fuzz/corpus-jinja "$TANDEM_SHARED/data/templates" -max_len=16384 -rss_limit_mb=4096 -timeout=10 \
+  -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}"
+fuzz chat_api_fuzz build/fuzz/corpus-api tests/data/chat_api -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
+  -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}"
+fuzz grammar_fuzz build/fuzz/corpus-grammar tests/data/grammar -max_len=4096 -rss_limit_mb=4096 -timeout=10 \
+  -max_total_time="${TANDEM_FUZZ_TEXT_SECONDS:-30}"
 echo
 echo "test: all passed"

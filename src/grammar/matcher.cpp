@@ -10,6 +10,7 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(gr
   nodes_.push_back({0, -1});
   member_begin_.push_back(0);
   scratch_.clear();
+  expand_steps_ = 0;
   for (uint32_t alt : grammar_->alts[grammar_->start]) expand(alt, 0, scratch_);
   start_ = intern(scratch_);
 }
@@ -17,7 +18,13 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(gr
 int32_t Matcher::node(uint32_t pos, int32_t parent) {
   const uint64_t key = (uint64_t{pos} << 32) | static_cast<uint32_t>(parent);
   auto [it, fresh] = node_ids_.try_emplace(key, static_cast<int32_t>(nodes_.size()));
-  if (fresh) nodes_.push_back({pos, parent});
+  if (fresh) {
+    if (nodes_.size() >= kMaxNodes) {
+      node_ids_.erase(it);
+      fail("grammar: too ambiguous to match: more than {} distinct parse stacks were needed", kMaxNodes);
+    }
+    nodes_.push_back({pos, parent});
+  }
   return it->second;
 }
 
@@ -25,6 +32,11 @@ int32_t Matcher::node(uint32_t pos, int32_t parent) {
 // set on top (or is empty: the sentence may end here).
 void Matcher::expand(uint32_t pos, int32_t parent, std::vector<int32_t>& out) {
   while (true) {
+    if (++expand_steps_ > kMaxExpandSteps) {
+      fail("grammar: too ambiguous to match: one byte needed more than {} rule expansions (rules that can "
+           "match nothing, nested in each other?)",
+           kMaxExpandSteps);
+    }
     const Element& e = code_[pos];
     if (e.kind == Element::Kind::Bytes) {
       out.push_back(node(pos, parent));
@@ -56,6 +68,11 @@ Matcher::State Matcher::intern(std::vector<int32_t>& stacks) {
   std::sort(stacks.begin(), stacks.end(), std::greater<>());  // the empty stack (0) last
   stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
   if (stacks.empty()) return kDead;
+  if (stacks.size() > kMaxStacks) {
+    fail("grammar: too ambiguous to match: the text so far can be parsed in more than {} ways at once (a rule "
+         "that nests inside its own repetition?)",
+         kMaxStacks);
+  }
   uint64_t h = 1469598103934665603ull;
   for (int32_t id : stacks) h = (h ^ static_cast<uint32_t>(id)) * 1099511628211ull;
   auto range = state_ids_.equal_range(h);
@@ -78,6 +95,7 @@ Matcher::State Matcher::compute(State s, uint8_t byte) {
   std::vector<int32_t> next;
   next.swap(scratch_);  // expand() may be re-entered only through here; keep the buffer
   next.clear();
+  expand_steps_ = 0;
   const auto begin = member_begin_[static_cast<size_t>(s)], end = member_begin_[static_cast<size_t>(s) + 1];
   for (uint32_t i = begin; i < end; ++i) {
     const int32_t id = members_[i];

@@ -11,6 +11,11 @@
 //
 // Rule references at the end of an alternative do not push a return position (a tail
 // call), so X* (R ::= X R | empty) runs in constant stack depth.
+//
+// A grammar can be ambiguous enough that the number of live stacks grows without bound
+// with the input (a rule nested inside its own repetition, say); the work is bounded
+// (kMaxStacks, kMaxExpandSteps, kMaxNodes) and going past a bound is a tandem::Error that
+// names it, never a hang.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +79,11 @@ class Matcher {
 
  private:
   static constexpr int32_t kUnknown = -2;
+  // Real grammars (JSON Schema, GBNF files people write) keep well under a hundred stacks
+  // per configuration and a few thousand nodes; these bounds are far above that.
+  static constexpr size_t kMaxStacks = 4096;           // per configuration
+  static constexpr size_t kMaxExpandSteps = 1u << 20;  // per computed transition
+  static constexpr size_t kMaxNodes = 1u << 22;        // per matcher (about 150 MiB)
   struct Node {
     uint32_t pos;    // index into code: a Bytes element
     int32_t parent;  // the stack below (0: the empty stack)
@@ -101,6 +111,7 @@ class Matcher {
   std::vector<int32_t> transitions_;                  // state * 256 + byte
   std::unordered_multimap<uint64_t, State> state_ids_;  // hash of members -> state
   std::vector<int32_t> scratch_;
+  size_t expand_steps_ = 0;  // since the current transition began
   State start_ = kDead;
 };
 

@@ -30,13 +30,14 @@ void Job::push(Event e) {
   cv_.notify_all();
 }
 
-void Job::finish(FinishReason r, std::string error) {
+void Job::finish(FinishReason r, std::string error, bool request_at_fault) {
   {
     std::lock_guard<std::mutex> lock(m_);
     if (finished_) return;
     finished_ = true;
     reason_ = r;
     error_ = std::move(error);
+    request_at_fault_ = request_at_fault;
   }
   cv_.notify_all();
 }
@@ -226,7 +227,7 @@ void Scheduler::evict_checkpoints() {
   }
 }
 
-void Scheduler::end_job(Slot& slot, FinishReason r, std::string error) {
+void Scheduler::end_job(Slot& slot, FinishReason r, std::string error, bool request_at_fault) {
   Job& job = *slot.job;
   const double t = now_seconds();
   job.completion_ = slot.gen ? slot.gen->generated() : 0;
@@ -244,7 +245,7 @@ void Scheduler::end_job(Slot& slot, FinishReason r, std::string error) {
       observe(stats_.tpot_counts, stats_.tpot_sum, stats_.tpot_n, job.gen_s_ / static_cast<double>(job.completion_ - 1));
     }
   }
-  job.finish(r, std::move(error));
+  job.finish(r, std::move(error), request_at_fault);
   slot.job.reset();
   slot.gen.reset();
   slot.last_used = ++clock_;
@@ -253,7 +254,15 @@ void Scheduler::end_job(Slot& slot, FinishReason r, std::string error) {
 void Scheduler::sample(Slot& slot, std::span<float> logits) {
   Generation& gen = *slot.gen;
   const int64_t room = slot.seq->n_ctx - slot.seq->n_past;
-  GenerationStep step = gen.next(logits, room);
+  GenerationStep step;
+  try {
+    step = gen.next(logits, room);
+  } catch (const Error& e) {
+    // Sampling fails only on what the request brought (a grammar too ambiguous to match):
+    // that request ends with the message; the other slots go on.
+    end_job(slot, FinishReason::Cancelled, e.what(), true);
+    return;
+  }
   if (slot.t_first == 0) {
     slot.t_first = now_seconds();
     std::lock_guard<std::mutex> lock(m_);

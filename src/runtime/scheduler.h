@@ -65,6 +65,9 @@ class Job {
   // Valid once wait() returned true.
   FinishReason reason() const { return reason_; }
   const std::string& error() const { return error_; }
+  // Whether the error lies in the request itself (its grammar could not be matched, say):
+  // a 400 rather than a 500.
+  bool request_at_fault() const { return request_at_fault_; }
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
   int64_t cached_tokens() const { return cached_; }
   int64_t completion_tokens() const { return completion_; }
@@ -75,7 +78,7 @@ class Job {
  private:
   friend class Scheduler;
   void push(Event e);
-  void finish(FinishReason r, std::string error = {});
+  void finish(FinishReason r, std::string error = {}, bool request_at_fault = false);
 
   std::vector<text::TokenId> prompt_;
   GenerationParams params_;
@@ -86,6 +89,7 @@ class Job {
   bool finished_ = false;
   FinishReason reason_ = FinishReason::None;
   std::string error_;
+  bool request_at_fault_ = false;
   int64_t cached_ = 0, completion_ = 0;
   double queue_s_ = 0, prompt_s_ = 0, gen_s_ = 0;
 };
@@ -148,7 +152,7 @@ class Scheduler {
   void assign(Slot& slot, std::shared_ptr<Job> job);
   void reuse_prefix(Slot& slot, const std::vector<text::TokenId>& prompt);
   void take_checkpoint(Slot& slot);
-  void end_job(Slot& slot, FinishReason r, std::string error = {});
+  void end_job(Slot& slot, FinishReason r, std::string error = {}, bool request_at_fault = false);
   void sample(Slot& slot, std::span<float> logits);
   // After a decode step: samples each fed position in turn, keeps the guesses sampled.
   void take_decode_step(Slot& slot, float* logits);

@@ -74,6 +74,11 @@ Json error_body(const ApiError& e) {
                          {"code", e.code().empty() ? Json() : Json(e.code())}}}};
 }
 
+// The error a job ended with, once its response has begun (a stream, a kept-alive body).
+Json job_error_body(const runtime::Job& job) {
+  return error_body(ApiError(job.request_at_fault() ? 400 : 500, job.error()));
+}
+
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();
   if (e.status() == 503) res.set_header("Retry-After", "1");
@@ -311,7 +316,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
     };
     // A short job is answered whole, with a proper status if it failed.
     if (take(1000)) {
-      if (!job->error().empty()) throw ApiError(500, job->error());
+      if (!job->error().empty()) throw ApiError(job->request_at_fault() ? 400 : 500, job->error());
       res.set_content(json_text(answer(state->first, state->second)), "application/json");
       return;
     }
@@ -336,8 +341,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
           }
           const Json body = job->error().empty()
                                 ? answer(state->first, state->second)
-                                : Json{{"error", {{"message", job->error()}, {"type", "server_error"},
-                                                  {"param", nullptr}, {"code", nullptr}}}};
+                                : job_error_body(*job);
           const std::string text = json_text(body);
           sink.write(text.data(), text.size());
           sink.done();
@@ -441,7 +445,7 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
         // an answer that turns out to be a bare JSON call).
         if (chat) emit_chat(true, nullptr);
         if (!job->error().empty()) {
-          send(Json{{"error", {{"message", job->error()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+          send(job_error_body(*job));
         } else {
           Json last = chunk(chat ? Json::object() : Json(""), finish_reason(chat && state->sent_calls > 0), nullptr);
           last["timings"] = timings();  // as llama-server: on the chunk that finishes

@@ -149,6 +149,34 @@ TEST(Gbnf, LeftRecursionIsRejected) {
   EXPECT_NE(error_of("root ::= (\"a\"?)*").find("left-recursive"), std::string::npos);
 }
 
+// Found by grammar_fuzz: a rule nested in its own bounded repetition can be parsed in a
+// number of ways that grows with every byte. The matcher must stop with an error naming
+// the cause, quickly, instead of building ever larger configurations.
+TEST(Gbnf, AmbiguityPastTheBoundIsAnErrorNotAHang) {
+  Matcher m(compile(R"(root ::= ("a" | [^?] root + | "0e9"){1,9})"));
+  std::string input;
+  for (int i = 0; i < 128; ++i) input += "ba";  // each "a" may close any of the open roots
+  try {
+    m.walk(m.start(), input);
+    FAIL() << "no error after " << input.size() << " bytes";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("grammar: too ambiguous to match"), std::string::npos) << e.what();
+  }
+  // Chains of rules that match nothing in two ways: 2^40 expansions for one byte.
+  std::string chain = "root ::= e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e e \"x\"\n"
+                      "e ::= f | g\nf ::= \"\"\ng ::= \"\"";
+  try {
+    Matcher c(compile(chain));
+    EXPECT_TRUE(c.accepting(c.walk(c.start(), "x")));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("grammar: too ambiguous to match"), std::string::npos) << e.what();
+  }
+  // A plainly ambiguous but real grammar stays well inside the bounds.
+  Matcher ok(compile(R"(root ::= ("a" | "ab") "b"?)"));
+  EXPECT_TRUE(ok.accepting(ok.walk(ok.start(), "abb")));
+}
+
 TEST(Gbnf, LeadingSpaceWrapperKeepsTheUsersLines) {
   auto g = compile("root ::= \"{\" \"}\"", true);
   EXPECT_TRUE(g->matches("{}"));
