@@ -3,6 +3,7 @@ same model, same threads, one server at a time on loopback (never both at once).
 
     .venv/bin/python bench/grammar_decode.py --tandem build/release/tandem \
         --llama-server /work/peers/llama.cpp/build/bin/llama-server --model MODEL.gguf [-t 2] [--reps 3]
+        [--baseline OTHER_TANDEM_BINARY]   (an A/B of two tandem builds; --llama-server optional then)
 
 For each server: one warm-up request, then `reps` greedy requests unconstrained and `reps`
 with the schema (OpenAI response_format; llama-server turns it into its grammar the same
@@ -65,7 +66,7 @@ def request(port, constrained, n, kind):
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "orders", "schema": SCHEMA, "strict": True}}
     r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=900).json()
     text = r["choices"][0]["message"]["content"]
-    if kind == "tandem":
+    if kind != "llama.cpp":
         tokens = r["usage"]["completion_tokens"]
         rate = (tokens - 1) / r["usage"]["timings"]["generation_s"]  # the first token comes with the prompt
     else:
@@ -84,19 +85,24 @@ def request(port, constrained, n, kind):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tandem", required=True)
-    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--llama-server")
+    ap.add_argument("--baseline", help="a second tandem binary, measured the same way (A/B)")
     ap.add_argument("--model", required=True)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("-n", type=int, default=600)
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
+    if not a.llama_server and not a.baseline:
+        ap.error("give --llama-server, --baseline or both")
+    servers = [("tandem", a.tandem)] + ([("baseline", a.baseline)] if a.baseline else []) + \
+        ([("llama.cpp", a.llama_server)] if a.llama_server else [])
     rows = []
-    for kind in ("tandem", "llama.cpp"):
+    for kind, binary in servers:
         port = free_port()
-        if kind == "tandem":
-            cmd = [a.tandem, "serve", "-m", a.model, "--port", str(port), "-t", str(a.threads), "-np", "1", "-c", "4096"]
+        if kind != "llama.cpp":
+            cmd = [binary, "serve", "-m", a.model, "--port", str(port), "-t", str(a.threads), "-np", "1", "-c", "4096"]
         else:
-            cmd = [a.llama_server, "-m", a.model, "--port", str(port), "-t", str(a.threads), "-np", "1", "-c", "4096",
+            cmd = [binary, "-m", a.model, "--port", str(port), "-t", str(a.threads), "-np", "1", "-c", "4096",
                    "--no-webui"]
         proc = start(cmd, port)
         try:
@@ -120,8 +126,9 @@ def main():
             if r[1]:
                 print(f"{label}: {r[0]} constrained / unconstrained = {r[idx] / base[r[0]]:.3f}")
         t = next(r[idx] for r in rows if r[0] == "tandem" and r[1])
-        l = next(r[idx] for r in rows if r[0] == "llama.cpp" and r[1])
-        print(f"{label}: constrained tandem / llama.cpp = {t / l:.3f}")
+        for other, _ in servers[1:]:
+            o = next(r[idx] for r in rows if r[0] == other and r[1])
+            print(f"{label}: constrained tandem / {other} = {t / o:.3f}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ void run_chat(const ChatOptions& o) {
     if (constraint) {
       gp.grammar = constraint;
       gp.think_gate = grammar::ends_inside_think(prompt.text) ? runtime::ThinkGate::Open : runtime::ThinkGate::Optional;
+      gp.prefetch_mask = engine.forward_leaves_a_core_idle();
     }
     runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
     generation.accept_prompt(tokens);

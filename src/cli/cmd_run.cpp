@@ -73,6 +73,7 @@ void run_generate(const RunOptions& o) {
   SpeculativeSetup spec = SpeculativeSetup::open(o.spec, engine, n_ctx);
   gp.grammar = constraint;
   gp.think_gate = in_think ? runtime::ThinkGate::Open : runtime::ThinkGate::None;
+  gp.prefetch_mask = engine.forward_leaves_a_core_idle();
   runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
   generation.accept_prompt(tokens);
   auto print = [](const std::string& text) {

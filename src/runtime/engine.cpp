@@ -75,6 +75,8 @@ Engine::~Engine() = default;
 
 int Engine::threads() const { return ctx_ ? ctx_->pool().size() : 0; }
 
+bool Engine::forward_leaves_a_core_idle() const { return on_gpu() || threads() < default_thread_count(); }
+
 const text::ChatTemplate& Engine::chat_template() const {
   if (!chat_template_) fail("{}", chat_template_error_);
   return *chat_template_;

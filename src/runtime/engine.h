@@ -71,6 +71,9 @@ class Engine {
   std::shared_ptr<ThreadPool> shared_pool() const;
   int threads() const;
   bool on_gpu() const { return gpu_ != nullptr; }
+  // Whether a forward pass leaves a CPU core free for other work (a grammar's mask, say):
+  // layers run on a GPU, or the pool has fewer threads than this process may use.
+  bool forward_leaves_a_core_idle() const;
   // End-of-generation tokens (EOS, EOT, <|im_end|>, ...).
   const std::set<text::TokenId>& end_of_generation() const { return eog_; }
   // The chat template (the model's or --template's); fails with a clear message when the

@@ -45,6 +45,7 @@ Generation::Generation(const text::Tokenizer& tokenizer, const std::set<text::To
   if (params_.grammar) {
     constraint_ = std::make_unique<grammar::TokenConstraint>(params_.grammar, tokenizer, end_of_generation);
     gate_ = params_.think_gate;
+    if (params_.prefetch_mask) prefetch_ = std::make_unique<grammar::MaskPrefetch>(*constraint_);
   }
   if (params_.top_logprobs > 20) fail("top_logprobs must be at most 20 (got {})", params_.top_logprobs);
   if (params_.max_tokens == 0) finish(FinishReason::Length);
@@ -116,7 +117,13 @@ void Generation::advance_constraint(text::TokenId token) {
   constraint_->accept_bytes(std::string_view(think_tail_).substr(close + 8));
 }
 
+void Generation::prefetch() {
+  // Inside <think> the grammar does not apply yet (and the state does not move).
+  if (prefetch_ && !done() && gate_ != ThinkGate::Open) prefetch_->start();
+}
+
 GenerationStep Generation::next(std::span<float> logits, int64_t room) {
+  if (prefetch_) prefetch_->wait();  // the constraint is ours again (an error in it surfaces here)
   GenerationStep step;
   if (done()) {
     step.done = true;
@@ -179,6 +186,7 @@ GenerationStats generate(Session& session, Generation& generation, std::span<con
   stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   const auto t0 = Clock::now();
   if (speculation != nullptr) session.keep_hidden(speculation->drafter->needs_hidden());
+  generation.prefetch();
   std::span<float> logits = session.feed(prompt);
   if (speculation != nullptr) speculation->drafter->catch_up(session);
   const auto t1 = Clock::now();
@@ -190,6 +198,7 @@ GenerationStats generate(Session& session, Generation& generation, std::span<con
       const GenerationStep step = generation.next(logits, session.n_ctx() - session.n_past());
       if (!step.text.empty() && !on_text(step.text)) generation.cancel();
       if (step.done || generation.done()) break;
+      generation.prefetch();
       logits = session.feed(std::span<const text::TokenId>(&step.token, 1));
     }
   }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "grammar/mask_prefetch.h"
 #include "grammar/token_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
@@ -39,6 +40,10 @@ struct GenerationParams {
   // Structured output: the text (after the think gate) must be a sentence of this grammar.
   std::shared_ptr<const grammar::Grammar> grammar;
   ThinkGate think_gate = ThinkGate::None;
+  // Compute the grammar's mask on a thread of its own during each forward pass (prefetch()):
+  // worth it when the forward leaves a CPU core idle (GPU layers, or fewer pool threads than
+  // usable cores); on a CPU whose every core runs the pool it would only compete.
+  bool prefetch_mask = false;
 };
 
 enum class FinishReason { None, EndOfGeneration, StopString, Length, ContextFull, Cancelled };
@@ -71,6 +76,9 @@ class Generation {
   void cancel() { finish(FinishReason::Cancelled); }
   // Text held back at the end (an unfinished UTF-8 character, a partial stop string).
   std::string drain();
+  // Called just before the forward pass that will produce the next logits: with
+  // params.prefetch_mask and a grammar in force, its mask is computed meanwhile.
+  void prefetch();
 
   bool done() const { return reason_ != FinishReason::None; }
   FinishReason reason() const { return reason_; }
@@ -101,6 +109,7 @@ class Generation {
   std::vector<std::pair<float, int32_t>> top_scratch_;
   const text::Tokenizer* tokenizer_;
   std::unique_ptr<grammar::TokenConstraint> constraint_;
+  std::unique_ptr<grammar::MaskPrefetch> prefetch_;  // after constraint_: stopped before it goes
   ThinkGate gate_ = ThinkGate::None;  // None once the grammar applies
   std::string think_tail_;            // the text since the gate opened, to find </think>
   std::vector<float> raw_logits_;     // the logits before sampling (reused)

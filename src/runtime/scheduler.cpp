@@ -179,6 +179,7 @@ void Scheduler::assign(Slot& slot, std::shared_ptr<Job> job) {
     std::reverse(slot.checkpoint_plan.begin(), slot.checkpoint_plan.end());
     if (end_at > first) slot.checkpoint_plan.push_back(end_at);
   }
+  job->params_.prefetch_mask = engine_.forward_leaves_a_core_idle();
   slot.gen = std::make_unique<Generation>(engine_.tokenizer(), engine_.end_of_generation(), job->params_,
                                           engine_.hparams().n_vocab);
   slot.gen->accept_prompt(job->prompt_);
@@ -400,6 +401,7 @@ void Scheduler::loop() {
     }
     if (batch_.empty()) continue;
 
+    for (Slot* s : batch_slots_) s->gen->prefetch();  // grammar masks while the batch runs
     const double t0 = now_seconds();
     try {
       engine_.forward(*workspace_, batch_);

@@ -217,6 +217,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
       spec.stats.draft_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (static_cast<int>(drafts.size()) < spec.draft_min) drafts.clear();
     }
+    generation.prefetch();  // the mask for the first position of what is fed next
     if (drafts.empty()) {
       logits = session.feed(std::span<const text::TokenId>(&pending, 1));
       spec.drafter->catch_up(session);

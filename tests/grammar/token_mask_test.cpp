@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "grammar/json_schema.h"
+#include "grammar/mask_prefetch.h"
 #include "grammar/structured_output.h"
 #include "grammar/token_constraint.h"
 #include "runtime/generation.h"
@@ -174,6 +176,67 @@ TEST(ConstrainedGeneration, SamplingOnlyEverPicksAllowedTokens) {
     }
     EXPECT_EQ(gen.reason(), runtime::FinishReason::EndOfGeneration);
     EXPECT_TRUE(g->matches(text)) << text;
+  }
+}
+
+// The mask computed on its own thread during the (here simulated) forward pass changes no
+// choice: greedy and sampled runs with and without the prefetch pick the same tokens, and
+// the prefetch thread did compute masks (one per step it was started).
+TEST(ConstrainedGeneration, PrefetchedMasksChangeNoChoice) {
+  REQUIRE_QWEN3(tok);
+  const std::set<TokenId> eog = {tok->vocab().find("<|im_end|>")};
+  const auto n = static_cast<int64_t>(tok->vocab().size());
+  auto g = compile(json_schema_to_gbnf(nlohmann::ordered_json::parse(kNestedSchema)));
+  for (float temperature : {0.0f, 1.0f}) {
+    std::vector<TokenId> runs[2];
+    for (int prefetch = 0; prefetch < 2; ++prefetch) {
+      runtime::GenerationParams p;
+      p.sampling.temperature = temperature;
+      p.sampling.seed = 11;
+      p.grammar = g;
+      p.prefetch_mask = prefetch == 1;
+      runtime::Generation gen(*tok, eog, p, n);
+      std::mt19937 rng(5);
+      for (int step = 0; step < 60 && !gen.done(); ++step) {
+        std::vector<float> logits = random_logits(static_cast<size_t>(n), rng);
+        gen.prefetch();  // what the decode loops call just before the forward pass
+        const runtime::GenerationStep s = gen.next(logits, 1000);
+        runs[prefetch].push_back(s.token);
+      }
+    }
+    EXPECT_EQ(runs[0], runs[1]) << "temperature " << temperature;
+    EXPECT_GT(runs[0].size(), 20u);
+  }
+  TokenConstraint c(g, *tok, eog);
+  MaskPrefetch prefetch(c);
+  prefetch.start();
+  prefetch.wait();
+  EXPECT_EQ(prefetch.computed(), 1u);
+  TokenConstraint fresh(g, *tok, eog);
+  std::vector<TokenId> a(c.allowed().begin(), c.allowed().end()), b(fresh.allowed().begin(), fresh.allowed().end());
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  EXPECT_EQ(a, b);
+}
+
+// An error in the background computation (a grammar too ambiguous to match) is not lost:
+// it surfaces in the next step, where the server turns it into the request's 400.
+TEST(ConstrainedGeneration, PrefetchErrorSurfacesInTheNextStep) {
+  REQUIRE_QWEN3(tok);
+  const std::set<TokenId> eog = {tok->vocab().find("<|im_end|>")};
+  const auto n = static_cast<int64_t>(tok->vocab().size());
+  runtime::GenerationParams p;
+  p.sampling.temperature = 0;
+  p.grammar = compile(R"(root ::= ([^?] root* | [^?]){1,9})");
+  p.prefetch_mask = true;
+  runtime::Generation gen(*tok, eog, p, n);
+  std::vector<float> logits(static_cast<size_t>(n), 0.0f);
+  gen.prefetch();
+  try {
+    gen.next(logits, 1000);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too ambiguous to match"), std::string::npos) << e.what();
   }
 }
 

@@ -14,7 +14,7 @@ Conventions (those of llama.cpp's convert_hf_to_gguf.py for "gpt2"-model vocabul
   special ids / add_bos / add_eos from tokenizer_config.json beside tokenizer.json
   tokenizer.chat_template    from tokenizer_config.json when present
 
-Usage: convert_tokenizer_json.py TOKENIZER_JSON OUT.gguf [--pre NAME] [--name NAME]
+Usage: convert_tokenizer_json.py TOKENIZER_JSON OUT.gguf [--pre NAME] [--name NAME] [--n-vocab N]
 Needs the `gguf` package (tools/requirements-test.txt).
 """
 import argparse
@@ -47,7 +47,7 @@ def token_text(value):
     return value
 
 
-def convert(tokenizer_json: str, out_path: str, pre: str, name: str) -> None:
+def convert(tokenizer_json: str, out_path: str, pre: str, name: str, n_vocab: int = 0) -> None:
     with open(tokenizer_json, encoding="utf-8") as f:
         tj = json.load(f)
     model = tj["model"]
@@ -68,6 +68,10 @@ def convert(tokenizer_json: str, out_path: str, pre: str, name: str) -> None:
     for i, t in added.items():
         id_to_text[i] = t["content"]
     size = max(id_to_text) + 1
+    if n_vocab:
+        if n_vocab < size:
+            sys.exit(f"--n-vocab {n_vocab} is below the {size} ids {tokenizer_json} uses")
+        size = n_vocab  # a model's embedding has rows past the last token (padding ids)
 
     tokens, types = [], []
     for i in range(size):
@@ -120,9 +124,10 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--pre", default="qwen2", help="tokenizer.ggml.pre value (default qwen2)")
     ap.add_argument("--name", default="qwen3-tokenizer", help="general.name")
+    ap.add_argument("--n-vocab", type=int, default=0, help="pad to this many ids (as a model's embedding rows)")
     args = ap.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    convert(args.tokenizer_json, args.out, args.pre, args.name)
+    convert(args.tokenizer_json, args.out, args.pre, args.name, args.n_vocab)
 
 
 if __name__ == "__main__":
