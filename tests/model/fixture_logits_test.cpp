@@ -253,6 +253,77 @@ TEST(FixtureMtp, DraftLogitsMatchTheComposedReference) {
   }
 }
 
+// The block against llama.cpp's own MTP context (tools/crosscheck/llama_mtp.cpp, recorded by
+// llama_fixture_logits.py --mtp): an independent implementation fed the same inputs. Its
+// speculative driver lays the pairs out one position later than the composed reference
+// above, position p holding token x_p with h_{p-1} and a zero h at p = 0, so the block's
+// cache holds one more pair; tandem is given exactly that layout and llama.cpp's own trunk
+// h rows, so only the block's math is compared. f32 weights, f32 activations and caches on
+// both sides: what differs is summation order and llama.cpp's attention kernel (measured:
+// max |diff| 1.1e-3 on logits of magnitude ~5, mean 6e-5). The bounds sit far below what a
+// wrong block does: the embedding and h halves of the concat swapped give max 12, mean 2.3.
+TEST(FixtureMtp, DraftLogitsMatchLlamaCpp) {
+  const json& v = manifest()["families"]["qwen35moe"]["variants"]["f32"];
+  ASSERT_TRUE(v.contains("llama_mtp_reference")) << "run tools/crosscheck/llama_fixture_logits.py --mtp";
+  const json& r = v["llama_mtp_reference"];
+  const auto files = gguf::ModelFiles::open(kFixtures / v["gguf"].get<std::string>());
+  const auto model = load_model(files);
+  const int64_t V = model->hparams().n_vocab, D = model->hparams().n_embd;
+  const auto tokens = v["sequences"][r["sequence"].get<size_t>()]["tokens"].get<std::vector<int32_t>>();
+  const auto n = static_cast<int64_t>(tokens.size());
+  const std::vector<float> llama_h = testing::read_floats(kFixtures / r["h"]["file"].get<std::string>());
+  const std::vector<float> expected = testing::read_floats(kFixtures / r["mtp"]["file"].get<std::string>());
+  ASSERT_EQ(static_cast<int64_t>(llama_h.size()), n * D);
+  ASSERT_EQ(static_cast<int64_t>(expected.size()), n * V);
+  cpu::OpContext ctx(2, model->max_row());
+  ctx.set_float_activations(true);
+  cpu::CpuBackend cpu(ctx);
+  const Backends be{&cpu, nullptr};
+  const auto workspace = model->new_workspace(be, n);
+  // tandem's trunk agrees with llama.cpp's on the h rows the block reads.
+  const auto trunk = model->new_sequence(be, 256, kF32Cache);
+  std::vector<float> logits(static_cast<size_t>(n * V)), hidden(static_cast<size_t>(n * D));
+  SequenceInput in;
+  in.state = trunk.get();
+  in.tokens = tokens;
+  in.logits = logits.data();
+  in.all_logits = true;
+  in.hidden = hidden.data();
+  model->forward(be, *workspace, std::span<const SequenceInput>(&in, 1));
+  float h_diff = 0;
+  for (size_t i = 0; i < hidden.size(); ++i) h_diff = std::max(h_diff, std::fabs(hidden[i] - llama_h[i]));
+  EXPECT_LE(h_diff, 1e-3f) << "trunk h rows";
+  // The block over [zero row; h_0 .. h_{n-2}] with x_0 .. x_{n-1}, in two calls.
+  std::vector<float> pairs_h(static_cast<size_t>(n * D), 0.0f);
+  std::copy(llama_h.begin(), llama_h.end() - D, pairs_h.begin() + D);
+  const auto mtp = model->new_mtp_sequence(be, 256, kF32Cache);
+  std::vector<float> draft(static_cast<size_t>(n * V));
+  const int64_t split = n / 3;
+  for (auto [from, count] : {std::pair<int64_t, int64_t>{0, split}, {split, n - split}}) {
+    MtpInput m;
+    m.state = mtp.get();
+    m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from), static_cast<size_t>(count));
+    m.hidden = pairs_h.data() + from * D;
+    m.logits = draft.data() + from * V;
+    m.all_logits = true;
+    model->mtp_forward(be, *workspace, m);
+  }
+  float worst = 0;
+  double sum = 0;
+  int64_t at = 0;
+  for (int64_t i = 0; i < n * V; ++i) {
+    const float d = std::fabs(draft[static_cast<size_t>(i)] - expected[static_cast<size_t>(i)]);
+    sum += d;
+    if (d > worst) worst = d, at = i;
+  }
+  const double mean = sum / static_cast<double>(n * V);
+  EXPECT_LE(worst, 5e-3f) << "position " << at / V << " logit " << at % V << ": tandem " << draft[static_cast<size_t>(at)]
+                          << ", llama.cpp " << expected[static_cast<size_t>(at)];
+  EXPECT_LE(mean, 2e-4);
+  std::printf("MTP block vs llama.cpp: |logit diff| max %.3g, mean %.3g over %lld positions; trunk h max |diff| %.3g\n",
+              worst, mean, static_cast<long long>(n), h_diff);
+}
+
 TEST(FixtureMtp, AFileWithoutTheBlockSaysSo) {
   const auto files = gguf::ModelFiles::open(kFixtures / "qwen3" / "model-q8_0.gguf");
   const auto model = load_model(files);

@@ -16,8 +16,15 @@ baseline the test's bounds are measured from. Writes
 tests/fixtures/<family>/llama-kv-<k>-<v>.f32 and records them under
 variants.f32.llama_kv_references["<k>/<v>"].
 
-usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA [--kv-caches]
-(build LLAMA_LOGITS_BINARY from tools/crosscheck/llama_logits.cpp, see its header)"""
+With --mtp LLAMA_MTP_BINARY it records instead llama.cpp's MTP (NextN) draft block on the
+f32 fixtures of families with one (qwen35moe): the trunk's h rows and the block's logits at
+every position of the longest sequence, as llama.cpp's speculative driver pairs them (see
+llama_mtp.cpp). Writes tests/fixtures/<family>/llama-mtp.h.f32 and llama-mtp.mtp.f32 and
+records them under variants.f32.llama_mtp_reference; the oracle of
+tests/model/fixture_logits_test.cpp's FixtureMtp.DraftLogitsMatchLlamaCpp.
+
+usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA [--kv-caches | --mtp LLAMA_MTP_BINARY]
+(build the binaries from tools/crosscheck/llama_logits.cpp and llama_mtp.cpp, see their headers)"""
 import argparse
 import hashlib
 import json
@@ -51,10 +58,28 @@ def main():
     ap.add_argument("driver")
     ap.add_argument("--commit", required=True)
     ap.add_argument("--kv-caches", action="store_true")
+    ap.add_argument("--mtp", metavar="LLAMA_MTP_BINARY")
     args = ap.parse_args()
     manifest_path = FIXTURES / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for family, f in manifest["families"].items():
+        if args.mtp:
+            if not any(note.startswith("MTP block") for note in f.get("notes", [])):
+                continue
+            v = f["variants"]["f32"]
+            index = max(range(len(v["sequences"])), key=lambda i: len(v["sequences"][i]["tokens"]))
+            tokens = v["sequences"][index]["tokens"]
+            prefix = f"{family}/llama-mtp"
+            subprocess.run([args.mtp, str(FIXTURES / v["gguf"]), str(FIXTURES / prefix), *map(str, tokens)],
+                           check=True, capture_output=True)
+            ref = {"sequence": index, "llama_cpp_commit": args.commit, "kv_cache": "f32", "threads": 2,
+                   "layout": "position p: token x_p with the trunk's h_{p-1} (zeros at p = 0)"}
+            for part in ("h", "mtp"):
+                data = (FIXTURES / f"{prefix}.{part}.f32").read_bytes()
+                ref[part] = {"file": f"{prefix}.{part}.f32", "sha256": hashlib.sha256(data).hexdigest()}
+            v["llama_mtp_reference"] = ref
+            print(prefix, len(tokens), "tokens")
+            continue
         if args.kv_caches:
             if family not in KV_FAMILIES:
                 continue
