@@ -194,6 +194,24 @@ std::vector<Case> cases(bool quantized_only) {
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.param.family + "_" + info.param.variant; }
 
+// The trunk's final hidden states (after output_norm, what the MTP block reads) at every
+// position of `tokens`, from a fresh f32-cache sequence.
+std::vector<float> trunk_hidden(const Model& model, const Backends& be, Workspace& workspace,
+                                const std::vector<int32_t>& tokens) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  const auto trunk = model.new_sequence(be, 256, kF32Cache);
+  std::vector<float> logits(static_cast<size_t>(n * model.hparams().n_vocab));
+  std::vector<float> hidden(static_cast<size_t>(n * model.hparams().n_embd));
+  SequenceInput in;
+  in.state = trunk.get();
+  in.tokens = tokens;
+  in.logits = logits.data();
+  in.all_logits = true;
+  in.hidden = hidden.data();
+  model.forward(be, workspace, std::span<const SequenceInput>(&in, 1));
+  return hidden;
+}
+
 // The MTP draft block (random weights: transformers drops mtp.*) against a reference that
 // composes transformers' own modules as MODELS.md section 8 describes (the manifest marks it
 // UNCONFIRMED: no independent MTP forward exists in transformers). Row p of the reference
@@ -217,16 +235,8 @@ TEST(FixtureMtp, DraftLogitsMatchTheComposedReference) {
       const auto n = static_cast<int64_t>(tokens.size());
       if (seq["mtp_draft_n_pos"].get<int64_t>() == 0) continue;
       ASSERT_EQ(seq["mtp_draft_n_pos"].get<int64_t>(), n - 1);
-      const auto trunk = model->new_sequence(be, 256, kF32Cache);
       const auto workspace = model->new_workspace(be, n);
-      std::vector<float> logits(static_cast<size_t>(n * V)), hidden(static_cast<size_t>(n * D));
-      SequenceInput in;
-      in.state = trunk.get();
-      in.tokens = tokens;
-      in.logits = logits.data();
-      in.all_logits = true;
-      in.hidden = hidden.data();
-      model->forward(be, *workspace, std::span<const SequenceInput>(&in, 1));
+      const std::vector<float> hidden = trunk_hidden(*model, be, *workspace, tokens);
       // Pairs (h_p, x_{p+1}) for p = 0..n-2, through the block's own cache in two calls
       // (a prompt, then the rest), as a drafter catching up would.
       const auto mtp = model->new_mtp_sequence(be, 256, kF32Cache);
@@ -281,15 +291,7 @@ TEST(FixtureMtp, DraftLogitsMatchLlamaCpp) {
   const Backends be{&cpu, nullptr};
   const auto workspace = model->new_workspace(be, n);
   // tandem's trunk agrees with llama.cpp's on the h rows the block reads.
-  const auto trunk = model->new_sequence(be, 256, kF32Cache);
-  std::vector<float> logits(static_cast<size_t>(n * V)), hidden(static_cast<size_t>(n * D));
-  SequenceInput in;
-  in.state = trunk.get();
-  in.tokens = tokens;
-  in.logits = logits.data();
-  in.all_logits = true;
-  in.hidden = hidden.data();
-  model->forward(be, *workspace, std::span<const SequenceInput>(&in, 1));
+  const std::vector<float> hidden = trunk_hidden(*model, be, *workspace, tokens);
   float h_diff = 0;
   for (size_t i = 0; i < hidden.size(); ++i) h_diff = std::max(h_diff, std::fabs(hidden[i] - llama_h[i]));
   EXPECT_LE(h_diff, 1e-3f) << "trunk h rows";

@@ -17,6 +17,15 @@
 #include "llama.h"
 #include "llama-ext.h"  // llama_set_embeddings_nextn / llama_get_embeddings_nextn (staging API)
 
+// Position i of sequence 0, with its logits wanted.
+static void put(llama_batch& b, int i, llama_token token) {
+  b.token[i] = token;
+  b.pos[i] = i;
+  b.n_seq_id[i] = 1;
+  b.seq_id[i][0] = 0;
+  b.logits[i] = 1;
+}
+
 static bool write_floats(const std::string& path, const float* data, size_t n) {
   FILE* f = fopen(path.c_str(), "wb");
   if (!f) return false;
@@ -55,13 +64,7 @@ int main(int argc, char** argv) {
   if (!tgt) return 3;
   llama_set_embeddings_nextn(tgt, true, /*masked=*/false);
   llama_batch b = llama_batch_init(n, 0, 1);
-  for (int i = 0; i < n; ++i) {
-    b.token[i] = toks[i];
-    b.pos[i] = i;
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = 0;
-    b.logits[i] = 1;
-  }
+  for (int i = 0; i < n; ++i) put(b, i, toks[i]);
   b.n_tokens = n;
   if (llama_decode(tgt, b) != 0) return 4;
   const float* h = llama_get_embeddings_nextn(tgt);
@@ -77,11 +80,7 @@ int main(int argc, char** argv) {
   llama_batch m = llama_batch_init(n, n_embd, 1);
   m.token = static_cast<llama_token*>(malloc(sizeof(llama_token) * n));  // the MTP batch needs both
   for (int i = 0; i < n; ++i) {
-    m.token[i] = toks[i];
-    m.pos[i] = i;
-    m.n_seq_id[i] = 1;
-    m.seq_id[i][0] = 0;
-    m.logits[i] = 1;
+    put(m, i, toks[i]);
     float* row = m.embd + static_cast<size_t>(i) * n_embd;
     if (i == 0) {
       memset(row, 0, sizeof(float) * n_embd);
