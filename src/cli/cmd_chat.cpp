@@ -39,6 +39,7 @@ void run_chat(const ChatOptions& o) {
   // Every reply follows the grammar; a reasoning model's after its </think>.
   const std::shared_ptr<const grammar::Grammar> constraint = o.grammar.compile(/*leading_space=*/true);
   runtime::EngineOptions eo = o.engine.engine_options(0, kUbatch);
+  eo.placement.mtp = o.spec.may_use_mtp();  // the MTP block placed as every-token weights
   eo.chat_template_file = o.template_file;
   runtime::Engine engine(eo);
   const text::ChatTemplate& chat = engine.chat_template();

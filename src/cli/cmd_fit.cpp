@@ -41,6 +41,7 @@ struct FitOptions {
   KvCacheOptions kv;
   runtime::PlacementOptions placement;
   bool json = false, tensors = false;
+  std::string spec = "auto";  // as run's --spec: auto and mtp plan the MTP block as every-token weights
   std::string sweep_vram;  // "FROM:TO:STEP" in GiB; empty: no sweep
 };
 
@@ -149,7 +150,11 @@ void run_fit(const FitOptions& a) {
   po.n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min<int64_t>(hp.n_ctx_train > 0 ? hp.n_ctx_train : 4096, 4096);
   po.kv = a.kv.types();
   po.n_ubatch = a.n_ubatch;
+  if (a.spec != "auto" && a.spec != "mtp" && a.spec != "none") {
+    fail("--spec '{}': fit plans for none, auto or mtp (the other methods place nothing)", a.spec);
+  }
   a.placement.apply(po);
+  po.mtp = a.spec != "none" && hp.n_nextn > 0;
   const int64_t depth = a.depth.value_or(po.n_ctx);
   if (depth < 0 || depth > po.n_ctx) fail("--depth must be 0..{} (the context), got {}", po.n_ctx, depth);
   // Check the flags before probing: measuring takes a second.
@@ -212,6 +217,7 @@ void run_fit(const FitOptions& a) {
                        {"vram_reserve", plan.vram_reserve}, {"vram_usable", plan.vram_usable},
                        {"ram", plan.ram_budget},            {"ram_source", hw.ram_source}};
     j["placement"] = plan.policy;
+    j["mtp"] = plan.mtp;
     j["expert_streaming"] = Json{{"mode", model::ExpertStreaming::mode_name(po.expert_streaming)},
                                  {"buffer_bytes", plan.expert_stream_bytes}};
     j["groups"] = Json::array();
@@ -268,7 +274,9 @@ void run_fit(const FitOptions& a) {
   fmt::print("budget:    VRAM {} ({}) - reserve {} (5% + 256 MiB) = {} usable; RAM {} ({})\n",
              plan::format_size(plan.vram_budget), hw.vram_source, plan::format_size(plan.vram_reserve),
              plan::format_size(plan.vram_usable), plan::format_size(plan.ram_budget), hw.ram_source);
-  fmt::print("placement: {}\n\n", plan.policy);
+  fmt::print("placement: {}{}\n\n", plan.policy,
+             plan.mtp ? " (planned for MTP speculation: the MTP block, KV cache included, with the every-token weights)"
+                      : "");
   fmt::print("| {:<16} | {:>13} | {:<6} | {:>11} | {:>7} |\n", "what", "layers", "device", "bytes", "tensors");
   fmt::print("|{:-<18}|{:->15}|{:-<8}|{:->13}|{:->9}|\n", "", ":", "", ":", ":");
   for (const plan::GroupRow& r : rows) {
@@ -329,6 +337,10 @@ void register_fit(CLI::App& app) {
   cmd->add_option("--cpu-bw", o->cpu_bw, "CPU memory read bandwidth in GB/s (default: measured)");
   o->kv.add_to(cmd);
   add_placement_options(cmd, o->placement);
+  cmd->add_option("--spec", o->spec,
+                  "Speculation the plan is for, as run's --spec: auto or mtp place a file's MTP block with the\n"
+                  "every-token weights (with its KV cache); none leaves it only spare room")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--tensors", o->tensors, "Also list every tensor with its device");
   auto* sweep = cmd->add_option("--sweep-vram", o->sweep_vram,

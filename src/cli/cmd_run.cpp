@@ -48,7 +48,9 @@ void run_generate(const RunOptions& o) {
   const bool in_think = grammar::ends_inside_think(prompt);
   const std::shared_ptr<const grammar::Grammar> constraint = o.grammar.compile(in_think);  // errors before loading
 
-  runtime::Engine engine(o.engine.engine_options(/*plan_ctx=*/0, o.ubatch));  // placed below
+  runtime::EngineOptions eo = o.engine.engine_options(/*plan_ctx=*/0, o.ubatch);
+  eo.placement.mtp = o.spec.may_use_mtp();  // the MTP block placed as every-token weights
+  runtime::Engine engine(eo);  // placed below
   const model::HParams& hp = engine.hparams();
   text::EncodeOptions enc;
   enc.add_special = true;

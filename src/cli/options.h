@@ -59,6 +59,8 @@ struct SpeculativeFlags {
   float draft_p_min = 0.75f;
   int ngram_min = 2, ngram_max = 4;
   void add_to(CLI::App* cmd);
+  // Whether these flags may run the model's own MTP block (then the planner places it first).
+  bool may_use_mtp() const { return draft_model.empty() && (method == "mtp" || method == "auto"); }
 };
 
 // What a command needs to speculate: the drafter (and the draft model's engine, on the

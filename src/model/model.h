@@ -124,8 +124,10 @@ class Model {
 
   // Where each layer and the output head run (default: all on the CPU). Sequences and
   // workspaces made afterwards follow it. Weights placed on a GPU must already be in its
-  // memory (the CUDA backend's upload); a CPU stand-in reads them where they are.
-  void set_placement(std::vector<LayerPlacement> layers, Device output);
+  // memory (the CUDA backend's upload); a CPU stand-in reads them where they are. `mtp`:
+  // where the MTP block's layer (attention and FFN, with its KV cache) runs; its small
+  // input part (enorm, hnorm, eh_proj) always runs on the CPU, where the embedding is.
+  void set_placement(std::vector<LayerPlacement> layers, Device output, LayerPlacement mtp = {});
   // Hybrid prompts: whether layers with routed experts on the CPU may stream those weights
   // to the GPU, through a buffer of how many bytes (expert_streaming.h; off by default, the
   // planner turns it on when it has the VRAM). Read when a workspace is made.
@@ -134,12 +136,14 @@ class Model {
   const ExpertStreamingPlan& expert_streaming() const { return expert_streaming_; }
   const std::vector<LayerPlacement>& placement() const { return placement_; }
   Device output_device() const { return output_device_; }
+  LayerPlacement mtp_placement() const { return mtp_placement_; }
 
  protected:
   HParams hp_;
   std::vector<std::string> unused_;
   std::vector<LayerPlacement> placement_;  // n_layer entries (filled by the loader)
   Device output_device_ = Device::Cpu;
+  LayerPlacement mtp_placement_;
   ExpertStreamingPlan expert_streaming_;
 };
 

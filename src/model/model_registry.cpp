@@ -32,7 +32,7 @@ void Model::mtp_forward(const Backends&, Workspace&, const MtpInput&) const {
   fail("this {} file has no MTP (NextN) draft block", hp_.arch);
 }
 
-void Model::set_placement(std::vector<LayerPlacement> layers, Device output) {
+void Model::set_placement(std::vector<LayerPlacement> layers, Device output, LayerPlacement mtp) {
   if (layers.size() != static_cast<size_t>(hp_.n_layer)) {
     fail("placement: {} layer entries for a model of {} layers", layers.size(), hp_.n_layer);
   }
@@ -41,8 +41,11 @@ void Model::set_placement(std::vector<LayerPlacement> layers, Device output) {
       fail("placement: layer {} has no routed experts to place apart from the layer", i);
     }
   }
+  if (mtp != LayerPlacement{} && !has_mtp()) fail("placement: an MTP block placed, but this {} file has none", hp_.arch);
+  if (mtp.experts != mtp.main && !(hp_.n_expert > 0)) fail("placement: the MTP block has no routed experts to place apart");
   placement_ = std::move(layers);
   output_device_ = output;
+  mtp_placement_ = mtp;
 }
 
 void Model::set_expert_streaming(ExpertStreamingPlan plan) {

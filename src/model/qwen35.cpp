@@ -225,7 +225,9 @@ std::unique_ptr<Workspace> Qwen35Model::new_workspace(const Backends& be, int64_
   if (max_tokens <= 0) fail("workspace size must be positive (got {})", max_tokens);
   const HParams& h = hp_;
   auto ws = std::make_unique<LayerWorkspace>();
-  allocate_workspace(be, placement_, output_device_, max_tokens, h.n_embd, h.n_expert_used, expert_streaming_, *ws);
+  std::vector<LayerPlacement> devices = placement_;  // every device a layer of this model may run on
+  if (has_mtp_) devices.push_back(mtp_placement_);
+  allocate_workspace(be, devices, output_device_, max_tokens, h.n_embd, h.n_expert_used, expert_streaming_, *ws);
   for (size_t i = 0; i < layers_.size(); ++i) {
     Backend& main = be.on(placement_[i].main);
     if (layers_[i].full_attention) {
@@ -236,9 +238,10 @@ std::unique_ptr<Workspace> Qwen35Model::new_workspace(const Backends& be, int64_
     main.reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
     be.on(placement_[i].experts).reserve_ffn(max_tokens, h.n_embd, layers_[i].ffn);
   }
-  if (has_mtp_) {  // the MTP block runs on the CPU
-    be.cpu->reserve_attention(max_tokens, shape_, true);
-    be.cpu->reserve_ffn(max_tokens, h.n_embd, mtp_.layer.ffn);
+  if (has_mtp_) {  // its input part on the CPU, its layer where the placement says
+    be.on(mtp_placement_.main).reserve_attention(max_tokens, shape_, true);
+    be.on(mtp_placement_.main).reserve_ffn(max_tokens, h.n_embd, mtp_.layer.ffn);
+    be.on(mtp_placement_.experts).reserve_ffn(max_tokens, h.n_embd, mtp_.layer.ffn);
     ws->mtp_concat.resize(static_cast<size_t>(max_tokens * 2 * h.n_embd));
   }
   return ws;
@@ -289,8 +292,8 @@ std::unique_ptr<SequenceState> Qwen35Model::new_mtp_sequence(const Backends& be,
   if (!has_mtp_) return Model::new_mtp_sequence(be, n_ctx, kv);
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   auto s = std::make_unique<KvSequence>();
-  const Device cpu[] = {Device::Cpu};
-  s->allocate_kv(be, cpu, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
+  const Device on[] = {mtp_placement_.main};  // the block's KV where its layer runs
+  s->allocate_kv(be, on, n_ctx, hp_.n_head_kv, hp_.head_dim, kv);
   return s;
 }
 
@@ -323,9 +326,12 @@ void Qwen35Model::mtp_forward(const Backends& be, Workspace& workspace, const Mt
     std::copy(proj + t * D, proj + (t + 1) * D, c + t * 2 * D + D);
   }
   b.linear(mtp_.eh_proj, c, T, x);
-  run_layer(be, ws, mtp_.layer, LayerPlacement{}, 0, batch, T);  // its own cache: attention slot 0
+  run_layer(be, ws, mtp_.layer, mtp_placement_, 0, batch, T);  // its own cache: attention slot 0
   const std::vector<float>& norm = mtp_.shared_head_norm.empty() ? output_norm_ : mtp_.shared_head_norm;
-  if (in.hidden_out != nullptr) b.rms_norm(x, norm, T, D, h.rms_eps, in.hidden_out);
+  if (in.hidden_out != nullptr) {  // on the CPU: the next guess's input part runs there
+    enter(be, ws, Device::Cpu, T, D);
+    b.rms_norm(x, norm, T, D, h.rms_eps, in.hidden_out);
+  }
   if (in.logits == nullptr) {
     in.state->n_past += T;
     return;

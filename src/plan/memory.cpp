@@ -106,9 +106,14 @@ uint64_t kv_bytes_per_token(const model::HParams& hp, model::KvCacheTypes kv) {
   return row(kv.k) + row(kv.v);
 }
 
-LayerBuffers layer_buffers(const model::HParams& hp, int64_t layer, int64_t n_ctx, model::KvCacheTypes kv) {
+LayerBuffers layer_buffers(const model::HParams& hp, int64_t layer, int64_t n_ctx, model::KvCacheTypes kv,
+                           bool mtp_runs) {
   LayerBuffers b;
-  if (layer < 0 || layer >= hp.n_layer) return b;  // the MTP block keeps no cache until it runs
+  if (layer < 0 || layer >= hp.n_layer + hp.n_nextn) return b;
+  if (layer >= hp.n_layer) {  // an MTP block: one full-attention layer, with a cache once it runs
+    if (mtp_runs) b.kv = kv_bytes_per_token(hp, kv) * static_cast<uint64_t>(n_ctx);
+    return b;
+  }
   if (hp.is_full_attention(layer)) {
     b.kv = kv_bytes_per_token(hp, kv) * static_cast<uint64_t>(n_ctx);
   } else {
@@ -117,6 +122,8 @@ LayerBuffers layer_buffers(const model::HParams& hp, int64_t layer, int64_t n_ct
   }
   return b;
 }
+
+bool mtp_input_part(std::string_view name) { return name.find(".nextn.") != std::string_view::npos; }
 
 uint64_t compute_scratch_bytes(const model::HParams& hp, int64_t n_ubatch) {
   // f32 values per token, following the CPU workspaces (model/qwen3.cpp, qwen35.cpp, blocks.cpp):

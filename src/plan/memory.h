@@ -71,7 +71,11 @@ struct LayerBuffers {
 };
 // Bytes of K plus V per cached position in one full-attention layer.
 uint64_t kv_bytes_per_token(const model::HParams& hp, model::KvCacheTypes kv);
-LayerBuffers layer_buffers(const model::HParams& hp, int64_t layer, int64_t n_ctx, model::KvCacheTypes kv);
+LayerBuffers layer_buffers(const model::HParams& hp, int64_t layer, int64_t n_ctx, model::KvCacheTypes kv,
+                           bool mtp_runs = false);
+// Whether a tensor of an MTP block is its small input part (enorm, hnorm, eh_proj, ...:
+// "blk.N.nextn.*"), which runs on the CPU beside the token embedding.
+bool mtp_input_part(std::string_view name);
 
 // Activation scratch of one device for a forward call of up to n_ubatch tokens: the widest
 // per-token activations of any layer (f32, plus their quantized copies) times the tokens,

@@ -28,13 +28,19 @@ std::regex compile(const std::string& pattern, std::string_view where) {
   }
 }
 
-// Bytes of a tensor decode reads per token.
-double tensor_bytes_per_token(const TensorSpec& t, const model::HParams& hp) {
+bool mtp_expert(const TensorSpec& t) { return t.role == Role::kMtp && t.name.find("_exps") != std::string::npos; }
+
+// Bytes of a tensor decode reads per token. The MTP block, when it runs, is counted once per
+// generated token (about one draft per token at high acceptance; more drafts per verify step
+// read it more often, fewer accepted ones less).
+double tensor_bytes_per_token(const TensorSpec& t, const model::HParams& hp, bool mtp) {
+  const double experts_share = hp.n_expert > 0 ? static_cast<double>(hp.n_expert_used) / hp.n_expert : 1.0;
   switch (t.role) {
-    case Role::kRoutedExperts:
-      return hp.n_expert > 0 ? static_cast<double>(t.bytes) * hp.n_expert_used / hp.n_expert : static_cast<double>(t.bytes);
+    case Role::kRoutedExperts: return static_cast<double>(t.bytes) * experts_share;
     case Role::kTokenEmbedding: return static_cast<double>(t.bytes) / static_cast<double>(t.dims.size() > 1 ? t.dims[1] : 1);
-    case Role::kMtp: return 0;  // not run yet
+    case Role::kMtp:
+      if (!mtp) return 0;
+      return static_cast<double>(t.bytes) * (mtp_expert(t) ? experts_share : 1.0);
     default: return static_cast<double>(t.bytes);
   }
 }
@@ -55,7 +61,15 @@ class Placer {
     plan_.overridden.assign(n, false);
     decided_.assign(n, false);
     apply_rules();
+    // The MTP block's input part runs on the CPU beside the token embedding (the model's
+    // mtp_forward); a rule that named it is honoured and execution_placement reports it.
+    for (size_t i = 0; i < n; ++i) {
+      if (!decided_[i] && spec_.tensors[i].role == Role::kMtp && mtp_input_part(spec_.tensors[i].name)) {
+        decided_[i] = true;
+      }
+    }
     add_layer_buffers();
+    plan_.mtp = o_.mtp;
 
     plan_.vram_budget = o_.vram_budget;
     plan_.vram_reserve = vram_reserve(o_.vram_budget);
@@ -126,8 +140,8 @@ class Placer {
   // KV cache / recurrent state of each trunk layer. They live where the layer's attention
   // (or DeltaNet) runs: if a rule placed those weights, the buffer follows the largest.
   void add_layer_buffers() {
-    for (int64_t l = 0; l < spec_.hp.n_layer; ++l) {
-      const LayerBuffers lb = layer_buffers(spec_.hp, l, o_.n_ctx, o_.kv);
+    for (int64_t l = 0; l < spec_.n_blocks(); ++l) {
+      const LayerBuffers lb = layer_buffers(spec_.hp, l, o_.n_ctx, o_.kv, o_.mtp);
       for (const auto& [kind, bytes] : {std::pair{BufferKind::kKvCache, lb.kv}, std::pair{BufferKind::kState, lb.state}}) {
         if (bytes == 0) continue;
         Buffer b{kind, l, bytes, Device::Cpu};
@@ -135,7 +149,9 @@ class Placer {
         uint64_t largest = 0;
         for (size_t i = 0; i < spec_.tensors.size(); ++i) {
           const TensorSpec& t = spec_.tensors[i];
-          if (t.layer == l && plan_.overridden[i] && (t.role == Role::kAttention || t.role == Role::kDeltaNet) &&
+          const bool holds_cache = t.role == Role::kAttention || t.role == Role::kDeltaNet ||
+                                   (t.role == Role::kMtp && !mtp_expert(t) && !mtp_input_part(t.name));
+          if (t.layer == l && plan_.overridden[i] && holds_cache &&
               t.bytes >= largest) {
             largest = t.bytes, b.device = plan_.tensor_device[i], fixed = true;
           }
@@ -222,6 +238,9 @@ class Placer {
       try_gpu(group(l, [l](const TensorSpec& t) { return t.layer == l && every_token(t.role); }));
     }
     try_gpu(slot(spec_.n_blocks()));
+    // 1b. With MTP speculation, the MTP block (experts and KV cache included): each draft
+    //     runs it alone, token after token, so a part of it left on the CPU is paid per draft.
+    if (o_.mtp) place_mtp_blocks();
     // --expert-streaming on: room to stream the CPU's experts to the GPU in long prompts
     // (two slabs, at most 64 MiB), if not every layer's experts will fit, set aside before
     // the experts (auto takes only what the experts leave).
@@ -244,11 +263,15 @@ class Placer {
     for (int64_t l = hp.n_layer - 1; l >= 0; --l) {
       try_gpu(group(l, [l](const TensorSpec& t) { return t.layer == l && t.role == Role::kRoutedExperts; }));
     }
-    // 3. MTP blocks (not run yet, so worth nothing to decode today) only if room is left.
-    for (int64_t b = hp.n_layer; b < spec_.n_blocks(); ++b) {
+    // 3. Without MTP speculation the MTP blocks are never run: only if room is left.
+    if (!o_.mtp) place_mtp_blocks();
+    // The token embedding and whatever did not fit stay on the CPU (finish()).
+  }
+
+  void place_mtp_blocks() {
+    for (int64_t b = spec_.hp.n_layer; b < spec_.n_blocks(); ++b) {
       try_gpu(group(b, [b](const TensorSpec& t) { return t.layer == b; }));
     }
-    // The token embedding and whatever did not fit stay on the CPU (finish()).
   }
 
   void finish() {
@@ -395,7 +418,7 @@ Prediction predict_decode(const ModelSpec& spec, const Plan& plan, int64_t depth
   std::vector<double> cpu_experts(static_cast<size_t>(spec.n_blocks()), 0.0), gpu_shared(cpu_experts);
   for (size_t i = 0; i < spec.tensors.size(); ++i) {
     const TensorSpec& t = spec.tensors[i];
-    const double b = tensor_bytes_per_token(t, hp);
+    const double b = tensor_bytes_per_token(t, hp, plan.mtp);
     const bool gpu = plan.tensor_device[i] == Device::Cuda;
     (gpu ? p.gpu_bytes : p.cpu_bytes) += b;
     if (t.layer >= 0 && t.layer < spec.n_blocks()) {
@@ -430,10 +453,12 @@ Prediction predict_decode(const ModelSpec& spec, const Plan& plan, int64_t depth
 
 ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan) {
   const auto n = static_cast<size_t>(spec.hp.n_layer);
+  // Entry n is the (first) MTP block, which the model runs apart from the trunk.
+  const size_t n_run = n + (spec.n_blocks() > spec.hp.n_layer ? 1 : 0);
   // First tensor seen per (layer, part), to name both sides of a split.
-  std::vector<const TensorSpec*> main_seen(n, nullptr), experts_seen(n, nullptr);
+  std::vector<const TensorSpec*> main_seen(n_run, nullptr), experts_seen(n_run, nullptr);
   ExecutionPlacement out;
-  out.layers.resize(n);
+  out.layers.resize(n_run);
   const TensorSpec* head = nullptr;
   for (size_t i = 0; i < spec.tensors.size(); ++i) {
     const TensorSpec& t = spec.tensors[i];
@@ -445,9 +470,16 @@ ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan) 
       }
       head = &t, out.output = d;
     }
-    if (t.layer < 0 || t.layer >= spec.hp.n_layer) continue;
+    if (t.layer < 0 || t.layer >= static_cast<int64_t>(n_run)) continue;
     const auto l = static_cast<size_t>(t.layer);
-    const bool expert = t.role == Role::kRoutedExperts;
+    if (t.role == Role::kMtp && mtp_input_part(t.name)) {
+      if (d != Device::Cpu) {
+        fail("placement puts {} on {}: the MTP block's input part runs on the CPU, beside the token embedding",
+             t.name, device_name(d));
+      }
+      continue;
+    }
+    const bool expert = t.role == Role::kRoutedExperts || mtp_expert(t);
     const TensorSpec*& seen = expert ? experts_seen[l] : main_seen[l];
     Device& slot = expert ? out.layers[l].experts : out.layers[l].main;
     if (seen && slot != d) {
@@ -458,7 +490,7 @@ ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan) 
     if (!seen) seen = &t, slot = d;
   }
   for (const Buffer& b : plan.buffers) {
-    if (b.layer < 0 || b.layer >= spec.hp.n_layer) continue;
+    if (b.layer < 0 || b.layer >= static_cast<int64_t>(n_run)) continue;
     const auto l = static_cast<size_t>(b.layer);
     if (main_seen[l] && b.device != out.layers[l].main) {
       fail("placement puts layer {}'s {} on {} but its weights on {}", b.layer, buffer_name(b.kind),
@@ -466,8 +498,12 @@ ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan) 
     }
   }
   // A layer without routed experts (dense) runs wholly on its main device.
-  for (size_t l = 0; l < n; ++l) {
+  for (size_t l = 0; l < n_run; ++l) {
     if (!experts_seen[l]) out.layers[l].experts = out.layers[l].main;
+  }
+  if (n_run > n) {
+    out.mtp = out.layers.back();
+    out.layers.pop_back();
   }
   out.expert_streaming = plan.expert_stream_bytes > 0;
   return out;

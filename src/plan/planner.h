@@ -64,6 +64,11 @@ struct PlanOptions {
   // on: the auto policy sets it aside before it places experts (it may displace a layer of
   // experts); off: none. Another placement gets it only if it still fits.
   model::ExpertStreaming::Mode expert_streaming = model::ExpertStreaming::Mode::kAuto;
+  // MTP speculation will run (--spec mtp): the MTP block, its experts included, is read for
+  // every drafted token, one token at a time, so the auto policy places it (with its KV
+  // cache) right after the trunk's every-token weights and head, before any routed expert.
+  // Its input part (nextn.*) stays on the CPU. Off: the block gets only what room is left.
+  bool mtp = false;
 };
 
 enum class BufferKind { kKvCache, kState, kScratch, kExpertStream };
@@ -94,6 +99,7 @@ struct Plan {
   int64_t n_ctx = 0;         // positions the KV cache holds
   uint64_t expert_stream_bytes = 0;  // the GPU's expert streaming buffer (0: prompts do not stream)
   std::string policy;        // "auto", "layers", "-ngl 99", plus the overrides in use
+  bool mtp = false;          // planned for MTP speculation (PlanOptions::mtp)
 };
 
 // Places every tensor and buffer. Fails, before anything is loaded, when overrides demand
@@ -124,6 +130,7 @@ Prediction predict_decode(const ModelSpec& spec, const Plan& plan, int64_t depth
 struct ExecutionPlacement {
   std::vector<model::LayerPlacement> layers;  // hp.n_layer entries
   Device output = Device::Cpu;
+  model::LayerPlacement mtp;  // the MTP block's layer (its input part runs on the CPU)
   bool expert_streaming = false;  // the plan holds the GPU room to stream CPU layers' experts
 };
 ExecutionPlacement execution_placement(const ModelSpec& spec, const Plan& plan);

@@ -21,6 +21,7 @@ void PlacementOptions::apply(plan::PlanOptions& po) const {
   po.cpu_moe = cpu_moe;
   po.n_cpu_moe = n_cpu_moe;
   po.expert_streaming = model::ExpertStreaming::parse_mode(expert_streaming, "--expert-streaming");
+  po.mtp = mtp;
   for (const std::string& rule : overrides) {
     for (plan::TensorOverride& r : plan::parse_tensor_overrides(rule)) po.overrides.push_back(std::move(r));
   }
@@ -57,15 +58,19 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
     gpu_layers += l.main == Device::Cuda ? 1 : 0;
     cpu_expert_layers += l.main == Device::Cuda && l.experts == Device::Cpu ? 1 : 0;
   }
-  if (gpu_layers == 0 && at.output == Device::Cpu) return nullptr;
+  const bool mtp_on_gpu = model.has_mtp() && (at.mtp.main == Device::Cuda || at.mtp.experts == Device::Cuda);
+  if (gpu_layers == 0 && at.output == Device::Cpu && !mtp_on_gpu) return nullptr;
 #if defined(TANDEM_HAVE_CUDA)
   auto gpu = std::make_unique<cuda::CudaBackend>(hw.gpu->index);
-  model.set_placement(at.layers, at.output);
+  model.set_placement(at.layers, at.output, model.has_mtp() ? at.mtp : model::LayerPlacement{});
   model.set_expert_streaming({po.expert_streaming, p.expert_stream_bytes, nullptr});
   if (!quiet) {
     fmt::print(stderr, "placement: {} of {} layers on {} ({} of {} budget), routed experts of {} of them on the CPU, "
-               "head on {}{}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),
+               "head on {}{}{}\n", gpu_layers, at.layers.size(), hw.gpu->name, plan::format_size(p.gpu.total()),
                plan::format_size(p.vram_budget), cpu_expert_layers, at.output == Device::Cuda ? "the GPU" : "the CPU",
+               !model.has_mtp() ? ""
+               : fmt::format(", MTP block on {}{}", at.mtp.main == Device::Cuda ? "the GPU" : "the CPU",
+                             at.mtp.experts != at.mtp.main ? " (its experts on the CPU)" : ""),
                at.expert_streaming ? fmt::format("; long prompts may stream them ({}, {} buffer)",
                                                  model::ExpertStreaming::mode_name(po.expert_streaming),
                                                  plan::format_size(p.expert_stream_bytes))
@@ -73,7 +78,7 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
   }
   return gpu;
 #else
-  (void)model, (void)gpu_layers, (void)cpu_expert_layers;
+  (void)model, (void)gpu_layers, (void)cpu_expert_layers, (void)mtp_on_gpu;
   return nullptr;  // unreachable: without CUDA the probe finds no GPU
 #endif
 }

@@ -25,6 +25,9 @@ struct PlacementOptions {
   std::vector<std::string> overrides;
   std::string placement = "auto";
   std::string expert_streaming = "auto";
+  // Not a flag: set when the command will speculate with the model's MTP block (plan/planner.h
+  // PlanOptions::mtp).
+  bool mtp = false;
 
   // The placement part of a plan's options (-ot rules parsed: bad ones are errors here).
   void apply(plan::PlanOptions& po) const;

@@ -68,8 +68,8 @@ def file_table(path):
 
 def expected_decode(j, table):
     """(CPU, GPU) bytes one decoded token reads: every tensor in full, except the token
-    embedding (one row), routed experts (n_expert_used of n_expert) and the MTP blocks after
-    the trunk (not run); the K and V of `depth` cached positions in each attention layer
+    embedding (one row), routed experts (n_expert_used of n_expert, the MTP block's too) and
+    the MTP blocks after the trunk unless the plan is for MTP speculation; the K and V of `depth` cached positions in each attention layer
     (widths from attn_k/attn_v, element sizes from gguf); the recurrent state read and
     written back (its size as the plan reports it)."""
     m, ctx, depth = j["model"], j["context"], j["decode"]["depth"]
@@ -80,8 +80,8 @@ def expected_decode(j, table):
     for name, (type_name, dims, nbytes) in table.items():
         layer = re.match(r"blk\.(\d+)\.", name)
         layer = int(layer.group(1)) if layer else -1
-        if layer >= m["n_layer"]:
-            continue  # MTP block
+        if layer >= m["n_layer"] and not j["mtp"]:
+            continue  # MTP block, not run
         if name == "token_embd.weight":
             b = nbytes / dims[1]
         elif "_exps." in name:
@@ -90,7 +90,7 @@ def expected_decode(j, table):
             b = nbytes
         read[device[name]] += b
         for part, kv_type in (("attn_k.weight", ctx["type_k"]), ("attn_v.weight", ctx["type_v"])):
-            if name.endswith(part):
+            if name.endswith(part) and layer < m["n_layer"]:
                 kv_per_position += type_bytes(kv_type, dims[1])
     check(kv_per_position == ctx["kv_bytes_per_token"], f"KV bytes/position {kv_per_position} vs {ctx['kv_bytes_per_token']}")
     for g in groups(j, "kv cache"):
@@ -176,9 +176,25 @@ if j:
     check({t["name"]: (t["type"], t["dims"], t["bytes"]) for t in j["tensors"]} == table, "tensor table as gguf reads it")
     check_decode(j, table, "fixture")
     check(j["model"]["n_layer"] == 4 and j["model"]["n_nextn"] == 1, "fixture shape")
-    check({g["device"] for g in j["groups"] if g["what"] != "token embedding" and g["what"] != "compute scratch"} ==
-          {"CUDA0"}, "all on the GPU")
-    check([g["first_layer"] for g in groups(j, "mtp block")] == [4], "the MTP block is block 4")
+    # Planned for MTP speculation (fit's --spec auto, as run's): the block goes with the
+    # every-token weights, its KV cache beside it; only its input part (nextn.*) stays on
+    # the CPU with the token embedding.
+    check(j["mtp"] is True, "planned for MTP by default")
+    on_cpu = {t["name"] for t in j["tensors"] if t["device"] == "CPU"}
+    check(on_cpu == {"token_embd.weight"} | {n for n in table if ".nextn." in n}, f"on the CPU: {sorted(on_cpu)}")
+    check(sorted((g["device"], g["first_layer"]) for g in groups(j, "mtp block")) == [("CPU", 4), ("CUDA0", 4)],
+          f"the MTP block is block 4: {groups(j, 'mtp block')}")
+    check(any(g["first_layer"] <= 4 <= g["last_layer"] and g["device"] == "CUDA0" for g in groups(j, "kv cache")),
+          f"the MTP block's KV cache on the GPU: {groups(j, 'kv cache')}")
+    check(j["decode"]["tok_s"] > 0, "prediction")
+    none = fit_json("-m", moe, "--vram-budget", "1GiB", "--gpu-bw", "1000", "--cpu-bw", "20", "--ram", "1GiB", "--tensors",
+                    "--spec", "none")
+    if none:
+        check(none["mtp"] is False, "--spec none")
+        check_decode(none, table, "fixture, --spec none")
+        check(all(not (g["first_layer"] <= 4 <= g["last_layer"]) for g in groups(none, "kv cache")),
+              "no KV cache for an MTP block that does not run")
+        check(none["decode"]["gpu_bytes_per_token"] < j["decode"]["gpu_bytes_per_token"], "the block costs reads")
     check(j["decode"]["tok_s"] > 0, "prediction")
 r = run("-m", moe, "--cpu-bw", "20", "-c", "256", "-ctk", "q8_0", "-ctv", "q8_0", "--vram-budget", "0")
 check(r.returncode == 0, f"text run: {r.stderr}")

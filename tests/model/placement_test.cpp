@@ -293,6 +293,74 @@ TEST(Placement, PoolWorkersSleepWhileTheGpuWorks) {
       << "the pool's 3 workers used " << gpu.others_cpu_s << " s of CPU while the GPU worked " << gpu.waited_s << " s";
 }
 
+// The MTP block's layer runs where the placement puts it (the planner places it with the
+// every-token weights when MTP speculation runs): on the stand-in GPU, with its experts
+// there or on the CPU, its draft logits and its output rows (the next guess's input) equal
+// the all-CPU ones to the last bit; the stand-in fails any op handed host memory, so a
+// crossing left out (the rows back to the CPU for the input part) is caught.
+TEST(Placement, MtpBlockOnTheGpuGivesTheAllCpuDraftLogits) {
+  const auto files = gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" /
+                                            "qwen35moe" / "model-f32.gguf");
+  auto model = load_model(files);
+  ASSERT_TRUE(model->has_mtp());
+  const int64_t L = model->hparams().n_layer, V = model->hparams().n_vocab, D = model->hparams().n_embd;
+  cpu::OpContext ctx(2, model->max_row()), gpu_ctx(1, model->max_row());
+  const std::vector<int32_t> tokens = {3, 17, 42, 5, 9, 11, 2, 8, 30, 1, 7};
+  const auto n = static_cast<int64_t>(tokens.size());
+  std::vector<float> hidden(static_cast<size_t>(n * D));
+  {
+    cpu::CpuBackend cpu(ctx);
+    const Backends be{&cpu, nullptr};
+    const auto trunk = model->new_sequence(be, 64, kF16Cache);
+    const auto ws = model->new_workspace(be, n);
+    std::vector<float> logits(static_cast<size_t>(V));
+    SequenceInput in;
+    in.state = trunk.get();
+    in.tokens = tokens;
+    in.logits = logits.data();
+    in.hidden = hidden.data();
+    model->forward(be, *ws, std::span<const SequenceInput>(&in, 1));
+  }
+  // Pairs (h_p, x_{p+1}) in two calls (a prompt, then one guess), logits and output rows.
+  auto draft = [&](Backend* gpu) {
+    cpu::CpuBackend cpu(ctx);
+    const Backends be{&cpu, gpu};
+    const auto cache = model->new_mtp_sequence(be, 64, kF16Cache);
+    const auto ws = model->new_workspace(be, n);
+    std::vector<float> out(static_cast<size_t>((n - 1) * (V + D)));
+    for (auto [from, count] : {std::pair<int64_t, int64_t>{0, n - 2}, {n - 2, 1}}) {
+      MtpInput m;
+      m.state = cache.get();
+      m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from + 1), static_cast<size_t>(count));
+      m.hidden = hidden.data() + from * D;
+      m.logits = out.data() + from * V;
+      m.all_logits = true;
+      m.hidden_out = out.data() + (n - 1) * V + from * D;
+      model->mtp_forward(be, *ws, m);
+    }
+    return out;
+  };
+  const std::vector<float> reference = draft(nullptr);
+  const std::vector<LayerPlacement> cpu_trunk(static_cast<size_t>(L));
+  for (const LayerPlacement mtp : {LayerPlacement{Device::Cuda, Device::Cuda}, LayerPlacement{Device::Cuda, Device::Cpu}}) {
+    SCOPED_TRACE(mtp.experts == Device::Cuda ? "MTP block on the GPU" : "MTP block on the GPU, its experts on the CPU");
+    StandInGpu gpu(gpu_ctx);
+    model->set_placement(cpu_trunk, Device::Cpu, mtp);
+    const std::vector<float> got = draft(&gpu);
+    ASSERT_EQ(got.size(), reference.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += got[i] != reference[i];
+    EXPECT_EQ(differ, 0u);
+    EXPECT_GT(gpu.blocks, 0) << "the block's attention did not run on the stand-in GPU";
+    EXPECT_EQ(gpu.expert_calls > 0, mtp.experts == Device::Cuda);
+  }
+  model->set_placement(cpu_trunk, Device::Cpu);
+  EXPECT_THROW(load_model(gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" /
+                                                 "qwen35" / "model-f32.gguf"))
+                   ->set_placement(std::vector<LayerPlacement>(4), Device::Cpu, {Device::Cuda, Device::Cuda}),
+               Error);
+}
+
 TEST(Placement, BadPlacementsAreClearErrors) {
   const auto files = gguf::ModelFiles::open(std::filesystem::path(TANDEM_SOURCE_DIR) / "tests" / "fixtures" / "qwen2" /
                                             "model-f32.gguf");

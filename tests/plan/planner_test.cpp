@@ -127,6 +127,9 @@ TEST(ModelSpec, RolesOfTheQwen35MoeFixtureIncludingItsMtpBlock) {
   EXPECT_EQ(layer_buffers(hp, 0, 100, {}).state,
             static_cast<uint64_t>(((hp.ssm_conv_kernel - 1) * C + hp.ssm_n_v * hp.ssm_d_k * hp.ssm_d_v) * 4));
   EXPECT_EQ(layer_buffers(hp, 4, 100, {}).kv + layer_buffers(hp, 4, 100, {}).state, 0u);  // MTP: not run
+  EXPECT_EQ(layer_buffers(hp, 4, 100, {}, /*mtp_runs=*/true).kv, layer_buffers(hp, 3, 100, {}).kv);  // a full-attention layer
+  EXPECT_EQ(layer_buffers(hp, 4, 100, {}, true).state, 0u);
+  EXPECT_EQ(layer_buffers(hp, 5, 100, {}, true).kv, 0u);  // past the blocks
   // q8_0: 34 bytes per 32 values.
   EXPECT_EQ(kv_bytes_per_token(hp, {DType::Q8_0, DType::Q8_0}), 2u * hp.n_head_kv * hp.head_dim / 32 * 34);
   EXPECT_EQ(layer_of("blk.12.attn_q.weight"), 12);
@@ -522,6 +525,59 @@ TEST(Planner, ExecutionPlacementPerLayer) {
   o.cpu_moe = true;
   const Plan odd = make_plan(spec, o);
   expect_error([&] { execution_placement(spec, odd); }, "splits layer 0's routed experts over both devices");
+}
+
+// Issue 21 item 6: with MTP speculation planned, the 35B-A3B's MTP block (its 256 experts and
+// its KV cache included) goes on the GPU right after the trunk's every-token weights and
+// head, before any routed expert, and runs there (execution_placement); its small input
+// part (nextn.*) stays on the CPU beside the embedding. Without MTP speculation the block
+// gets only room the experts leave (none at 12 GiB) and no cache.
+TEST(Planner, MtpSpeculationPlacesTheMtpBlockFirst) {
+  model::synth::Preset preset = model::synth::find_preset("qwen35moe-35b-a3b");
+  preset.n_nextn = 1;
+  const ModelSpec spec = model_spec(preset, model::synth::find_file_type("q4_k_m"));
+  const int64_t mtp_layer = spec.hp.n_layer;
+  auto mtp_bytes = [&](const Plan& plan, Device d, bool input_part) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < spec.tensors.size(); ++i) {
+      const TensorSpec& t = spec.tensors[i];
+      if (t.layer == mtp_layer && mtp_input_part(t.name) == input_part && plan.tensor_device[i] == d) total += t.bytes;
+    }
+    return total;
+  };
+  auto mtp_kv = [&](const Plan& plan) -> const Buffer* {
+    for (const Buffer& b : plan.buffers) {
+      if (b.layer == mtp_layer && b.kind == BufferKind::kKvCache) return &b;
+    }
+    return nullptr;
+  };
+  PlanOptions o = options(12 * GiB);
+  o.mtp = true;
+  const Plan with = make_plan(spec, o);
+  check_plan(spec, with);
+  EXPECT_TRUE(with.mtp);
+  EXPECT_EQ(mtp_bytes(with, Device::Cpu, false), 0u);
+  EXPECT_GT(mtp_bytes(with, Device::Cuda, false), uint64_t{400} << 20);  // 256 experts of the block
+  EXPECT_EQ(mtp_bytes(with, Device::Cuda, true), 0u);
+  EXPECT_GT(mtp_bytes(with, Device::Cpu, true), 0u);
+  ASSERT_NE(mtp_kv(with), nullptr);
+  EXPECT_EQ(mtp_kv(with)->device, Device::Cuda);
+  EXPECT_EQ(mtp_kv(with)->bytes, kv_bytes_per_token(spec.hp, {}) * 4096);
+  const ExecutionPlacement at = execution_placement(spec, with);
+  EXPECT_EQ(at.layers.size(), static_cast<size_t>(mtp_layer));
+  EXPECT_EQ(at.mtp.main, Device::Cuda);
+  EXPECT_EQ(at.mtp.experts, Device::Cuda);
+  // The block is read for every token now: the roofline counts it.
+  const Plan without = make_plan(spec, options(12 * GiB));
+  EXPECT_FALSE(without.mtp);
+  EXPECT_EQ(mtp_bytes(without, Device::Cuda, false), 0u);
+  EXPECT_EQ(mtp_kv(without), nullptr);
+  EXPECT_EQ(execution_placement(spec, without).mtp.main, Device::Cpu);
+  const Prediction p_with = predict_decode(spec, with, 0, 50.0, 500.0), p_without = predict_decode(spec, without, 0, 50.0, 500.0);
+  EXPECT_GT(p_with.gpu_bytes + p_with.cpu_bytes, p_without.gpu_bytes + p_without.cpu_bytes);
+  // Its input part cannot be moved to the GPU: planned as asked, refused to run.
+  o.overrides = parse_tensor_overrides(R"(nextn\.eh_proj=CUDA0)");
+  expect_error([&] { execution_placement(spec, make_plan(spec, o)); }, "the MTP block's input part runs on the CPU");
 }
 
 // ---------------------------------------------------------------------------------------
