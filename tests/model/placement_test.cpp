@@ -4,8 +4,8 @@
 // device's buffer fails even when the bytes would happen to match. Every placement —
 // all on the "GPU", routed experts on the CPU (the hybrid MoE split, shared expert on the
 // "GPU"), a plain layer split, experts on the "GPU" for a CPU layer — must give the same
-// logits as all-CPU, for the prompt and for decode steps, dense and MoE, attention and
-// DeltaNet, float and integer expert kernels.
+// logits as all-CPU, for the prompt and for decode steps (and a speculative rollback), dense
+// and MoE, attention and DeltaNet, float and integer expert kernels.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -184,6 +184,15 @@ std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu, in
     l = session.feed(std::span<const int32_t>(&t, 1));
     out.insert(out.end(), l.begin(), l.end());
   }
+  // A speculative verify pass cut back to its first token (a recurrent state rebuilt on its
+  // layers' devices), then a decode step from there.
+  const std::vector<int32_t> guesses = {6, 14, 21};
+  const std::vector<float>& rows = session.verify(guesses);
+  out.insert(out.end(), rows.begin(), rows.end());
+  session.rollback(session.n_past() - 2);
+  const int32_t next = 9;
+  l = session.feed(std::span<const int32_t>(&next, 1));
+  out.insert(out.end(), l.begin(), l.end());
   return out;
 }
 
@@ -241,6 +250,7 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     // Same kernels on the same data: equal to the last bit (thread counts differ, results must not).
     EXPECT_EQ(worst, 0.0);
     EXPECT_GT(gpu.blocks, 0) << "nothing ran on the stand-in GPU";
+    if (model->hparams().arch.rfind("qwen35", 0) == 0) EXPECT_GT(gpu.rollbacks, 0) << "no rollback ran on the GPU";
     if (streams) {
       EXPECT_EQ(gpu.streamed_calls, L) << "each layer's prompt experts streamed once";
       // The model's one policy got the session's measurements (the next session starts from them).
