@@ -271,9 +271,9 @@ def test_ngram_speculation_on_a_hybrid_model_keeps_the_greedy_answer(hybrid_serv
     # any text, and whatever the lookup guesses) must be the non-speculative server's.
     ask = [{"role": "user", "content": "one two three four five six, one two three four five six, one two"}]
     opts = dict(temperature=0, max_tokens=48, extra_body={"ignore_eos": True})
-    plain = chat(hybrid_server, messages=ask, **opts)
-    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "1", "-c", "2048", "--spec", "ngram",
-               "--draft-max", "4", "--spec-ngram-min", "1")
+    plain = client(hybrid_server).chat.completions.create(model="", messages=ask, **opts)
+    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "1", "-c", "2048", "--alias", "coder",
+               "--spec", "ngram", "--draft-max", "4", "--spec-ngram-min", "1")
     try:
         fast = chat(s, messages=ask, **opts)
         streamed = "".join(stream_text(s, messages=ask, **opts)[0])
