@@ -49,12 +49,41 @@ struct DeltaNetWeights {
   float rms_eps = 1e-6f;
 };
 
+// A speculative verify pass's per-position inputs to the conv and the delta rule, kept so
+// that the state can be rebuilt for any prefix of the pass (delta_net_rollback). In the
+// memory of the backend that runs the layer, room for the pass's tokens.
+struct DeltaNetRecord {
+  float* P = nullptr;     // [T][C] raw conv inputs
+  float* q = nullptr;     // [T][n_k*d_k] (normalised and scaled, as the delta rule reads it)
+  float* k = nullptr;     // [T][n_k*d_k]
+  float* v = nullptr;     // [T][n_v*d_v]
+  float* g = nullptr;     // [T][n_v]
+  float* beta = nullptr;  // [T][n_v]
+};
+
 // One sequence's slice of a batch, as a DeltaNet block needs it: its carried state for
 // this layer, in the memory of the backend that runs the layer.
 struct DeltaNetSequence {
   float* conv_state;  // [(K-1)][C], oldest first
   float* ssm_state;   // [n_v][d_k][d_v]
   int64_t n_tokens;
+  // A verify pass reads the state from *_in and writes the advanced one to conv_state /
+  // ssm_state, leaving *_in as it was (null: in place), and stores its inputs in *record.
+  const float* conv_in = nullptr;
+  const float* ssm_in = nullptr;
+  const DeltaNetRecord* record = nullptr;
+};
+
+// Rebuilds, from the state before a verify pass (*_in) and its record, the state after its
+// first `keep` positions (*_out, not aliasing *_in): what the pass would have left had it
+// been fed only those tokens.
+struct DeltaNetRollback {
+  const float* conv_in;
+  const float* ssm_in;
+  float* conv_out;
+  float* ssm_out;
+  DeltaNetRecord record;
+  int64_t keep;
 };
 
 struct FfnWeights {
@@ -152,6 +181,10 @@ class Backend {
   // out [T][D] = Gated DeltaNet(a) for the sequences (a is normed); advances their state.
   virtual void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
                          std::span<const DeltaNetSequence> seqs, float* out) = 0;
+  // Speculative rollback of one DeltaNet layer (DeltaNetRollback): the recurrence re-run
+  // over the first keep recorded positions (outputs not computed), the conv state taken as
+  // the last K-1 rows of [conv_in ; P[0..keep)]. On this device, queued like the blocks.
+  virtual void delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) = 0;
   // out [T][D] = W_down (silu(W_gate m) * W_up m).
   virtual void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) = 0;
   // The router: softmax over the experts, the n_expert_used most probable (ties to the

@@ -41,8 +41,9 @@ void register_serve(CLI::App& app) {
   o->spec.add_to(cmd);
   cmd->callback([o] {
     serve::ServerOptions s = o->server;
-    // The server's slots take n-gram guesses only.
-    switch (runtime::parse_spec_method(o->spec.method, !o->spec.draft_model.empty())) {
+    // The server's slots take n-gram guesses only, so "auto" never picks MTP here (the model
+    // is not loaded yet either).
+    switch (runtime::parse_spec_method(o->spec.method, !o->spec.draft_model.empty(), false)) {
       case runtime::SpecMethod::Draft:
         fail("serve: a draft model (-md) is not supported by the server yet; --spec ngram is");
       case runtime::SpecMethod::Mtp:

@@ -119,7 +119,8 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
 
 SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
   SpeculativeSetup s;
-  const runtime::SpecMethod method = runtime::parse_spec_method(f.method, !f.draft_model.empty());
+  const runtime::SpecMethod method =
+      runtime::parse_spec_method(f.method, !f.draft_model.empty(), target.model().has_mtp());
   s.speculation.draft_max = f.draft_max > 0                          ? f.draft_max
                             : method == runtime::SpecMethod::Ngram ? 16
                                                                    : method == runtime::SpecMethod::Mtp ? 2 : 4;

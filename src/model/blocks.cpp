@@ -235,7 +235,10 @@ void finish_batch(const Backends& be, LayerWorkspace& ws, std::span<const Sequen
     b.logits(output_norm, rms_eps, output, x + from * D, rows, D, scratch, in.logits);
     first += n;
   }
-  for (const SequenceInput& in : batch) in.state->n_past += static_cast<int64_t>(in.tokens.size());
+  for (const SequenceInput& in : batch) {
+    in.state->n_past += static_cast<int64_t>(in.tokens.size());
+    in.state->verify_tokens = in.verify ? static_cast<int64_t>(in.tokens.size()) : 0;
+  }
 }
 
 }  // namespace tandem::model

@@ -25,7 +25,10 @@ class SequenceState {
   virtual ~SequenceState() = default;
   int64_t n_past = 0;  // positions already in the cache
   int64_t n_ctx = 0;   // capacity in positions
-  virtual void clear() { n_past = 0; }
+  virtual void clear() {
+    n_past = 0;
+    verify_tokens = 0;
+  }
   // Recurrent state (Qwen3.5's DeltaNet conv and delta-rule states) summarises every
   // position seen, so unlike a KV cache it cannot be cut back to a prefix: a prompt cache
   // keeps copies taken at chosen positions and restores one. Attention KV rows past n_past
@@ -36,6 +39,27 @@ class SequenceState {
   virtual void save_recurrent_state(uint8_t* out) const {}
   // Restores what save_recurrent_state wrote; the caller sets n_past to where it was taken.
   virtual void load_recurrent_state(const uint8_t* in) {}
+
+  // Speculative decoding. The last forward pass, when it was a verify pass
+  // (SequenceInput::verify) of verify_tokens tokens, can be cut back to its first `keep`
+  // tokens by rollback(keep), with no second pass: attention KV by n_past; a recurrent state
+  // is rebuilt on its layers' devices from the state before the pass (kept in a second
+  // buffer: verify passes ping-pong between two) and the pass's recorded per-position
+  // inputs. Any later forward pass settles it (keeps every token).
+  int64_t verify_tokens = 0;
+  // Makes room for verify passes of up to max_tokens tokens (a recurrent state's second
+  // buffers and records, on its layers' devices: allocated on first use, grown only, never
+  // per token). Without it a recurrent model refuses verify passes.
+  virtual void prepare_rollback(int64_t /*max_tokens*/) {}
+  // The longest verify pass this sequence can take (unbounded for attention-only state).
+  virtual int64_t rollback_capacity() const { return INT64_MAX; }
+  // Keeps the first `keep` tokens of the last verify pass (0 <= keep <= verify_tokens;
+  // otherwise an error naming the numbers) and settles it.
+  void rollback(int64_t keep);
+
+ protected:
+  // The recurrent part of rollback (keep < verify_tokens).
+  virtual void rollback_recurrent(int64_t /*keep*/) {}
 };
 
 // Element types of the attention KV cache (llama.cpp's -ctk/-ctv). F16 halves the f32
@@ -84,6 +108,7 @@ struct SequenceInput {
   bool all_logits = false;          //   when all_logits is set
   float* hidden = nullptr;          // optional, host: [tokens][n_embd] final hidden states after
                                     //   output_norm (what an MTP draft block reads)
+  bool verify = false;              // a speculative verify pass (SequenceState::rollback)
 };
 
 // One step of an MTP (NextN) draft block over one sequence: for each token x_p, the hidden

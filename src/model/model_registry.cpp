@@ -16,12 +16,26 @@ int64_t validate_batch(const Workspace& workspace, std::span<const SequenceInput
            in.state->n_past, n, in.state->n_ctx);
     }
     if (n > 0 && in.logits == nullptr) fail("forward: no logits buffer for a sequence");
+    if (in.verify && n > in.state->rollback_capacity()) {
+      fail("forward: a verify pass of {} tokens exceeds the {} this sequence was prepared for (prepare_rollback)", n,
+           in.state->rollback_capacity());
+    }
     total += n;
   }
   if (total > workspace.max_tokens) {
     fail("forward: {} tokens exceed the workspace of {}", total, workspace.max_tokens);
   }
   return total;
+}
+
+void SequenceState::rollback(int64_t keep) {
+  if (keep < 0 || keep > verify_tokens) {
+    fail("rollback: keeping {} tokens of a verify pass of {} (the last forward pass{})", keep, verify_tokens,
+         verify_tokens == 0 ? " was no verify pass" : "");
+  }
+  if (keep < verify_tokens) rollback_recurrent(keep);
+  n_past -= verify_tokens - keep;
+  verify_tokens = 0;
 }
 
 std::unique_ptr<SequenceState> Model::new_mtp_sequence(const Backends&, int64_t, KvCacheTypes) const {

@@ -16,6 +16,7 @@
 // not run by the trunk: mtp_forward runs it for speculative decoding (MODELS.md section 8).
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "backend/cpu/delta_net.h"
 #include "core/error.h"
@@ -44,12 +45,29 @@ struct MtpBlock {
 
 // KV cache for the full-attention layers plus the DeltaNet layers' recurrent state, each
 // in the memory of its layer's device.
+//
+// Speculative rollback (SequenceState::rollback): a sequence that speculates gets, per
+// DeltaNet layer, a second conv and ssm buffer (*_alt) and a record of a verify pass's
+// per-position inputs. A verify pass reads the state from the current buffers and writes
+// the advanced one to the alt buffers (the kernels copy each head's block just before
+// updating it, so it costs what an in-place pass costs), then the two swap: the state
+// before the pass stays intact in *_alt. Keeping every token costs nothing more; keeping
+// fewer re-runs the recurrence over the recorded inputs of the kept positions from *_alt.
 class Qwen35Sequence : public KvSequence {
  public:
-  std::vector<Memory> conv_state, ssm_state;  // [slot]: [(K-1)*C], [n_v][d_k][d_v]
+  std::vector<Memory> conv_state, ssm_state;  // [slot]: [(K-1)*C], [n_v][d_k][d_v] (current)
   std::vector<Backend*> state_backend;        // [slot]: who can zero them
+  std::vector<Memory> conv_alt, ssm_alt;      // [slot]: the other half of the ping-pong
+  std::vector<Memory> record_memory;          // [slot]: P, q, k, v, g, beta for record_capacity tokens
+  std::vector<DeltaNetRecord> records;        // [slot]: views into record_memory
+  int64_t record_capacity = 0;
+  DeltaNetShape shape{};
+  int64_t conv_kernel = 0;
+
+  int64_t conv_channels() const { return 2 * shape.n_k * shape.d_k + shape.n_v * shape.d_v; }
   void clear() override {
     n_past = 0;
+    verify_tokens = 0;
     for (size_t i = 0; i < conv_state.size(); ++i) {
       state_backend[i]->zero(conv_state[i].as(), conv_state[i].bytes());
       state_backend[i]->zero(ssm_state[i].as(), ssm_state[i].bytes());
@@ -62,6 +80,9 @@ class Qwen35Sequence : public KvSequence {
     return n;
   }
   void save_recurrent_state(uint8_t* out) const override {
+    // A prompt-cache checkpoint of a state that a pending rollback may still cut back would
+    // describe tokens the context may not keep.
+    if (verify_tokens > 0) fail("save_recurrent_state: a verify pass of {} tokens is not settled yet", verify_tokens);
     for (size_t i = 0; i < conv_state.size(); ++i) {
       state_backend[i]->copy_to_host(out, conv_state[i].as(), conv_state[i].bytes());
       out += conv_state[i].bytes();
@@ -70,11 +91,55 @@ class Qwen35Sequence : public KvSequence {
     }
   }
   void load_recurrent_state(const uint8_t* in) override {
+    verify_tokens = 0;  // the record no longer describes the state
     for (size_t i = 0; i < conv_state.size(); ++i) {
       state_backend[i]->copy_from_host(conv_state[i].as(), in, conv_state[i].bytes());
       in += conv_state[i].bytes();
       state_backend[i]->copy_from_host(ssm_state[i].as(), in, ssm_state[i].bytes());
       in += ssm_state[i].bytes();
+    }
+  }
+  void prepare_rollback(int64_t max_tokens) override {
+    if (max_tokens <= record_capacity || conv_state.empty()) return;
+    if (verify_tokens > 0) fail("prepare_rollback: a verify pass of {} tokens is not settled yet", verify_tokens);
+    const int64_t C = conv_channels(), Ck = shape.n_k * shape.d_k, Cv = shape.n_v * shape.d_v, nv = shape.n_v;
+    const int64_t per_token = C + 2 * Ck + Cv + 2 * nv;
+    conv_alt.resize(conv_state.size());
+    ssm_alt.resize(ssm_state.size());
+    record_memory.resize(conv_state.size());
+    records.resize(conv_state.size());
+    for (size_t i = 0; i < conv_state.size(); ++i) {
+      Backend& b = *state_backend[i];
+      if (conv_alt[i].as() == nullptr) {
+        conv_alt[i] = b.allocate(conv_state[i].bytes());
+        ssm_alt[i] = b.allocate(ssm_state[i].bytes());
+      }
+      record_memory[i] = b.allocate(static_cast<size_t>(max_tokens * per_token) * sizeof(float));
+      float* at = record_memory[i].as<float>();
+      auto take = [&](int64_t width) { return std::exchange(at, at + max_tokens * width); };
+      DeltaNetRecord& r = records[i];
+      r.P = take(C);
+      r.q = take(Ck);
+      r.k = take(Ck);
+      r.v = take(Cv);
+      r.g = take(nv);
+      r.beta = take(nv);
+    }
+    record_capacity = max_tokens;
+  }
+  int64_t rollback_capacity() const override { return conv_state.empty() ? INT64_MAX : record_capacity; }
+  // After a verify pass: the advanced state becomes current, the one before it the alt.
+  void swap_after_verify() {
+    std::swap(conv_state, conv_alt);
+    std::swap(ssm_state, ssm_alt);
+  }
+
+ protected:
+  void rollback_recurrent(int64_t keep) override {
+    for (size_t i = 0; i < conv_state.size(); ++i) {
+      state_backend[i]->delta_net_rollback(shape, conv_kernel,
+                                           {conv_alt[i].as<float>(), ssm_alt[i].as<float>(), conv_state[i].as<float>(),
+                                            ssm_state[i].as<float>(), records[i], keep});
     }
   }
 };
@@ -204,6 +269,8 @@ std::unique_ptr<SequenceState> Qwen35Model::new_sequence(const Backends& be, int
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   const HParams& h = hp_;
   auto s = std::make_unique<Qwen35Sequence>();
+  s->shape = delta_shape_;
+  s->conv_kernel = h.ssm_conv_kernel;
   std::vector<Device> attention_devices;
   const auto conv_bytes = static_cast<size_t>((h.ssm_conv_kernel - 1) * conv_channels()) * sizeof(float);
   const auto ssm_bytes = static_cast<size_t>(h.ssm_n_v * h.ssm_d_k * h.ssm_d_v) * sizeof(float);
@@ -258,6 +325,10 @@ void Qwen35Model::forward(const Backends& be, Workspace& workspace, std::span<co
     run_layer(be, ws, layers_[at], placement_[at], slot_[at], batch, T);
   }
   finish_batch(be, ws, batch, D, output_norm_, h.rms_eps, output_, output_device_);
+  for (const SequenceInput& in : batch) {
+    auto& seq = static_cast<Qwen35Sequence&>(*in.state);
+    if (in.verify && seq.has_recurrent_state()) seq.swap_after_verify();
+  }
 }
 
 void Qwen35Model::run_layer(const Backends& be, LayerWorkspace& ws, const Layer& l, LayerPlacement at, int64_t slot,
@@ -276,8 +347,13 @@ void Qwen35Model::run_layer(const Backends& be, LayerWorkspace& ws, const Layer&
     for (const SequenceInput& in : batch) {
       auto& seq = static_cast<Qwen35Sequence&>(*in.state);
       const auto s = static_cast<size_t>(slot);
-      ws.delta_seqs.push_back({seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(),
-                               static_cast<int64_t>(in.tokens.size())});
+      const auto n = static_cast<int64_t>(in.tokens.size());
+      if (in.verify) {  // current -> alt, recorded (the buffers swap after the pass)
+        ws.delta_seqs.push_back({seq.conv_alt[s].as<float>(), seq.ssm_alt[s].as<float>(), n,
+                                 seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(), &seq.records[s]});
+      } else {
+        ws.delta_seqs.push_back({seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(), n});
+      }
     }
     b.delta_net(l.delta, delta_shape_, a, ws.delta_seqs, proj);
   }

@@ -62,11 +62,9 @@ Scheduler::Scheduler(Engine& engine, SchedulerOptions options) : engine_(engine)
     fail("--draft-max must be 0..64 (got {})", options_.spec_draft_max);
   }
   if (options_.spec_draft_max > 0) {
-    if (slots_[0].seq->has_recurrent_state()) {
-      fail("speculation in the server needs an attention-only model: {} keeps a recurrent state that cannot drop "
-           "rejected guesses",
-           engine_.hparams().arch);
-    }
+    // A recurrent state drops rejected guesses by rollback (model.h): each slot's second
+    // buffers and records are made now, once.
+    for (Slot& s : slots_) s.seq->prepare_rollback(1 + options_.spec_draft_max);
     drafter_ = std::make_unique<NgramDrafter>(options_.spec_ngram_min, options_.spec_ngram_max);
     rows_per_slot_ = 1 + static_cast<size_t>(options_.spec_draft_max);
   }
@@ -279,7 +277,6 @@ void Scheduler::sample(Slot& slot, std::span<float> logits) {
 
 void Scheduler::take_decode_step(Slot& slot, float* logits) {
   const auto V = static_cast<size_t>(engine_.hparams().n_vocab);
-  const int64_t n_before = slot.seq->n_past - static_cast<int64_t>(slot.fed.size());
   size_t kept = 0;  // fed tokens the context keeps: next_token, then the guesses sampled
   for (size_t i = 0; i < slot.fed.size(); ++i) {
     slot.cached.push_back(slot.fed[i]);
@@ -290,8 +287,10 @@ void Scheduler::take_decode_step(Slot& slot, float* logits) {
     if (i + 1 < slot.fed.size() && slot.next_token == slot.fed[i + 1]) continue;  // the guess was right
     break;
   }
-  slot.seq->n_past = n_before + static_cast<int64_t>(kept);  // rejected guesses' KV rows are dropped
   if (slot.fed.size() > 1) {
+    // Rejected guesses are dropped (KV rows by n_past, a recurrent state rebuilt) before
+    // anything else runs: no checkpoint ever sees a state mid-speculation.
+    slot.seq->rollback(static_cast<int64_t>(kept));
     std::lock_guard<std::mutex> lock(m_);
     stats_.spec_drafted_total += slot.fed.size() - 1;
     stats_.spec_accepted_total += kept - 1;
@@ -376,6 +375,7 @@ void Scheduler::loop() {
       in.tokens = s.fed;
       in.logits = logits_.data() + i * rows_per_slot_ * V;
       in.all_logits = s.fed.size() > 1;
+      in.verify = s.fed.size() > 1;
       batch_.push_back(in);
       batch_slots_.push_back(&s);
       batch_decode_.push_back(true);

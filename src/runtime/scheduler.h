@@ -40,7 +40,7 @@ struct SchedulerOptions {
   int checkpoint_before_end = 4;  // where the end-of-prompt checkpoint goes
   int message_checkpoints = 8;    // also at the starts of the last this-many messages
   // Speculation by n-gram lookup in each slot's context (0: off): guesses checked per step
-  // at most. Attention-only models (a recurrent state cannot drop rejected guesses).
+  // at most. Recurrent models too: rejected guesses are rolled back (SequenceState::rollback).
   int spec_draft_max = 0;
   int spec_ngram_min = 2, spec_ngram_max = 4;
 };

@@ -39,15 +39,25 @@ class Session {
   void keep_hidden(bool on) { keep_hidden_ = on; }
   std::span<const float> hidden() const { return hidden_; }
   int64_t hidden_from() const { return hidden_from_; }
-  // Cuts the context back to its first n tokens (speculative decoding drops rejected
-  // drafts so). Attention KV rows past n are simply overwritten later. A recurrent state
-  // cannot be cut: a model with one needs `recurrent_state`, a copy saved when the context
-  // held exactly those n tokens (SequenceState::save_recurrent_state).
+  // A speculative verify pass: appends tokens (one micro-batch at most) and returns the
+  // logits at every position ([tokens][n_vocab]); afterwards rollback(n) may keep any
+  // prefix of them. Room for the pass is made on first use (prepare_rollback sizes it once
+  // for the longest pass to come).
+  const std::vector<float>& verify(std::span<const int32_t> tokens);
+  void prepare_rollback(int64_t max_tokens) { state_->prepare_rollback(max_tokens); }
+  // Keeps the context's first n tokens, n within the last verify pass (the tokens before it
+  // stay): no second pass, no host copy, whatever the model's state (SequenceState::rollback).
+  void rollback(int64_t n);
+  // Cuts the context back to its first n tokens. Attention KV rows past n are simply
+  // overwritten later. A recurrent state cannot be cut in general: within the last verify
+  // pass this is rollback(n); otherwise a model with one needs `recurrent_state`, a copy
+  // saved when the context held exactly those n tokens (SequenceState::save_recurrent_state).
   void truncate(int64_t n, const uint8_t* recurrent_state = nullptr);
+  int64_t n_ubatch() const { return n_ubatch_; }
   model::SequenceState& state() { return *state_; }
 
  private:
-  void run(std::span<const int32_t> tokens, float* logits, bool all_logits);
+  void run(std::span<const int32_t> tokens, float* logits, bool all_logits, bool verify = false);
 
   const model::Model& model_;
   model::Backends backends_;

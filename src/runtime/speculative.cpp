@@ -191,10 +191,11 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
   if (spec.draft_max < 1) fail("--draft-max must be at least 1 (got {})", spec.draft_max);
   const auto V = static_cast<size_t>(logits.size());
 
-  // A model with a recurrent state cannot cut rejected guesses out of it: it goes back to a
-  // copy taken before the pass and re-runs the kept tokens (costly; per-position snapshots
-  // would avoid the second pass).
-  std::vector<uint8_t> saved(session.state().has_recurrent_state() ? session.state().recurrent_state_bytes() : 0);
+  // One verify pass is one micro-batch; a recurrent state's rollback buffers are sized once
+  // here for the longest pass.
+  const int draft_cap = static_cast<int>(std::min<int64_t>(spec.draft_max, session.n_ubatch() - 1));
+  if (draft_cap < 1) fail("speculative decoding needs a micro-batch of 2 tokens or more");
+  session.prepare_rollback(draft_cap + 1);
   std::vector<text::TokenId> context, drafts, batch;  // reused every step
   auto emit = [&](const GenerationStep& step) {
     if (!step.text.empty() && !on_text(step.text)) generation.cancel();
@@ -206,7 +207,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     const text::TokenId pending = step.token;  // sampled, not yet in the context
     const int64_t n_before = session.n_past();
     const int64_t room = session.n_ctx() - n_before;  // >= 1, or the generation had ended
-    const int max = static_cast<int>(std::min<int64_t>(spec.draft_max, room - 1));
+    const int max = static_cast<int>(std::min<int64_t>(draft_cap, room - 1));
     drafts.clear();
     if (max >= std::max(1, spec.draft_min)) {
       const std::span<const int32_t> have = session.tokens();
@@ -227,8 +228,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     }
     batch.assign(1, pending);
     batch.insert(batch.end(), drafts.begin(), drafts.end());
-    if (!saved.empty()) session.state().save_recurrent_state(saved.data());
-    const std::vector<float>& rows = session.feed_all_logits(batch);
+    const std::vector<float>& rows = session.verify(batch);
     // Sample at each position in turn; a guess is kept when it is what was sampled there.
     size_t accepted = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -246,21 +246,14 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     spec.stats.drafted += static_cast<int64_t>(drafts.size());
     spec.stats.accepted += static_cast<int64_t>(accepted);
     spec.stats.tokens += static_cast<int64_t>(accepted) + 1;
-    // The context keeps the pending token and the accepted guesses.
-    const int64_t keep = n_before + 1 + static_cast<int64_t>(accepted);
-    if (keep < session.n_past()) {
-      if (saved.empty()) {
-        session.truncate(keep);
-      } else {
-        session.truncate(n_before, saved.data());
-        session.feed(std::span<const text::TokenId>(batch.data(), accepted + 1));
-      }
-    }
+    // The context keeps the pending token and the accepted guesses (KV cut back, a recurrent
+    // state rebuilt from the pass's record on its devices; all kept: nothing to do).
+    session.rollback(n_before + 1 + static_cast<int64_t>(accepted));
     spec.drafter->catch_up(session);
   }
 }
 
-SpecMethod parse_spec_method(std::string_view name, bool have_draft_model) {
+SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool target_has_mtp) {
   if (have_draft_model && (name == "none" || name == "ngram" || name == "mtp")) {
     fail("a draft model (-md) is given but --spec {} does not use a draft model", name);
   }
@@ -271,7 +264,10 @@ SpecMethod parse_spec_method(std::string_view name, bool have_draft_model) {
     return SpecMethod::Draft;
   }
   if (name == "mtp") return SpecMethod::Mtp;  // MtpDrafter says so when the file has no block
-  if (name == "auto") return have_draft_model ? SpecMethod::Draft : SpecMethod::None;
+  if (name == "auto") {
+    if (have_draft_model) return SpecMethod::Draft;
+    return target_has_mtp ? SpecMethod::Mtp : SpecMethod::None;
+  }
   fail("--spec: unknown method '{}' (none, auto, ngram, draft, mtp)", name);
 }
 

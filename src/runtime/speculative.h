@@ -130,9 +130,9 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
                           const std::function<bool(const std::string&)>& on_text);
 
 // --spec: "none", "ngram", "draft" (a draft model, -md), "mtp" (the file's own MTP block), or
-// "auto" (draft when -md is given, else none: MTP becomes the default once a rejected guess
-// no longer costs a recurrent model a second pass).
+// "auto": draft when -md is given, else mtp when the target has an MTP block
+// (target_has_mtp; a rejected guess costs a recurrent model no second pass), else none.
 enum class SpecMethod { None, Ngram, Draft, Mtp };
-SpecMethod parse_spec_method(std::string_view name, bool have_draft_model);
+SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool target_has_mtp);
 
 }  // namespace tandem::runtime

@@ -1,12 +1,17 @@
 // Gated DeltaNet: the chunked form equals the token-by-token recurrence for any length and
 // any split into calls; the recurrence equals the closed form S_t = l(I - b k k^T)S + b k v^T;
-// the conv with carried state equals one pass over the whole sequence.
+// the conv with carried state equals one pass over the whole sequence. Speculative
+// rollback: the ops with a separate input state equal the in-place ones bit for bit (and
+// leave the input as it was), and the rollback op rebuilds the state of any prefix of a
+// recorded pass bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/delta_net.h"
 
 namespace tandem::cpu {
@@ -76,7 +81,9 @@ TEST(DeltaNet, SplitIntoCallsEqualsOneCall) {
   const int64_t cuts[] = {0, 7, 8, 70, 71, 150};
   for (int i = 0; i + 1 < 6; ++i) {
     const int64_t a = cuts[i], n = cuts[i + 1] - a;
-    auto run = (i % 2 == 0) ? delta_rule_recurrent : [](OpContext& c, const DeltaNetShape& s, int64_t t,
+    using Rule = void (*)(OpContext&, const DeltaNetShape&, int64_t, const float*, const float*, const float*,
+                          const float*, const float*, float*, float*);
+    const Rule run = (i % 2 == 0) ? static_cast<Rule>(delta_rule_recurrent) : [](OpContext& c, const DeltaNetShape& s, int64_t t,
         const float* q, const float* k, const float* v, const float* g, const float* b, float* st, float* o) {
       delta_rule_chunked(c, s, t, q, k, v, g, b, st, o, 64);
     };
@@ -146,6 +153,100 @@ TEST(DeltaNet, ConvWithCarriedStateEqualsWholeSequence) {
   }
   EXPECT_LT(max_diff(pieces, whole), 1e-6f);
   EXPECT_LT(max_diff(st, state), 1e-7f);
+}
+
+std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+const size_t kStateSize = static_cast<size_t>(kShape.n_v * kShape.d_k * kShape.d_v);
+
+// Recurrent (decode-sized) and chunked (prompt-sized, two chunks) passes from a non-zero
+// state: reading it from one buffer and writing another gives the in-place result to the
+// last bit, and the input buffer is untouched (a verify pass keeps the state before it).
+TEST(DeltaNetRollback, SeparateStateBuffersEqualInPlaceBitForBit) {
+  OpContext ctx(2, 64);
+  for (const bool chunked : {false, true}) {
+    const int64_t T = chunked ? 70 : 5;
+    SCOPED_TRACE(chunked ? "chunked" : "recurrent");
+    const Inputs in = random_inputs(kShape, T, 7 + T);
+    const std::vector<float> before = random_vector(kStateSize, 11, 0.3f);
+    std::vector<float> in_place = before, state_in = before, state_out(kStateSize, 12345.0f);
+    std::vector<float> o1(in.v.size()), o2(in.v.size());
+    if (chunked) {
+      delta_rule_chunked(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                         in_place.data(), o1.data(), 64);
+      delta_rule_chunked(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                         state_in.data(), state_out.data(), o2.data(), 64);
+    } else {
+      delta_rule_recurrent(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                           in_place.data(), o1.data());
+      delta_rule_recurrent(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                           state_in.data(), state_out.data(), o2.data());
+    }
+    EXPECT_TRUE(same_bits(state_out, in_place)) << "max diff " << max_diff(state_out, in_place);
+    EXPECT_TRUE(same_bits(o2, o1)) << "max diff " << max_diff(o2, o1);
+    EXPECT_TRUE(same_bits(state_in, before)) << "the input state was written";
+    EXPECT_GT(max_diff(in_place, before), 1e-3f) << "the pass did not move the state";
+  }
+}
+
+TEST(DeltaNetRollback, ConvWithSeparateStateEqualsInPlaceBitForBit) {
+  const int64_t C = 6, K = 4;
+  const std::vector<float> taps = random_vector(static_cast<size_t>(C * K), 21);
+  const std::vector<float> before = random_vector(static_cast<size_t>((K - 1) * C), 22);
+  for (const int64_t T : {1, 2, 3, 9}) {  // shorter than K-1 (part of the old state stays), and longer
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const std::vector<float> P = random_vector(static_cast<size_t>(T * C), 23 + T);
+    std::vector<float> in_place = before, state_in = before, state_out(before.size(), -7.0f);
+    std::vector<float> o1(P.size()), o2(P.size());
+    conv1d_silu(P.data(), T, C, taps.data(), K, in_place.data(), o1.data());
+    conv1d_silu(P.data(), T, C, taps.data(), K, state_in.data(), state_out.data(), o2.data());
+    EXPECT_TRUE(same_bits(state_out, in_place));
+    EXPECT_TRUE(same_bits(o2, o1));
+    EXPECT_TRUE(same_bits(state_in, before)) << "the input state was written";
+  }
+}
+
+// A recorded pass of T positions from state A; rollback(keep) for every keep 0..T must
+// give, bit for bit, what the recurrent form and the conv leave after only the first keep
+// positions (the same float operations in the same order).
+TEST(DeltaNetRollback, RollbackOpEqualsTheRecurrentFormOnThePrefix) {
+  OpContext ctx(2, 64);
+  CpuBackend backend(ctx);
+  const DeltaNetShape sh = kShape;
+  const int64_t T = 6, K = 4;
+  const int64_t Ck = sh.n_k * sh.d_k, Cv = sh.n_v * sh.d_v, C = 2 * Ck + Cv;
+  const Inputs in = random_inputs(sh, T, 31);
+  const std::vector<float> P = random_vector(static_cast<size_t>(T * C), 32);
+  const std::vector<float> conv_a = random_vector(static_cast<size_t>((K - 1) * C), 33);
+  const std::vector<float> ssm_a = random_vector(kStateSize, 34, 0.3f);
+  std::vector<float> rec_P = P, rec_q = in.q, rec_k = in.k, rec_v = in.v, rec_g = in.g, rec_beta = in.beta;
+  const DeltaNetRecord record{rec_P.data(), rec_q.data(), rec_k.data(), rec_v.data(), rec_g.data(), rec_beta.data()};
+  const std::vector<float> taps = random_vector(static_cast<size_t>(C * K), 35);
+  for (int64_t keep = 0; keep <= T; ++keep) {
+    SCOPED_TRACE("keep=" + std::to_string(keep));
+    std::vector<float> conv_b(conv_a.size(), 99.0f), ssm_b(ssm_a.size(), 99.0f);
+    backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_a.data(), conv_b.data(), ssm_b.data(), record, keep});
+    // The reference: the prefix alone, in place from copies of A.
+    std::vector<float> conv_want = conv_a, ssm_want = ssm_a;
+    std::vector<float> scratch(static_cast<size_t>(T * std::max(C, Cv)));
+    if (keep > 0) {
+      conv1d_silu(P.data(), keep, C, taps.data(), K, conv_want.data(), scratch.data());
+      delta_rule_recurrent(ctx, sh, keep, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                           ssm_want.data(), scratch.data());
+    }
+    EXPECT_TRUE(same_bits(ssm_b, ssm_want)) << "recurrent state, max diff " << max_diff(ssm_b, ssm_want);
+    EXPECT_TRUE(same_bits(conv_b, conv_want)) << "conv state, max diff " << max_diff(conv_b, conv_want);
+  }
 }
 
 }  // namespace

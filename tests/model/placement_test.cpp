@@ -4,8 +4,8 @@
 // device's buffer fails even when the bytes would happen to match. Every placement —
 // all on the "GPU", routed experts on the CPU (the hybrid MoE split, shared expert on the
 // "GPU"), a plain layer split, experts on the "GPU" for a CPU layer — must give the same
-// logits as all-CPU, for the prompt and for decode steps, dense and MoE, attention and
-// DeltaNet, float and integer expert kernels.
+// logits as all-CPU, for the prompt and for decode steps (and a speculative rollback), dense
+// and MoE, attention and DeltaNet, float and integer expert kernels.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -77,9 +77,19 @@ class StandInGpu final : public Backend {
   }
   void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
                  std::span<const DeltaNetSequence> seqs, float* out) override {
-    for (const DeltaNetSequence& s : seqs) mine(s.conv_state), mine(s.ssm_state);
+    for (const DeltaNetSequence& s : seqs) {
+      mine(s.conv_state), mine(s.ssm_state);
+      if (s.conv_in != nullptr) mine(s.conv_in), mine(s.ssm_in);
+      if (s.record != nullptr) mine_record(*s.record);
+    }
     ++blocks;
     inner_.delta_net(w, shape, mine(a), seqs, mine(out));
+  }
+  void delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) override {
+    mine(r.conv_in), mine(r.ssm_in), mine(r.conv_out), mine(r.ssm_out);
+    mine_record(r.record);
+    ++rollbacks;
+    inner_.delta_net_rollback(shape, conv_kernel, r);
   }
   void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) override {
     ++blocks;
@@ -121,7 +131,7 @@ class StandInGpu final : public Backend {
     inner_.logits(norm, eps, head, mine(x), rows, D, mine(scratch), logits);  // logits: host memory
   }
 
-  int blocks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0, streamed_calls = 0, queued_copies = 0;
+  int blocks = 0, rollbacks = 0, expert_calls = 0, shared_calls = 0, head_calls = 0, streamed_calls = 0, queued_copies = 0;
   size_t streamed_bytes = 0;
   // The GPU "works" this long at each point where the host waits for it (copy_to_host,
   // finish), as the thread that drives a real one does in cudaStreamSynchronize; waited_s
@@ -152,6 +162,7 @@ class StandInGpu final : public Backend {
     ADD_FAILURE() << "the stand-in GPU was handed memory it did not allocate";
     return p;
   }
+  void mine_record(const DeltaNetRecord& r) { mine(r.P), mine(r.q), mine(r.k), mine(r.v), mine(r.g), mine(r.beta); }
   cpu::CpuBackend inner_;
   std::vector<std::pair<const uint8_t*, const uint8_t*>> owned_;
   std::map<const uint8_t*, Memory> streamed_;  // by the holder's weight address
@@ -173,6 +184,15 @@ std::vector<float> run(const Model& model, cpu::OpContext& ctx, Backend* gpu, in
     l = session.feed(std::span<const int32_t>(&t, 1));
     out.insert(out.end(), l.begin(), l.end());
   }
+  // A speculative verify pass cut back to its first token (a recurrent state rebuilt on its
+  // layers' devices), then a decode step from there.
+  const std::vector<int32_t> guesses = {6, 14, 21};
+  const std::vector<float>& rows = session.verify(guesses);
+  out.insert(out.end(), rows.begin(), rows.end());
+  session.rollback(session.n_past() - 2);
+  const int32_t next = 9;
+  l = session.feed(std::span<const int32_t>(&next, 1));
+  out.insert(out.end(), l.begin(), l.end());
   return out;
 }
 
@@ -230,6 +250,7 @@ TEST_P(PlacementTest, EveryPlacementGivesTheAllCpuLogits) {
     // Same kernels on the same data: equal to the last bit (thread counts differ, results must not).
     EXPECT_EQ(worst, 0.0);
     EXPECT_GT(gpu.blocks, 0) << "nothing ran on the stand-in GPU";
+    if (model->hparams().arch.rfind("qwen35", 0) == 0) EXPECT_GT(gpu.rollbacks, 0) << "no rollback ran on the GPU";
     if (streams) {
       EXPECT_EQ(gpu.streamed_calls, L) << "each layer's prompt experts streamed once";
       // The model's one policy got the session's measurements (the next session starts from them).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "runtime/generation.h"
@@ -80,10 +81,12 @@ void expect_same(const Outcome& plain, const Outcome& spec, const Tokens& prompt
 // wrong_at >= max): every rejection position 0..k is exercised on demand.
 class ScriptedDrafter final : public Drafter {
  public:
-  ScriptedDrafter(Tokens prompt, Tokens reference, int wrong_at, int64_t n_vocab)
-      : prompt_(std::move(prompt)), ref_(std::move(reference)), wrong_at_(wrong_at), n_vocab_(n_vocab) {}
+  ScriptedDrafter(Tokens prompt, Tokens reference, int wrong_at, int64_t n_vocab, std::vector<int> cycle = {})
+      : prompt_(std::move(prompt)), ref_(std::move(reference)), wrong_at_(wrong_at), n_vocab_(n_vocab),
+        cycle_(std::move(cycle)) {}
   void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override {
     out.clear();
+    if (!cycle_.empty()) wrong_at_ = cycle_[calls_++ % cycle_.size()];  // a pattern of rejections
     // context = prompt + ref[0..done): guesses continue at ref[done].
     const size_t done = context.size() - prompt_.size();
     for (int i = 0; i < max && done + static_cast<size_t>(i) < ref_.size(); ++i) {
@@ -97,6 +100,8 @@ class ScriptedDrafter final : public Drafter {
   Tokens prompt_, ref_;
   int wrong_at_;
   int64_t n_vocab_;
+  std::vector<int> cycle_;
+  size_t calls_ = 0;
 };
 
 class SpeculativeExactness : public ::testing::TestWithParam<std::string> {};
@@ -132,6 +137,21 @@ TEST_P(SpeculativeExactness, RejectionAtEveryGuessPositionRollsBackExactly) {
   }
 }
 
+// Passes that keep everything, then reject at various positions, in a mixed order: the
+// ping-pong buffers and records stay in step.
+TEST_P(SpeculativeExactness, MixedRejectionPatternsKeepTheGreedyOutput) {
+  const auto engine = open_engine(fixture(GetParam()));
+  const Tokens prompt = prompt_of(*engine);
+  const GenerationParams gp = params(0.0f, 40);
+  const Outcome plain = decode(*engine, prompt, gp);
+  ScriptedDrafter scripted(prompt, plain.tokens, 0, engine->hparams().n_vocab, {4, 4, 1, 4, 0, 2, 4, 3, 0, 0, 4});
+  Speculation spec;
+  spec.drafter = &scripted;
+  spec.draft_max = 4;
+  const Outcome fast = decode(*engine, prompt, gp, &spec);
+  expect_same(plain, fast, prompt);
+}
+
 TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
   const auto engine = open_engine(fixture(GetParam()));
   const Tokens prompt = prompt_of(*engine);
@@ -149,7 +169,71 @@ TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
   EXPECT_EQ(differing, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35moe"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35", "qwen35moe"));
+
+// A verify pass of k+1 = 5 tokens cut back to its first `keep` tokens, for every keep 0..5
+// (a rejection at every guess position, and none), leaves what a session fed only those
+// tokens has: the recurrent state itself (every DeltaNet layer's conv and delta-rule
+// buffers) and the logits of a next token. The rollback replays the recorded inputs with
+// the recurrent form, the very float operations the verify pass ran (it is shorter than
+// 16 tokens), so the only differences come from the projections seeing a batch of 5 rows
+// instead of `keep` (none expected on the f32 file: every row is computed alone); the
+// bounds allow f32 round-off and nothing more (a token replayed too few or too many moves
+// the state by O(0.1)).
+class RollbackState : public ::testing::TestWithParam<std::string> {};
+
+float max_float_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  const auto* x = reinterpret_cast<const float*>(a.data());
+  const auto* y = reinterpret_cast<const float*>(b.data());
+  float worst = 0;
+  for (size_t i = 0; i < a.size() / sizeof(float); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
+}
+
+TEST_P(RollbackState, EveryRejectionPositionLeavesThePrefixState) {
+  const auto engine = open_engine(fixture(GetParam(), "model-f32.gguf"));
+  const Tokens prompt = prompt_of(*engine);
+  const Tokens batch = {prompt[3], prompt[1], 17, 23, 5};
+  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  for (int keep = 0; keep <= 5; ++keep) {
+    SCOPED_TRACE("keep " + std::to_string(keep) + " of 5");
+    const auto spec = engine->new_session(512, 64);
+    const auto ref = engine->new_session(512, 64);
+    spec->feed(prompt);
+    ref->feed(prompt);
+    spec->verify(batch);
+    EXPECT_EQ(spec->state().verify_tokens, 5);
+    spec->rollback(n_prompt + keep);
+    if (keep > 0) ref->feed(std::span<const text::TokenId>(batch.data(), static_cast<size_t>(keep)));
+    ASSERT_EQ(spec->n_past(), ref->n_past());
+    EXPECT_TRUE(std::equal(spec->tokens().begin(), spec->tokens().end(), ref->tokens().begin(), ref->tokens().end()));
+    ASSERT_TRUE(spec->state().has_recurrent_state());
+    std::vector<uint8_t> got(spec->state().recurrent_state_bytes()), want(got.size());
+    spec->state().save_recurrent_state(got.data());
+    ref->state().save_recurrent_state(want.data());
+    const float state_diff = max_float_diff(got, want);
+    EXPECT_LE(state_diff, 1e-5f) << "the recurrent state after rollback is not the prefix's";
+    const text::TokenId probe = 42;
+    const std::span<float> a = spec->feed(std::span<const text::TokenId>(&probe, 1));
+    const std::vector<float> got_logits(a.begin(), a.end());
+    const std::span<float> b = ref->feed(std::span<const text::TokenId>(&probe, 1));
+    float logit_diff = 0;
+    for (size_t i = 0; i < b.size(); ++i) logit_diff = std::max(logit_diff, std::abs(got_logits[i] - b[i]));
+    EXPECT_LE(logit_diff, 1e-4f) << "the next logits after rollback differ from the prefix's";
+    RecordProperty("max_state_diff_keep" + std::to_string(keep), std::to_string(state_diff));
+    std::printf("keep %d: state diff %g, logit diff %g\n", keep, state_diff, logit_diff);
+  }
+  // Outside the last verify pass there is nothing to roll back to: a clear error.
+  const auto s = engine->new_session(512, 64);
+  s->feed(prompt);
+  s->verify(batch);
+  EXPECT_THROW(s->rollback(n_prompt - 1), Error);
+  s->rollback(n_prompt + 5);  // all kept: settled
+  EXPECT_EQ(s->state().verify_tokens, 0);
+  EXPECT_THROW(s->rollback(n_prompt + 4), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, RollbackState, ::testing::Values("qwen35", "qwen35moe"));
 
 TEST(MtpDrafter, TheFilesOwnBlockKeepsTheGreedyOutput) {
   const auto engine = open_engine(fixture("qwen35moe"));
@@ -178,10 +262,9 @@ TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
   std::span<float> out = session->feed(prompt);
   std::vector<float> logits(out.begin(), out.end());
   mtp.catch_up(*session);
-  std::vector<uint8_t> saved(session->state().recurrent_state_bytes());
-  // Verify passes of 4 positions that keep 1..4 of them (a rejection cuts the rest back; a
-  // recurrent state goes back to its copy and the kept tokens are fed again), each after a
-  // round of guesses, as the speculative loop runs them.
+  // Verify passes of 4 positions that keep 1..4 of them (a rejection cuts the rest back by
+  // rollback: the catch-up sees the verify pass's hidden states of the kept positions only),
+  // each after a round of guesses, as the speculative loop runs them.
   Tokens guesses, context;
   for (int keep = 1; keep <= 4; ++keep) {
     const auto pending = static_cast<text::TokenId>(Sampler::argmax(logits));
@@ -191,15 +274,9 @@ TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
     ASSERT_EQ(guesses.size(), 3u);
     const Tokens batch = {pending, 7, 11, 13};
     const int64_t before = session->n_past();
-    session->state().save_recurrent_state(saved.data());
-    const std::vector<float>& rows = session->feed_all_logits(batch);
-    if (keep < 4) {
-      session->truncate(before, saved.data());
-      out = session->feed(std::span<const text::TokenId>(batch.data(), static_cast<size_t>(keep)));
-      logits.assign(out.begin(), out.end());
-    } else {
-      logits.assign(rows.end() - V, rows.end());
-    }
+    const std::vector<float>& rows = session->verify(batch);
+    logits.assign(rows.begin() + (keep - 1) * V, rows.begin() + keep * V);
+    session->rollback(before + keep);
     mtp.catch_up(*session);
   }
   const auto pending = static_cast<text::TokenId>(Sampler::argmax(logits));

@@ -11,7 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, real_model_path, shared_template
+from conftest import ROOT, Server, real_model_path, shared_template
 
 QUESTION = [{"role": "user", "content": "Write one sentence about the sea."}]
 
@@ -264,6 +264,29 @@ def test_second_turn_reuses_the_cache_on_a_hybrid_model(hybrid_server):
     assert cached >= first.usage.prompt_tokens - 4, (cached, first.usage.prompt_tokens)
     new_tokens = second.usage.prompt_tokens - cached
     assert new_tokens <= second.usage.prompt_tokens - first.usage.prompt_tokens + 4
+
+
+def test_ngram_speculation_on_a_hybrid_model_keeps_the_greedy_answer(hybrid_server):
+    # Qwen3.5's DeltaNet state drops rejected guesses by rollback; the answer (random weights:
+    # any text, and whatever the lookup guesses) must be the non-speculative server's.
+    ask = [{"role": "user", "content": "one two three four five six, one two three four five six, one two"}]
+    opts = dict(temperature=0, max_tokens=48, extra_body={"ignore_eos": True})
+    plain = client(hybrid_server).chat.completions.create(model="", messages=ask, **opts)
+    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "1", "-c", "2048", "--alias", "coder",
+               "--spec", "ngram", "--draft-max", "4", "--spec-ngram-min", "1")
+    try:
+        fast = chat(s, messages=ask, **opts)
+        streamed = "".join(stream_text(s, messages=ask, **opts)[0])
+        m = metrics(s)
+        drafted = m[("tandem_spec_drafted_tokens_total", ())]
+        accepted = m[("tandem_spec_accepted_tokens_total", ())]
+    finally:
+        assert s.stop() == 0
+    assert fast.usage.completion_tokens == plain.usage.completion_tokens == 48
+    assert fast.choices[0].message.content == plain.choices[0].message.content
+    assert streamed == plain.choices[0].message.content
+    # Guesses were checked and some rejected: the rollback ran.
+    assert drafted > accepted, (accepted, drafted)
 
 
 WEATHER_TOOL = [{"type": "function", "function": {

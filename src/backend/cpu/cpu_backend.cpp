@@ -177,8 +177,8 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
   // Causal conv per sequence, each with its own carried state.
   int64_t first = 0;
   for (const DeltaNetSequence& seq : seqs) {
-    conv1d_silu(s.P.data() + first * C, seq.n_tokens, C, w.conv_taps.data(), K, seq.conv_state,
-                s.conv.data() + first * C);
+    conv1d_silu(s.P.data() + first * C, seq.n_tokens, C, w.conv_taps.data(), K,
+                seq.conv_in != nullptr ? seq.conv_in : seq.conv_state, seq.conv_state, s.conv.data() + first * C);
     first += seq.n_tokens;
   }
   // Split q | k | v, L2-normalise q and k per head, scale q; gates.
@@ -206,12 +206,23 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
   first = 0;
   for (const DeltaNetSequence& seq : seqs) {
     const int64_t n = seq.n_tokens;
-    const auto run = n >= 16 ? [](OpContext& c, const DeltaNetShape& sh, int64_t t, const float* q, const float* k,
-                                  const float* v, const float* g, const float* b, float* st,
-                                  float* o) { delta_rule_chunked(c, sh, t, q, k, v, g, b, st, o); }
-                             : delta_rule_recurrent;
-    run(ctx_, shape, n, s.q.data() + first * Ck, s.k.data() + first * Ck, s.v.data() + first * Cv,
-        s.g.data() + first * nv, s.beta.data() + first * nv, seq.ssm_state, s.o.data() + first * Cv);
+    const float* ssm_in = seq.ssm_in != nullptr ? seq.ssm_in : seq.ssm_state;
+    const float *q = s.q.data() + first * Ck, *k = s.k.data() + first * Ck, *v = s.v.data() + first * Cv,
+                *g = s.g.data() + first * nv, *beta = s.beta.data() + first * nv;
+    if (n >= 16) {
+      delta_rule_chunked(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, s.o.data() + first * Cv);
+    } else {
+      delta_rule_recurrent(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, s.o.data() + first * Cv);
+    }
+    if (seq.record != nullptr) {  // a verify pass keeps its inputs for delta_net_rollback
+      const DeltaNetRecord& r = *seq.record;
+      std::copy_n(s.P.data() + first * C, n * C, r.P);
+      std::copy_n(q, n * Ck, r.q);
+      std::copy_n(k, n * Ck, r.k);
+      std::copy_n(v, n * Cv, r.v);
+      std::copy_n(g, n * nv, r.g);
+      std::copy_n(beta, n * nv, r.beta);
+    }
     first += n;
   }
   // Gated RMSNorm per value head, then the output projection.
@@ -221,6 +232,13 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
     s.y[static_cast<size_t>(i)] *= zi / (1.0f + std::exp(-zi));
   }
   matmul(ctx_, prepared(w.out), s.y.data(), T, out);
+}
+
+void CpuBackend::delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) {
+  const int64_t C = 2 * shape.n_k * shape.d_k + shape.n_v * shape.d_v;
+  conv_state_after(r.conv_in, r.record.P, r.keep, C, conv_kernel, r.conv_out);
+  delta_rule_recurrent(ctx_, shape, r.keep, r.record.q, r.record.k, r.record.v, r.record.g, r.record.beta, r.ssm_in,
+                       r.ssm_out, nullptr);
 }
 
 void CpuBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T,

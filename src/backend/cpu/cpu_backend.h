@@ -40,6 +40,7 @@ class CpuBackend final : public Backend {
                  std::span<const AttentionSequence> seqs, float* out) override;
   void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
                  std::span<const DeltaNetSequence> seqs, float* out) override;
+  void delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) override;
   void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) override;
   void moe_route(const FfnWeights& w, const float* m, int64_t T, int32_t* chosen, float* weight) override;
   void moe_experts(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,

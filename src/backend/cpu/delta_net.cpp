@@ -1,5 +1,6 @@
 #include "backend/cpu/delta_net.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -8,10 +9,22 @@
 
 namespace tandem::cpu {
 
-void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_t K, float* state, float* out) {
+void conv_state_after(const float* state_in, const float* P, int64_t T, int64_t C, int64_t K, float* state_out) {
+  const int64_t keep = K - 1;
+  // Row r is input T - keep + r of [state_in | P]. Rows go in ascending order and row r
+  // reads state_in row T + r >= r only, so state_out may alias state_in.
+  for (int64_t r = 0; r < keep; ++r) {
+    const int64_t at = T - keep + r;
+    const float* src = at < 0 ? state_in + (keep + at) * C : P + at * C;
+    if (src != state_out + r * C) std::copy(src, src + C, state_out + r * C);
+  }
+}
+
+void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_t K, const float* state_in,
+                 float* state, float* out) {
   const int64_t keep = K - 1;
   // Input at relative time r (r < 0 reads the state; state row keep + r).
-  auto input = [&](int64_t r, int64_t c) { return r < 0 ? state[(keep + r) * C + c] : P[r * C + c]; };
+  auto input = [&](int64_t r, int64_t c) { return r < 0 ? state_in[(keep + r) * C + c] : P[r * C + c]; };
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t c = 0; c < C; ++c) {
       float sum = 0;
@@ -19,22 +32,18 @@ void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_
       out[t * C + c] = sum / (1.0f + std::exp(-sum));
     }
   }
-  // New state: the last K-1 inputs of [state | P].
-  std::vector<float> next(static_cast<size_t>(keep * C));
-  for (int64_t r = 0; r < keep; ++r) {
-    for (int64_t c = 0; c < C; ++c) next[static_cast<size_t>(r * C + c)] = input(T - keep + r, c);
-  }
-  std::copy(next.begin(), next.end(), state);
+  conv_state_after(state_in, P, T, C, K, state);
 }
 
 void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
                           const float* k, const float* v, const float* g, const float* beta,
-                          float* state, float* out) {
+                          const float* state_in, float* state, float* out) {
   const int64_t dk = sh.d_k, dv = sh.d_v;
   ctx.pool().parallel_for(sh.n_v, [&](int thread, int64_t begin, int64_t end) {
     float* u = ctx.row_scratch(thread);  // [d_v]
     for (int64_t j = begin; j < end; ++j) {
       float* S = state + j * dk * dv;
+      if (state_in != state) std::copy_n(state_in + j * dk * dv, dk * dv, S);  // then in place, as ever
       const int64_t kh = j % sh.n_k;
       for (int64_t t = 0; t < T; ++t) {
         const float* kt = k + (t * sh.n_k + kh) * dk;
@@ -50,6 +59,7 @@ void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, co
         for (int64_t i = 0; i < dk; ++i) {
           for (int64_t c = 0; c < dv; ++c) S[i * dv + c] += kt[i] * u[c];
         }
+        if (out == nullptr) continue;
         float* o = out + (t * sh.n_v + j) * dv;
         for (int64_t c = 0; c < dv; ++c) o[c] = 0;
         for (int64_t i = 0; i < dk; ++i) {
@@ -140,7 +150,7 @@ void chunk_step(const DeltaNetShape& sh, int64_t n, const float* q, const float*
 
 void delta_rule_chunked(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
                         const float* k, const float* v, const float* g, const float* beta,
-                        float* state, float* out, int64_t chunk_size) {
+                        const float* state_in, float* state, float* out, int64_t chunk_size) {
   if (chunk_size <= 0) fail("delta_rule_chunked: chunk size must be positive");
   // Per-thread scratch: one head at a time per thread. Sized on first use per call; a
   // prompt-sized allocation, not a per-token one.
@@ -150,6 +160,7 @@ void delta_rule_chunked(OpContext& ctx, const DeltaNetShape& sh, int64_t T, cons
     for (int64_t j = begin; j < end; ++j) {
       const int64_t kh = j % sh.n_k;
       float* S = state + j * sh.d_k * sh.d_v;
+      if (state_in != state) std::copy_n(state_in + j * sh.d_k * sh.d_v, sh.d_k * sh.d_v, S);
       for (int64_t t0 = 0; t0 < T; t0 += chunk_size) {
         const int64_t n = std::min(chunk_size, T - t0);
         chunk_step(sh, n, q + (t0 * sh.n_k + kh) * sh.d_k, k + (t0 * sh.n_k + kh) * sh.d_k,

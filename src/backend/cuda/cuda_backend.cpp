@@ -385,7 +385,8 @@ void CudaBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape
   matmul(w.alpha, a, T, alpha);
   int64_t first = 0;
   for (const DeltaNetSequence& seq : seqs) {
-    conv1d_silu(s, P + first * C, seq.n_tokens, C, vec(w.conv_taps), w.conv_kernel, seq.conv_state, conv + first * C);
+    conv1d_silu(s, P + first * C, seq.n_tokens, C, vec(w.conv_taps), w.conv_kernel,
+                seq.conv_in != nullptr ? seq.conv_in : seq.conv_state, seq.conv_state, conv + first * C);
     first += seq.n_tokens;
   }
   // beta over b and g over alpha (delta_net.h allows both).
@@ -395,17 +396,37 @@ void CudaBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape
     const int64_t n = seq.n_tokens;
     const float *qs = q + first * Ck, *ks = k + first * Ck, *vs = v + first * Cv, *g = alpha + first * nv,
                 *beta = b + first * nv;
+    const float* ssm_in = seq.ssm_in != nullptr ? seq.ssm_in : seq.ssm_state;
     if (n >= 16) {  // the CPU's switch: chunked for prompts, recurrent for decode
       const size_t bytes = delta_rule_chunked_scratch_bytes(shape, n);
-      delta_rule_chunked(s, shape, n, qs, ks, vs, g, beta, seq.ssm_state, o + first * Cv,
+      delta_rule_chunked(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, o + first * Cv,
                          slot(kDeltaScratch, bytes), bytes);
     } else {
-      delta_rule_recurrent(s, shape, n, qs, ks, vs, g, beta, seq.ssm_state, o + first * Cv);
+      delta_rule_recurrent(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, o + first * Cv);
+    }
+    if (seq.record != nullptr) {  // a verify pass keeps its inputs for delta_net_rollback (device to device)
+      const DeltaNetRecord& r = *seq.record;
+      const std::pair<float*, std::pair<const float*, int64_t>> copies[] = {
+          {r.P, {P + first * C, n * C}}, {r.q, {qs, n * Ck}}, {r.k, {ks, n * Ck}},
+          {r.v, {vs, n * Cv}},          {r.g, {g, n * nv}},   {r.beta, {beta, n * nv}}};
+      for (const auto& [dst, src] : copies) {
+        TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst, src.first, static_cast<size_t>(src.second) * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, s));
+      }
     }
     first += n;
   }
   gated_rms_norm(s, o, z, vec(w.norm), T * nv, dv, w.rms_eps, o);
   matmul(w.out, o, T, out);
+}
+
+void CudaBackend::delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) {
+  queue();
+  const cudaStream_t s = ctx_.stream();
+  const int64_t C = 2 * shape.n_k * shape.d_k + shape.n_v * shape.d_v;
+  conv_state_after(s, r.conv_in, r.record.P, r.keep, C, conv_kernel, r.conv_out);
+  delta_rule_recurrent(s, shape, r.keep, r.record.q, r.record.k, r.record.v, r.record.g, r.record.beta, r.ssm_in,
+                       r.ssm_out, nullptr);
 }
 
 void CudaBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T,

@@ -32,7 +32,7 @@ constexpr int kConvTokenTile = 16;
 
 template <int K>
 __global__ void conv1d_silu_kernel(const float* __restrict__ P, int T, int C, const float* __restrict__ taps,
-                                   float* __restrict__ state, float* __restrict__ out, bool write_state) {
+                                   const float* state_in, float* state, float* __restrict__ out, bool write_state) {
   constexpr int keep = K - 1;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
@@ -44,7 +44,7 @@ __global__ void conv1d_silu_kernel(const float* __restrict__ P, int T, int C, co
 #pragma unroll
   for (int j = 0; j < keep; ++j) {
     const int r = t0 - keep + j;
-    window[j] = r < 0 ? state[static_cast<int64_t>(keep + r) * C + c] : P[static_cast<int64_t>(r) * C + c];
+    window[j] = r < 0 ? state_in[static_cast<int64_t>(keep + r) * C + c] : P[static_cast<int64_t>(r) * C + c];
   }
   for (int t = t0; t < t1; ++t) {
     window[keep] = P[static_cast<int64_t>(t) * C + c];
@@ -61,25 +61,29 @@ __global__ void conv1d_silu_kernel(const float* __restrict__ P, int T, int C, co
   }
 }
 
-// New state when the conv ran in several token tiles (then T > 16 > K-1, so every row
-// comes from P).
-__global__ void conv_state_from_inputs_kernel(const float* __restrict__ P, int T, int C, int keep,
-                                              float* __restrict__ state) {
+// state_out = the last keep rows of [state_in ; P[0..T)]: the new state when the conv ran
+// in several token tiles (then T > 16 > K-1, so every row comes from P), and a speculative
+// rollback's conv state (any T). state_out must not overlap state_in.
+__global__ void conv_state_after_kernel(const float* __restrict__ state_in, const float* __restrict__ P, int T,
+                                        int C, int keep, float* __restrict__ state_out) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   for (int r = 0; r < keep; ++r) {
-    state[static_cast<int64_t>(r) * C + c] = P[static_cast<int64_t>(T - keep + r) * C + c];
+    const int at = T - keep + r;
+    state_out[static_cast<int64_t>(r) * C + c] =
+        at < 0 ? state_in[static_cast<int64_t>(keep + at) * C + c] : P[static_cast<int64_t>(at) * C + c];
   }
 }
 
 template <int K>
-void launch_conv(cudaStream_t stream, const float* P, int T, int C, const float* taps, float* state, float* out) {
+void launch_conv(cudaStream_t stream, const float* P, int T, int C, const float* taps, const float* state_in,
+                 float* state, float* out) {
   const dim3 grid((C + kConvThreads - 1) / kConvThreads, (T + kConvTokenTile - 1) / kConvTokenTile);
   const bool single_tile = grid.y == 1;
-  conv1d_silu_kernel<K><<<grid, kConvThreads, 0, stream>>>(P, T, C, taps, state, out, single_tile);
+  conv1d_silu_kernel<K><<<grid, kConvThreads, 0, stream>>>(P, T, C, taps, state_in, state, out, single_tile);
   TANDEM_CUDA_CHECK_LAUNCH();
-  if (!single_tile) {
-    conv_state_from_inputs_kernel<<<grid.x, kConvThreads, 0, stream>>>(P, T, C, K - 1, state);
+  if (!single_tile) {  // reads P only (T > K-1), so state may alias state_in
+    conv_state_after_kernel<<<grid.x, kConvThreads, 0, stream>>>(P, P, T, C, K - 1, state);
     TANDEM_CUDA_CHECK_LAUNCH();
   }
 }
@@ -132,17 +136,20 @@ __global__ void __launch_bounds__(kRecMaxWarps * 32)
     delta_rule_recurrent_kernel(int T, int n_k, int n_v, int d_v, const float* __restrict__ q,
                                 const float* __restrict__ k, const float* __restrict__ v,
                                 const float* __restrict__ g, const float* __restrict__ beta,
-                                float* __restrict__ state, float* __restrict__ out) {
+                                const float* state_in, float* state, float* __restrict__ out) {
   constexpr int R = DK / kRecRowGroups;  // rows per lane
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int col = (blockIdx.x * (blockDim.x / 32) + warp) * kRecColsPerWarp + lane % kRecColsPerWarp;
   if (col >= d_v) return;  // whole warps only (d_v is a multiple of 8), so shuffles stay full
   const int row0 = (lane / kRecColsPerWarp) * R;
   const int j = blockIdx.y, kh = j % n_k;
+  // Each lane reads its rows of S (from state_in) before it writes them (to state), so the
+  // two may be the same memory.
+  const float* S_in = state_in + static_cast<int64_t>(j) * DK * d_v + col;
   float* S = state + static_cast<int64_t>(j) * DK * d_v + col;
   float s[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) s[r] = S[static_cast<int64_t>(row0 + r) * d_v];
+  for (int r = 0; r < R; ++r) s[r] = S_in[static_cast<int64_t>(row0 + r) * d_v];
   for (int t = 0; t < T; ++t) {
     const int64_t qk_at = (static_cast<int64_t>(t) * n_k + kh) * DK + row0;
     const int64_t gate_at = static_cast<int64_t>(t) * n_v + j;
@@ -173,7 +180,7 @@ __global__ void __launch_bounds__(kRecMaxWarps * 32)
     }
     o += __shfl_xor_sync(0xffffffffu, o, 8);
     o += __shfl_xor_sync(0xffffffffu, o, 16);
-    if (row0 == 0) out[v_at] = o;
+    if (row0 == 0 && out != nullptr) out[v_at] = o;
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) S[static_cast<int64_t>(row0 + r) * d_v] = s[r];
@@ -286,7 +293,7 @@ __global__ void __launch_bounds__(kChunkThreads)
     delta_chunk_scan_kernel(int T, int n_k, int n_v, int d_v, const float* __restrict__ q,
                             const float* __restrict__ k, const float* __restrict__ v,
                             const float* __restrict__ beta, const float* __restrict__ scratch,
-                            float* __restrict__ state, float* __restrict__ out) {
+                            const float* state_in, float* state, float* __restrict__ out) {
   constexpr int RG = kChunkThreads / CT;  // row groups (and, in step 3, lanes per column)
   constexpr int TPR = kChunk / RG;        // chunk rows per thread in steps 1, 2, 4
   constexpr int kQKTile = DK < 32 ? DK : 32;
@@ -300,8 +307,11 @@ __global__ void __launch_bounds__(kChunkThreads)
   const int64_t qk_stride = static_cast<int64_t>(n_k) * DK, v_stride = static_cast<int64_t>(n_v) * d_v;
   const float* kh_base = k + static_cast<int64_t>(kh) * DK;
   const float* qh_base = q + static_cast<int64_t>(kh) * DK;
+  // The block's slice is read (from state_in) at the start and written (to state) at the
+  // end, so the two may be the same memory.
+  const float* S_in = state_in + static_cast<int64_t>(j) * DK * d_v + c0;
   float* S_global = state + static_cast<int64_t>(j) * DK * d_v + c0;
-  for (int i = rg; i < DK; i += RG) sm.S[i][c] = S_global[static_cast<int64_t>(i) * d_v + c];
+  for (int i = rg; i < DK; i += RG) sm.S[i][c] = S_in[static_cast<int64_t>(i) * d_v + c];
 
   for (int t0 = 0; t0 < T; t0 += kChunk) {
     const int n = min(kChunk, T - t0);
@@ -426,34 +436,39 @@ __global__ void gated_rms_norm_kernel(const float* o, const float* __restrict__ 
 
 template <int DK>
 void launch_recurrent(cudaStream_t stream, const DeltaNetShape& sh, int T, const float* q, const float* k,
-                      const float* v, const float* g, const float* beta, float* state, float* out) {
+                      const float* v, const float* g, const float* beta, const float* state_in, float* state,
+                      float* out) {
   const int col_groups = static_cast<int>(sh.d_v / kRecColsPerWarp);
   const int warps = col_groups < kRecMaxWarps ? col_groups : kRecMaxWarps;
   const dim3 grid((col_groups + warps - 1) / warps, static_cast<unsigned>(sh.n_v));
   delta_rule_recurrent_kernel<DK><<<grid, warps * 32, 0, stream>>>(
-      T, static_cast<int>(sh.n_k), static_cast<int>(sh.n_v), static_cast<int>(sh.d_v), q, k, v, g, beta, state, out);
+      T, static_cast<int>(sh.n_k), static_cast<int>(sh.n_v), static_cast<int>(sh.d_v), q, k, v, g, beta, state_in,
+      state, out);
   TANDEM_CUDA_CHECK_LAUNCH();
 }
 
 template <int DK, int CT>
 void launch_chunked(cudaStream_t stream, const DeltaNetShape& sh, int T, const float* q, const float* k,
-                    const float* v, const float* g, const float* beta, float* state, float* out, float* scratch) {
+                    const float* v, const float* g, const float* beta, const float* state_in, float* state,
+                    float* out, float* scratch) {
   const int n_chunks = (T + kChunk - 1) / kChunk;
   const int n_k = static_cast<int>(sh.n_k), n_v = static_cast<int>(sh.n_v), d_v = static_cast<int>(sh.d_v);
   delta_chunk_gram_kernel<DK><<<dim3(n_chunks, n_v), kChunkThreads, 0, stream>>>(T, n_k, n_v, q, k, g, beta,
                                                                                   scratch);
   TANDEM_CUDA_CHECK_LAUNCH();
   delta_chunk_scan_kernel<DK, CT><<<dim3(d_v / CT, n_v), kChunkThreads, 0, stream>>>(T, n_k, n_v, d_v, q, k, v,
-                                                                                     beta, scratch, state, out);
+                                                                                     beta, scratch, state_in,
+                                                                                     state, out);
   TANDEM_CUDA_CHECK_LAUNCH();
 }
 
 template <int DK>
 void launch_chunked_dk(cudaStream_t stream, const DeltaNetShape& sh, int T, const float* q, const float* k,
-                       const float* v, const float* g, const float* beta, float* state, float* out, float* scratch) {
-  if (sh.d_v % 32 == 0) return launch_chunked<DK, 32>(stream, sh, T, q, k, v, g, beta, state, out, scratch);
-  if (sh.d_v == 16) return launch_chunked<DK, 16>(stream, sh, T, q, k, v, g, beta, state, out, scratch);
-  return launch_chunked<DK, 8>(stream, sh, T, q, k, v, g, beta, state, out, scratch);
+                       const float* v, const float* g, const float* beta, const float* state_in, float* state,
+                       float* out, float* scratch) {
+  if (sh.d_v % 32 == 0) return launch_chunked<DK, 32>(stream, sh, T, q, k, v, g, beta, state_in, state, out, scratch);
+  if (sh.d_v == 16) return launch_chunked<DK, 16>(stream, sh, T, q, k, v, g, beta, state_in, state, out, scratch);
+  return launch_chunked<DK, 8>(stream, sh, T, q, k, v, g, beta, state_in, state, out, scratch);
 }
 
 }  // namespace
@@ -461,17 +476,25 @@ void launch_chunked_dk(cudaStream_t stream, const DeltaNetShape& sh, int T, cons
 namespace detail {
 
 void launch_conv1d_silu(cudaStream_t stream, const float* P, int64_t T, int64_t C, const float* taps, int K,
-                        float* state, float* out) {
+                        const float* state_in, float* state, float* out) {
   const int t = static_cast<int>(T), c = static_cast<int>(C);
   switch (K) {
-    case 2: return launch_conv<2>(stream, P, t, c, taps, state, out);
-    case 3: return launch_conv<3>(stream, P, t, c, taps, state, out);
-    case 4: return launch_conv<4>(stream, P, t, c, taps, state, out);
-    case 5: return launch_conv<5>(stream, P, t, c, taps, state, out);
-    case 6: return launch_conv<6>(stream, P, t, c, taps, state, out);
-    case 7: return launch_conv<7>(stream, P, t, c, taps, state, out);
-    default: return launch_conv<8>(stream, P, t, c, taps, state, out);
+    case 2: return launch_conv<2>(stream, P, t, c, taps, state_in, state, out);
+    case 3: return launch_conv<3>(stream, P, t, c, taps, state_in, state, out);
+    case 4: return launch_conv<4>(stream, P, t, c, taps, state_in, state, out);
+    case 5: return launch_conv<5>(stream, P, t, c, taps, state_in, state, out);
+    case 6: return launch_conv<6>(stream, P, t, c, taps, state_in, state, out);
+    case 7: return launch_conv<7>(stream, P, t, c, taps, state_in, state, out);
+    default: return launch_conv<8>(stream, P, t, c, taps, state_in, state, out);
   }
+}
+
+void launch_conv_state_after(cudaStream_t stream, const float* state_in, const float* P, int64_t T, int64_t C,
+                             int K, float* state_out) {
+  const int c = static_cast<int>(C);
+  conv_state_after_kernel<<<(c + kConvThreads - 1) / kConvThreads, kConvThreads, 0, stream>>>(
+      state_in, P, static_cast<int>(T), c, K - 1, state_out);
+  TANDEM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_delta_net_prep(cudaStream_t stream, const DeltaNetShape& sh, int64_t T, const float* conv,
@@ -485,26 +508,26 @@ void launch_delta_net_prep(cudaStream_t stream, const DeltaNetShape& sh, int64_t
 }
 
 void launch_delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& sh, int64_t T, const float* q,
-                                 const float* k, const float* v, const float* g, const float* beta, float* state,
-                                 float* out) {
+                                 const float* k, const float* v, const float* g, const float* beta,
+                                 const float* state_in, float* state, float* out) {
   const int t = static_cast<int>(T);
   switch (sh.d_k) {
-    case 16: return launch_recurrent<16>(stream, sh, t, q, k, v, g, beta, state, out);
-    case 32: return launch_recurrent<32>(stream, sh, t, q, k, v, g, beta, state, out);
-    case 64: return launch_recurrent<64>(stream, sh, t, q, k, v, g, beta, state, out);
-    default: return launch_recurrent<128>(stream, sh, t, q, k, v, g, beta, state, out);
+    case 16: return launch_recurrent<16>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
+    case 32: return launch_recurrent<32>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
+    case 64: return launch_recurrent<64>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
+    default: return launch_recurrent<128>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
   }
 }
 
 void launch_delta_rule_chunked(cudaStream_t stream, const DeltaNetShape& sh, int64_t T, const float* q,
-                               const float* k, const float* v, const float* g, const float* beta, float* state,
-                               float* out, float* scratch) {
+                               const float* k, const float* v, const float* g, const float* beta,
+                               const float* state_in, float* state, float* out, float* scratch) {
   const int t = static_cast<int>(T);
   switch (sh.d_k) {
-    case 16: return launch_chunked_dk<16>(stream, sh, t, q, k, v, g, beta, state, out, scratch);
-    case 32: return launch_chunked_dk<32>(stream, sh, t, q, k, v, g, beta, state, out, scratch);
-    case 64: return launch_chunked_dk<64>(stream, sh, t, q, k, v, g, beta, state, out, scratch);
-    default: return launch_chunked_dk<128>(stream, sh, t, q, k, v, g, beta, state, out, scratch);
+    case 16: return launch_chunked_dk<16>(stream, sh, t, q, k, v, g, beta, state_in, state, out, scratch);
+    case 32: return launch_chunked_dk<32>(stream, sh, t, q, k, v, g, beta, state_in, state, out, scratch);
+    case 64: return launch_chunked_dk<64>(stream, sh, t, q, k, v, g, beta, state_in, state, out, scratch);
+    default: return launch_chunked_dk<128>(stream, sh, t, q, k, v, g, beta, state_in, state, out, scratch);
   }
 }
 

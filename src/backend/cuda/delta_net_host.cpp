@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/delta_net.h"
 #include "core/error.h"
 
@@ -55,26 +56,32 @@ void require_delta_rule_shape(const char* op, const DeltaNetShape& sh, bool chun
 }
 
 void require_delta_rule_args(const char* op, const DeltaNetShape& sh, int64_t T, const float* q, const float* k,
-                             const float* v, const float* g, const float* beta, const float* state,
-                             const float* out) {
+                             const float* v, const float* g, const float* beta, const float* state_in,
+                             const float* state, const float* out, bool out_optional) {
   require_pointer(op, "q", q);
   require_pointer(op, "k", k);
   require_pointer(op, "v", v);
   require_pointer(op, "g", g);
   require_pointer(op, "beta", beta);
+  require_pointer(op, "state_in", state_in);
   require_pointer(op, "state", state);
-  require_pointer(op, "out", out);
+  if (!out_optional) require_pointer(op, "out", out);
   require_aligned16(op, "q", q);  // read as float4
   require_aligned16(op, "k", k);
   const size_t state_bytes = static_cast<size_t>(sh.n_v * sh.d_k * sh.d_v) * sizeof(float);
   const size_t out_bytes = static_cast<size_t>(T * sh.n_v * sh.d_v) * sizeof(float);
-  require_disjoint(op, "out", out, out_bytes, "state", state, state_bytes);
+  if (out != nullptr) {
+    require_disjoint(op, "out", out, out_bytes, "state", state, state_bytes);
+    require_disjoint(op, "out", out, out_bytes, "state_in", state_in, state_bytes);
+  }
+  // Separate states: one block's writes must not land in another's unread input.
+  if (state_in != state) require_disjoint(op, "state", state, state_bytes, "state_in", state_in, state_bytes);
 }
 
 }  // namespace
 
 void conv1d_silu(cudaStream_t stream, const float* P, int64_t T, int64_t C, const float* taps, int64_t K,
-                 float* state, float* out) {
+                 const float* state_in, float* state, float* out) {
   constexpr const char* op = "conv1d_silu";
   require_tokens(op, T);
   if (C <= 0 || C > INT_MAX) fail("cuda::{}: channel count {} out of range", op, C);
@@ -84,6 +91,7 @@ void conv1d_silu(cudaStream_t stream, const float* P, int64_t T, int64_t C, cons
   if (T == 0) return;
   require_pointer(op, "P", P);
   require_pointer(op, "taps", taps);
+  require_pointer(op, "state_in", state_in);
   require_pointer(op, "state", state);
   require_pointer(op, "out", out);
   const size_t io_bytes = static_cast<size_t>(T * C) * sizeof(float);
@@ -91,7 +99,23 @@ void conv1d_silu(cudaStream_t stream, const float* P, int64_t T, int64_t C, cons
   // Other threads read P rows of earlier tokens and the old state while out is written.
   require_disjoint(op, "out", out, io_bytes, "P", P, io_bytes);
   require_disjoint(op, "out", out, io_bytes, "state", state, state_bytes);
-  detail::launch_conv1d_silu(stream, P, T, C, taps, static_cast<int>(K), state, out);
+  require_disjoint(op, "out", out, io_bytes, "state_in", state_in, state_bytes);
+  if (state_in != state) require_disjoint(op, "state", state, state_bytes, "state_in", state_in, state_bytes);
+  detail::launch_conv1d_silu(stream, P, T, C, taps, static_cast<int>(K), state_in, state, out);
+}
+
+void conv_state_after(cudaStream_t stream, const float* state_in, const float* P, int64_t T, int64_t C, int64_t K,
+                      float* state_out) {
+  constexpr const char* op = "conv_state_after";
+  require_tokens(op, T);
+  if (C <= 0 || C > INT_MAX) fail("cuda::{}: channel count {} out of range", op, C);
+  if (K < 2 || K > 8) fail("cuda::{}: conv kernel size {} is not supported (2..8)", op, K);
+  require_pointer(op, "state_in", state_in);
+  require_pointer(op, "state_out", state_out);
+  if (T > 0) require_pointer(op, "P", P);
+  const size_t state_bytes = static_cast<size_t>((K - 1) * C) * sizeof(float);
+  require_disjoint(op, "state_out", state_out, state_bytes, "state_in", state_in, state_bytes);
+  detail::launch_conv_state_after(stream, state_in, P, T, C, static_cast<int>(K), state_out);
 }
 
 void delta_net_prep(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* conv,
@@ -116,31 +140,41 @@ void delta_net_prep(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, 
 }
 
 void delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
-                          const float* k, const float* v, const float* g, const float* beta, float* state,
-                          float* out) {
+                          const float* k, const float* v, const float* g, const float* beta, const float* state_in,
+                          float* state, float* out) {
   constexpr const char* op = "delta_rule_recurrent";
   require_delta_rule_shape(op, shape, false);
   require_tokens(op, T);
-  if (T == 0) return;
-  require_delta_rule_args(op, shape, T, q, k, v, g, beta, state, out);
-  detail::launch_delta_rule_recurrent(stream, shape, T, q, k, v, g, beta, state, out);
+  if (T == 0) {  // the state unchanged (a rollback that keeps no position)
+    if (state_in != state) {
+      require_pointer(op, "state_in", state_in);
+      require_pointer(op, "state", state);
+      TANDEM_CUDA_CHECK(cudaMemcpyAsync(state, state_in, static_cast<size_t>(shape.n_v * shape.d_k * shape.d_v) *
+                                                             sizeof(float),
+                                        cudaMemcpyDeviceToDevice, stream));
+    }
+    return;
+  }
+  require_delta_rule_args(op, shape, T, q, k, v, g, beta, state_in, state, out, true);
+  detail::launch_delta_rule_recurrent(stream, shape, T, q, k, v, g, beta, state_in, state, out);
 }
 
 void delta_rule_chunked(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
-                        const float* k, const float* v, const float* g, const float* beta, float* state,
-                        float* out, void* scratch, size_t scratch_bytes) {
+                        const float* k, const float* v, const float* g, const float* beta, const float* state_in,
+                        float* state, float* out, void* scratch, size_t scratch_bytes) {
   constexpr const char* op = "delta_rule_chunked";
   require_delta_rule_shape(op, shape, true);
   require_tokens(op, T);
   if (T == 0) return;
-  require_delta_rule_args(op, shape, T, q, k, v, g, beta, state, out);
+  require_delta_rule_args(op, shape, T, q, k, v, g, beta, state_in, state, out, false);
   const size_t need = delta_rule_chunked_scratch_bytes(shape, T);
   if (scratch == nullptr || scratch_bytes < need) {
     fail("cuda::{}: scratch of {} bytes is too small for {} tokens (needs {}; see "
          "delta_rule_chunked_scratch_bytes)", op, scratch == nullptr ? 0 : scratch_bytes, T, need);
   }
   require_aligned16(op, "scratch", scratch);
-  detail::launch_delta_rule_chunked(stream, shape, T, q, k, v, g, beta, state, out, static_cast<float*>(scratch));
+  detail::launch_delta_rule_chunked(stream, shape, T, q, k, v, g, beta, state_in, state, out,
+                                    static_cast<float*>(scratch));
 }
 
 void gated_rms_norm(cudaStream_t stream, const float* o, const float* z, const float* weight, int64_t rows,

@@ -362,6 +362,75 @@ std::vector<float> gated_norm_reference(const std::vector<float>& o, const std::
   return y;
 }
 
+// Speculative verify passes: the state read from one buffer and written to another gives
+// the in-place result bit for bit (each thread or block reads its part before writing it,
+// the same operations either way), and the input is left as it was. Then the rollback
+// ops: the state after every prefix keep 0..5 of a recorded 5-token pass, from the state
+// before it (conv_state_after is a copy: bit-exact; the recurrence: 5e-5 against the CPU,
+// as RecurrentMatchesCpuAcrossTwoCalls).
+TEST(CudaDeltaNet, SeparateStatesEqualInPlaceAndRollbackMatchesCpu) {
+  TANDEM_REQUIRE_CUDA_DEVICE();
+  CudaContext ctx;
+  cpu::OpContext cpu_ctx(4, 256);
+  for (const DeltaNetShape& sh : {kReal, kSmall}) {
+    for (const int64_t T : {int64_t{5}, int64_t{70}}) {
+      SCOPED_TRACE(name(sh) + " T=" + std::to_string(T));
+      const DeltaInputs in = random_delta_inputs(sh, T, 2.0f, static_cast<uint64_t>(T + sh.d_k));
+      std::mt19937_64 rng(static_cast<uint64_t>(T * 7));
+      const auto state0 = normal_vector(static_cast<size_t>(sh.n_v * sh.d_k * sh.d_v), rng, 0.5f);
+      DeviceBuffer d_q = upload(in.q), d_k = upload(in.k), d_v = upload(in.v), d_g = upload(in.g);
+      DeviceBuffer d_beta = upload(in.beta), d_inplace = upload(state0), d_in = upload(state0), d_out = upload(state0);
+      DeviceBuffer o1(in.v.size() * sizeof(float)), o2(in.v.size() * sizeof(float));
+      const size_t scratch_bytes = delta_rule_chunked_scratch_bytes(sh, T);
+      DeviceBuffer d_scratch(scratch_bytes);
+      sync_device();
+      const float *q = d_q.as<float>(), *k = d_k.as<float>(), *v = d_v.as<float>(), *g = d_g.as<float>(),
+                  *beta = d_beta.as<float>();
+      if (T >= 16) {
+        delta_rule_chunked(ctx.stream(), sh, T, q, k, v, g, beta, d_inplace.as<float>(), o1.as<float>(),
+                           d_scratch.data(), scratch_bytes);
+        delta_rule_chunked(ctx.stream(), sh, T, q, k, v, g, beta, d_in.as<float>(), d_out.as<float>(), o2.as<float>(),
+                           d_scratch.data(), scratch_bytes);
+      } else {
+        delta_rule_recurrent(ctx.stream(), sh, T, q, k, v, g, beta, d_inplace.as<float>(), o1.as<float>());
+        delta_rule_recurrent(ctx.stream(), sh, T, q, k, v, g, beta, d_in.as<float>(), d_out.as<float>(),
+                             o2.as<float>());
+      }
+      sync_device();
+      const size_t n = state0.size();
+      EXPECT_EQ(download<float>(d_out, n), download<float>(d_inplace, n));
+      EXPECT_EQ(download<float>(o2, in.v.size()), download<float>(o1, in.v.size()));
+      EXPECT_EQ(download<float>(d_in, n), state0) << "the input state was written";
+    }
+  }
+  // Rollback of a recorded 5-token pass, conv included.
+  for (const DeltaNetShape& sh : {kReal, kSmall}) {
+    const int64_t T = 5, C = channels(sh);
+    const DeltaInputs in = random_delta_inputs(sh, T, 2.0f, 77);
+    std::mt19937_64 rng(78);
+    const auto ssm_a = normal_vector(static_cast<size_t>(sh.n_v * sh.d_k * sh.d_v), rng, 0.5f);
+    const auto conv_a = normal_vector(static_cast<size_t>((kConvK - 1) * C), rng);
+    const auto P = normal_vector(static_cast<size_t>(T * C), rng);
+    DeviceBuffer d_q = upload(in.q), d_k = upload(in.k), d_v = upload(in.v), d_g = upload(in.g);
+    DeviceBuffer d_beta = upload(in.beta), d_ssm_a = upload(ssm_a), d_conv_a = upload(conv_a), d_P = upload(P);
+    DeviceBuffer d_ssm_b(ssm_a.size() * sizeof(float)), d_conv_b(conv_a.size() * sizeof(float));
+    for (int64_t keep = 0; keep <= T; ++keep) {
+      SCOPED_TRACE(name(sh) + " keep=" + std::to_string(keep));
+      sync_device();
+      conv_state_after(ctx.stream(), d_conv_a.as<float>(), d_P.as<float>(), keep, C, kConvK, d_conv_b.as<float>());
+      delta_rule_recurrent(ctx.stream(), sh, keep, d_q.as<float>(), d_k.as<float>(), d_v.as<float>(), d_g.as<float>(),
+                           d_beta.as<float>(), d_ssm_a.as<float>(), d_ssm_b.as<float>(), nullptr);
+      sync_device();
+      std::vector<float> conv_want(conv_a.size()), ssm_want = ssm_a;
+      cpu::conv_state_after(conv_a.data(), P.data(), keep, C, kConvK, conv_want.data());
+      cpu::delta_rule_recurrent(cpu_ctx, cpu_shape(sh), keep, in.q.data(), in.k.data(), in.v.data(), in.g.data(),
+                                in.beta.data(), ssm_want.data(), nullptr);
+      EXPECT_EQ(download<float>(d_conv_b, conv_a.size()), conv_want);
+      EXPECT_LT(relative_error(download<float>(d_ssm_b, ssm_a.size()), ssm_want), 5e-5);
+    }
+  }
+}
+
 TEST(CudaDeltaNet, GatedNormMatchesCpu) {
   TANDEM_REQUIRE_CUDA_DEVICE();
   CudaContext ctx;
