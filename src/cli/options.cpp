@@ -150,8 +150,11 @@ std::string SpeculativeSetup::report() const {
   if (!on()) return {};
   const runtime::SpeculativeStats& st = speculation.stats;
   return fmt::format(
-      "speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass, {:.2f} s guessing",
-      st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step(), st.draft_seconds);
+      "speculative: {} verify passes, {} guesses, {} accepted ({:.1f}%), {:.2f} tokens per pass, {:.2f} s guessing{}",
+      st.verify_steps, st.drafted, st.accepted, 100.0 * st.acceptance(), st.tokens_per_step(), st.draft_seconds,
+      st.paused_tokens > 0 ? fmt::format("; {} tokens decoded without guessing (acceptance too low to pay)",
+                                         st.paused_tokens)
+                           : "");
 }
 
 namespace {

@@ -197,6 +197,8 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
   if (draft_cap < 1) fail("speculative decoding needs a micro-batch of 2 tokens or more");
   session.prepare_rollback(draft_cap + 1);
   std::vector<text::TokenId> context, drafts, batch;  // reused every step
+  int64_t window_drafted = 0, window_accepted = 0;    // guesses since the last pause check
+  int64_t paused_left = 0;                            // tokens still to decode without guessing
   auto emit = [&](const GenerationStep& step) {
     if (!step.text.empty() && !on_text(step.text)) generation.cancel();
   };
@@ -209,7 +211,10 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     const int64_t room = session.n_ctx() - n_before;  // >= 1, or the generation had ended
     const int max = static_cast<int>(std::min<int64_t>(draft_cap, room - 1));
     drafts.clear();
-    if (max >= std::max(1, spec.draft_min)) {
+    if (paused_left > 0) {
+      --paused_left;
+      ++spec.stats.paused_tokens;
+    } else if (max >= std::max(1, spec.draft_min)) {
       const std::span<const int32_t> have = session.tokens();
       context.assign(have.begin(), have.end());
       context.push_back(pending);
@@ -246,6 +251,14 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     spec.stats.drafted += static_cast<int64_t>(drafts.size());
     spec.stats.accepted += static_cast<int64_t>(accepted);
     spec.stats.tokens += static_cast<int64_t>(accepted) + 1;
+    window_drafted += static_cast<int64_t>(drafts.size());
+    window_accepted += static_cast<int64_t>(accepted);
+    if (spec.pause_window > 0 && window_drafted >= spec.pause_window) {
+      if (static_cast<double>(window_accepted) < spec.pause_below * static_cast<double>(window_drafted)) {
+        paused_left = spec.pause_tokens;
+      }
+      window_drafted = window_accepted = 0;
+    }
     // The context keeps the pending token and the accepted guesses (KV cut back, a recurrent
     // state rebuilt from the pass's record on its devices; all kept: nothing to do).
     session.rollback(n_before + 1 + static_cast<int64_t>(accepted));

@@ -2,6 +2,7 @@
 // temperature 0 and with the same seed at temperature 1, for every drafter, on attention
 // models and on the recurrent qwen35moe; a rejected guess at any position leaves the
 // context as if it had never been guessed; a draft model with another vocabulary is refused.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -167,6 +168,41 @@ TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
   // Each position is sampled from the model's own distribution with the same random draw
   // as without speculation, so the outputs are the same, not merely alike.
   EXPECT_EQ(differing, 0);
+}
+
+// Guessing that does not pay pauses: a drafter whose every guess is wrong gets 32 guesses,
+// then 128 tokens are decoded one at a time, then it guesses again; one whose guesses all
+// hold never pauses; with pausing off every token is a verify pass. The output is plain
+// decoding's in all three.
+TEST(SpeculationPause, GuessesThatNeverHoldPauseAndTheOutputStays) {
+  const auto engine = open_engine(fixture("qwen2"));
+  const Tokens prompt = prompt_of(*engine);
+  const GenerationParams gp = params(0.0f, 200);
+  const Outcome plain = decode(*engine, prompt, gp);
+  for (const int wrong_at : {0, 99}) {
+    for (const int window : {32, 0}) {
+      SCOPED_TRACE(fmt::format("wrong at {}, pause window {}", wrong_at, window));
+      ScriptedDrafter scripted(prompt, plain.tokens, wrong_at, engine->hparams().n_vocab);
+      Speculation spec;
+      spec.drafter = &scripted;
+      spec.draft_max = 4;
+      spec.pause_window = window;
+      const Outcome fast = decode(*engine, prompt, gp, &spec);
+      expect_same(plain, fast, prompt);
+      if (wrong_at == 0 && window > 0) {
+        // 8 passes (32 guesses), 128 paused tokens, then 8 passes again, then the rest paused.
+        EXPECT_EQ(fast.stats.verify_steps, 16);
+        EXPECT_EQ(fast.stats.paused_tokens, 199 - 16);
+      } else if (wrong_at == 0) {
+        EXPECT_EQ(fast.stats.paused_tokens, 0);
+        EXPECT_EQ(fast.stats.verify_steps, 199);  // every token after the first came from a pass
+      } else {
+        EXPECT_EQ(fast.stats.paused_tokens, 0) << "all guesses held";
+        EXPECT_GE(fast.stats.accepted, fast.stats.drafted - 4);  // the budget may cut the last pass
+        EXPECT_GT(fast.stats.tokens_per_step(), 4.5);
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35", "qwen35moe"));
