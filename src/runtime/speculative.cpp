@@ -199,6 +199,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
   std::vector<text::TokenId> context, drafts, batch;  // reused every step
   int64_t window_drafted = 0, window_accepted = 0;    // guesses since the last pause check
   int64_t paused_left = 0;                            // tokens still to decode without guessing
+  int64_t next_pause = spec.pause_tokens;             // doubles while windows keep failing
   auto emit = [&](const GenerationStep& step) {
     if (!step.text.empty() && !on_text(step.text)) generation.cancel();
   };
@@ -255,7 +256,10 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     window_accepted += static_cast<int64_t>(accepted);
     if (spec.pause_window > 0 && window_drafted >= spec.pause_window) {
       if (static_cast<double>(window_accepted) < spec.pause_below * static_cast<double>(window_drafted)) {
-        paused_left = spec.pause_tokens;
+        paused_left = next_pause;
+        next_pause = std::min<int64_t>(2 * next_pause, 32 * static_cast<int64_t>(spec.pause_tokens));
+      } else {
+        next_pause = spec.pause_tokens;
       }
       window_drafted = window_accepted = 0;
     }

@@ -124,7 +124,8 @@ struct Speculation {
   int draft_min = 0;   // fewer guesses than this: decode one token instead (--draft-min)
   // Guessing pauses while it does not pay: when fewer than pause_below of the last
   // pause_window guesses were kept, the next pause_tokens tokens are decoded one at a time
-  // (the drafter still follows the context), then guessing resumes. A verify pass costs
+  // (the drafter still follows the context), then guessing resumes; each failing window in a
+  // row doubles the pause (up to 32x), a paying one resets it. A verify pass costs
   // 1.2-1.7x a plain step on a CPU (bench/RESULTS.md), so under ~30% acceptance speculation
   // is slower than none; `--spec auto` must never make a file decode slower for long.
   // pause_window 0: never pause.

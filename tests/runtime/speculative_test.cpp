@@ -171,13 +171,14 @@ TEST_P(SpeculativeExactness, SameSeedSameTokensWhenSampling) {
 }
 
 // Guessing that does not pay pauses: a drafter whose every guess is wrong gets 32 guesses,
-// then 128 tokens are decoded one at a time, then it guesses again; one whose guesses all
+// then 128 tokens are decoded one at a time, then it guesses again (the next pause is 256:
+// failing windows in a row double it); one whose guesses all
 // hold never pauses; with pausing off every token is a verify pass. The output is plain
 // decoding's in all three.
 TEST(SpeculationPause, GuessesThatNeverHoldPauseAndTheOutputStays) {
   const auto engine = open_engine(fixture("qwen2"));
   const Tokens prompt = prompt_of(*engine);
-  const GenerationParams gp = params(0.0f, 200);
+  const GenerationParams gp = params(0.0f, 420);
   const Outcome plain = decode(*engine, prompt, gp);
   for (const int wrong_at : {0, 99}) {
     for (const int window : {32, 0}) {
@@ -190,12 +191,12 @@ TEST(SpeculationPause, GuessesThatNeverHoldPauseAndTheOutputStays) {
       const Outcome fast = decode(*engine, prompt, gp, &spec);
       expect_same(plain, fast, prompt);
       if (wrong_at == 0 && window > 0) {
-        // 8 passes (32 guesses), 128 paused tokens, then 8 passes again, then the rest paused.
-        EXPECT_EQ(fast.stats.verify_steps, 16);
-        EXPECT_EQ(fast.stats.paused_tokens, 199 - 16);
+        // 8 passes (32 guesses), 128 paused, 8 passes, 256 paused, 8 passes, the rest (11).
+        EXPECT_EQ(fast.stats.verify_steps, 24);
+        EXPECT_EQ(fast.stats.paused_tokens, 419 - 24);
       } else if (wrong_at == 0) {
         EXPECT_EQ(fast.stats.paused_tokens, 0);
-        EXPECT_EQ(fast.stats.verify_steps, 199);  // every token after the first came from a pass
+        EXPECT_EQ(fast.stats.verify_steps, 419);  // every token after the first came from a pass
       } else {
         EXPECT_EQ(fast.stats.paused_tokens, 0) << "all guesses held";
         EXPECT_GE(fast.stats.accepted, fast.stats.drafted - 4);  // the budget may cut the last pass
