@@ -78,13 +78,21 @@ void run_generate(const RunOptions& o) {
   gp.prefetch_mask = engine.forward_leaves_a_core_idle();
   runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, hp.n_vocab);
   generation.accept_prompt(tokens);
-  auto print = [](const std::string& text) {
+  bool printed = false;
+  auto print = [&printed](const std::string& text) {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
+    printed = true;
     return true;
   };
-  const runtime::GenerationStats st =
-      runtime::generate(*session, generation, tokens, print, spec.on() ? &spec.speculation : nullptr);
+  runtime::GenerationStats st;
+  try {
+    st = runtime::generate(*session, generation, tokens, print, spec.on() ? &spec.speculation : nullptr);
+  } catch (const Error&) {
+    if (printed) std::fputs("\n", stdout);  // the error message goes on a line of its own
+    std::fflush(stdout);
+    throw;
+  }
   std::fputs("\n", stdout);
   if (spec.on()) fmt::print(stderr, "\n{}", spec.report());
   fmt::print(stderr, "\nprompt: {} tokens in {:.2f} s ({:.2f} tok/s) | generation: {} tokens in {:.2f} s "
