@@ -62,7 +62,7 @@ std::unique_ptr<Backend> place_model(model::Model& model, const gguf::ModelFiles
   if (gpu_layers == 0 && at.output == Device::Cpu && !mtp_on_gpu) return nullptr;
 #if defined(TANDEM_HAVE_CUDA)
   auto gpu = std::make_unique<cuda::CudaBackend>(hw.gpu->index);
-  model.set_placement(at.layers, at.output, model.has_mtp() ? at.mtp : model::LayerPlacement{});
+  model.set_placement(at.layers, at.output, at.mtp);  // at.mtp is all-CPU for a file without the block
   model.set_expert_streaming({po.expert_streaming, p.expert_stream_bytes, nullptr});
   if (!quiet) {
     fmt::print(stderr, "placement: {} of {} layers on {} ({} of {} budget), routed experts of {} of them on the CPU, "

@@ -14,6 +14,7 @@
 #include "runtime/sampler.h"
 #include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
+#include "mtp_pairs.h"
 #include "support/test_support.h"
 
 namespace tandem::model {
@@ -224,7 +225,7 @@ TEST(FixtureMtp, DraftLogitsMatchTheComposedReference) {
     const auto model = load_model(files);
     ASSERT_TRUE(model->has_mtp()) << variant;
     const std::vector<float> ref = testing::read_floats(kFixtures / v["reference"].get<std::string>());
-    const int64_t V = model->hparams().n_vocab, D = model->hparams().n_embd;
+    const int64_t V = model->hparams().n_vocab;
     cpu::OpContext ctx(2, model->max_row());
     ctx.set_float_activations(true);  // the reference uses f32 activations
     cpu::CpuBackend cpu(ctx);
@@ -244,13 +245,8 @@ TEST(FixtureMtp, DraftLogitsMatchTheComposedReference) {
       const int64_t split = (n - 1) / 2;
       for (auto [from, count] : {std::pair<int64_t, int64_t>{0, split}, {split, n - 1 - split}}) {
         if (count == 0) continue;
-        MtpInput m;
-        m.state = mtp.get();
-        m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from + 1), static_cast<size_t>(count));
-        m.hidden = hidden.data() + from * D;
-        m.logits = draft.data() + from * V;
-        m.all_logits = true;
-        model->mtp_forward(be, *workspace, m);
+        testing::run_mtp_pairs(*model, be, *workspace, *mtp, std::span<const int32_t>(tokens).subspan(1), hidden.data(),
+                               from, count, draft.data());
       }
       const float* expected = ref.data() + seq["mtp_draft_logits_offset"].get<int64_t>();
       for (int64_t i = 0; i < (n - 1) * V; ++i) {
@@ -302,13 +298,7 @@ TEST(FixtureMtp, DraftLogitsMatchLlamaCpp) {
   std::vector<float> draft(static_cast<size_t>(n * V));
   const int64_t split = n / 3;
   for (auto [from, count] : {std::pair<int64_t, int64_t>{0, split}, {split, n - split}}) {
-    MtpInput m;
-    m.state = mtp.get();
-    m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from), static_cast<size_t>(count));
-    m.hidden = pairs_h.data() + from * D;
-    m.logits = draft.data() + from * V;
-    m.all_logits = true;
-    model->mtp_forward(be, *workspace, m);
+    testing::run_mtp_pairs(*model, be, *workspace, *mtp, tokens, pairs_h.data(), from, count, draft.data());
   }
   float worst = 0;
   double sum = 0;

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "runtime/session.h"
+#include "mtp_pairs.h"
 #include "support/test_support.h"
 
 namespace tandem::model {
@@ -350,14 +351,8 @@ TEST(Placement, MtpBlockOnTheGpuGivesTheAllCpuDraftLogits) {
     const auto ws = model->new_workspace(be, n);
     std::vector<float> out(static_cast<size_t>((n - 1) * (V + D)));
     for (auto [from, count] : {std::pair<int64_t, int64_t>{0, n - 2}, {n - 2, 1}}) {
-      MtpInput m;
-      m.state = cache.get();
-      m.tokens = std::span<const int32_t>(tokens).subspan(static_cast<size_t>(from + 1), static_cast<size_t>(count));
-      m.hidden = hidden.data() + from * D;
-      m.logits = out.data() + from * V;
-      m.all_logits = true;
-      m.hidden_out = out.data() + (n - 1) * V + from * D;
-      model->mtp_forward(be, *ws, m);
+      testing::run_mtp_pairs(*model, be, *ws, *cache, std::span<const int32_t>(tokens).subspan(1), hidden.data(), from,
+                             count, out.data(), out.data() + (n - 1) * V);
     }
     return out;
   };
