@@ -3,6 +3,12 @@
 // times one prompt of p random tokens, a tg test n single-token decode steps, each after d
 // tokens of context (filled untimed). Field names, test names and the statistics (mean,
 // sample stddev of per-repetition tok/s) follow llama-bench.
+//
+// Speculation (`--spec ngram|draft|mtp|auto`, `-md FILE`, `--draft-max N`), which llama-bench
+// does not measure: each tg test then also runs twice on real text (--spec-prompt, or a
+// built-in one), greedy after that prompt: "tgN greedy" decodes one token per pass, "tgN
+// <method>" speculates; both time the decode only, and the speculative row reports its
+// acceptance and the tokens each verify pass gave.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -33,6 +39,7 @@
 #include "model/model.h"
 #include "plan/memory.h"
 #include "runtime/engine.h"
+#include "runtime/generation.h"
 #include "runtime/session.h"
 
 #ifndef TANDEM_BUILD_COMMIT
@@ -60,7 +67,16 @@ struct BenchOptions {
   runtime::PlacementOptions placement;  // one placement for every test (-ngl is a single value here)
   // Placement sweeps: one engine per value (empty: the single placement above).
   std::vector<std::string> n_cpu_moe, vram_budget;
+  SpeculativeFlags spec;    // method "none": no speculative rows
+  std::string spec_prompt;  // a text file for the speculative rows (empty: kSpecPrompt)
 };
+
+// What the speculative rows decode after by default: an instruction a code model answers at
+// length (lookup finds little to copy in it; a real drafter guesses well).
+constexpr const char* kSpecPrompt =
+    "Write a Python module that parses a CSV file of orders (id, customer, amount, date), groups the orders by "
+    "customer, and prints each customer's total and average order amount, sorted by total. Include type hints, "
+    "docstrings and a main function.\n\n```python\n";
 
 // One value, or a range as llama-bench writes it: "first-last", "first-last+step",
 // "first-last*step".
@@ -219,10 +235,18 @@ struct TestResult {
   std::string vram_budget;       // set when --vram-budget was swept
   std::string test_time;  // RFC 3339, UTC, when the test started
   std::vector<uint64_t> samples_ns;
+  // Speculative rows: "greedy" (the baseline on the same text) or the method; empty for
+  // llama-bench's own tests.
+  std::string spec;
+  runtime::SpeculativeStats spec_stats;  // all repetitions together
 
   std::string name() const {
     std::string s = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
     if (n_depth > 0) s += fmt::format(" @ d{}", n_depth);
+    if (!spec.empty()) s += " " + spec;
+    if (spec_stats.verify_steps > 0) {
+      s += fmt::format(" ({:.0f}% kept, {:.2f}/pass)", 100.0 * spec_stats.acceptance(), spec_stats.tokens_per_step());
+    }
     return s;
   }
   std::vector<double> samples_ts() const {
@@ -273,6 +297,13 @@ Json result_fields(const TestResult& t, const std::string& cpu) {
   j["n_depth"] = t.n_depth;
   if (t.n_cpu_moe) j["n_cpu_moe"] = *t.n_cpu_moe;  // only when swept: the fields stay llama-bench's
   if (!t.vram_budget.empty()) j["vram_budget"] = t.vram_budget;
+  if (!t.spec.empty()) {  // only on speculative rows: the fields stay llama-bench's
+    j["spec"] = t.spec;
+    j["spec_drafted"] = t.spec_stats.drafted;
+    j["spec_accepted"] = t.spec_stats.accepted;
+    j["spec_verify_steps"] = t.spec_stats.verify_steps;
+    j["spec_paused_tokens"] = t.spec_stats.paused_tokens;
+  }
   j["test_time"] = t.test_time;
   j["avg_ns"] = static_cast<uint64_t>(std::llround(mean(ns)));
   j["stddev_ns"] = static_cast<uint64_t>(std::llround(stddev(ns)));
@@ -424,8 +455,7 @@ struct TestPlan {
 
 // Warmup (untimed, as llama-bench: the whole prompt, or one decode step), then per
 // repetition: empty the context, fill the depth untimed, time the prompt or the steps.
-TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const TestPlan& plan, int reps, bool warmup,
-                    bool progress) {
+TestResult result_of(const runtime::Engine& engine, const ModelInfo& info, const TestPlan& plan) {
   TestResult r;
   r.model = &info;
   r.n_prompt = plan.n_prompt;
@@ -439,6 +469,12 @@ TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const 
   r.vram_budget = plan.vram_budget;
   if (engine.on_gpu()) r.backends = "CUDA,CPU";
   r.test_time = utc_now();
+  return r;
+}
+
+TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const TestPlan& plan, int reps, bool warmup,
+                    bool progress) {
+  TestResult r = result_of(engine, info, plan);
 
   const int64_t n_ctx = int64_t{plan.n_depth} + plan.n_prompt + plan.n_gen;
   // The workspace never needs more rows than the longest single feed.
@@ -477,6 +513,48 @@ TestResult run_test(const runtime::Engine& engine, const ModelInfo& info, const 
     }
     const auto t1 = std::chrono::steady_clock::now();
     r.samples_ns.push_back(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+  }
+  return r;
+}
+
+// A speculative row: per repetition, a fresh context, the prompt fed untimed, then n tokens
+// decoded greedily (the end of generation ignored), timed; with `spec` null, one token per
+// forward pass (the baseline on the same text).
+TestResult run_spec_test(runtime::Engine& engine, const ModelInfo& info, const TestPlan& plan, int reps, bool warmup,
+                         const std::vector<int32_t>& prompt, SpeculativeSetup* spec, const std::string& label) {
+  TestResult r = result_of(engine, info, plan);
+  r.spec = label;
+  const int64_t guesses = spec != nullptr ? spec->speculation.draft_max : 0;
+  const int64_t n_ctx = static_cast<int64_t>(prompt.size()) + plan.n_gen + guesses + 1;
+  if (n_ctx > info.n_ctx_train) {
+    fail("--spec-prompt: {} tokens + {} generated exceed the model's context of {}", prompt.size(), plan.n_gen,
+         info.n_ctx_train);
+  }
+  const model::KvCacheTypes kv{model::parse_kv_cache_type(plan.type_k, "-ctk"), model::parse_kv_cache_type(plan.type_v, "-ctv")};
+  runtime::Session session(engine.model(), engine.backends(), n_ctx, std::max<int64_t>(plan.n_ubatch, guesses + 1), kv);
+  runtime::GenerationParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_tokens = plan.n_gen;
+  gp.ignore_eos = true;
+  runtime::Speculation* speculation = spec != nullptr ? &spec->speculation : nullptr;
+  for (int rep = (warmup ? -1 : 0); rep < reps; ++rep) {
+    session.reset();
+    if (speculation != nullptr) speculation->stats = {};
+    runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, engine.hparams().n_vocab);
+    const runtime::GenerationStats st =
+        runtime::generate(session, generation, prompt, [](const std::string&) { return true; }, speculation);
+    if (rep < 0) continue;  // the warmup
+    r.samples_ns.push_back(static_cast<uint64_t>(std::llround(st.generation_seconds * 1e9)));
+    if (speculation != nullptr) {
+      runtime::SpeculativeStats& all = r.spec_stats;
+      const runtime::SpeculativeStats& one = speculation->stats;
+      all.verify_steps += one.verify_steps;
+      all.drafted += one.drafted;
+      all.accepted += one.accepted;
+      all.tokens += one.tokens;
+      all.draft_seconds += one.draft_seconds;
+      all.paused_tokens += one.paused_tokens;
+    }
   }
   return r;
 }
@@ -566,7 +644,22 @@ void run_bench(const BenchOptions& o) {
     eo.quiet = !o.progress;
     eo.prepare = false;  // each test's warmup makes the weights ready, as llama-bench's does
     eo.load_progress = load_progress_bar();
+    eo.placement.mtp = o.spec.method != "none" && o.spec.may_use_mtp();
     runtime::Engine engine(eo);
+    // Speculative rows: the drafter and the prompt, opened once per engine.
+    std::optional<SpeculativeSetup> spec;
+    std::vector<int32_t> spec_prompt;
+    if (o.spec.method != "none") {
+      const int longest = *std::max_element(gens.begin(), gens.end());
+      std::string text = kSpecPrompt;
+      if (!o.spec_prompt.empty()) text = read_text_file(o.spec_prompt, "--spec-prompt");
+      text::EncodeOptions enc;
+      enc.add_special = true;
+      spec_prompt = engine.tokenizer().encode(text, enc);
+      if (spec_prompt.empty()) fail("--spec-prompt {}: the text is empty", o.spec_prompt);
+      spec.emplace(SpeculativeSetup::open(o.spec, engine, static_cast<int64_t>(spec_prompt.size()) + longest + 65));
+      if (!spec->on()) fail("--spec {}: this model has nothing to speculate with (no MTP block, no -md)", o.spec.method);
+    }
     for (int ub : ubatches) {
       for (const std::string& tk : type_k) {
         for (const std::string& tv : type_v) {
@@ -582,6 +675,16 @@ void run_bench(const BenchOptions& o) {
               }
               for (int n : gens) {
                 if (n > 0) run(0, n);
+              }
+              if (spec && d == 0) {
+                for (int n : gens) {
+                  if (n <= 0) continue;
+                  const TestPlan plan{0, n, 0, ub, nt, tk, tv, cpu_moe, vram};
+                  printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, nullptr, "greedy"));
+                  const std::string method =
+                      spec->draft_engine ? "draft" : spec->speculation.drafter->needs_hidden() ? "mtp" : "ngram";
+                  printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, &*spec, method));
+                }
               }
             }
           }
@@ -625,6 +728,10 @@ void register_bench(CLI::App& app) {
   cmd->remove_option(cmd->get_option("--vram-budget"));
   list("--n-cpu-moe", o->n_cpu_moe, "-ncmoe N[,N...]: routed experts of the first N layers on the CPU, per value");
   list("--vram-budget", o->vram_budget, "VRAM budgets to plan for, one engine each (e.g. 8GiB,12GiB,16GiB)");
+  o->spec.method = "none";  // bench measures speculation only when asked
+  o->spec.add_to(cmd);
+  cmd->add_option("--spec-prompt", o->spec_prompt,
+                  "Text file the speculative rows decode after (default: a coding request)");
   cmd->callback([o] { run_bench(*o); });
 }
 

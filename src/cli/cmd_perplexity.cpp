@@ -22,15 +22,12 @@ struct PerplexityOptions {
 };
 
 void run_perplexity(const PerplexityOptions& o) {
-  std::ifstream in(o.file, std::ios::binary);
-  if (!in) fail("cannot read text file '{}'", o.file);
-  std::ostringstream text;
-  text << in.rdbuf();
+  const std::string text = read_text_file(o.file, "-f (the text)");
   const int64_t ubatch = std::min(o.ubatch, o.n_ctx);
   runtime::Engine engine(o.engine.engine_options(o.n_ctx, ubatch));
   text::EncodeOptions enc;
   enc.add_special = true;  // as llama-perplexity: BOS when the vocabulary asks for it
-  const std::vector<text::TokenId> tokens = engine.tokenize(text.str(), enc);
+  const std::vector<text::TokenId> tokens = engine.tokenize(text, enc);
   const text::Vocab& vocab = engine.tokenizer().vocab();
   const int32_t bos = vocab.add_bos ? vocab.bos : -1;
   fmt::print(stderr, "perplexity: {} tokens, context {}, {} threads\n", tokens.size(), o.n_ctx, engine.threads());

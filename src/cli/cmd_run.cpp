@@ -32,17 +32,9 @@ struct RunOptions {
   GrammarFlags grammar;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read prompt file '{}'", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void run_generate(const RunOptions& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) fail("give exactly one of -p PROMPT or -f FILE");
-  const std::string prompt = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  const std::string prompt = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file, "-f (the prompt)");
   if (o.n_predict < 0) fail("-n must be >= 0 (got {})", o.n_predict);
   // A prompt that ends inside <think>: the grammar holds after the model's </think>.
   const bool in_think = grammar::ends_inside_think(prompt);

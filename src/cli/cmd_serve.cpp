@@ -41,23 +41,11 @@ void register_serve(CLI::App& app) {
   o->spec.add_to(cmd);
   cmd->callback([o] {
     serve::ServerOptions s = o->server;
-    // The server's slots take n-gram guesses only, so "auto" never picks MTP here (the model
-    // is not loaded yet either).
-    switch (runtime::parse_spec_method(o->spec.method, !o->spec.draft_model.empty(), false)) {
-      case runtime::SpecMethod::Draft:
-        fail("serve: a draft model (-md) is not supported by the server yet; --spec ngram is");
-      case runtime::SpecMethod::Mtp:
-        fail("serve: MTP speculation is not supported by the server yet; --spec ngram is");
-      case runtime::SpecMethod::Ngram:
-        s.spec_draft_max = o->spec.draft_max > 0 ? o->spec.draft_max : 16;
-        s.spec_ngram_min = o->spec.ngram_min;
-        s.spec_ngram_max = o->spec.ngram_max;
-        break;
-      case runtime::SpecMethod::None:
-        break;
-    }
+    s.spec = o->spec;
+    runtime::parse_spec_method(s.spec.method, !s.spec.draft_model.empty(), false);  // a bad --spec fails now, not after loading
     s.engine = o->engine.engine_options(0, s.step_tokens);
     s.engine.chat_template_file = o->template_file;
+    s.engine.placement.mtp = o->spec.may_use_mtp();  // the MTP block placed as every-token weights
     if (s.api_key.empty()) {
       if (const char* k = std::getenv("TANDEM_API_KEY")) s.api_key = k;
     }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "gguf/gguf_model_files.h"
 #include "text/chat_template.h"
@@ -31,14 +32,6 @@ struct TemplateArgs {
   bool add_generation_prompt = false;
   std::vector<std::string> vars;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open file", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Parses JSON text; errors name the source and the line:column of the problem.
 json parse_json(const std::string& text, const std::string& what) {
@@ -81,7 +74,7 @@ void run_template(const TemplateArgs& args) {
       args.template_file.empty() ? text::ChatTemplate::from_gguf(*file) : text::ChatTemplate::from_file(args.template_file, file);
 
   text::ChatInputs inputs;
-  json doc = parse_json(read_file(args.messages_file), args.messages_file);
+  json doc = parse_json(read_text_file(args.messages_file, "--messages"), args.messages_file);
   // A conversation file may bundle its tools: {"messages": [...], "tools": [...]}.
   if (doc.is_object() && doc.contains("messages")) {
     if (doc.contains("tools")) inputs.tools = doc["tools"];
@@ -91,7 +84,7 @@ void run_template(const TemplateArgs& args) {
   check_messages(doc, args.messages_file);
   inputs.messages = std::move(doc);
   if (!args.tools_file.empty()) {
-    inputs.tools = parse_json(read_file(args.tools_file), args.tools_file);
+    inputs.tools = parse_json(read_text_file(args.tools_file, "--tools"), args.tools_file);
     if (!inputs.tools.is_array() && !inputs.tools.is_null())
       fail("{}: expected a JSON array of tools, got {}", args.tools_file, inputs.tools.type_name());
   }

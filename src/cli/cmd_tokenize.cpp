@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -23,12 +24,6 @@ struct TokenizeArgs {
   bool parse_special = true;  // as llama-tokenize and HF tokenizers: <|im_start|> is one token
   bool no_bos = false;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the text file", path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // A piece for the plain listing: quoted, control characters and bytes that are not
 // complete UTF-8 escaped, so every line stays one readable line.
@@ -61,7 +56,7 @@ std::string quote_piece(const std::string& piece) {
 }
 
 void run_tokenize(const TokenizeArgs& args) {
-  const std::string text = args.file.empty() ? args.prompt : read_file(args.file);
+  const std::string text = args.file.empty() ? args.prompt : read_text_file(args.file, "-f (the text)");
   const text::Tokenizer tokenizer = text::Tokenizer::open(args.model);
   text::EncodeOptions options;
   options.add_special = !args.no_bos;

@@ -98,12 +98,13 @@ runtime::EngineOptions EngineFlags::engine_options(int64_t plan_ctx, int64_t uba
 
 void SpeculativeFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--spec", method,
-                  "Speculative decoding: auto (a draft model when -md is given), none, ngram (guesses from\n"
-                  "earlier text in the context), draft (-md), mtp (the file's own MTP block, Qwen3.5)")
+                  "Speculative decoding: auto (a draft model when -md is given, else the file's MTP block when\n"
+                  "it has one), none, ngram (guesses from earlier text in the context), draft (-md), mtp (the\n"
+                  "file's own MTP block, Qwen3.5)")
       ->capture_default_str();
   cmd->add_option("--model-draft", draft_model, "-md FILE: a small model with the same vocabulary that guesses ahead");
   cmd->add_option("--draft-max", draft_max,
-                  "Guesses checked per forward pass at most (0: 16 for ngram, 4 for a draft model)")
+                  "Guesses checked per forward pass at most (0: 16 for ngram, 4 for a draft model, 2 for MTP)")
       ->capture_default_str()
       ->check(CLI::Range(0, 64));
   cmd->add_option("--draft-min", draft_min, "Fewer guesses than this: decode one token instead")->capture_default_str()
@@ -119,26 +120,15 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
 
 SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
   SpeculativeSetup s;
-  const runtime::SpecMethod method =
-      runtime::parse_spec_method(f.method, !f.draft_model.empty(), target.model().has_mtp());
-  s.speculation.draft_max = f.draft_max > 0                          ? f.draft_max
-                            : method == runtime::SpecMethod::Ngram ? 16
-                                                                   : method == runtime::SpecMethod::Mtp ? 2 : 4;
+  const runtime::SpecMethod method = f.resolve(target);
+  s.speculation.draft_max = f.draft_max_for(method);
   s.speculation.draft_min = f.draft_min;
   if (method == runtime::SpecMethod::Ngram) {
     s.drafter = std::make_unique<runtime::NgramDrafter>(f.ngram_min, f.ngram_max);
   } else if (method == runtime::SpecMethod::Mtp) {
     s.drafter = std::make_unique<runtime::MtpDrafter>(target, n_ctx);
   } else if (method == runtime::SpecMethod::Draft) {
-    runtime::EngineOptions o = target.options();
-    o.model_path = f.draft_model;
-    o.chat_template_file.clear();
-    o.placement = runtime::PlacementOptions{};  // planned in what the target left free
-    o.shared_pool = target.shared_pool();
-    o.plan_ctx = n_ctx;
-    o.quiet = true;
-    o.load_progress = load_progress_bar();
-    s.draft_engine = std::make_unique<runtime::Engine>(o);
+    s.draft_engine = runtime::open_draft_engine(target, f.draft_model, n_ctx, load_progress_bar());
     s.drafter = std::make_unique<runtime::ModelDrafter>(*s.draft_engine, target.tokenizer(),
                                                         target.hparams().n_vocab, n_ctx, f.draft_p_min);
   }
@@ -157,15 +147,13 @@ std::string SpeculativeSetup::report() const {
                            : "");
 }
 
-namespace {
-std::string file_text(const std::string& path, const char* flag) {
+std::string read_text_file(const std::string& path, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot read '{}'", flag, path);
+  if (!in) fail("{}: cannot read '{}'", what, path);
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
 }
-}  // namespace
 
 void GrammarFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--grammar", grammar, "Constrain the output to this GBNF grammar (start rule 'root')");
@@ -181,7 +169,7 @@ std::shared_ptr<const grammar::Grammar> GrammarFlags::compile(bool leading_space
   std::string gbnf, flag;
   if (!json_schema.empty()) {
     flag = "--json-schema";
-    const std::string text = json_schema[0] == '@' ? file_text(json_schema.substr(1), "--json-schema") : json_schema;
+    const std::string text = json_schema[0] == '@' ? read_text_file(json_schema.substr(1), "--json-schema") : json_schema;
     const auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
     if (schema.is_discarded()) fail("--json-schema: not valid JSON");
     try {
@@ -191,7 +179,7 @@ std::shared_ptr<const grammar::Grammar> GrammarFlags::compile(bool leading_space
     }
   } else {
     flag = grammar.empty() ? "--grammar-file" : "--grammar";
-    gbnf = grammar.empty() ? file_text(grammar_file, "--grammar-file") : grammar;
+    gbnf = grammar.empty() ? read_text_file(grammar_file, "--grammar-file") : grammar;
   }
   try {
     return grammar::compile(gbnf, leading_space);

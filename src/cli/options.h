@@ -49,18 +49,12 @@ struct EngineFlags {
   runtime::EngineOptions engine_options(int64_t plan_ctx, int64_t ubatch) const;
 };
 
-// Speculative decoding: --spec, -md, --draft-max, --draft-min, --draft-p-min and the n-gram
-// lookup's sizes (llama.cpp's spellings where it has them).
-struct SpeculativeFlags {
-  std::string method = "auto";
-  std::string draft_model;
-  int draft_max = 0;  // 0: 16 for n-gram lookup (guesses are free), 4 for a draft model, 2 for MTP
-  int draft_min = 0;
-  float draft_p_min = 0.75f;
-  int ngram_min = 2, ngram_max = 4;
+// A whole file's bytes; an error naming `what` (a flag, say) and the path when it cannot be read.
+std::string read_text_file(const std::string& path, std::string_view what);
+
+// Speculative decoding's flags (runtime::SpeculationOptions).
+struct SpeculativeFlags : runtime::SpeculationOptions {
   void add_to(CLI::App* cmd);
-  // Whether these flags may run the model's own MTP block (then the planner places it first).
-  bool may_use_mtp() const { return draft_model.empty() && (method == "mtp" || method == "auto"); }
 };
 
 // What a command needs to speculate: the drafter (and the draft model's engine, on the

@@ -188,7 +188,7 @@ GenerationStats generate(Session& session, Generation& generation, std::span<con
   if (speculation != nullptr) session.keep_hidden(speculation->drafter->needs_hidden());
   generation.prefetch();
   std::span<float> logits = session.feed(prompt);
-  if (speculation != nullptr) speculation->drafter->catch_up(session);
+  if (speculation != nullptr) speculation->drafter->catch_up(session.fed_context());
   const auto t1 = Clock::now();
   stats.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
   if (speculation != nullptr) {

@@ -61,11 +61,19 @@ Scheduler::Scheduler(Engine& engine, SchedulerOptions options) : engine_(engine)
   if (options_.spec_draft_max < 0 || options_.spec_draft_max > 64) {
     fail("--draft-max must be 0..64 (got {})", options_.spec_draft_max);
   }
-  if (options_.spec_draft_max > 0) {
-    // A recurrent state drops rejected guesses by rollback (model.h): each slot's second
-    // buffers and records are made now, once.
-    for (Slot& s : slots_) s.seq->prepare_rollback(1 + options_.spec_draft_max);
-    drafter_ = std::make_unique<NgramDrafter>(options_.spec_ngram_min, options_.spec_ngram_max);
+  if (options_.spec_draft_max > 0 && options_.spec != SpecMethod::None) {
+    speculate_ = true;
+    const auto D = static_cast<size_t>(engine_.hparams().n_embd);
+    for (Slot& s : slots_) {
+      // A recurrent state drops rejected guesses by rollback (model.h): each slot's second
+      // buffers and records are made now, once; so is every drafter.
+      s.seq->prepare_rollback(1 + options_.spec_draft_max);
+      s.drafter = make_slot_drafter();
+      // Rows of the longest feed: a prompt chunk of the whole step, or a verify pass.
+      if (s.drafter->needs_hidden()) {
+        s.hidden.resize(static_cast<size_t>(options_.step_tokens + options_.n_slots + options_.spec_draft_max) * D);
+      }
+    }
     rows_per_slot_ = 1 + static_cast<size_t>(options_.spec_draft_max);
   }
   // Guesses come out of the step's budget, so the decode overshoot stays one per slot.
@@ -74,6 +82,27 @@ Scheduler::Scheduler(Engine& engine, SchedulerOptions options) : engine_(engine)
                  static_cast<size_t>(engine_.hparams().n_vocab));
   stats_.slots = options_.n_slots;
   thread_ = std::thread([this] { loop(); });
+}
+
+std::unique_ptr<Drafter> Scheduler::make_slot_drafter() {
+  if (options_.make_drafter) {
+    std::unique_ptr<Drafter> d = options_.make_drafter();
+    if (!d) fail("speculation: make_drafter gave no drafter");
+    return d;
+  }
+  switch (options_.spec) {
+    case SpecMethod::Ngram:
+      return std::make_unique<NgramDrafter>(options_.spec_ngram_min, options_.spec_ngram_max);
+    case SpecMethod::Mtp:
+      return std::make_unique<MtpDrafter>(engine_, options_.slot_ctx);
+    case SpecMethod::Draft:
+      if (options_.draft_engine == nullptr) fail("speculation with a draft model: no draft model given");
+      return std::make_unique<ModelDrafter>(*options_.draft_engine, engine_.tokenizer(), engine_.hparams().n_vocab,
+                                            options_.slot_ctx, options_.draft_p_min);
+    case SpecMethod::None:
+      break;
+  }
+  fail("speculation: no method");
 }
 
 Scheduler::~Scheduler() {
@@ -160,6 +189,8 @@ void Scheduler::assign(Slot& slot, std::shared_ptr<Job> job) {
   const double t = now_seconds();
   job->queue_s_ = t - job->queue_s_;
   reuse_prefix(slot, job->prompt_);
+  if (slot.drafter) slot.drafter->cut(static_cast<int64_t>(slot.cached.size()));
+  slot.pacer = SpeculationPacer(options_.spec_pause);
   slot.prompt_at = slot.cached.size();
   job->cached_ = static_cast<int64_t>(slot.prompt_at);
   const auto n = static_cast<int64_t>(job->prompt_.size());
@@ -275,8 +306,25 @@ void Scheduler::sample(Slot& slot, std::span<float> logits) {
   }
 }
 
+void Scheduler::follow(Slot& slot, int64_t fed) {
+  if (!slot.drafter) return;
+  FedContext c;
+  c.tokens = slot.cached;
+  c.hidden = slot.hidden;
+  c.hidden_from = static_cast<int64_t>(slot.cached.size()) - fed;
+  slot.drafter->catch_up(c);
+}
+
 void Scheduler::take_decode_step(Slot& slot, float* logits) {
   const auto V = static_cast<size_t>(engine_.hparams().n_vocab);
+  const size_t guesses = slot.fed.size() - 1;
+  // The counts go in before the sample that may end the job: a client that reads /metrics
+  // after its answer sees its guesses counted.
+  if (guesses > 0) {
+    std::lock_guard<std::mutex> lock(m_);
+    stats_.spec_drafted_total += guesses;
+    ++stats_.spec_verify_steps_total;
+  }
   size_t kept = 0;  // fed tokens the context keeps: next_token, then the guesses sampled
   for (size_t i = 0; i < slot.fed.size(); ++i) {
     slot.cached.push_back(slot.fed[i]);
@@ -284,17 +332,20 @@ void Scheduler::take_decode_step(Slot& slot, float* logits) {
     slot.next_token = -1;
     sample(slot, std::span<float>(logits + i * V, V));
     if (!slot.job) break;  // generation ended here
-    if (i + 1 < slot.fed.size() && slot.next_token == slot.fed[i + 1]) continue;  // the guess was right
+    if (i + 1 < slot.fed.size() && slot.next_token == slot.fed[i + 1]) {  // the guess was right
+      std::lock_guard<std::mutex> lock(m_);
+      ++stats_.spec_accepted_total;
+      continue;
+    }
     break;
   }
-  if (slot.fed.size() > 1) {
+  if (guesses > 0) {
     // Rejected guesses are dropped (KV rows by n_past, a recurrent state rebuilt) before
     // anything else runs: no checkpoint ever sees a state mid-speculation.
     slot.seq->rollback(static_cast<int64_t>(kept));
-    std::lock_guard<std::mutex> lock(m_);
-    stats_.spec_drafted_total += slot.fed.size() - 1;
-    stats_.spec_accepted_total += kept - 1;
+    slot.pacer.record(static_cast<int64_t>(guesses), static_cast<int64_t>(kept) - 1);
   }
+  follow(slot, static_cast<int64_t>(kept));
 }
 
 void Scheduler::loop() {
@@ -360,14 +411,23 @@ void Scheduler::loop() {
       Slot& s = slots_[i];
       if (!s.job || s.next_token < 0) continue;
       s.fed.assign(1, s.next_token);
-      if (drafter_) {
+      if (speculate_) {
         const int64_t room = s.seq->n_ctx - s.seq->n_past;
         const int64_t max = std::min<int64_t>({options_.spec_draft_max, room - 1, budget - 1});
-        if (max > 0) {
+        if (s.pacer.take_paused_token()) {
+          std::lock_guard<std::mutex> lock(m_);
+          ++stats_.spec_paused_tokens_total;
+        } else if (max >= std::max(1, options_.spec_draft_min)) {
           context_.assign(s.cached.begin(), s.cached.end());
           context_.push_back(s.next_token);
-          drafter_->draft(context_, static_cast<int>(max), guesses_);
-          s.fed.insert(s.fed.end(), guesses_.begin(), guesses_.end());
+          try {
+            s.drafter->draft(context_, static_cast<int>(max), guesses_);
+          } catch (const std::exception&) {
+            guesses_.clear();  // a drafter that fails only costs this step its guesses
+          }
+          if (static_cast<int>(guesses_.size()) >= options_.spec_draft_min) {
+            s.fed.insert(s.fed.end(), guesses_.begin(), guesses_.end());
+          }
         }
       }
       model::SequenceInput in;
@@ -376,6 +436,7 @@ void Scheduler::loop() {
       in.logits = logits_.data() + i * rows_per_slot_ * V;
       in.all_logits = s.fed.size() > 1;
       in.verify = s.fed.size() > 1;
+      if (!s.hidden.empty()) in.hidden = s.hidden.data();
       batch_.push_back(in);
       batch_slots_.push_back(&s);
       batch_decode_.push_back(true);
@@ -394,6 +455,7 @@ void Scheduler::loop() {
       in.state = s.seq.get();
       in.tokens = std::span<const int32_t>(prompt.data() + s.prompt_at, static_cast<size_t>(n));
       in.logits = logits_.data() + i * rows_per_slot_ * V;
+      if (!s.hidden.empty()) in.hidden = s.hidden.data();
       batch_.push_back(in);
       batch_slots_.push_back(&s);
       batch_decode_.push_back(false);
@@ -411,6 +473,7 @@ void Scheduler::loop() {
         s->seq->clear();
         s->cached.clear();
         s->checkpoints.clear();
+        if (s->drafter) s->drafter->cut(0);
         end_job(*s, FinishReason::Cancelled, e.what());
       }
       continue;
@@ -430,6 +493,7 @@ void Scheduler::loop() {
       const std::vector<text::TokenId>& prompt = s.job->prompt_;
       s.cached.insert(s.cached.end(), batch_[b].tokens.begin(), batch_[b].tokens.end());
       s.prompt_at += batch_[b].tokens.size();
+      follow(s, static_cast<int64_t>(batch_[b].tokens.size()));
       if (s.next_checkpoint < s.checkpoint_plan.size() &&
           static_cast<int64_t>(s.prompt_at) == s.checkpoint_plan[s.next_checkpoint]) {
         take_checkpoint(s);

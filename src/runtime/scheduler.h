@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -39,10 +40,22 @@ struct SchedulerOptions {
   uint64_t cache_ram_bytes = 2ull << 30;  // recurrent-state checkpoints, all slots together
   int checkpoint_before_end = 4;  // where the end-of-prompt checkpoint goes
   int message_checkpoints = 8;    // also at the starts of the last this-many messages
-  // Speculation by n-gram lookup in each slot's context (0: off): guesses checked per step
-  // at most. Recurrent models too: rejected guesses are rolled back (SequenceState::rollback).
+  // Speculation (spec_draft_max 0: off): guesses checked per slot and step at most, made by
+  // `spec`: Ngram, lookup in the slot's own context; Mtp, the file's MTP block (a drafter
+  // and a block cache per slot, following the slot's hidden states); Draft, `draft_engine`,
+  // a small model with the same vocabulary (a draft session per slot). Recurrent models
+  // too: rejected guesses are rolled back (SequenceState::rollback). Each slot pauses its
+  // guessing while it does not pay (spec_pause).
   int spec_draft_max = 0;
+  SpecMethod spec = SpecMethod::Ngram;
+  int spec_draft_min = 0;  // fewer guesses than this: the slot decodes one token instead
   int spec_ngram_min = 2, spec_ngram_max = 4;
+  Engine* draft_engine = nullptr;
+  float draft_p_min = 0.75f;
+  PauseRule spec_pause;
+  // Makes each slot's drafter instead (an embedder's own guesser, or one that wraps the
+  // method's to watch it); called once per slot.
+  std::function<std::unique_ptr<Drafter>()> make_drafter;
 };
 
 // One request's life, shared by the thread that submitted it and the scheduler.
@@ -99,7 +112,7 @@ struct SchedulerStats {
   int slots = 0, slots_busy = 0, queued = 0;
   uint64_t requests_total = 0, requests_rejected = 0, prompt_tokens_total = 0, prompt_tokens_cached_total = 0,
            generated_tokens_total = 0, checkpoints = 0, checkpoint_bytes = 0, spec_drafted_total = 0,
-           spec_accepted_total = 0;
+           spec_accepted_total = 0, spec_verify_steps_total = 0, spec_paused_tokens_total = 0;
   double busy_seconds = 0;
   // Latency histograms (seconds): time to first token, time per output token.
   static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -144,11 +157,15 @@ class Scheduler {
     size_t next_checkpoint = 0;            // first entry of checkpoint_plan not reached
     text::TokenId next_token = -1;      // sampled, to be fed
     std::vector<text::TokenId> fed;     // this step's decode input: next_token, then guesses
+    std::unique_ptr<Drafter> drafter;   // speculation: this slot's guesser
+    SpeculationPacer pacer{PauseRule{}};
+    std::vector<float> hidden;          // drafters that read hidden states: the last feed's rows
     uint64_t last_used = 0;
     double t_start = 0, t_first = 0;
   };
 
   void loop();
+  std::unique_ptr<Drafter> make_slot_drafter();
   void assign(Slot& slot, std::shared_ptr<Job> job);
   void reuse_prefix(Slot& slot, const std::vector<text::TokenId>& prompt);
   void take_checkpoint(Slot& slot);
@@ -156,6 +173,8 @@ class Scheduler {
   void sample(Slot& slot, std::span<float> logits);
   // After a decode step: samples each fed position in turn, keeps the guesses sampled.
   void take_decode_step(Slot& slot, float* logits);
+  // The slot's drafter sees what its sequence holds after a feed of `fed` tokens.
+  void follow(Slot& slot, int64_t fed);
   size_t shared_prefix(const Slot& slot, const std::vector<text::TokenId>& prompt) const;
   void evict_checkpoints();
 
@@ -165,7 +184,7 @@ class Scheduler {
   std::unique_ptr<model::Workspace> workspace_;
   std::vector<float> logits_;  // [n_slots][rows_per_slot_][n_vocab]
   size_t rows_per_slot_ = 1;   // 1 + guesses per step
-  std::unique_ptr<NgramDrafter> drafter_;
+  bool speculate_ = false;
   std::vector<text::TokenId> context_, guesses_;  // drafting scratch
   std::vector<model::SequenceInput> batch_;
   std::vector<Slot*> batch_slots_;

@@ -12,6 +12,15 @@
 
 namespace tandem::runtime {
 
+// What a target sequence holds right after a feed (or a cut back), for drafters that follow
+// its hidden states: the whole context, and the final hidden states (after output_norm) of
+// the positions just fed.
+struct FedContext {
+  std::span<const int32_t> tokens;  // every token of the context, in order
+  std::span<const float> hidden;     // [fed positions][n_embd], valid below tokens.size()
+  int64_t hidden_from = 0;           // the position of hidden's first row
+};
+
 class Session {
  public:
   // backends.gpu serves the layers the model's placement puts on Device::Cuda (nullptr when
@@ -39,6 +48,8 @@ class Session {
   void keep_hidden(bool on) { keep_hidden_ = on; }
   std::span<const float> hidden() const { return hidden_; }
   int64_t hidden_from() const { return hidden_from_; }
+  // The context and the last feed's hidden states, as a drafter reads them.
+  FedContext fed_context() const { return {tokens(), hidden_, hidden_from_}; }
   // A speculative verify pass: appends tokens (one micro-batch at most) and returns the
   // logits at every position ([tokens][n_vocab]); afterwards rollback(n) may keep any
   // prefix of them. Room for the pass is made on first use (prepare_rollback sizes it once

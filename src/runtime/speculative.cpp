@@ -61,10 +61,11 @@ void MtpDrafter::step(std::span<const text::TokenId> tokens, const float* hidden
   }
 }
 
-void MtpDrafter::catch_up(const Session& session) {
-  const int64_t n = session.n_past(), from = session.hidden_from();
-  const std::span<const float> rows = session.hidden();  // positions from.. (valid below n)
-  const std::span<const int32_t> tokens = session.tokens();
+void MtpDrafter::catch_up(const FedContext& fed) {
+  const auto n = static_cast<int64_t>(fed.tokens.size());
+  const int64_t from = fed.hidden_from;
+  const std::span<const float> rows = fed.hidden;  // positions from.. (valid below n)
+  const std::span<const int32_t> tokens = fed.tokens;
   if (n == 0) return;
   if (from == 0) {  // a fresh context
     synced_ = 0;
@@ -94,6 +95,17 @@ void MtpDrafter::catch_up(const Session& session) {
   const float* last = rows.data() + (n - 1 - from) * D_;
   std::copy(last, last + D_, last_hidden_.begin());
   have_last_ = true;
+}
+
+// The pairs of positions below n hold (the shared prefix); the hidden state at n - 1 is
+// gone with the old context, so the next feed (from n) restarts the chain there, and the
+// pair at position n stays the old context's until it is written again (a worse guess at
+// most, never a wrong token).
+void MtpDrafter::cut(int64_t n) {
+  if (synced_ >= n) {
+    synced_ = std::max<int64_t>(n - 1, 0);
+    have_last_ = false;
+  }
 }
 
 void MtpDrafter::draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) {
@@ -185,6 +197,19 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   }
 }
 
+void SpeculationPacer::record(int64_t drafted, int64_t accepted) {
+  window_drafted_ += drafted;
+  window_accepted_ += accepted;
+  if (rule_.window <= 0 || window_drafted_ < rule_.window) return;
+  if (static_cast<double>(window_accepted_) < rule_.below * static_cast<double>(window_drafted_)) {
+    paused_left_ = next_pause_;
+    next_pause_ = std::min<int64_t>(2 * next_pause_, 32 * static_cast<int64_t>(rule_.tokens));
+  } else {
+    next_pause_ = rule_.tokens;
+  }
+  window_drafted_ = window_accepted_ = 0;
+}
+
 void decode_speculatively(Session& session, Generation& generation, Speculation& spec, std::span<float> logits,
                           const std::function<bool(const std::string&)>& on_text) {
   if (spec.drafter == nullptr) fail("speculative decoding: no drafter");
@@ -197,9 +222,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
   if (draft_cap < 1) fail("speculative decoding needs a micro-batch of 2 tokens or more");
   session.prepare_rollback(draft_cap + 1);
   std::vector<text::TokenId> context, drafts, batch;  // reused every step
-  int64_t window_drafted = 0, window_accepted = 0;    // guesses since the last pause check
-  int64_t paused_left = 0;                            // tokens still to decode without guessing
-  int64_t next_pause = spec.pause_tokens;             // doubles while windows keep failing
+  SpeculationPacer pacer(spec.pause);
   auto emit = [&](const GenerationStep& step) {
     if (!step.text.empty() && !on_text(step.text)) generation.cancel();
   };
@@ -212,8 +235,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     const int64_t room = session.n_ctx() - n_before;  // >= 1, or the generation had ended
     const int max = static_cast<int>(std::min<int64_t>(draft_cap, room - 1));
     drafts.clear();
-    if (paused_left > 0) {
-      --paused_left;
+    if (pacer.take_paused_token()) {
       ++spec.stats.paused_tokens;
     } else if (max >= std::max(1, spec.draft_min)) {
       const std::span<const int32_t> have = session.tokens();
@@ -227,7 +249,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     generation.prefetch();  // the mask for the first position of what is fed next
     if (drafts.empty()) {
       logits = session.feed(std::span<const text::TokenId>(&pending, 1));
-      spec.drafter->catch_up(session);
+      spec.drafter->catch_up(session.fed_context());
       step = generation.next(logits, session.n_ctx() - session.n_past());
       emit(step);
       continue;
@@ -252,21 +274,11 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
     spec.stats.drafted += static_cast<int64_t>(drafts.size());
     spec.stats.accepted += static_cast<int64_t>(accepted);
     spec.stats.tokens += static_cast<int64_t>(accepted) + 1;
-    window_drafted += static_cast<int64_t>(drafts.size());
-    window_accepted += static_cast<int64_t>(accepted);
-    if (spec.pause_window > 0 && window_drafted >= spec.pause_window) {
-      if (static_cast<double>(window_accepted) < spec.pause_below * static_cast<double>(window_drafted)) {
-        paused_left = next_pause;
-        next_pause = std::min<int64_t>(2 * next_pause, 32 * static_cast<int64_t>(spec.pause_tokens));
-      } else {
-        next_pause = spec.pause_tokens;
-      }
-      window_drafted = window_accepted = 0;
-    }
+    pacer.record(static_cast<int64_t>(drafts.size()), static_cast<int64_t>(accepted));
     // The context keeps the pending token and the accepted guesses (KV cut back, a recurrent
     // state rebuilt from the pass's record on its devices; all kept: nothing to do).
     session.rollback(n_before + 1 + static_cast<int64_t>(accepted));
-    spec.drafter->catch_up(session);
+    spec.drafter->catch_up(session.fed_context());
   }
 }
 
@@ -286,6 +298,23 @@ SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool 
     return target_has_mtp ? SpecMethod::Mtp : SpecMethod::None;
   }
   fail("--spec: unknown method '{}' (none, auto, ngram, draft, mtp)", name);
+}
+
+SpecMethod SpeculationOptions::resolve(const Engine& target) const {
+  return parse_spec_method(method, !draft_model.empty(), target.model().has_mtp());
+}
+
+std::unique_ptr<Engine> open_draft_engine(const Engine& target, const std::string& path, int64_t n_ctx,
+                                          std::function<void(uint64_t, uint64_t)> load_progress) {
+  EngineOptions o = target.options();
+  o.model_path = path;
+  o.chat_template_file.clear();
+  o.placement = PlacementOptions{};  // planned in what the target left free
+  o.shared_pool = target.shared_pool();
+  o.plan_ctx = n_ctx;
+  o.quiet = true;
+  o.load_progress = std::move(load_progress);
+  return std::make_unique<Engine>(o);
 }
 
 }  // namespace tandem::runtime

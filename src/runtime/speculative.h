@@ -35,7 +35,10 @@ class Drafter {
   // Drafters that read the model's hidden states (MTP) see every feed of the target session
   // right after it happens (and after the context is cut back).
   virtual bool needs_hidden() const { return false; }
-  virtual void catch_up(const Session& /*session*/) {}
+  virtual void catch_up(const FedContext& /*fed*/) {}
+  // The target's context was cut back to its first n tokens outside a verify pass (a
+  // server slot reusing a cached prefix): what the drafter kept past that is stale.
+  virtual void cut(int64_t /*n*/) {}
 };
 
 // Prompt lookup: the longest n-gram (n from max_n down to min_n) ending the context that
@@ -80,7 +83,8 @@ class MtpDrafter final : public Drafter {
   MtpDrafter(const Engine& target, int64_t n_ctx);
   ~MtpDrafter() override;
   bool needs_hidden() const override { return true; }
-  void catch_up(const Session& session) override;
+  void catch_up(const FedContext& fed) override;
+  void cut(int64_t n) override;
   void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override;
   // The block's logits behind the last guess.
   std::span<const float> logits() const { return logits_; }
@@ -118,20 +122,44 @@ struct SpeculativeStats {
   }
 };
 
+// Guessing pauses while it does not pay: when fewer than `below` of the last `window`
+// guesses were kept, the next `tokens` tokens are decoded one at a time (the drafter still
+// follows the context), then guessing resumes; each failing window in a row doubles the
+// pause (up to 32x), a paying one resets it. A verify pass costs 1.2-1.7x a plain step on a
+// CPU (bench/RESULTS.md), so under ~30% acceptance speculation is slower than none; `--spec
+// auto` must never make a file decode slower for long. window 0: never pause.
+struct PauseRule {
+  int window = 32;
+  double below = 0.3;
+  int tokens = 128;
+};
+
+// One sequence's pause state under a PauseRule.
+class SpeculationPacer {
+ public:
+  explicit SpeculationPacer(const PauseRule& rule) : rule_(rule), next_pause_(rule.tokens) {}
+  // Called once per token about to be decoded: true while guessing is paused (that token is
+  // then decoded alone and counted).
+  bool take_paused_token() {
+    if (paused_left_ == 0) return false;
+    --paused_left_;
+    return true;
+  }
+  // A verify pass checked `drafted` guesses and kept `accepted`.
+  void record(int64_t drafted, int64_t accepted);
+
+ private:
+  PauseRule rule_;
+  int64_t window_drafted_ = 0, window_accepted_ = 0;  // guesses since the last check
+  int64_t paused_left_ = 0;                            // tokens still to decode without guessing
+  int64_t next_pause_;                                 // doubles while windows keep failing
+};
+
 struct Speculation {
   Drafter* drafter = nullptr;
   int draft_max = 16;  // guesses per verify pass at most (--draft-max)
   int draft_min = 0;   // fewer guesses than this: decode one token instead (--draft-min)
-  // Guessing pauses while it does not pay: when fewer than pause_below of the last
-  // pause_window guesses were kept, the next pause_tokens tokens are decoded one at a time
-  // (the drafter still follows the context), then guessing resumes; each failing window in a
-  // row doubles the pause (up to 32x), a paying one resets it. A verify pass costs
-  // 1.2-1.7x a plain step on a CPU (bench/RESULTS.md), so under ~30% acceptance speculation
-  // is slower than none; `--spec auto` must never make a file decode slower for long.
-  // pause_window 0: never pause.
-  int pause_window = 32;
-  double pause_below = 0.3;
-  int pause_tokens = 128;
+  PauseRule pause;
   SpeculativeStats stats;
 };
 
@@ -145,5 +173,27 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
 // (target_has_mtp; a rejected guess costs a recurrent model no second pass), else none.
 enum class SpecMethod { None, Ngram, Draft, Mtp };
 SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool target_has_mtp);
+
+// What a command or the server is asked for (--spec, -md, --draft-max, --draft-min,
+// --draft-p-min, --spec-ngram-min/max: llama.cpp's spellings where it has them).
+struct SpeculationOptions {
+  std::string method = "auto";
+  std::string draft_model;
+  int draft_max = 0;  // 0: by method: 16 for n-gram lookup (guesses are free), 4 for a draft model, 2 for MTP
+  int draft_min = 0;
+  float draft_p_min = 0.75f;
+  int ngram_min = 2, ngram_max = 4;
+  // Whether these may run the model's own MTP block (then the planner places it first).
+  bool may_use_mtp() const { return draft_model.empty() && (method == "mtp" || method == "auto"); }
+  SpecMethod resolve(const Engine& target) const;
+  int draft_max_for(SpecMethod m) const {
+    return draft_max > 0 ? draft_max : m == SpecMethod::Ngram ? 16 : m == SpecMethod::Mtp ? 2 : 4;
+  }
+};
+
+// The draft model `path` opened beside `target` (placed): its thread pool shared, placed in
+// what the target left free, for sessions of n_ctx positions.
+std::unique_ptr<Engine> open_draft_engine(const Engine& target, const std::string& path, int64_t n_ctx,
+                                          std::function<void(uint64_t, uint64_t)> load_progress);
 
 }  // namespace tandem::runtime

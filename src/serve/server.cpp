@@ -163,6 +163,7 @@ class Server {
   ServerOptions o_;
   httplib::Server http_;
   std::unique_ptr<runtime::Engine> engine_;
+  std::unique_ptr<runtime::Engine> draft_engine_;  // speculation with a draft model (-md)
   std::unique_ptr<runtime::Scheduler> scheduler_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> http_errors_{0};
@@ -546,10 +547,15 @@ std::string Server::metrics() const {
   metric("tandem_prompt_tokens_cached_total", "counter", "Prompt tokens reused from the prompt cache (not processed again)",
          static_cast<double>(s.prompt_tokens_cached_total));
   metric("tandem_generated_tokens_total", "counter", "Tokens generated", static_cast<double>(s.generated_tokens_total));
-  metric("tandem_spec_drafted_tokens_total", "counter", "Guessed tokens checked by speculation (--spec ngram)",
+  metric("tandem_spec_drafted_tokens_total", "counter", "Guessed tokens checked by speculation (--spec)",
          static_cast<double>(s.spec_drafted_total));
   metric("tandem_spec_accepted_tokens_total", "counter", "Guessed tokens that were kept",
          static_cast<double>(s.spec_accepted_total));
+  metric("tandem_spec_verify_steps_total", "counter", "Slot steps that checked guesses (verify passes)",
+         static_cast<double>(s.spec_verify_steps_total));
+  metric("tandem_spec_paused_tokens_total", "counter",
+         "Tokens decoded without guessing while a slot's acceptance was too low to pay",
+         static_cast<double>(s.spec_paused_tokens_total));
   metric("tandem_prompt_cache_checkpoints", "gauge", "Recurrent-state checkpoints held (hybrid models)",
          static_cast<double>(s.checkpoints));
   metric("tandem_prompt_cache_bytes", "gauge", "Bytes of recurrent-state checkpoints held (limit: --cache-ram)",
@@ -733,9 +739,18 @@ void Server::run() {
     so.step_tokens = o_.step_tokens;
     so.queue_max = o_.queue_max;
     so.cache_ram_bytes = static_cast<uint64_t>(o_.cache_ram_gib * (1ull << 30));
-    so.spec_draft_max = o_.spec_draft_max;
-    so.spec_ngram_min = o_.spec_ngram_min;
-    so.spec_ngram_max = o_.spec_ngram_max;
+    so.spec = o_.spec.resolve(*engine_);
+    if (so.spec != runtime::SpecMethod::None) {
+      so.spec_draft_max = o_.spec.draft_max_for(so.spec);
+      so.spec_draft_min = o_.spec.draft_min;
+      so.spec_ngram_min = o_.spec.ngram_min;
+      so.spec_ngram_max = o_.spec.ngram_max;
+      so.draft_p_min = o_.spec.draft_p_min;
+    }
+    if (so.spec == runtime::SpecMethod::Draft) {
+      draft_engine_ = runtime::open_draft_engine(*engine_, o_.spec.draft_model, o_.ctx_total, nullptr);
+      so.draft_engine = draft_engine_.get();
+    }
     scheduler_ = std::make_unique<runtime::Scheduler>(*engine_, so);
   } catch (...) {
     stop_requested.store(true);
@@ -746,8 +761,14 @@ void Server::run() {
     throw;
   }
   ready_.store(true);
-  fmt::print(stderr, "serve: ready: model '{}', {} slots x {} tokens, {} threads{}\n", o_.alias, o_.n_slots,
-             o_.ctx_total / o_.n_slots, engine_->threads(), o_.api_key.empty() ? "" : ", API key required");
+  const runtime::SchedulerOptions& so = scheduler_->options();
+  const char* spec_names[] = {"", ", n-gram speculation", ", a draft model speculating", ", MTP speculation"};
+  fmt::print(stderr, "serve: ready: model '{}', {} slots x {} tokens, {} threads{}{}\n", o_.alias, o_.n_slots,
+             o_.ctx_total / o_.n_slots, engine_->threads(),
+             so.spec_draft_max > 0 ? fmt::format("{} (up to {} guesses)", spec_names[static_cast<int>(so.spec)],
+                                                 so.spec_draft_max)
+                                   : std::string(),
+             o_.api_key.empty() ? "" : ", API key required");
   fmt::print(stderr, "serve: chat page at http://{}:{}/\n", o_.host.find(':') != std::string::npos ? "[" + o_.host + "]" : o_.host,
              o_.port);
   listener.join();

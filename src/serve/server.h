@@ -7,6 +7,7 @@
 #include <string>
 
 #include "runtime/engine.h"
+#include "runtime/speculative.h"
 
 namespace tandem::serve {
 
@@ -21,8 +22,7 @@ struct ServerOptions {
   double cache_ram_gib = 2;  // recurrent-state checkpoints
   int64_t step_tokens = 256; // tokens per forward step (decode + prompt chunks)
   int queue_max = 64;
-  int spec_draft_max = 0;    // n-gram guesses per slot and step (0: no speculation)
-  int spec_ngram_min = 2, spec_ngram_max = 4;
+  runtime::SpeculationOptions spec;  // per slot; "auto" resolved once the model is loaded
   size_t max_body_bytes = 8u << 20;
 };
 

@@ -12,6 +12,7 @@
 #include "runtime_fixtures.h"
 #include "runtime/generation.h"
 #include "runtime/scheduler.h"
+#include "runtime/speculative.h"
 #include "text/chat_prompt.h"
 
 namespace tandem::runtime {
@@ -323,6 +324,20 @@ std::vector<Result> three_turns(Engine& engine, const SchedulerOptions& so, Sche
   return r;
 }
 
+// The three turns with speculation (`so`) give the plain scheduler's tokens and cached
+// counts, turn by turn; returns the plain turns.
+std::vector<Result> expect_turns_as_plain(Engine& engine, const SchedulerOptions& plain, const SchedulerOptions& so,
+                                          SchedulerStats* plain_stats, SchedulerStats* spec_stats) {
+  const std::vector<Result> want = three_turns(engine, plain, plain_stats);
+  const std::vector<Result> got = three_turns(engine, so, spec_stats);
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE("turn " + std::to_string(i + 1));
+    EXPECT_EQ(got[i].tokens, want[i].tokens);
+    EXPECT_EQ(got[i].cached, want[i].cached);
+  }
+  return want;
+}
+
 // The prompt cache after speculative turns: rollbacks leave the live state exactly at the
 // cached tokens, and checkpoints (taken by prompt passes only) never see a state
 // mid-speculation, so every turn, cached prefix included, is what the same scheduler
@@ -337,19 +352,123 @@ TEST_P(SchedulerSpeculation, PromptCacheAfterSpeculativeTurnsMatchesThePlainSche
   so.spec_ngram_min = 1;
   so.spec_ngram_max = 3;
   SchedulerStats plain_stats, spec_stats;
-  const std::vector<Result> want = three_turns(*engine, plain, &plain_stats);
-  const std::vector<Result> got = three_turns(*engine, so, &spec_stats);
-  for (size_t i = 0; i < want.size(); ++i) {
-    SCOPED_TRACE("turn " + std::to_string(i + 1));
-    EXPECT_EQ(got[i].tokens, want[i].tokens);
-    EXPECT_EQ(got[i].cached, want[i].cached);
-  }
+  const std::vector<Result> want = expect_turns_as_plain(*engine, plain, so, &plain_stats, &spec_stats);
   EXPECT_GT(want[1].cached, 40) << "the second turn did not reuse the first";
   EXPECT_GT(spec_stats.spec_drafted_total, spec_stats.spec_accepted_total) << "no guess was rejected";
   EXPECT_EQ(plain_stats.spec_drafted_total, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, SchedulerSpeculation, ::testing::Values("qwen3", "qwen35", "qwen35moe"));
+
+// A draft model per slot: each slot's draft session follows its own context (kept prefix,
+// re-fed rest), so five requests over three slots still get their solo greedy tokens, and
+// a q4_0 copy of the model guesses most of them.
+TEST(SchedulerDraftModel, EachSlotsDraftSessionKeepsEachRequestsTokens) {
+  const auto engine = open_engine(fixture("qwen2"));
+  SchedulerOptions so = three_slots();
+  const auto draft = open_draft_engine(*engine, fixture("qwen2", "model-q4_0.gguf"), so.n_slots * so.slot_ctx, nullptr);
+  EXPECT_EQ(&draft->cpu_context().pool(), &engine->cpu_context().pool()) << "the draft model runs on the target's pool";
+  so.spec = SpecMethod::Draft;
+  so.spec_draft_max = 4;
+  so.draft_engine = draft.get();
+  so.draft_p_min = 0;
+  Scheduler scheduler(*engine, so);
+  expect_each_as_alone(*engine, scheduler, 24);
+  const SchedulerStats st = scheduler.stats();
+  EXPECT_GT(st.spec_accepted_total, st.spec_drafted_total / 2) << "the q4_0 copy should guess most tokens";
+  EXPECT_GT(st.spec_drafted_total, st.spec_accepted_total) << "no guess was rejected: rollback untested";
+  EXPECT_GT(st.spec_verify_steps_total, 0u);
+}
+
+// Wraps a drafter and keeps every guess it made, in order.
+class RecordingDrafter final : public Drafter {
+ public:
+  RecordingDrafter(std::unique_ptr<Drafter> inner, std::vector<std::vector<text::TokenId>>* log)
+      : inner_(std::move(inner)), log_(log) {}
+  void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override {
+    inner_->draft(context, max, out);
+    log_->push_back(out);
+  }
+  bool needs_hidden() const override { return inner_->needs_hidden(); }
+  void catch_up(const FedContext& fed) override { inner_->catch_up(fed); }
+  void cut(int64_t n) override { inner_->cut(n); }
+
+ private:
+  std::unique_ptr<Drafter> inner_;
+  std::vector<std::vector<text::TokenId>>* log_;
+};
+
+// The file's MTP block per slot: every slot's drafter follows its sequence's hidden states
+// through prompt chunks (16 tokens a step beside other slots' decoding), verify passes and
+// rollbacks. The tokens are each request's own; and a slot's guesses, every one of them,
+// are the guesses the block makes following a plain session over the same request (random
+// weights keep almost none, so the guesses themselves are compared: a pair fed one
+// position off changes them).
+TEST(SchedulerMtp, EachSlotsBlockFollowsItsSequence) {
+  const auto engine = open_engine(fixture("qwen35moe"));
+  SchedulerOptions so = three_slots();
+  so.spec = SpecMethod::Mtp;
+  so.spec_draft_max = 2;
+  so.spec_pause.window = 0;  // guess at every step, however badly
+  {
+    Scheduler scheduler(*engine, so);
+    expect_each_as_alone(*engine, scheduler, 24);
+    const SchedulerStats st = scheduler.stats();
+    EXPECT_GT(st.spec_drafted_total, 0u);
+    EXPECT_EQ(st.generated_tokens_total, 5u * 24u);
+  }
+  // One request on one slot, in prompt chunks of 16, against decode_speculatively on a session.
+  std::vector<text::TokenId> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(10 + (i * 7) % 30);
+  const int64_t n = 40;
+  so.n_slots = 1;
+  std::vector<std::vector<text::TokenId>> got_guesses, want_guesses;
+  so.make_drafter = [&] {
+    return std::make_unique<RecordingDrafter>(std::make_unique<MtpDrafter>(*engine, so.slot_ctx), &got_guesses);
+  };
+  Result got;
+  SchedulerStats st;
+  {
+    // Gone before the session runs: the scheduler's thread may still be rolling back or
+    // catching its block up after the answer, and an engine runs one forward at a time.
+    Scheduler scheduler(*engine, so);
+    got = collect(scheduler.submit(prompt, greedy(n)));
+    st = scheduler.stats();
+  }
+
+  auto session = engine->new_session(so.slot_ctx, 64);
+  RecordingDrafter mtp(std::make_unique<MtpDrafter>(*engine, so.slot_ctx), &want_guesses);
+  Speculation spec;
+  spec.drafter = &mtp;
+  spec.draft_max = 2;
+  spec.pause.window = 0;
+  Generation g(engine->tokenizer(), engine->end_of_generation(), greedy(n), engine->hparams().n_vocab);
+  generate(*session, g, prompt, [](const std::string&) { return true; }, &spec);
+  const std::vector<text::TokenId> want(session->tokens().begin() + static_cast<int64_t>(prompt.size()),
+                                        session->tokens().end());
+  EXPECT_EQ(std::vector<text::TokenId>(got.tokens.begin(), got.tokens.end() - 1), want);
+  EXPECT_EQ(got_guesses, want_guesses) << "the slot's block guessed otherwise than a session's: its catch-up saw other pairs";
+  EXPECT_EQ(static_cast<int64_t>(st.spec_drafted_total), spec.stats.drafted);
+  EXPECT_EQ(static_cast<int64_t>(st.spec_accepted_total), spec.stats.accepted);
+  EXPECT_GE(want_guesses.size(), 30u);
+  std::printf("MTP on the fixture: %lld of %lld guesses kept\n", static_cast<long long>(spec.stats.accepted),
+              static_cast<long long>(spec.stats.drafted));
+}
+
+// Turns on one slot with MTP guesses: the prompt cache cuts the slot back (to a checkpoint
+// on this hybrid model) and its block's cache with it; every turn is what the plain
+// scheduler gives.
+TEST(SchedulerMtp, PromptCacheTurnsKeepThePlainTokens) {
+  const auto engine = open_engine(fixture("qwen35moe"));
+  const SchedulerOptions plain = one_slot(32);
+  SchedulerOptions so = plain;
+  so.spec = SpecMethod::Mtp;
+  so.spec_draft_max = 2;
+  so.spec_pause.window = 0;
+  SchedulerStats plain_stats, spec_stats;
+  expect_turns_as_plain(*engine, plain, so, &plain_stats, &spec_stats);
+  EXPECT_GT(spec_stats.spec_drafted_total, 0u);
+}
 
 }  // namespace
 }  // namespace tandem::runtime

@@ -187,7 +187,7 @@ TEST(SpeculationPause, GuessesThatNeverHoldPauseAndTheOutputStays) {
       Speculation spec;
       spec.drafter = &scripted;
       spec.draft_max = 4;
-      spec.pause_window = window;
+      spec.pause.window = window;
       const Outcome fast = decode(*engine, prompt, gp, &spec);
       expect_same(plain, fast, prompt);
       if (wrong_at == 0 && window > 0) {
@@ -298,7 +298,7 @@ TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
   MtpDrafter mtp(*engine, 512);
   std::span<float> out = session->feed(prompt);
   std::vector<float> logits(out.begin(), out.end());
-  mtp.catch_up(*session);
+  mtp.catch_up(session->fed_context());
   // Verify passes of 4 positions that keep 1..4 of them (a rejection cuts the rest back by
   // rollback: the catch-up sees the verify pass's hidden states of the kept positions only),
   // each after a round of guesses, as the speculative loop runs them.
@@ -314,7 +314,7 @@ TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
     const std::vector<float>& rows = session->verify(batch);
     logits.assign(rows.begin() + (keep - 1) * V, rows.begin() + keep * V);
     session->rollback(before + keep);
-    mtp.catch_up(*session);
+    mtp.catch_up(session->fed_context());
   }
   const auto pending = static_cast<text::TokenId>(Sampler::argmax(logits));
   context.assign(session->tokens().begin(), session->tokens().end());

@@ -82,6 +82,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def hybrid_server():
-    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "1", "-c", "2048")
+    # No speculation: the plain answers the speculating servers are compared with (the file
+    # has an MTP block, which --spec auto would run).
+    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "1", "-c", "2048", "--spec", "none")
     yield s
     assert s.stop() == 0

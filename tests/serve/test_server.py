@@ -289,6 +289,54 @@ def test_ngram_speculation_on_a_hybrid_model_keeps_the_greedy_answer(hybrid_serv
     assert drafted > accepted, (accepted, drafted)
 
 
+def test_mtp_speculation_by_default_on_a_file_with_the_block(hybrid_server):
+    # --spec auto (the default) runs the file's MTP block in each of two slots; two requests at
+    # once, streamed and not, give the plain server's greedy answers, and the metrics count
+    # the block's guesses and the verify passes that checked them.
+    asks = [[{"role": "user", "content": "one two three four five six, one two three four five six, one two"}],
+            [{"role": "user", "content": "the quick brown fox and the lazy dog"}]]
+    opts = dict(temperature=0, max_tokens=32, extra_body={"ignore_eos": True})
+    plain = [client(hybrid_server).chat.completions.create(model="", messages=a, **opts) for a in asks]
+    s = Server(str(ROOT / "tests/fixtures/qwen35moe/model-q8_0.gguf"), "-np", "2", "-c", "2048", "--alias", "coder")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            fast = list(pool.map(lambda a: chat(s, messages=a, **opts), asks))
+            streamed = list(pool.map(lambda a: "".join(stream_text(s, messages=a, **opts)[0]), asks))
+        m = metrics(s)
+    finally:
+        assert s.stop() == 0
+    assert "MTP speculation" in s.log_path.read_text()
+    for p, f, st in zip(plain, fast, streamed):
+        assert f.choices[0].message.content == p.choices[0].message.content
+        assert st == p.choices[0].message.content
+        assert f.usage.completion_tokens == 32
+    assert m[("tandem_spec_drafted_tokens_total", ())] > 0
+    assert m[("tandem_spec_verify_steps_total", ())] > 0
+
+
+def test_a_draft_model_per_slot_keeps_the_answer(server):
+    # The real model drafting for itself (the same file as -md): each slot's draft session
+    # follows its own conversation, its guesses hold but where the answer ends (an end of
+    # generation or the token budget inside a pass), and the answers are the plain server's.
+    asks = [[{"role": "user", "content": "Write a Python function that returns the first n Fibonacci numbers."}],
+            [{"role": "user", "content": "Write a Python function that checks whether a string is a palindrome."}]]
+    opts = dict(temperature=0, max_tokens=48)
+    plain = [chat(server, messages=a, **opts) for a in asks]
+    s = Server(real_model_path(), "-np", "2", "-c", "4096", "--alias", "coder", "-md", real_model_path())
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            fast = list(pool.map(lambda a: chat(s, messages=a, **opts), asks))
+        m = metrics(s)
+    finally:
+        assert s.stop() == 0
+    assert "a draft model speculating" in s.log_path.read_text()
+    for p, f in zip(plain, fast):
+        assert f.choices[0].message.content == p.choices[0].message.content
+    drafted = m[("tandem_spec_drafted_tokens_total", ())]
+    accepted = m[("tandem_spec_accepted_tokens_total", ())]
+    assert accepted >= 0.8 * drafted >= 8, (accepted, drafted)
+
+
 WEATHER_TOOL = [{"type": "function", "function": {
     "name": "get_weather", "description": "Get weather",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
@@ -381,7 +429,8 @@ def test_ngram_speculation_keeps_the_answer_and_guesses(server):
 
 def test_speculation_flags_are_checked():
     for args, needle in [(["--spec", "draft"], "-md"), (["--spec", "bogus"], "unknown method"),
-                         (["--spec", "ngram", "-md", "x.gguf"], "draft model")]:
+                         (["--spec", "ngram", "-md", "x.gguf"], "draft model"),
+                         (["--spec", "mtp"], "no MTP"), (["-md", "/nonexistent/draft.gguf"], "draft.gguf")]:
         p = subprocess.run([os.environ["TANDEM_BIN"], "serve", "-m", real_model_path(), "--port", "0", *args],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0 and needle in p.stderr, (args, p.stderr)
