@@ -728,11 +728,14 @@ void register_bench(CLI::App& app) {
   cmd->remove_option(cmd->get_option("--vram-budget"));
   list("--n-cpu-moe", o->n_cpu_moe, "-ncmoe N[,N...]: routed experts of the first N layers on the CPU, per value");
   list("--vram-budget", o->vram_budget, "VRAM budgets to plan for, one engine each (e.g. 8GiB,12GiB,16GiB)");
-  o->spec.method = "none";  // bench measures speculation only when asked
+  o->spec.method = "none";  // bench measures speculation only when asked (--spec, or -md alone)
   o->spec.add_to(cmd);
   cmd->add_option("--spec-prompt", o->spec_prompt,
                   "Text file the speculative rows decode after (default: a coding request)");
-  cmd->callback([o] { run_bench(*o); });
+  cmd->callback([o] {
+    if (o->spec.method == "none" && !o->spec.draft_model.empty()) o->spec.method = "draft";
+    run_bench(*o);
+  });
 }
 
 }  // namespace tandem::cli

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`tandem bench` end to end on the tiny fixtures: llama-bench's JSON fields and values
 (one object per test, one sample per repetition), jsonl/csv/markdown shapes, the -ub/-ctk
-aliases, and bad input (unknown flag, bad numbers, missing model, unsupported KV type, a
+aliases, the speculative rows (--spec), and bad input (unknown flag, bad numbers, missing model, unsupported KV type, a
 test longer than the context) exiting non-zero with a message that names the problem.
 
 Usage: bench_cli_check.py TANDEM FIXTURES_DIR
@@ -104,6 +104,34 @@ r = run("-m", qwen35, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--n-cpu-moe",
 check(r.returncode == 0 and "n_cpu_moe" in r.stdout.splitlines()[0], f"markdown sweep column: {r.stdout}")
 r = run("-m", qwen35, "-p", "8", "-n", "0", "--vram-budget", "12parsecs")
 check(r.returncode != 0 and "12parsecs" in r.stderr, f"bad --vram-budget list: {r.stderr}")
+
+# Speculative rows: after each tg test, the same count decoded greedily after real text, one
+# token per pass ("greedy") and speculating (the method), with the guesses counted.
+qwen35moe = f"{fixtures}/qwen35moe/model-q8_0.gguf"
+for args, method in [(["-m", qwen35moe, "--spec", "mtp"], "mtp"),
+                     (["-m", qwen2, "-md", f"{fixtures}/qwen2/model-q4_0.gguf", "--draft-max", "3", "--draft-p-min", "0"], "draft")]:
+    r = run(*args, "-p", "0", "-n", "12", "-r", "2", "-t", "1", "-o", "json")
+    check(r.returncode == 0, f"{args}: exit {r.returncode}: {r.stderr}")
+    rows = json.loads(r.stdout) if r.returncode == 0 else []
+    check([t.get("spec") for t in rows] == [None, "greedy", method], f"{args}: rows {[t.get('spec') for t in rows]}")
+    if len(rows) == 3:
+        greedy, spec = rows[1], rows[2]
+        check(greedy["spec_drafted"] == 0 and greedy["spec_verify_steps"] == 0, f"greedy row guessed: {greedy}")
+        check(spec["n_gen"] == 12 and len(spec["samples_ns"]) == 2, f"speculative row sizes: {spec}")
+        # Two repetitions of 12 tokens: each verify pass gives its kept guesses plus one.
+        check(0 < spec["spec_verify_steps"] <= 2 * 11 and spec["spec_drafted"] > 0, f"speculative counts: {spec}")
+        check(spec["spec_accepted"] <= spec["spec_drafted"], f"kept more than guessed: {spec}")
+        if method == "draft":  # a q4_0 copy of the same model guesses most tokens
+            check(spec["spec_accepted"] > spec["spec_drafted"] / 2, f"draft acceptance: {spec}")
+r = run("-m", qwen35moe, "--spec", "mtp", "-p", "0", "-n", "4", "-r", "1", "-t", "1")
+check(r.returncode == 0 and any("tg4 mtp (" in line and "% kept" in line for line in r.stdout.splitlines()),
+      f"markdown speculative row: {r.stdout}")
+for args, message in [(["-m", qwen2, "--spec", "mtp"], "no MTP"),
+                      (["-m", qwen2, "--spec", "draft"], "-md"),
+                      (["-m", qwen2, "--spec", "ngram", "--spec-prompt", f"{fixtures}/no-such-prompt.txt"],
+                       "no-such-prompt.txt")]:
+    r = run(*args, "-p", "0", "-n", "4", "-r", "1", "-t", "1")
+    check(r.returncode != 0 and message in r.stderr, f"{args}: exit {r.returncode}, stderr {r.stderr!r}")
 
 print("bench_cli_check:", "FAILED" if failures else "ok")
 sys.exit(1 if failures else 0)
