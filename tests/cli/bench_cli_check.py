@@ -11,11 +11,37 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import gguf
 
 tandem, fixtures = sys.argv[1:3]
 qwen2 = f"{fixtures}/qwen2/model-q8_0.gguf"
 qwen35 = f"{fixtures}/qwen35/model-q4_k_m.gguf"
 failures = 0
+
+
+def with_small_heads(src: str, out: Path) -> str:
+    """The qwen2 fixture (H 4 x d 64 = D 256) relabelled as 16 heads of 16 (KV 8 x 16): the
+    same tensors, a head size that no 32-element KV cache block fits."""
+    reader = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(out, arch="qwen2")
+    relabel = {"qwen2.attention.head_count": 16, "qwen2.attention.head_count_kv": 8}
+    for f in reader.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(f.name, relabel.get(f.name, f.contents()), f.types[0], sub_type=sub)
+    for t in reader.tensors:
+        w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for t in reader.tensors:
+        w.write_tensor_data(t.data)
+    w.close()
+    return str(out)
 
 
 def run(*args):
@@ -73,6 +99,13 @@ check(len(out) >= 4 and [c.strip() for c in out[0].strip("|").split("|")] ==
 check(any("pp8 @ d4" in line for line in out) and any("tg2 @ d4" in line for line in out), "md test names")
 check(any(line.startswith("build: ") for line in out), "md build line")
 
+# The fixtures' heads (64/128) fit every cache type; a relabelled copy with 16-dim heads is a
+# working model (f16 cache) that a q8_0 cache must refuse by name.
+scratch = tempfile.TemporaryDirectory()
+qwen2_d16 = with_small_heads(qwen2, Path(scratch.name) / "qwen2-d16.gguf")
+r = run("-m", qwen2_d16, "-p", "8", "-n", "2", "-r", "1", "-t", "1", "-ctv", "f16")
+check(r.returncode == 0, f"16-dim heads with an f16 cache: exit {r.returncode}, {r.stderr!r}")
+
 # Bad input: non-zero exit and a message naming the problem.
 for args, message in [
     (["-m", qwen2, "--bogus"], "--bogus"),
@@ -82,7 +115,7 @@ for args, message in [
     (["-m", qwen2, "-n", "x"], "-n: 'x' is not a number"),
     (["-m", f"{fixtures}/no-such-model.gguf"], "no-such-model.gguf"),
     (["-m", qwen2, "-ctk", "q9_0"], "-ctk: unknown KV cache type 'q9_0'"),
-    (["-m", qwen2, "-ctv", "q8_0"], "KV cache type Q8_0 needs a head size that is a multiple of 32"),
+    (["-m", qwen2_d16, "-ctv", "q8_0"], "KV cache type Q8_0 needs a head size that is a multiple of 32"),
     (["-m", qwen2, "-p", "4000", "-d", "1000"], "exceed the model's context"),
     (["-m", qwen2, "-o", "xml"], "unknown output format"),
 ]:

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "model/tiny_model.h"
 #include "backend/cpu/cpu_backend.h"
 #include "runtime/session.h"
 #include "support/test_support.h"
@@ -77,18 +78,19 @@ TEST(KvCache, QuantizedCachesStayCloseToF32) {
 //  - tandem's rounding moves its logits as far: mean |tandem(type) - tandem(f16)| in
 //    [0.4 M, 2.5 M] (a type stored as another, or not quantized at all, leaves this range);
 //  - tandem sits near llama.cpp: mean |tandem(type) - llama.cpp(type)| <= a per-family
-//    fraction of M. qwen3 (32-dim heads: a head is one block) agrees closely: 0.11-0.21 M
-//    for the 4- and 5-bit types, 0.6-0.83 M for the 8-bit ones and bf16, where llama.cpp's
-//    own rounding of Q to 8 bits (flash attention's vec_dot_type) is as large. qwen35moe
-//    (64-dim heads, two blocks) sits 1.2-1.5 M away (about sqrt(2) M: the two roundings
-//    are uncorrelated) although an f16 cache agrees to 4e-6 -- unexplained so far, so there
-//    the bound (1.7 M) only catches gross errors.
+//    fraction of M. Both fixtures have heads of several blocks (qwen3 128-dim: four;
+//    qwen35moe 64-dim: two) and sit 1.2-1.6 M away for the quantized types (about sqrt(2) M:
+//    the two roundings are uncorrelated; bf16 0.6 M) although an f16 cache agrees to 4e-6 --
+//    unexplained so far. When qwen3's heads were 32-dim (one block per head) it agreed to
+//    0.11-0.21 M on the 4- and 5-bit types, so the split of a head into blocks is where to
+//    look. The bounds (qwen3 1.6 M / 1.8 M, qwen35moe 1.7 M) only catch gross errors; the
+//    [0.4 M, 2.5 M] range on tandem's own move is the sharper check.
 //  - f16 (no block structure): within 1e-4 of llama.cpp.
 struct KvAgreement {
   const char* family;
   double fine, coarse;  // max mean |tandem - llama.cpp| / M: 8-bit types and bf16; 4- and 5-bit types
 };
-constexpr KvAgreement kKvAgreement[] = {{"qwen3", 1.0, 0.35}, {"qwen35moe", 1.7, 1.7}};
+constexpr KvAgreement kKvAgreement[] = {{"qwen3", 1.6, 1.8}, {"qwen35moe", 1.7, 1.7}};
 
 double mean_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double sum = 0;
@@ -139,8 +141,13 @@ TEST(KvCache, QuantizedCachesMatchLlamaCpp) {
 }
 
 TEST(KvCache, HeadSizeMustFitTheBlock) {
-  // qwen2's fixture has 16-dim heads: q8_0 (32-element blocks) cannot hold them.
-  const auto files = gguf::ModelFiles::open(kFixtures / "qwen2" / "model-f32.gguf");
+  // 16-dim heads (the fixtures' are real sizes, 64/128): q8_0 (32-element blocks) cannot hold them.
+  testing::TinySpec spec;
+  spec.arch = "qwen2";
+  spec.head_dim = 16;
+  const auto path = testing::scratch_dir("kv_cache_head16") / "m.gguf";
+  testing::write_tiny_model(path, spec);
+  const auto files = gguf::ModelFiles::open(path);
   const auto model = load_model(files);
   cpu::OpContext ctx(1, model->max_row());
   cpu::CpuBackend cpu(ctx);

@@ -23,7 +23,11 @@ llama_mtp.cpp). Writes tests/fixtures/<family>/llama-mtp.h.f32 and llama-mtp.mtp
 records them under variants.f32.llama_mtp_reference; the oracle of
 tests/model/fixture_logits_test.cpp's FixtureMtp.DraftLogitsMatchLlamaCpp.
 
-usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA [--kv-caches | --mtp LLAMA_MTP_BINARY]
+With --only FAMILY... only those families' files and manifest records are rewritten (the
+others keep theirs), for when some fixtures were regenerated.
+
+usage: llama_fixture_logits.py LLAMA_LOGITS_BINARY --commit SHA [--only FAMILY...] [--build NOTE]
+                               [--kv-caches | --mtp LLAMA_MTP_BINARY]
 (build the binaries from tools/crosscheck/llama_logits.cpp and llama_mtp.cpp, see their headers)"""
 import argparse
 import hashlib
@@ -32,7 +36,7 @@ import pathlib
 import subprocess
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures"
-# qwen3: 32-dim heads (one block of every quantized type per head); qwen35moe: 64-dim heads.
+# qwen3: 128-dim heads (four blocks of every quantized type per head); qwen35moe: 64-dim heads.
 KV_FAMILIES = ["qwen3", "qwen35moe"]
 KV_PAIRS = [("f16", "f16"), ("bf16", "bf16"), ("q8_0", "q8_0"), ("q8_0", "f16"), ("q4_0", "q4_0"),
             ("q4_1", "q4_1"), ("q5_0", "q5_0"), ("q5_1", "q5_1")]
@@ -49,8 +53,11 @@ def record(args, family, vocab_size, variant, name, cache_args=()):
     data = out.read_bytes()
     assert len(data) == 4 * len(tokens) * vocab_size, (name, len(data))
     print(name, len(tokens), "tokens")
-    return {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "sequence": index,
-            "llama_cpp_commit": args.commit, "kv_cache": "f32", "threads": 2}
+    rec = {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "sequence": index,
+           "llama_cpp_commit": args.commit, "kv_cache": "f32", "threads": 2}
+    if args.build:
+        rec["llama_cpp_build"] = args.build
+    return rec
 
 
 def main():
@@ -59,10 +66,14 @@ def main():
     ap.add_argument("--commit", required=True)
     ap.add_argument("--kv-caches", action="store_true")
     ap.add_argument("--mtp", metavar="LLAMA_MTP_BINARY")
+    ap.add_argument("--only", nargs="+", metavar="FAMILY")
+    ap.add_argument("--build", metavar="NOTE", help="how the peer was built (its CPU paths), recorded with each file")
     args = ap.parse_args()
     manifest_path = FIXTURES / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for family, f in manifest["families"].items():
+        if args.only and family not in args.only:
+            continue
         if args.mtp:
             if not any(note.startswith("MTP block") for note in f.get("notes", [])):
                 continue

@@ -113,10 +113,13 @@ TEST_P(CudaModel, GpuAndHybridMatchTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, CudaModel,
-    // The qwen2/qwen3/qwen3moe fixtures have 16- and 32-dim heads, below the CUDA attention's
-    // smallest (64; real Qwen models use 64..256): the Qwen3.5 fixtures (64-dim heads) cover
-    // attention, DeltaNet, MoE and the shared expert, dense and MoE, float and quantized.
-    ::testing::Values(Case{"qwen35", "model-f32.gguf", 2e-3}, Case{"qwen35moe", "model-f32.gguf", 2e-3},
+    // Every family, float and quantized: qwen2's q/k/v biases and tied head (64-dim heads),
+    // qwen3's q/k norms with H*d != D (128-dim heads), qwen3moe's routed experts without a
+    // shared one, the Qwen3.5 fixtures' DeltaNet, gated attention and shared expert.
+    ::testing::Values(Case{"qwen2", "model-f32.gguf", 2e-3}, Case{"qwen2", "model-q8_0.gguf", 6e-2},
+                      Case{"qwen3", "model-f32.gguf", 2e-3}, Case{"qwen3", "model-q4_0.gguf", 6e-2},
+                      Case{"qwen3moe", "model-f32.gguf", 2e-3}, Case{"qwen3moe", "model-q8_0.gguf", 6e-2},
+                      Case{"qwen35", "model-f32.gguf", 2e-3}, Case{"qwen35moe", "model-f32.gguf", 2e-3},
                       Case{"qwen35", "model-q8_0.gguf", 6e-2}, Case{"qwen35moe", "model-q4_0.gguf", 6e-2},
                       Case{"qwen35moe", "model-q4_k_m.gguf", 6e-2}),
     [](const auto& info) {
