@@ -24,10 +24,10 @@ CODE_PROMPT = ("Write a Python module implementing a binary search tree with ins
                "in-order traversal and a function that checks the tree is balanced. Include docstrings.")
 
 
-def edit_prompt() -> str:
-    # The first 200 lines of a source file of this repository, repeated with one function renamed.
+def edit_prompt(n_lines: int) -> str:
+    # The first n_lines lines of a source file of this repository, repeated with one function renamed.
     src = (ROOT / "src" / "text" / "chat_output.cpp").read_text()
-    lines = src.splitlines()[:200]
+    lines = src.splitlines()[:n_lines]
     code = "\n".join(lines)
     return ("Here is a C++ file:\n```cpp\n" + code + "\n```\nRepeat the whole file exactly, but rename the "
             "function `parameter_type` to `declared_parameter_type` everywhere. Output only the code.")
@@ -85,6 +85,7 @@ def main():
     ap.add_argument("-md", "--draft")
     ap.add_argument("--peer", help="llama.cpp's llama-speculative-simple (draft) or llama-lookup (ngram)")
     ap.add_argument("--prompt", choices=["code", "edit"], default="code")
+    ap.add_argument("--edit-lines", type=int, default=300, help="lines of the source file in the edit prompt")
     ap.add_argument("-n", type=int, default=256)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--draft-max", type=int, default=16)
@@ -93,7 +94,7 @@ def main():
     args = ap.parse_args()
     if args.mode == "draft" and not args.draft:
         ap.error("--mode draft needs -md")
-    text = chat(CODE_PROMPT if args.prompt == "code" else edit_prompt())
+    text = chat(CODE_PROMPT if args.prompt == "code" else edit_prompt(args.edit_lines))
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(text)
         prompt_file = f.name
