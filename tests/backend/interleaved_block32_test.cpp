@@ -4,7 +4,6 @@
 // portable and the AVX2 path, for 1..8 columns and padded strides.
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -30,14 +29,7 @@ const Block32Type kTypes[] = {
 
 // Activation rows with a padded stride: n_cols rows of n quantized values.
 std::vector<uint8_t> activations(const QuantDotKernel& k, int64_t n, int n_cols, size_t stride, std::mt19937& rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<uint8_t> act(stride * static_cast<size_t>(n_cols), 0xAB);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (int c = 0; c < n_cols; ++c) {
-    for (auto& v : x) v = dist(rng);
-    k.quantize(x.data(), act.data() + c * stride, n);
-  }
-  return act;
+  return testing::quantized_activations(k, n, n_cols, stride, rng);
 }
 
 TEST(InterleavedBlock32, RepackRoundTripsByteForByte) {
@@ -82,38 +74,6 @@ TEST(InterleavedBlock32, GroupDotMatchesRowKernelOnEveryPath) {
             }
             for (int64_t o = 8; o < os; ++o) EXPECT_EQ(got[c * os + o], -1.0f) << "wrote outside its 8 rows";
           }
-        }
-      }
-    }
-  }
-}
-
-// The 16-row pass (two consecutive groups, 512-bit vectors) must give exactly the bits of
-// the 8-row pass on each group: same integer sums, same float operations per row.
-TEST(InterleavedBlock32, SixteenRowPassEqualsTwoGroupPasses) {
-  TANDEM_SKIP_WITHOUT_ISA(cpu_runs(Isa::avx512_vnni), testing::isa_features(Isa::avx512_vnni),
-                          "no AVX512-VNNI on this CPU, the only path with a 16-row pass");
-  std::mt19937 rng(13);
-  for (const auto& t : kTypes) {
-    const QuantDotKernel k = quant_dot_kernel(t.type, Isa::avx512_vnni);
-    ASSERT_NE(k.dot_x16, nullptr) << dtype_name(t.type);
-    for (int64_t n : {32, 1024, 1024 + 32 * 3, 4864}) {  // spans of 32 blocks, a partial span, the 0.5B's ffn
-      const size_t row_bytes = static_cast<size_t>(n / 32) * dtype_info(t.type).block_bytes;
-      const auto rows = testing::random_blocks(t.type, n / 32 * 16, rng);
-      std::vector<uint8_t> groups(rows.size());
-      t.repack(rows.data(), row_bytes, n, groups.data());
-      t.repack(rows.data() + 8 * row_bytes, row_bytes, n, groups.data() + 8 * row_bytes);
-      for (int n_cols = 1; n_cols <= 8; ++n_cols) {
-        const size_t stride = activation_row_bytes(k, n) + 40;
-        const auto act = activations(k, n, n_cols, stride, rng);
-        const int64_t os = 19;  // 16 rows per column, and room to see stray writes
-        std::vector<float> expect(static_cast<size_t>(n_cols * os), -1.0f), got(expect.size(), -1.0f);
-        k.dot_x8(n, groups.data(), act.data(), stride, n_cols, expect.data(), os);
-        k.dot_x8(n, groups.data() + 8 * row_bytes, act.data(), stride, n_cols, expect.data() + 8, os);
-        k.dot_x16(n, groups.data(), act.data(), stride, n_cols, got.data(), os);
-        for (size_t i = 0; i < got.size(); ++i) {
-          EXPECT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(expect[i]))
-              << dtype_name(t.type) << " n=" << n << " cols=" << n_cols << " column " << i / os << " row " << i % os;
         }
       }
     }

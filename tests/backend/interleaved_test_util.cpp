@@ -52,6 +52,18 @@ std::vector<uint8_t> q8_k_activations(int64_t n, int n_cols, std::mt19937& rng) 
   return act;
 }
 
+std::vector<uint8_t> quantized_activations(const QuantDotKernel& k, int64_t n, int n_cols, size_t stride,
+                                           std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<uint8_t> act(stride * static_cast<size_t>(n_cols), 0xAB);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int c = 0; c < n_cols; ++c) {
+    for (auto& v : x) v = dist(rng);
+    k.quantize(x.data(), act.data() + c * stride, n);
+  }
+  return act;
+}
+
 std::vector<float> run_group_dot(GroupDotFn dot, int64_t n, const std::vector<uint8_t>& group,
                                  const std::vector<uint8_t>& act, int n_cols) {
   std::vector<float> out(static_cast<size_t>(n_cols * kGroupOutStride), -1.0f);

@@ -31,6 +31,10 @@ constexpr size_t kActPadding = 40;
 size_t q8_k_act_stride(int64_t n);
 // n_cols Q8_K activation rows of n normal values, q8_k_act_stride(n) bytes apart.
 std::vector<uint8_t> q8_k_activations(int64_t n, int n_cols, std::mt19937& rng);
+// n_cols rows of n normal values quantized by the kernel's activation quantizer, `stride`
+// bytes apart (padding bytes 0xAB).
+std::vector<uint8_t> quantized_activations(const cpu::QuantDotKernel& k, int64_t n, int n_cols, size_t stride,
+                                           std::mt19937& rng);
 // Runs a group dot on those activations into a buffer pre-filled with -1.
 std::vector<float> run_group_dot(cpu::GroupDotFn dot, int64_t n, const std::vector<uint8_t>& group,
                                  const std::vector<uint8_t>& act, int n_cols);

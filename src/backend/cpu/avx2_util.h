@@ -42,6 +42,58 @@ inline void prefetch_weights(const void* p, int bytes) {
   }
 }
 
+// The vector width of a row-interleaved group dot, for frames written once for 8 rows
+// (one group per 256-bit vector: this struct) and for 16 rows (two consecutive groups per
+// 512-bit vector: Zmm16 in vnni.h). Every operation acts within 128-bit lanes (or on each
+// 32-bit lane), so the rows of one group never meet those of the other and each row's
+// integer and float operations are the same at both widths. Ptr addresses the group data:
+// here one pointer; for two groups, the first's pointer and the offset of the second.
+struct Ymm8 {
+  using I = __m256i;
+  using F = __m256;
+  using Ptr = const uint8_t*;
+  static constexpr int kRows = 8;
+  static Ptr groups(const uint8_t* group, int64_t /*group_bytes*/) { return group; }
+  static Ptr at(Ptr g, int64_t offset) { return g + offset; }
+  static void prefetch(Ptr g, int bytes) { prefetch_weights(g, bytes); }
+  static I load(Ptr g, int64_t offset) { return load256(g + offset); }
+  // 16 int8 at g + offset (per group), sign-extended to int16.
+  static I load_i8_as_i16(Ptr g, int64_t offset) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + offset)));
+  }
+  // 8 f16 at g + offset (per group), as f32.
+  static F load_f16(Ptr g, int64_t offset) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + offset)));
+  }
+  static I widen(__m256i v) { return v; }  // a 256-bit constant, in each group's half
+  static I bcast128(__m128i v) { return _mm256_broadcastsi128_si256(v); }
+  static I bcast4(const void* p) { return broadcast4(p); }
+  static I set1_8(char v) { return _mm256_set1_epi8(v); }
+  static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }
+  static I zero() { return _mm256_setzero_si256(); }
+  static I and_(I a, I b) { return _mm256_and_si256(a, b); }
+  static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I add32(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I sub32(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static I mullo32(I a, I b) { return _mm256_mullo_epi32(a, b); }
+  static I madd16(I a, I b) { return _mm256_madd_epi16(a, b); }
+  static I shuffle8(I a, I control) { return _mm256_shuffle_epi8(a, control); }
+  static I unpacklo16(I a, I b) { return _mm256_unpacklo_epi16(a, b); }
+  static I unpackhi16(I a, I b) { return _mm256_unpackhi_epi16(a, b); }
+  template <int N> static I slli16(I a) { return _mm256_slli_epi16(a, N); }
+  template <int N> static I srli16(I a) { return _mm256_srli_epi16(a, N); }
+  template <int N> static I slli32(I a) { return _mm256_slli_epi32(a, N); }
+  template <int N> static I srai32(I a) { return _mm256_srai_epi32(a, N); }
+  template <int Imm> static I shuffle32(I a) { return _mm256_shuffle_epi32(a, Imm); }
+  static F zero_ps() { return _mm256_setzero_ps(); }
+  static F set1_ps(float v) { return _mm256_set1_ps(v); }
+  static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F fnmadd(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
+  static void store(float* out, F v) { _mm256_storeu_ps(out, v); }
+};
+
 // Calls fn.template operator()<NC>() with NC = n_cols (1..8), so kernels can keep one
 // accumulator per column in registers.
 template <typename Fn>

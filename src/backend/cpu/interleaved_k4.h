@@ -39,90 +39,103 @@ inline __m256i spread_min_pair(int p) {
 
 // The unpacked scales of one group super-block: scale[j] holds row r's sub-block scale
 // in both int16 halves of 32-bit lane r; min_pair[p] the mins of sub-blocks 2p and 2p+1.
-struct SuperBlockScales {
-  __m256i scale[8];
-  __m256i min_pair[4];
+// W: the width (Ymm8: one group; Zmm16 in vnni.h: two).
+template <class W>
+struct SuperBlockScalesW {
+  typename W::I scale[8];
+  typename W::I min_pair[4];
 };
+using SuperBlockScales = SuperBlockScalesW<Ymm8>;
 
-inline void unpack_scales(const uint8_t* gb, SuperBlockScales& s) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
-  const __m256i sc_low = load256(gb + q4_k_x8::kScLow),
-                mn_low = load256(gb + q4_k_x8::kMnLow), high = load256(gb + q4_k_x8::kHigh);
+template <class W = Ymm8>
+inline void unpack_scales(typename W::Ptr gb, SuperBlockScalesW<W>& s) {
+  using I = typename W::I;
+  const I low4 = W::set1_8(0x0F), top2 = W::set1_8(0x30);
+  const I sc_low = W::load(gb, q4_k_x8::kScLow), mn_low = W::load(gb, q4_k_x8::kMnLow),
+          high = W::load(gb, q4_k_x8::kHigh);
   // 6-bit values, 32 bytes each: byte 16*(r/4) + 4*(j%4) + r%4 for j < 4 (first) or j >= 4.
-  const __m256i sc0 = _mm256_or_si256(_mm256_and_si256(sc_low, low4), _mm256_and_si256(_mm256_slli_epi16(high, 4), top2));
-  const __m256i sc1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sc_low, 4), low4),
-                                      _mm256_and_si256(_mm256_slli_epi16(high, 2), top2));
-  const __m256i mn0 = _mm256_or_si256(_mm256_and_si256(mn_low, low4), _mm256_and_si256(high, top2));
-  const __m256i mn1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(mn_low, 4), low4),
-                                      _mm256_and_si256(_mm256_srli_epi16(high, 2), top2));
+  const I sc0 = W::or_(W::and_(sc_low, low4), W::and_(W::template slli16<4>(high), top2));
+  const I sc1 = W::or_(W::and_(W::template srli16<4>(sc_low), low4), W::and_(W::template slli16<2>(high), top2));
+  const I mn0 = W::or_(W::and_(mn_low, low4), W::and_(high, top2));
+  const I mn1 = W::or_(W::and_(W::template srli16<4>(mn_low), low4), W::and_(W::template srli16<2>(high), top2));
   for (int j = 0; j < 4; ++j) {
-    s.scale[j] = _mm256_shuffle_epi8(sc0, spread_scale(j));
-    s.scale[j + 4] = _mm256_shuffle_epi8(sc1, spread_scale(j));
+    s.scale[j] = W::shuffle8(sc0, W::widen(spread_scale(j)));
+    s.scale[j + 4] = W::shuffle8(sc1, W::widen(spread_scale(j)));
   }
   for (int p = 0; p < 2; ++p) {
-    s.min_pair[p] = _mm256_shuffle_epi8(mn0, spread_min_pair(p));
-    s.min_pair[p + 2] = _mm256_shuffle_epi8(mn1, spread_min_pair(p));
+    s.min_pair[p] = W::shuffle8(mn0, W::widen(spread_min_pair(p)));
+    s.min_pair[p + 2] = W::shuffle8(mn1, W::widen(spread_min_pair(p)));
   }
 }
 
-// sum_j v[r][j] * (bsums[2j] + bsums[2j+1]) for the 8 rows, in int32 lanes, where pair[p]
+// sum_j v[r][j] * (bsums[2j] + bsums[2j+1]) for the rows, in int32 lanes, where pair[p]
 // holds row r's v[2p] and v[2p+1] in the two int16 halves of lane r (the pair sums of
 // bsums fit int16: at most 32 * 128).
-inline __m256i pair_sums_dot(const __m256i pair[4], const BlockQ8_K& ab) {
+template <class W = Ymm8>
+inline typename W::I pair_sums_dot(const typename W::I pair[4], const BlockQ8_K& ab) {
   const __m128i sums32 = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums)),
                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab.bsums + 8)));
-  const __m256i both = _mm256_broadcastsi128_si256(sums32);
-  const __m256i m01 = _mm256_add_epi32(_mm256_madd_epi16(pair[0], _mm256_shuffle_epi32(both, 0x00)),
-                                       _mm256_madd_epi16(pair[1], _mm256_shuffle_epi32(both, 0x55)));
-  const __m256i m23 = _mm256_add_epi32(_mm256_madd_epi16(pair[2], _mm256_shuffle_epi32(both, 0xAA)),
-                                       _mm256_madd_epi16(pair[3], _mm256_shuffle_epi32(both, 0xFF)));
-  return _mm256_add_epi32(m01, m23);
+  const typename W::I both = W::bcast128(sums32);
+  const typename W::I m01 = W::add32(W::madd16(pair[0], W::template shuffle32<0x00>(both)),
+                                     W::madd16(pair[1], W::template shuffle32<0x55>(both)));
+  const typename W::I m23 = W::add32(W::madd16(pair[2], W::template shuffle32<0xAA>(both)),
+                                     W::madd16(pair[3], W::template shuffle32<0xFF>(both)));
+  return W::add32(m01, m23);
 }
 // The mins term: sum_j min[r][j] * (bsums[2j] + bsums[2j+1]).
-inline __m256i mins_dot(const SuperBlockScales& s, const BlockQ8_K& ab) { return pair_sums_dot(s.min_pair, ab); }
+template <class W>
+inline typename W::I mins_dot(const SuperBlockScalesW<W>& s, const BlockQ8_K& ab) {
+  return pair_sums_dot<W>(s.min_pair, ab);
+}
 
 // How a type's 32-byte load becomes codes: load i (0..7) of sub-block pair P gives
 // elements 4i..4i+3 of sub-block 2P (lo) and of sub-block 2P+1 (hi) for all 8 rows, one
 // row per 32-bit lane, as unsigned bytes (Q4_K 0..15, Q5_K 0..31).
-struct Q4KLoads {
+template <class W = Ymm8>
+struct Q4KLoadsW {
+  using I = typename W::I;
   static constexpr int64_t kBlockBytes = q4_k_x8::kBytes;
-  static inline void codes(const uint8_t* gb, int p, int i, __m256i& lo, __m256i& hi) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i bits = load256(gb + q4_k_x8::kQs + 256 * p + 32 * i);
-    lo = _mm256_and_si256(bits, low4);
-    hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+  static inline void codes(typename W::Ptr gb, int p, int i, I& lo, I& hi) {
+    const I low4 = W::set1_8(0x0F);
+    const I bits = W::load(gb, q4_k_x8::kQs + 256 * p + 32 * i);
+    lo = W::and_(bits, low4);
+    hi = W::and_(W::template srli16<4>(bits), low4);
   }
   template <int P>
-  static inline void codes(const uint8_t* gb, int i, __m256i& lo, __m256i& hi) {
+  static inline void codes(typename W::Ptr gb, int i, I& lo, I& hi) {
     codes(gb, P, i, lo, hi);
   }
 };
+using Q4KLoads = Q4KLoadsW<>;
 
 // Bit G of each byte of h moved to bit 4, all other bits cleared (the 16-bit shifts carry
 // bits across bytes, but only into bits the mask clears).
-template <int G>
-inline __m256i fifth_bit(__m256i h, __m256i bit4) {
+template <int G, class W>
+inline typename W::I fifth_bit(typename W::I h, typename W::I bit4) {
   if constexpr (G < 4) {
-    return _mm256_and_si256(_mm256_slli_epi16(h, 4 - G), bit4);
+    return W::and_(W::template slli16<4 - G>(h), bit4);
   } else if constexpr (G == 4) {
-    return _mm256_and_si256(h, bit4);
+    return W::and_(h, bit4);
   } else {
-    return _mm256_and_si256(_mm256_srli_epi16(h, G - 4), bit4);
+    return W::and_(W::template srli16<G - 4>(h), bit4);
   }
 }
 
 // Q5_K: Q4_K's nibbles with the fifth bits of the matching qh vector ORed on at bit 4.
-struct Q5KLoads {
+template <class W = Ymm8>
+struct Q5KLoadsW {
+  using I = typename W::I;
   static constexpr int64_t kBlockBytes = q5_k_x8::kBytes;
   template <int P>
-  static inline void codes(const uint8_t* gb, int i, __m256i& lo, __m256i& hi) {
-    const __m256i bit4 = _mm256_set1_epi8(0x10);
-    Q4KLoads::codes(gb, P, i, lo, hi);
-    const __m256i h = load256(gb + q5_k_x8::kQh + 32 * i);
-    lo = _mm256_or_si256(lo, fifth_bit<2 * P>(h, bit4));
-    hi = _mm256_or_si256(hi, fifth_bit<2 * P + 1>(h, bit4));
+  static inline void codes(typename W::Ptr gb, int i, I& lo, I& hi) {
+    const I bit4 = W::set1_8(0x10);
+    Q4KLoadsW<W>::codes(gb, P, i, lo, hi);
+    const I h = W::load(gb, q5_k_x8::kQh + 32 * i);
+    lo = W::or_(lo, fifth_bit<2 * P, W>(h, bit4));
+    hi = W::or_(hi, fifth_bit<2 * P + 1, W>(h, bit4));
   }
 };
+using Q5KLoads = Q5KLoadsW<>;
 
 // Columns in blocks of at most Codes::kColumnBlock: their int16 sums then stay in
 // registers. With more than one block each is its own function (inlined together, GCC's
@@ -134,13 +147,12 @@ struct Q5KLoads {
 // lanes, one per row) sum_j scale[r][j] * (codes of sub-block j . activations of column c)
 // for the CB columns ab[0..CB-1] of the group super-block gb, s being the type's unpacked
 // scales (SuperBlockScales for Q4_K/Q5_K; IQ4_XS's VNNI kernel has its own).
-template <class Codes, int CB, class Scales>
-__attribute__((noinline)) void accumulate_outlined(const uint8_t* gb, const Scales& s, const BlockQ8_K* const* ab,
-                                                   __m256i* sumi) {
+template <class Codes, int CB, class Ptr, class Scales, class I>
+__attribute__((noinline)) void accumulate_outlined(Ptr gb, const Scales& s, const BlockQ8_K* const* ab, I* sumi) {
   Codes::template accumulate<CB>(gb, s, ab, sumi);
 }
-template <class Codes, int C0, int NC, class Scales>
-inline void accumulate_all(const uint8_t* gb, const Scales& s, const BlockQ8_K* const* ab, __m256i* sumi) {
+template <class Codes, int C0, int NC, class Ptr, class Scales, class I>
+inline void accumulate_all(Ptr gb, const Scales& s, const BlockQ8_K* const* ab, I* sumi) {
   constexpr int kBlock = Codes::kColumnBlock;
   if constexpr (NC <= kBlock) {
     Codes::template accumulate<NC>(gb, s, ab, sumi);
@@ -151,37 +163,39 @@ inline void accumulate_all(const uint8_t* gb, const Scales& s, const BlockQ8_K* 
   }
 }
 
-// The group dot for NC columns: per super-block the scales are unpacked once, the mins
-// term goes through the activations' bsums, the codes through Codes; each super-block ends
-// with one convert and FMA per column for the codes and one for the mins.
-template <class Codes, int NC>
+// The group dot for NC columns over W::kRows rows (one group, or with Zmm16 two
+// consecutive ones): per super-block the scales are unpacked once, the mins term goes
+// through the activations' bsums, the codes through Codes (whose accumulate takes W's
+// Ptr, scales and vectors); each super-block ends with one convert and FMA per column for
+// the codes and one for the mins. Each row's operations are the same at both widths.
+template <class Codes, int NC, class W = Ymm8>
 void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t os) {
   constexpr int64_t kGroupBlockBytes = Codes::kBlockBytes;
-  __m256 acc[NC];
-  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+  const typename W::Ptr groups = W::groups(group, n / kQK * kGroupBlockBytes);
+  typename W::F acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = W::zero_ps();
   for (int64_t b = 0; b < n / kQK; ++b) {
-    const uint8_t* gb = group + b * kGroupBlockBytes;
-    prefetch_weights(gb, kGroupBlockBytes);
+    const typename W::Ptr gb = W::at(groups, b * kGroupBlockBytes);
+    W::prefetch(gb, kGroupBlockBytes);
     const BlockQ8_K* ab[NC];
     for (int c = 0; c < NC; ++c) ab[c] = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + b;
-    SuperBlockScales s;
-    unpack_scales(gb, s);
-    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb)));
-    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + q4_k_x8::kDmin)));
+    SuperBlockScalesW<W> s;
+    unpack_scales<W>(gb, s);
+    const typename W::F d = W::load_f16(gb, 0), dmin = W::load_f16(gb, q4_k_x8::kDmin);
     // The mins term first: its registers are free again before the codes' loop.
     for (int c = 0; c < NC; ++c) {
-      const __m256 dmin_a = _mm256_mul_ps(dmin, _mm256_set1_ps(ab[c]->d));
-      acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins_dot(s, *ab[c])), dmin_a, acc[c]);
+      const typename W::F dmin_a = W::mul(dmin, W::set1_ps(ab[c]->d));
+      acc[c] = W::fnmadd(W::cvt(mins_dot<W>(s, *ab[c])), dmin_a, acc[c]);
     }
-    __m256i sumi[NC];
-    for (int c = 0; c < NC; ++c) sumi[c] = _mm256_setzero_si256();
+    typename W::I sumi[NC];
+    for (int c = 0; c < NC; ++c) sumi[c] = W::zero();
     accumulate_all<Codes, 0, NC>(gb, s, ab, sumi);
     for (int c = 0; c < NC; ++c) {
-      const __m256 d_a = _mm256_mul_ps(d, _mm256_set1_ps(ab[c]->d));
-      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[c]), d_a, acc[c]);
+      const typename W::F d_a = W::mul(d, W::set1_ps(ab[c]->d));
+      acc[c] = W::fmadd(W::cvt(sumi[c]), d_a, acc[c]);
     }
   }
-  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);
+  for (int c = 0; c < NC; ++c) W::store(out + c * os, acc[c]);
 }
 
 }  // namespace

@@ -18,41 +18,40 @@ using quant::BlockQ8_K;
 
 namespace {
 
-using k4_x8::SuperBlockScales;
-
-template <class Loads>
+// W: the width (Ymm8 for one group, Zmm16 for two); Loads: the type's code loads at W.
+template <class W, class Loads>
 struct VnniCodes {
+  using I = typename W::I;
+  using Ptr = typename W::Ptr;
   static constexpr int64_t kBlockBytes = Loads::kBlockBytes;
   static constexpr int kColumnBlock = 4;
 
   template <int P, int CB>
-  __attribute__((always_inline)) static inline void sub_block_pair(const uint8_t* gb, __m256i scale_lo,
-                                                                   __m256i scale_hi, const BlockQ8_K* const* ab,
-                                                                   __m256i* sumi) {
-    __m256i sum_lo[CB], sum_hi[CB];
-    for (int c = 0; c < CB; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
+  __attribute__((always_inline)) static inline void sub_block_pair(Ptr gb, I scale_lo, I scale_hi,
+                                                                   const BlockQ8_K* const* ab, I* sumi) {
+    I sum_lo[CB], sum_hi[CB];
+    for (int c = 0; c < CB; ++c) sum_lo[c] = sum_hi[c] = W::zero();
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
-      __m256i lo, hi;
+      I lo, hi;
       Loads::template codes<P>(gb, i, lo, hi);
       for (int c = 0; c < CB; ++c) {
         const int8_t* act = ab[c]->qs + 64 * P + 4 * i;
-        sum_lo[c] = dpbusd(sum_lo[c], lo, broadcast4(act));
-        sum_hi[c] = dpbusd(sum_hi[c], hi, broadcast4(act + 32));
+        sum_lo[c] = dpbusd(sum_lo[c], lo, W::bcast4(act));
+        sum_hi[c] = dpbusd(sum_hi[c], hi, W::bcast4(act + 32));
       }
     }
     for (int c = 0; c < CB; ++c) {
-      sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_mullo_epi32(sum_lo[c], scale_lo),
-                                                            _mm256_mullo_epi32(sum_hi[c], scale_hi)));
+      sumi[c] = W::add32(sumi[c], W::add32(W::mullo32(sum_lo[c], scale_lo), W::mullo32(sum_hi[c], scale_hi)));
     }
   }
 
   template <int CB>
-  __attribute__((always_inline)) static inline void accumulate(const uint8_t* gb, const SuperBlockScales& s,
-                                                               const BlockQ8_K* const* ab, __m256i* sumi) {
+  __attribute__((always_inline)) static inline void accumulate(Ptr gb, const k4_x8::SuperBlockScalesW<W>& s,
+                                                               const BlockQ8_K* const* ab, I* sumi) {
     // s.scale[j] holds the scale in both int16 halves of each lane (for AVX2's madd): keep one.
-    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
-    const auto scale = [&](int j) { return _mm256_and_si256(s.scale[j], low16); };
+    const I low16 = W::set1_32(0xFFFF);
+    const auto scale = [&](int j) { return W::and_(s.scale[j], low16); };
     sub_block_pair<0, CB>(gb, scale(0), scale(1), ab, sumi);
     sub_block_pair<1, CB>(gb, scale(2), scale(3), ab, sumi);
     sub_block_pair<2, CB>(gb, scale(4), scale(5), ab, sumi);
@@ -60,20 +59,37 @@ struct VnniCodes {
   }
 };
 
+// One source for both widths: W = Ymm8 (8 rows) or Zmm16 (16 rows).
+template <class W, template <class> class Loads>
+void dot_k4(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+            int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    k4_x8::dot_columns<VnniCodes<W, Loads<W>>, NC, W>(n, group, a, a_stride, out, out_stride);
+  });
+}
+
 }  // namespace
 
 void dot_q4_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    k4_x8::dot_columns<VnniCodes<k4_x8::Q4KLoads>, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  dot_k4<Ymm8, k4_x8::Q4KLoadsW>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 void dot_q5_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    k4_x8::dot_columns<VnniCodes<k4_x8::Q5KLoads>, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  dot_k4<Ymm8, k4_x8::Q5KLoadsW>(n, group, a, a_stride, n_cols, out, out_stride);
 }
+
+#if defined(TANDEM_VNNI_X16)
+void dot_q4_k_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                  int64_t out_stride) {
+  dot_k4<Zmm16, k4_x8::Q4KLoadsW>(n, group, a, a_stride, n_cols, out, out_stride);
+}
+
+void dot_q5_k_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                  int64_t out_stride) {
+  dot_k4<Zmm16, k4_x8::Q5KLoadsW>(n, group, a, a_stride, n_cols, out, out_stride);
+}
+#endif
 
 }  // namespace tandem::cpu::TANDEM_VNNI_NS

@@ -22,62 +22,65 @@
 namespace tandem::cpu::q6_k_x8 {
 namespace {
 
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
-// The 16-element group of the 8 rows whose 96 bytes start at y, as 4 vectors of codes
-// 0..63: q[v] holds elements 4v..4v+3 of every row.
-inline void group_codes(const uint8_t* y, __m256i q[4]) {
-  const __m256i low6 = _mm256_set1_epi8(0x3F), top2 = _mm256_set1_epi8(static_cast<char>(0xC0));
-  const __m256i y0 = load256(y), y1 = load256(y + 32), y2 = load256(y + 64);
+// The 16-element group of the rows whose 96 bytes (per group) start at y, as 4 vectors of
+// codes 0..63: q[v] holds elements 4v..4v+3 of every row.
+template <class W>
+inline void group_codes(typename W::Ptr y, typename W::I q[4]) {
+  using I = typename W::I;
+  const I low6 = W::set1_8(0x3F), top2 = W::set1_8(static_cast<char>(0xC0));
+  const I y0 = W::load(y, 0), y1 = W::load(y, 32), y2 = W::load(y, 64);
   // Masked before shifting, so the 16-bit shifts carry no bits across bytes.
-  q[3] = _mm256_or_si256(
-      _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(y0, top2), 6), _mm256_srli_epi16(_mm256_and_si256(y1, top2), 4)),
-      _mm256_srli_epi16(_mm256_and_si256(y2, top2), 2));
-  q[0] = _mm256_and_si256(y0, low6);
-  q[1] = _mm256_and_si256(y1, low6);
-  q[2] = _mm256_and_si256(y2, low6);
+  q[3] = W::or_(W::or_(W::template srli16<6>(W::and_(y0, top2)), W::template srli16<4>(W::and_(y1, top2))),
+                W::template srli16<2>(W::and_(y2, top2)));
+  q[0] = W::and_(y0, low6);
+  q[1] = W::and_(y1, low6);
+  q[2] = W::and_(y2, low6);
 }
 
-// Products supplies template <int NC> static void add(const __m256i q[4], __m256i scale,
-// const BlockQ8_K* const col[NC], int k0, __m256i sumi[NC]): adds, per row, the group's
-// scale times (codes q . activation elements k0..k0+15 of column c) to sumi[c]; `scale`
-// holds each row's (signed) group scale in both int16 halves of its 32-bit lane.
-template <class Products, int NC>
+// Products supplies template <int NC> static void add(const I q[4], I scale,
+// const BlockQ8_K* const col[NC], int k0, I sumi[NC]) (I = W::I): adds, per row, the
+// group's scale times (codes q . activation elements k0..k0+15 of column c) to sumi[c];
+// `scale` holds each row's (signed) group scale in both int16 halves of its 32-bit lane.
+// W: the width (Ymm8: one group; Zmm16 in vnni.h: two consecutive groups, 16 rows), with
+// the same operations per row at both widths.
+template <class Products, int NC, class W = Ymm8>
 void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t out_stride) {
   using quant::BlockQ8_K;
+  using I = typename W::I;
   // int16 scales [2p: r0..r3][2p+1: r0..r3] per lane -> (2p, 2p+1) pairs per row, for madd with bsums.
-  const __m256i pair_order =
-      _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
-  __m256 acc[NC];
-  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+  const I pair_order = W::widen(
+      _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15));
+  const typename W::Ptr groups = W::groups(group, n / quant::kQK * kBytes);
+  typename W::F acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = W::zero_ps();
   for (int64_t i = 0; i < n / quant::kQK; ++i) {
-    const uint8_t* sb = group + i * kBytes;
+    const typename W::Ptr sb = W::at(groups, i * kBytes);
     const BlockQ8_K* col[NC];
     for (int c = 0; c < NC; ++c) col[c] = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + i;
-    __m256i sumi[NC];
-    for (int c = 0; c < NC; ++c) sumi[c] = _mm256_setzero_si256();
+    I sumi[NC];
+    for (int c = 0; c < NC; ++c) sumi[c] = W::zero();
     for (int p = 0; p < 8; ++p) {
       // Prefetch spread over the loop, an eighth of the super-block at a time: one loop over
       // the whole super-block up front cost 15% of a one-column dot in cache.
-      prefetch_weights(sb + p * kBytes / 8, 256);
-      const __m256i pair_scales = _mm256_cvtepi8_epi16(load128(sb + kScales + 16 * p));
+      W::prefetch(W::at(sb, p * kBytes / 8), 256);
+      const I pair_scales = W::load_i8_as_i16(sb, kScales + 16 * p);
       // Codes are stored +32: subtract 32 * scale[g] * bsum[g] (scale * 32 fits int16).
-      const __m256i offset_scales = _mm256_slli_epi16(_mm256_shuffle_epi8(pair_scales, pair_order), 5);
+      const I offset_scales = W::template slli16<5>(W::shuffle8(pair_scales, pair_order));
       for (int c = 0; c < NC; ++c) {
-        sumi[c] = _mm256_sub_epi32(sumi[c], _mm256_madd_epi16(offset_scales, broadcast4(col[c]->bsums + 2 * p)));
+        sumi[c] = W::sub32(sumi[c], W::madd16(offset_scales, W::bcast4(col[c]->bsums + 2 * p)));
       }
-      __m256i q[4];
-      group_codes(sb + kCodes + 192 * p, q);
-      Products::template add<NC>(q, _mm256_unpacklo_epi16(pair_scales, pair_scales), col, 32 * p, sumi);
-      group_codes(sb + kCodes + 192 * p + 96, q);
-      Products::template add<NC>(q, _mm256_unpackhi_epi16(pair_scales, pair_scales), col, 32 * p + 16, sumi);
+      I q[4];
+      group_codes<W>(W::at(sb, kCodes + 192 * p), q);
+      Products::template add<NC>(q, W::unpacklo16(pair_scales, pair_scales), col, 32 * p, sumi);
+      group_codes<W>(W::at(sb, kCodes + 192 * p + 96), q);
+      Products::template add<NC>(q, W::unpackhi16(pair_scales, pair_scales), col, 32 * p + 16, sumi);
     }
-    const __m256 d = _mm256_cvtph_ps(load128(sb));
+    const typename W::F d = W::load_f16(sb, 0);
     for (int c = 0; c < NC; ++c) {
-      acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(col[c]->d)), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+      acc[c] = W::fmadd(W::mul(d, W::set1_ps(col[c]->d)), W::cvt(sumi[c]), acc[c]);
     }
   }
-  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * out_stride, acc[c]);
+  for (int c = 0; c < NC; ++c) W::store(out + c * out_stride, acc[c]);
 }
 
 }  // namespace

@@ -14,28 +14,45 @@ using quant::BlockQ8_K;
 
 namespace {
 
+// W: the width (Ymm8 for one group, Zmm16 for two).
+template <class W>
 struct VnniProducts {
+  using I = typename W::I;
   template <int NC>
-  static inline void add(const __m256i q[4], __m256i scale, const BlockQ8_K* const col[NC], int k0, __m256i sumi[NC]) {
-    const __m256i scale32 = _mm256_srai_epi32(scale, 16);  // the upper int16 copy, sign-extended
+  static inline void add(const I q[4], I scale, const BlockQ8_K* const col[NC], int k0, I sumi[NC]) {
+    const I scale32 = W::template srai32<16>(scale);  // the upper int16 copy, sign-extended
     for (int c = 0; c < NC; ++c) {
       const int8_t* x = col[c]->qs + k0;
-      __m256i s = dpbusd(_mm256_setzero_si256(), q[0], broadcast4(x));
-      s = dpbusd(s, q[1], broadcast4(x + 4));
-      s = dpbusd(s, q[2], broadcast4(x + 8));
-      s = dpbusd(s, q[3], broadcast4(x + 12));
-      sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(s, scale32));
+      I s = dpbusd(W::zero(), q[0], W::bcast4(x));
+      s = dpbusd(s, q[1], W::bcast4(x + 4));
+      s = dpbusd(s, q[2], W::bcast4(x + 8));
+      s = dpbusd(s, q[3], W::bcast4(x + 12));
+      sumi[c] = W::add32(sumi[c], W::mullo32(s, scale32));
     }
   }
 };
+
+// One source for both widths.
+template <class W>
+void dot_q6_k(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+              int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    q6_k_x8::dot_columns<VnniProducts<W>, NC, W>(n, group, a, a_stride, out, out_stride);
+  });
+}
 
 }  // namespace
 
 void dot_q6_k_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    q6_k_x8::dot_columns<VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  dot_q6_k<Ymm8>(n, group, a, a_stride, n_cols, out, out_stride);
 }
+
+#if defined(TANDEM_VNNI_X16)
+void dot_q6_k_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                  int64_t out_stride) {
+  dot_q6_k<Zmm16>(n, group, a, a_stride, n_cols, out, out_stride);
+}
+#endif
 
 }  // namespace tandem::cpu::TANDEM_VNNI_NS

@@ -361,6 +361,9 @@ GroupDotFn avx512_vnni_group_dot_x16(DType weight) {
   switch (weight) {
     case DType::Q5_0: return avx512_vnni::dot_q5_0_x16;
     case DType::Q8_0: return avx512_vnni::dot_q8_0_x16;
+    case DType::Q4_K: return avx512_vnni::dot_q4_k_x16;
+    case DType::Q5_K: return avx512_vnni::dot_q5_k_x16;
+    case DType::Q6_K: return avx512_vnni::dot_q6_k_x16;
     default: return nullptr;
   }
 }
