@@ -321,6 +321,7 @@ void Scheduler::take_decode_step(Slot& slot, float* logits) {
   // The counts go in before the sample that may end the job: a client that reads /metrics
   // after its answer sees its guesses counted.
   if (guesses > 0) {
+    slot.job->drafted_ += static_cast<int64_t>(guesses);
     std::lock_guard<std::mutex> lock(m_);
     stats_.spec_drafted_total += guesses;
     ++stats_.spec_verify_steps_total;
@@ -333,6 +334,7 @@ void Scheduler::take_decode_step(Slot& slot, float* logits) {
     sample(slot, std::span<float>(logits + i * V, V));
     if (!slot.job) break;  // generation ended here
     if (i + 1 < slot.fed.size() && slot.next_token == slot.fed[i + 1]) {  // the guess was right
+      ++slot.job->accepted_;
       std::lock_guard<std::mutex> lock(m_);
       ++stats_.spec_accepted_total;
       continue;

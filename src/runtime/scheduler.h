@@ -84,6 +84,8 @@ class Job {
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
   int64_t cached_tokens() const { return cached_; }
   int64_t completion_tokens() const { return completion_; }
+  int64_t drafted_tokens() const { return drafted_; }    // speculation: guesses checked
+  int64_t accepted_tokens() const { return accepted_; }  //   and kept
   double queue_seconds() const { return queue_s_; }
   double prompt_seconds() const { return prompt_s_; }
   double generation_seconds() const { return gen_s_; }
@@ -103,7 +105,7 @@ class Job {
   FinishReason reason_ = FinishReason::None;
   std::string error_;
   bool request_at_fault_ = false;
-  int64_t cached_ = 0, completion_ = 0;
+  int64_t cached_ = 0, completion_ = 0, drafted_ = 0, accepted_ = 0;
   double queue_s_ = 0, prompt_s_ = 0, gen_s_ = 0;
 };
 

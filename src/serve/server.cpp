@@ -249,7 +249,10 @@ void Server::respond(CompletionRequest r, std::vector<int32_t> prompt, std::stri
                 {"prompt_per_second", prompt_s > 0 ? prompt_n / prompt_s : 0.0},
                 {"predicted_n", predicted_n},
                 {"predicted_ms", gen_s * 1e3},
-                {"predicted_per_second", gen_s > 0 ? predicted_n / gen_s : 0.0}};
+                {"predicted_per_second", gen_s > 0 ? predicted_n / gen_s : 0.0},
+                // Speculation (llama-server's names): guesses checked and kept for this request.
+                {"draft_n", job->drafted_tokens()},
+                {"draft_n_accepted", job->accepted_tokens()}};
   };
   auto finish_reason = [job](bool tool_calls) -> Json {
     if (!job->error().empty()) return "error";

@@ -335,6 +335,12 @@ def test_a_draft_model_per_slot_keeps_the_answer(server):
     drafted = m[("tandem_spec_drafted_tokens_total", ())]
     accepted = m[("tandem_spec_accepted_tokens_total", ())]
     assert accepted >= 0.8 * drafted >= 8, (accepted, drafted)
+    # Each answer's timings count its own guesses (llama-server's draft_n / draft_n_accepted);
+    # together they are the server's totals.
+    per_request = [f.model_extra["timings"] for f in fast]
+    assert sum(t["draft_n"] for t in per_request) == drafted
+    assert sum(t["draft_n_accepted"] for t in per_request) == accepted
+    assert all(0 < t["draft_n_accepted"] <= t["draft_n"] for t in per_request), per_request
 
 
 WEATHER_TOOL = [{"type": "function", "function": {
