@@ -539,23 +539,14 @@ TestResult run_spec_test(runtime::Engine& engine, const ModelInfo& info, const T
   runtime::Speculation* speculation = spec != nullptr ? &spec->speculation : nullptr;
   for (int rep = (warmup ? -1 : 0); rep < reps; ++rep) {
     session.reset();
-    if (speculation != nullptr) speculation->stats = {};
+    if (rep == 0 && speculation != nullptr) speculation->stats = {};  // the timed repetitions' counts only
     runtime::Generation generation(engine.tokenizer(), engine.end_of_generation(), gp, engine.hparams().n_vocab);
     const runtime::GenerationStats st =
         runtime::generate(session, generation, prompt, [](const std::string&) { return true; }, speculation);
     if (rep < 0) continue;  // the warmup
     r.samples_ns.push_back(static_cast<uint64_t>(std::llround(st.generation_seconds * 1e9)));
-    if (speculation != nullptr) {
-      runtime::SpeculativeStats& all = r.spec_stats;
-      const runtime::SpeculativeStats& one = speculation->stats;
-      all.verify_steps += one.verify_steps;
-      all.drafted += one.drafted;
-      all.accepted += one.accepted;
-      all.tokens += one.tokens;
-      all.draft_seconds += one.draft_seconds;
-      all.paused_tokens += one.paused_tokens;
-    }
   }
+  if (speculation != nullptr) r.spec_stats = speculation->stats;
   return r;
 }
 
@@ -681,9 +672,8 @@ void run_bench(const BenchOptions& o) {
                   if (n <= 0) continue;
                   const TestPlan plan{0, n, 0, ub, nt, tk, tv, cpu_moe, vram};
                   printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, nullptr, "greedy"));
-                  const std::string method =
-                      spec->draft_engine ? "draft" : spec->speculation.drafter->needs_hidden() ? "mtp" : "ngram";
-                  printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, &*spec, method));
+                  printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, &*spec,
+                                              runtime::spec_method_name(o.spec.resolve(engine))));
                 }
               }
             }

@@ -300,6 +300,16 @@ SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool 
   fail("--spec: unknown method '{}' (none, auto, ngram, draft, mtp)", name);
 }
 
+const char* spec_method_name(SpecMethod m) {
+  switch (m) {
+    case SpecMethod::Ngram: return "ngram";
+    case SpecMethod::Draft: return "draft";
+    case SpecMethod::Mtp: return "mtp";
+    case SpecMethod::None: break;
+  }
+  return "none";
+}
+
 SpecMethod SpeculationOptions::resolve(const Engine& target) const {
   return parse_spec_method(method, !draft_model.empty(), target.model().has_mtp());
 }

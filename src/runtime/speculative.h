@@ -173,6 +173,7 @@ void decode_speculatively(Session& session, Generation& generation, Speculation&
 // (target_has_mtp; a rejected guess costs a recurrent model no second pass), else none.
 enum class SpecMethod { None, Ngram, Draft, Mtp };
 SpecMethod parse_spec_method(std::string_view name, bool have_draft_model, bool target_has_mtp);
+const char* spec_method_name(SpecMethod m);  // "none", "ngram", "draft", "mtp"
 
 // What a command or the server is asked for (--spec, -md, --draft-max, --draft-min,
 // --draft-p-min, --spec-ngram-min/max: llama.cpp's spellings where it has them).
