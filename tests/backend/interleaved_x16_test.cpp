@@ -1,8 +1,9 @@
 // The 16-row group dots (dot_x16: two consecutive groups in one pass on 512-bit vectors)
 // must give exactly the bits of the 8-row pass of the same path on each group: the same
-// integer sums and the same float operations per row. The K-quants' 16-row frames also run
-// with the 512-bit vectors emulated by pairs of 256-bit ones (vnni_emulated, any AVX2
-// CPU); the native avx512_vnni passes of every type run where the CPU has AVX512-VNNI.
+// integer sums and the same float operations per row. The 16-row frames of the K-quants
+// and IQ4_XS also run with the 512-bit vectors emulated by pairs of 256-bit ones
+// (vnni_emulated, any AVX2 CPU); the native avx512_vnni passes of every type run where the
+// CPU has AVX512-VNNI.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -30,9 +31,10 @@ std::vector<X16Case> cases() {
       {"vnni-emulated", DType::Q4_K, vnni_emulated::dot_q4_k_x8, vnni_emulated::dot_q4_k_x16},
       {"vnni-emulated", DType::Q5_K, vnni_emulated::dot_q5_k_x8, vnni_emulated::dot_q5_k_x16},
       {"vnni-emulated", DType::Q6_K, vnni_emulated::dot_q6_k_x8, vnni_emulated::dot_q6_k_x16},
+      {"vnni-emulated", DType::IQ4_XS, vnni_emulated::dot_iq4_xs_x8, vnni_emulated::dot_iq4_xs_x16},
   };
   if (cpu_runs(Isa::avx512_vnni)) {
-    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q8_0}) {
+    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q5_0, DType::Q8_0}) {
       const QuantDotKernel k = quant_dot_kernel(t, Isa::avx512_vnni);
       out.push_back({"avx512-vnni", t, k.dot_x8, k.dot_x16});
     }

@@ -65,6 +65,10 @@ struct Ymm8 {
   static F load_f16(Ptr g, int64_t offset) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + offset)));
   }
+  // 16 bytes at g + offset (per group) in both 128-bit lanes.
+  static I load_dup128(Ptr g, int64_t offset) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + offset)));
+  }
   static I widen(__m256i v) { return v; }  // a 256-bit constant, in each group's half
   static I bcast128(__m128i v) { return _mm256_broadcastsi128_si256(v); }
   static I bcast4(const void* p) { return broadcast4(p); }
@@ -74,6 +78,7 @@ struct Ymm8 {
   static I and_(I a, I b) { return _mm256_and_si256(a, b); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
   static I add32(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I sub16(I a, I b) { return _mm256_sub_epi16(a, b); }
   static I sub32(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I mullo32(I a, I b) { return _mm256_mullo_epi32(a, b); }
   static I madd16(I a, I b) { return _mm256_madd_epi16(a, b); }
@@ -85,6 +90,9 @@ struct Ymm8 {
   template <int N> static I slli32(I a) { return _mm256_slli_epi32(a, N); }
   template <int N> static I srai32(I a) { return _mm256_srai_epi32(a, N); }
   template <int Imm> static I shuffle32(I a) { return _mm256_shuffle_epi32(a, Imm); }
+  static I srlv32(I a, I count) { return _mm256_srlv_epi32(a, count); }
+  // Imm's bit i picks b's int16 i of each 128-bit lane, a's otherwise.
+  template <int Imm> static I blend16(I a, I b) { return _mm256_blend_epi16(a, b, Imm); }
   static F zero_ps() { return _mm256_setzero_ps(); }
   static F set1_ps(float v) { return _mm256_set1_ps(v); }
   static F cvt(I a) { return _mm256_cvtepi32_ps(a); }

@@ -111,13 +111,13 @@ namespace avx512_vnni {
 GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
 // Two consecutive groups (16 rows; the second group's data follows the first's) in one
 // pass on 512-bit vectors; out gets 16 floats per column.
-GroupDot dot_q5_0_x16, dot_q8_0_x16, dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16;
+GroupDot dot_q5_0_x16, dot_q8_0_x16, dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16, dot_iq4_xs_x16;
 }
 namespace vnni_emulated {
 GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
-// The K-quants' 16-row passes with the 512-bit vectors emulated by pairs of 256-bit ones
-// (vnni.h's Zmm16): the frames that avx512_vnni runs natively, on any AVX2 machine.
-GroupDot dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16;
+// The K-quants' and IQ4_XS's 16-row passes with the 512-bit vectors emulated by pairs of
+// 256-bit ones (vnni.h's Zmm16): the frames that avx512_vnni runs natively, on any AVX2 machine.
+GroupDot dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16, dot_iq4_xs_x16;
 }
 
 }  // namespace tandem::cpu

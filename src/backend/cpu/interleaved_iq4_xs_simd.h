@@ -16,30 +16,30 @@ namespace tandem::cpu::iq4_xs_x8 {
 namespace {
 
 // scale[j]: row r's sub-block scale (value - 32, -32..31) in both int16 halves of 32-bit
-// lane r, from one load of sc_low and one of high.
-inline void unpack_scales(const uint8_t* gb, __m256i* scale) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
-  const __m256i sc_low = load256(gb + kScLow);
+// lane r, from one load of sc_low and one of high (per group). W: the width (Ymm8: one
+// group; Zmm16 in vnni.h: two).
+template <class W = Ymm8>
+inline void unpack_scales(typename W::Ptr gb, typename W::I* scale) {
+  using I = typename W::I;
+  const I low4 = W::set1_8(0x0F), top2 = W::set1_8(0x30);
+  const I sc_low = W::load(gb, kScLow);
   // Upper lane (rows 4-7) takes bits 4-7 of each high byte down to bits 0-3.
-  const __m256i high = _mm256_srlv_epi32(
-      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + kHigh))),
-      _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-  const __m256i sc0 = _mm256_or_si256(_mm256_and_si256(sc_low, low4), _mm256_and_si256(_mm256_slli_epi16(high, 4), top2));
-  const __m256i sc1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sc_low, 4), low4),
-                                      _mm256_and_si256(_mm256_slli_epi16(high, 2), top2));
-  const __m256i bias = _mm256_set1_epi16(32);
+  const I high = W::srlv32(W::load_dup128(gb, kHigh), W::widen(_mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)));
+  const I sc0 = W::or_(W::and_(sc_low, low4), W::and_(W::template slli16<4>(high), top2));
+  const I sc1 = W::or_(W::and_(W::template srli16<4>(sc_low), low4), W::and_(W::template slli16<2>(high), top2));
+  const I bias = W::widen(_mm256_set1_epi16(32));
   for (int j = 0; j < 4; ++j) {
-    scale[j] = _mm256_sub_epi16(_mm256_shuffle_epi8(sc0, k4_x8::spread_scale(j)), bias);
-    scale[j + 4] = _mm256_sub_epi16(_mm256_shuffle_epi8(sc1, k4_x8::spread_scale(j)), bias);
+    scale[j] = W::sub16(W::shuffle8(sc0, W::widen(k4_x8::spread_scale(j))), bias);
+    scale[j + 4] = W::sub16(W::shuffle8(sc1, W::widen(k4_x8::spread_scale(j))), bias);
   }
 }
 
-// The 16-entry codebook plus `offset` (as bytes, wrapping) in both 128-bit lanes, for
+// The 16-entry codebook plus `offset` (as bytes, wrapping) in every 128-bit lane, for
 // vpshufb lookups by nibble.
-inline __m256i codebook(int offset) {
-  return _mm256_add_epi8(
-      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues))),
-      _mm256_set1_epi8(static_cast<char>(offset)));
+template <class W = Ymm8>
+inline typename W::I codebook(int offset) {
+  return W::bcast128(_mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)),
+                                  _mm_set1_epi8(static_cast<char>(offset))));
 }
 
 }  // namespace

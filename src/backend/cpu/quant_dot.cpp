@@ -364,6 +364,7 @@ GroupDotFn avx512_vnni_group_dot_x16(DType weight) {
     case DType::Q4_K: return avx512_vnni::dot_q4_k_x16;
     case DType::Q5_K: return avx512_vnni::dot_q5_k_x16;
     case DType::Q6_K: return avx512_vnni::dot_q6_k_x16;
+    case DType::IQ4_XS: return avx512_vnni::dot_iq4_xs_x16;
     default: return nullptr;
   }
 }

@@ -93,6 +93,10 @@ struct Zmm16 {
   static F load_f16(Ptr g, int64_t offset) {
     return {_mm256_cvtph_ps(load128(g.p + offset)), _mm256_cvtph_ps(load128(g.p + g.next + offset))};
   }
+  static I load_dup128(Ptr g, int64_t offset) {
+    return {_mm256_broadcastsi128_si256(load128(g.p + offset)),
+            _mm256_broadcastsi128_si256(load128(g.p + g.next + offset))};
+  }
   static I widen(__m256i v) { return {v, v}; }
   static I bcast128(__m128i v) { return widen(_mm256_broadcastsi128_si256(v)); }
   static I bcast4(const void* p) { return widen(broadcast4(p)); }
@@ -102,6 +106,7 @@ struct Zmm16 {
   static I and_(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_and_si256(x, y); }); }
   static I or_(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_or_si256(x, y); }); }
   static I add32(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_add_epi32(x, y); }); }
+  static I sub16(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_sub_epi16(x, y); }); }
   static I sub32(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_sub_epi32(x, y); }); }
   static I mullo32(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_mullo_epi32(x, y); }); }
   static I madd16(I a, I b) { return each(a, b, [](__m256i x, __m256i y) { return _mm256_madd_epi16(x, y); }); }
@@ -113,6 +118,10 @@ struct Zmm16 {
   template <int N> static I slli32(I a) { return each(a, [](__m256i x) { return _mm256_slli_epi32(x, N); }); }
   template <int N> static I srai32(I a) { return each(a, [](__m256i x) { return _mm256_srai_epi32(x, N); }); }
   template <int Imm> static I shuffle32(I a) { return each(a, [](__m256i x) { return _mm256_shuffle_epi32(x, Imm); }); }
+  static I srlv32(I a, I c) { return each(a, c, [](__m256i x, __m256i y) { return _mm256_srlv_epi32(x, y); }); }
+  template <int Imm> static I blend16(I a, I b) {
+    return each(a, b, [](__m256i x, __m256i y) { return _mm256_blend_epi16(x, y, Imm); });
+  }
   static F zero_ps() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   static F set1_ps(float v) { return {_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
   static F cvt(I a) { return {_mm256_cvtepi32_ps(a.lo), _mm256_cvtepi32_ps(a.hi)}; }
@@ -140,6 +149,10 @@ struct Zmm16 {
     return _mm512_cvtepi8_epi16(pair128(g.p + offset, g.p + g.next + offset));
   }
   static F load_f16(Ptr g, int64_t offset) { return _mm512_cvtph_ps(pair128(g.p + offset, g.p + g.next + offset)); }
+  static I load_dup128(Ptr g, int64_t offset) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(load128(g.p + offset))),
+                              _mm256_broadcastsi128_si256(load128(g.p + g.next + offset)), 1);
+  }
   static I widen(__m256i v) { return _mm512_broadcast_i64x4(v); }
   static I bcast128(__m128i v) { return _mm512_broadcast_i32x4(v); }
   static I bcast4(const void* p) {
@@ -153,6 +166,7 @@ struct Zmm16 {
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
   static I add32(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I sub16(I a, I b) { return _mm512_sub_epi16(a, b); }
   static I sub32(I a, I b) { return _mm512_sub_epi32(a, b); }
   static I mullo32(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static I madd16(I a, I b) { return _mm512_madd_epi16(a, b); }
@@ -164,6 +178,11 @@ struct Zmm16 {
   template <int N> static I slli32(I a) { return _mm512_slli_epi32(a, N); }
   template <int N> static I srai32(I a) { return _mm512_srai_epi32(a, N); }
   template <int Imm> static I shuffle32(I a) { return _mm512_shuffle_epi32(a, static_cast<_MM_PERM_ENUM>(Imm)); }
+  static I srlv32(I a, I count) { return _mm512_srlv_epi32(a, count); }
+  // vpblendw's 8-bit Imm, repeated for the 32 int16 of the vector.
+  template <int Imm> static I blend16(I a, I b) {
+    return _mm512_mask_blend_epi16(static_cast<__mmask32>((Imm & 0xFF) * 0x01010101u), a, b);
+  }
   static F zero_ps() { return _mm512_setzero_ps(); }
   static F set1_ps(float v) { return _mm512_set1_ps(v); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
