@@ -173,14 +173,7 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
   constexpr int64_t kGroupBlockBytes = Codes::kBlockBytes;
   const typename W::Ptr groups = W::groups(group, n / kQK * kGroupBlockBytes);
   typename W::F acc[NC];
-  for (int c = 0; c < NC; ++c) {
-    acc[c] = W::zero_ps();
-    // With outlined accumulates acc lives in memory, and GCC turned this loop of zero
-    // stores into `rep stos`, whose start-up was 14% of this frame on a Zen 3 (the frame
-    // runs once per group and 8 columns, over only n/256 super-blocks). The empty asm
-    // that touches each element keeps them plain stores.
-    if constexpr (NC > Codes::kColumnBlock) asm("" : "+m"(acc[c]));
-  }
+  for (int c = 0; c < NC; ++c) acc[c] = W::zero_ps();
   for (int64_t b = 0; b < n / kQK; ++b) {
     const typename W::Ptr gb = W::at(groups, b * kGroupBlockBytes);
     W::prefetch(gb, kGroupBlockBytes);
