@@ -673,7 +673,7 @@ void run_bench(const BenchOptions& o) {
                   const TestPlan plan{0, n, 0, ub, nt, tk, tv, cpu_moe, vram};
                   printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, nullptr, "greedy"));
                   printer->test(run_spec_test(engine, infos[m], plan, o.reps, o.warmup, spec_prompt, &*spec,
-                                              runtime::spec_method_name(o.spec.resolve(engine))));
+                                              runtime::spec_method_name(spec->method)));
                 }
               }
             }

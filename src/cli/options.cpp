@@ -120,7 +120,7 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
 
 SpeculativeSetup SpeculativeSetup::open(const SpeculativeFlags& f, runtime::Engine& target, int64_t n_ctx) {
   SpeculativeSetup s;
-  const runtime::SpecMethod method = f.resolve(target);
+  const runtime::SpecMethod method = s.method = f.resolve(target);
   s.speculation.draft_max = f.draft_max_for(method);
   s.speculation.draft_min = f.draft_min;
   if (method == runtime::SpecMethod::Ngram) {

@@ -63,6 +63,7 @@ struct SpeculativeSetup {
   std::unique_ptr<runtime::Engine> draft_engine;
   std::unique_ptr<runtime::Drafter> drafter;
   runtime::Speculation speculation;
+  runtime::SpecMethod method = runtime::SpecMethod::None;  // what the flags resolved to
   bool on() const { return drafter != nullptr; }
   // Opens what `flags` ask for beside `target` (placed), for sessions of n_ctx positions.
   static SpeculativeSetup open(const SpeculativeFlags& flags, runtime::Engine& target, int64_t n_ctx);
