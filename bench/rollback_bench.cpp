@@ -1,13 +1,15 @@
 // The cost of a speculative verify pass plus cutting rejected guesses back, against a plain
 // decode step, on one model: for k = 1..4 guesses (k+1 positions a pass), with a rejection
 // at the first guess (the pending token kept: the worst case) and with every guess kept.
-//   rollback: Session::verify + Session::rollback (the state ping-pongs on its device; a
-//             rejection re-runs the recurrence over the kept recorded positions)
+//   rollback: Session::verify + Session::rollback (the state ping-pongs on its device; the
+//             pass leaves the state after its first token in the second buffer, so a
+//             rejection at the first guess re-runs nothing, one later re-runs the recurrence
+//             over the kept recorded positions after the first)
 //   re-feed:  what decode_speculatively did before rollback existed, through the same
 //             public calls: the recurrent state saved to host memory before the pass, and on
 //             a rejection restored and the kept tokens fed again (a second forward pass)
 // Per-token costs are medians of --reps timed iterations (each after --warmup untimed
-// ones); weights are whatever the file holds (random weights say nothing about how often
+// ones), each row's three steps alternating; weights are whatever the file holds (random weights say nothing about how often
 // guesses are accepted, only about what a pass costs). A tool, not a test.
 #include <CLI/CLI.hpp>
 
@@ -29,22 +31,28 @@ double median_ms(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Runs step() reps times after warmup untimed runs, rewinding the session to `base` tokens
-// whenever the context would fill; returns the median milliseconds of one step.
-double time_steps(Session& s, const std::vector<int32_t>& base, int warmup, int reps,
-                  const std::function<void()>& step) {
-  std::vector<double> ms;
+// Runs the steps in turn, reps times after warmup untimed rounds, rewinding the session to
+// `base` tokens whenever the context would fill; returns the median milliseconds of each.
+// Alternating them puts the machine's drift on all alike, so their ratios hold even where
+// single figures wander.
+std::vector<double> time_steps(Session& s, const std::vector<int32_t>& base, int warmup, int reps,
+                               const std::vector<std::function<void()>>& steps) {
+  std::vector<std::vector<double>> ms(steps.size());
   for (int i = 0; i < warmup + reps; ++i) {
-    if (s.n_past() + 16 > s.n_ctx()) {
-      s.reset();
-      s.feed(base);
+    for (size_t j = 0; j < steps.size(); ++j) {
+      if (s.n_past() + 16 > s.n_ctx()) {
+        s.reset();
+        s.feed(base);
+      }
+      const auto t0 = Clock::now();
+      steps[j]();
+      const double t = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (i >= warmup) ms[j].push_back(t);
     }
-    const auto t0 = Clock::now();
-    step();
-    const double t = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    if (i >= warmup) ms.push_back(t);
   }
-  return median_ms(ms);
+  std::vector<double> medians;
+  for (auto& v : ms) medians.push_back(median_ms(std::move(v)));
+  return medians;
 }
 
 }  // namespace
@@ -76,22 +84,22 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> saved(recurrent ? s.state().recurrent_state_bytes() : 0);
 
   const int32_t token = 321;
-  const double plain = time_steps(s, base, warmup, reps, [&] { s.feed(std::span<const int32_t>(&token, 1)); });
-  std::printf("model %s, %s state, threads %d\n\n", model.c_str(), recurrent ? "recurrent" : "no recurrent",
+  const auto plain_step = [&] { s.feed(std::span<const int32_t>(&token, 1)); };
+  std::printf("model %s, %s state, threads %d; each row's passes alternate with plain decode steps\n\n",
+              model.c_str(), recurrent ? "recurrent" : "no recurrent",
               static_cast<int>(engine.cpu_context().pool().size()));
-  std::printf("plain decode step: %.2f ms\n\n", plain);
-  std::printf("| k | kept | verify+rollback ms | x plain | verify+re-feed ms | x plain |\n");
-  std::printf("|---|------|-------------------|---------|-------------------|---------|\n");
+  std::printf("| k | kept | plain ms | verify+rollback ms | x plain | verify+re-feed ms | x plain |\n");
+  std::printf("|---|------|----------|--------------------|---------|-------------------|---------|\n");
   for (int k = 1; k <= 4; ++k) {
     std::vector<int32_t> batch(static_cast<size_t>(k + 1));
     for (int i = 0; i <= k; ++i) batch[static_cast<size_t>(i)] = 200 + 11 * i;
     for (const int keep : {1, k + 1}) {
-      const double roll = time_steps(s, base, warmup, reps, [&] {
+      const auto rollback_step = [&] {
         const int64_t before = s.n_past();
         s.verify(batch);
         s.rollback(before + keep);
-      });
-      const double refeed = time_steps(s, base, warmup, reps, [&] {
+      };
+      const auto refeed_step = [&] {
         const int64_t before = s.n_past();
         if (recurrent) s.state().save_recurrent_state(saved.data());
         s.feed_all_logits(batch);
@@ -103,9 +111,10 @@ int main(int argc, char** argv) {
             s.truncate(before + keep);
           }
         }
-      });
-      std::printf("| %d | %s | %.2f | %.2f | %.2f | %.2f |\n", k, keep == 1 ? "1 (reject at 0)" : "all",
-                  roll, roll / plain, refeed, refeed / plain);
+      };
+      const std::vector<double> ms = time_steps(s, base, warmup, reps, {plain_step, rollback_step, refeed_step});
+      std::printf("| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", k, keep == 1 ? "1 (reject at 0)" : "all", ms[0],
+                  ms[1], ms[1] / ms[0], ms[2], ms[2] / ms[0]);
     }
   }
   return 0;

@@ -6,6 +6,15 @@
 
 namespace tandem {
 
+void check_delta_net_rollback(const DeltaNetRollback& r) {
+  if (r.keep < 1) fail("delta_net_rollback: keeping {} positions (a verify pass keeps at least its first)", r.keep);
+  if (r.conv_out == r.conv_in) fail("delta_net_rollback: the conv state would be rebuilt over itself");
+  if ((r.ssm_out == r.ssm_in) != (r.keep == 1)) {
+    fail("delta_net_rollback: keeping {} positions with the state {} (it is the input exactly when only the first "
+         "position is kept)", r.keep, r.ssm_out == r.ssm_in ? "written over its input" : "in a second buffer");
+  }
+}
+
 void Backend::moe_experts_streamed(const FfnWeights& w, Backend&, const float*, int64_t, const int32_t*, const float*,
                                    float*) {
   fail("{}: this device cannot stream expert weights from another device", w.gate_exps.name);

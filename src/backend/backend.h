@@ -68,15 +68,21 @@ struct DeltaNetSequence {
   float* ssm_state;   // [n_v][d_k][d_v]
   int64_t n_tokens;
   // A verify pass reads the state from *_in and writes the advanced one to conv_state /
-  // ssm_state, leaving *_in as it was (null: in place), and stores its inputs in *record.
+  // ssm_state (null *_in: in place), stores its inputs in *record, and writes the recurrent
+  // state after its first token to ssm_first (which may be ssm_in: the state before the pass
+  // is never needed again, as a verify pass always keeps its first token, sampled before it).
   const float* conv_in = nullptr;
   const float* ssm_in = nullptr;
   const DeltaNetRecord* record = nullptr;
+  float* ssm_first = nullptr;
 };
 
-// Rebuilds, from the state before a verify pass (*_in) and its record, the state after its
-// first `keep` positions (*_out, not aliasing *_in): what the pass would have left had it
-// been fed only those tokens.
+// Rebuilds the state after a verify pass's first `keep` >= 1 positions (*_out), what the
+// pass would have left had it been fed only those tokens: the conv state from the one
+// before the pass (conv_in) and the record's P, the recurrent state by re-running positions
+// 1..keep-1 of the record from the state after the first position (ssm_in, the pass's
+// ssm_first). conv_out must not alias conv_in; ssm_out may equal ssm_in only when keep is 1
+// (nothing to re-run).
 struct DeltaNetRollback {
   const float* conv_in;
   const float* ssm_in;
@@ -85,6 +91,9 @@ struct DeltaNetRollback {
   DeltaNetRecord record;
   int64_t keep;
 };
+// Fails, naming what is wrong, unless r keeps at least one position and its buffers alias
+// only as DeltaNetRollback allows.
+void check_delta_net_rollback(const DeltaNetRollback& r);
 
 struct FfnWeights {
   // Dense SwiGLU (when router is absent).
@@ -182,8 +191,9 @@ class Backend {
   virtual void delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape, const float* a,
                          std::span<const DeltaNetSequence> seqs, float* out) = 0;
   // Speculative rollback of one DeltaNet layer (DeltaNetRollback): the recurrence re-run
-  // over the first keep recorded positions (outputs not computed), the conv state taken as
-  // the last K-1 rows of [conv_in ; P[0..keep)]. On this device, queued like the blocks.
+  // over recorded positions 1..keep-1 (outputs not computed), the conv state taken as the
+  // last K-1 rows of [conv_in ; P[0..keep)]. On this device, queued like the blocks. Starts
+  // with check_delta_net_rollback.
   virtual void delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) = 0;
   // out [T][D] = W_down (silu(W_gate m) * W_up m).
   virtual void dense_ffn(const FfnWeights& w, const float* m, int64_t T, float* out) = 0;

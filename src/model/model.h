@@ -43,9 +43,10 @@ class SequenceState {
   // Speculative decoding. The last forward pass, when it was a verify pass
   // (SequenceInput::verify) of verify_tokens tokens, can be cut back to its first `keep`
   // tokens by rollback(keep), with no second pass: attention KV by n_past; a recurrent state
-  // is rebuilt on its layers' devices from the state before the pass (kept in a second
-  // buffer: verify passes ping-pong between two) and the pass's recorded per-position
-  // inputs. Any later forward pass settles it (keeps every token).
+  // is rebuilt on its layers' devices from the state after the pass's first token (kept in a
+  // second buffer: verify passes ping-pong between two) and the pass's recorded per-position
+  // inputs, so it keeps at least that first token. Any later forward pass settles it (keeps
+  // every token).
   int64_t verify_tokens = 0;
   // Makes room for verify passes of up to max_tokens tokens (a recurrent state's second
   // buffers and records, on its layers' devices: allocated on first use, grown only, never
@@ -53,8 +54,8 @@ class SequenceState {
   virtual void prepare_rollback(int64_t /*max_tokens*/) {}
   // The longest verify pass this sequence can take (unbounded for attention-only state).
   virtual int64_t rollback_capacity() const { return INT64_MAX; }
-  // Keeps the first `keep` tokens of the last verify pass (0 <= keep <= verify_tokens;
-  // otherwise an error naming the numbers) and settles it.
+  // Keeps the first `keep` tokens of the last verify pass (0 <= keep <= verify_tokens, and
+  // keep >= 1 with a recurrent state; otherwise an error naming the numbers) and settles it.
   void rollback(int64_t keep);
 
  protected:

@@ -50,9 +50,13 @@ struct MtpBlock {
 // DeltaNet layer, a second conv and ssm buffer (*_alt) and a record of a verify pass's
 // per-position inputs. A verify pass reads the state from the current buffers and writes
 // the advanced one to the alt buffers (the kernels copy each head's block just before
-// updating it, so it costs what an in-place pass costs), then the two swap: the state
-// before the pass stays intact in *_alt. Keeping every token costs nothing more; keeping
-// fewer re-runs the recurrence over the recorded inputs of the kept positions from *_alt.
+// updating it, so it costs what an in-place pass costs), then the two swap. The conv state
+// before the pass stays intact in conv_alt; ssm_alt gets the recurrent state after the
+// pass's first token instead (written while each head's block is in cache; the first token
+// was sampled before the pass, so it is always kept). Keeping every token costs nothing
+// more; keeping only the first swaps the ssm buffers back (the usual rejection, without
+// re-running anything); keeping more re-runs the recurrence from ssm_alt over the recorded
+// inputs of positions 1..keep-1.
 class Qwen35Sequence : public KvSequence {
  public:
   std::vector<Memory> conv_state, ssm_state;  // [slot]: [(K-1)*C], [n_v][d_k][d_v] (current)
@@ -136,10 +140,13 @@ class Qwen35Sequence : public KvSequence {
 
  protected:
   void rollback_recurrent(int64_t keep) override {
+    if (keep < 1 && !conv_state.empty()) fail("rollback: a verify pass keeps at least its first token (the state before it is not kept)");
     for (size_t i = 0; i < conv_state.size(); ++i) {
+      if (keep == 1) std::swap(ssm_state[i], ssm_alt[i]);  // the state after the first token, as it is
+      float* ssm = ssm_state[i].as<float>();
       state_backend[i]->delta_net_rollback(shape, conv_kernel,
-                                           {conv_alt[i].as<float>(), ssm_alt[i].as<float>(), conv_state[i].as<float>(),
-                                            ssm_state[i].as<float>(), records[i], keep});
+                                           {conv_alt[i].as<float>(), keep == 1 ? ssm : ssm_alt[i].as<float>(),
+                                            conv_state[i].as<float>(), ssm, records[i], keep});
     }
   }
 };
@@ -350,7 +357,8 @@ void Qwen35Model::run_layer(const Backends& be, LayerWorkspace& ws, const Layer&
       const auto n = static_cast<int64_t>(in.tokens.size());
       if (in.verify) {  // current -> alt, recorded (the buffers swap after the pass)
         ws.delta_seqs.push_back({seq.conv_alt[s].as<float>(), seq.ssm_alt[s].as<float>(), n,
-                                 seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(), &seq.records[s]});
+                                 seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(), &seq.records[s],
+                                 seq.ssm_state[s].as<float>()});
       } else {
         ws.delta_seqs.push_back({seq.conv_state[s].as<float>(), seq.ssm_state[s].as<float>(), n});
       }

@@ -53,7 +53,12 @@ void Session::rollback(int64_t n) {
 
 void Session::truncate(int64_t n, const uint8_t* recurrent_state) {
   if (n < 0 || n > n_past()) fail("truncate: {} is outside the context's {} positions", n, n_past());
-  if (state_->verify_tokens > 0 && n >= n_past() - state_->verify_tokens) return rollback(n);
+  // Within the last verify pass: rolled back, no checkpoint needed (a recurrent state only
+  // past the pass's first token: the state before it is not kept).
+  const int64_t pass_start = n_past() - state_->verify_tokens;
+  if (state_->verify_tokens > 0 && (n > pass_start || (n == pass_start && !state_->has_recurrent_state()))) {
+    return rollback(n);
+  }
   if (state_->has_recurrent_state()) {
     if (recurrent_state == nullptr) fail("truncate: this model's recurrent state cannot be cut back to a prefix");
     state_->load_recurrent_state(recurrent_state);

@@ -52,7 +52,7 @@ class Session {
   FedContext fed_context() const { return {tokens(), hidden_, hidden_from_}; }
   // A speculative verify pass: appends tokens (one micro-batch at most) and returns the
   // logits at every position ([tokens][n_vocab]); afterwards rollback(n) may keep any
-  // prefix of them. Room for the pass is made on first use (prepare_rollback sizes it once
+  // prefix of them (at least the first with a recurrent state). Room for the pass is made on first use (prepare_rollback sizes it once
   // for the longest pass to come).
   const std::vector<float>& verify(std::span<const int32_t> tokens);
   void prepare_rollback(int64_t max_tokens) { state_->prepare_rollback(max_tokens); }
@@ -61,8 +61,9 @@ class Session {
   void rollback(int64_t n);
   // Cuts the context back to its first n tokens. Attention KV rows past n are simply
   // overwritten later. A recurrent state cannot be cut in general: within the last verify
-  // pass this is rollback(n); otherwise a model with one needs `recurrent_state`, a copy
-  // saved when the context held exactly those n tokens (SequenceState::save_recurrent_state).
+  // pass (past its first token) this is rollback(n); otherwise a model with one needs
+  // `recurrent_state`, a copy saved when the context held exactly those n tokens
+  // (SequenceState::save_recurrent_state).
   void truncate(int64_t n, const uint8_t* recurrent_state = nullptr);
   int64_t n_ubatch() const { return n_ubatch_; }
   model::SequenceState& state() { return *state_; }

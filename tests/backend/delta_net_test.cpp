@@ -2,17 +2,21 @@
 // any split into calls; the recurrence equals the closed form S_t = l(I - b k k^T)S + b k v^T;
 // the conv with carried state equals one pass over the whole sequence. Speculative
 // rollback: the ops with a separate input state equal the in-place ones bit for bit (and
-// leave the input as it was), and the rollback op rebuilds the state of any prefix of a
-// recorded pass bit for bit.
+// leave the input as it was, or hold the state after the first token where asked), and the
+// rollback op rebuilds the state of any prefix of a recorded pass bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/delta_net.h"
+#include "core/error.h"
 
 namespace tandem::cpu {
 namespace {
@@ -216,9 +220,108 @@ TEST(DeltaNetRollback, ConvWithSeparateStateEqualsInPlaceBitForBit) {
   }
 }
 
-// A recorded pass of T positions from state A; rollback(keep) for every keep 0..T must
-// give, bit for bit, what the recurrent form and the conv leave after only the first keep
-// positions (the same float operations in the same order).
+// An f32 weight {n_in, n_out} over `values` (which must outlive it).
+Tensor f32_weight(const std::vector<float>& values, int64_t n_in, int64_t n_out) {
+  Tensor t;
+  t.name = "w";
+  t.type = DType::F32;
+  t.ne[0] = n_in;
+  t.ne[1] = n_out;
+  t.n_dims = 2;
+  t.data = reinterpret_cast<const uint8_t*>(values.data());
+  return t;
+}
+
+// A verify pass writes, besides its result, the state after its first token, into the
+// buffer it read the state from (each head's block read before it is overwritten): bit for
+// bit what one recurrent step leaves, and the pass's own result unchanged by it.
+TEST(DeltaNetRollback, StateAfterTheFirstTokenWrittenOverTheInput) {
+  OpContext ctx(2, 64);
+  const int64_t T = 5;
+  const Inputs in = random_inputs(kShape, T, 41);
+  const std::vector<float> before = random_vector(kStateSize, 42, 0.3f);
+  std::vector<float> want_first = before, want_all = before, scratch(in.v.size()), o_want(in.v.size());
+  delta_rule_recurrent(ctx, kShape, 1, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                       want_first.data(), scratch.data());
+  delta_rule_recurrent(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                       want_all.data(), o_want.data());
+  std::vector<float> buffer = before, result(kStateSize, 7.0f), o(in.v.size());
+  delta_rule_recurrent(ctx, kShape, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                       buffer.data(), result.data(), o.data(), buffer.data());
+  EXPECT_TRUE(same_bits(buffer, want_first)) << "max diff " << max_diff(buffer, want_first);
+  EXPECT_TRUE(same_bits(result, want_all)) << "max diff " << max_diff(result, want_all);
+  EXPECT_TRUE(same_bits(o, o_want));
+  EXPECT_GT(max_diff(want_first, want_all), 1e-3f) << "the later tokens did not move the state";
+}
+
+// The same through the backend's block, for a decode-sized and a prompt-sized verify pass
+// (the second runs its first token alone, then the chunked form): ssm_first gets the state
+// after one token, ssm_state the state after all of them (within chunked-vs-recurrent
+// round-off for the long pass), and the input's conv state is left as it was.
+TEST(DeltaNetRollback, VerifyBlockKeepsTheStateAfterItsFirstToken) {
+  OpContext ctx(2, 64);
+  CpuBackend backend(ctx);
+  const DeltaNetShape sh = kShape;
+  const int64_t D = 12, K = 4, Ck = sh.n_k * sh.d_k, Cv = sh.n_v * sh.d_v, C = 2 * Ck + Cv;
+  const std::vector<float> qkv = random_vector(static_cast<size_t>(D * C), 51, 0.3f),
+                           gate = random_vector(static_cast<size_t>(D * Cv), 52, 0.3f),
+                           beta = random_vector(static_cast<size_t>(D * sh.n_v), 53, 0.3f),
+                           alpha = random_vector(static_cast<size_t>(D * sh.n_v), 54, 0.3f),
+                           wout = random_vector(static_cast<size_t>(Cv * D), 55, 0.3f);
+  DeltaNetWeights w;
+  w.qkv = f32_weight(qkv, D, C);
+  w.gate = f32_weight(gate, D, Cv);
+  w.beta = f32_weight(beta, D, sh.n_v);
+  w.alpha = f32_weight(alpha, D, sh.n_v);
+  w.out = f32_weight(wout, Cv, D);
+  w.dt_bias = random_vector(static_cast<size_t>(sh.n_v), 56, 0.3f);
+  w.a = random_vector(static_cast<size_t>(sh.n_v), 57, 0.3f);
+  for (float& x : w.a) x = -std::fabs(x);
+  w.conv_taps = random_vector(static_cast<size_t>(C * K), 58, 0.5f);
+  w.norm = random_vector(static_cast<size_t>(sh.d_v), 59, 0.3f);
+  w.conv_kernel = K;
+  for (const int64_t T : {int64_t{5}, int64_t{40}}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    backend.reserve_delta_net(T, sh, K);
+    const std::vector<float> a = random_vector(static_cast<size_t>(T * D), 60 + T, 1.0f);
+    const std::vector<float> conv0 = random_vector(static_cast<size_t>((K - 1) * C), 61, 0.5f);
+    const std::vector<float> ssm0 = random_vector(kStateSize, 62, 0.3f);
+    // References: the first token alone, and all T, each from copies of the same state.
+    std::vector<float> conv_1 = conv0, ssm_1 = ssm0, conv_all = conv0, ssm_all = ssm0;
+    std::vector<float> out_1(static_cast<size_t>(D)), out_all(static_cast<size_t>(T * D));
+    const DeltaNetSequence one{conv_1.data(), ssm_1.data(), 1};
+    backend.delta_net(w, sh, a.data(), std::span<const DeltaNetSequence>(&one, 1), out_1.data());
+    const DeltaNetSequence all{conv_all.data(), ssm_all.data(), T};
+    backend.delta_net(w, sh, a.data(), std::span<const DeltaNetSequence>(&all, 1), out_all.data());
+    // The verify pass: reads conv_in / ssm_in, writes the state after the first token over ssm_in.
+    std::vector<float> conv_in = conv0, ssm_in = ssm0;
+    std::vector<float> conv_out(conv0.size(), 5.0f), ssm_out(kStateSize, 5.0f), out(static_cast<size_t>(T * D));
+    std::vector<float> rec(static_cast<size_t>(T * (C + 2 * Ck + Cv + 2 * sh.n_v)));
+    float* at = rec.data();
+    auto take = [&](int64_t width) { return std::exchange(at, at + T * width); };
+    const DeltaNetRecord record{take(C), take(Ck), take(Ck), take(Cv), take(sh.n_v), take(sh.n_v)};
+    const DeltaNetSequence verify{conv_out.data(), ssm_out.data(), T, conv_in.data(), ssm_in.data(), &record,
+                                  ssm_in.data()};
+    backend.delta_net(w, sh, a.data(), std::span<const DeltaNetSequence>(&verify, 1), out.data());
+    EXPECT_TRUE(same_bits(ssm_in, ssm_1)) << "state after the first token, max diff " << max_diff(ssm_in, ssm_1);
+    EXPECT_TRUE(same_bits(conv_in, conv0)) << "the conv state before the pass was written";
+    EXPECT_TRUE(same_bits(conv_out, conv_all));
+    if (T < 16) {  // the same float operations as the plain pass
+      EXPECT_TRUE(same_bits(ssm_out, ssm_all)) << "max diff " << max_diff(ssm_out, ssm_all);
+      EXPECT_TRUE(same_bits(out, out_all));
+    } else {  // one recurrent step, then the chunked form over the rest
+      EXPECT_LE(max_diff(ssm_out, ssm_all), 1e-4f);
+      EXPECT_LE(max_diff(out, out_all), 1e-4f);
+    }
+    EXPECT_GT(max_diff(ssm_1, ssm_all), 1e-3f) << "the later tokens did not move the state";
+  }
+}
+
+// A recorded pass of T positions from state A; rollback(keep) for every keep 1..T, started
+// from the state after the first position (what a verify pass leaves in its input buffer),
+// must give, bit for bit, what the recurrent form and the conv leave after only the first
+// keep positions from A (the same float operations in the same order). Keeping nothing, or
+// buffers that alias where they must not, is refused.
 TEST(DeltaNetRollback, RollbackOpEqualsTheRecurrentFormOnThePrefix) {
   OpContext ctx(2, 64);
   CpuBackend backend(ctx);
@@ -232,21 +335,33 @@ TEST(DeltaNetRollback, RollbackOpEqualsTheRecurrentFormOnThePrefix) {
   std::vector<float> rec_P = P, rec_q = in.q, rec_k = in.k, rec_v = in.v, rec_g = in.g, rec_beta = in.beta;
   const DeltaNetRecord record{rec_P.data(), rec_q.data(), rec_k.data(), rec_v.data(), rec_g.data(), rec_beta.data()};
   const std::vector<float> taps = random_vector(static_cast<size_t>(C * K), 35);
-  for (int64_t keep = 0; keep <= T; ++keep) {
+  std::vector<float> scratch(static_cast<size_t>(T * std::max(C, Cv)));
+  std::vector<float> ssm_first = ssm_a;  // the state after position 0
+  delta_rule_recurrent(ctx, sh, 1, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                       ssm_first.data(), scratch.data());
+  for (int64_t keep = 1; keep <= T; ++keep) {
     SCOPED_TRACE("keep=" + std::to_string(keep));
-    std::vector<float> conv_b(conv_a.size(), 99.0f), ssm_b(ssm_a.size(), 99.0f);
-    backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_a.data(), conv_b.data(), ssm_b.data(), record, keep});
+    std::vector<float> conv_b(conv_a.size(), 99.0f), ssm_b(ssm_a.size(), 99.0f), ssm_in = ssm_first;
+    // Keeping only the first position leaves the state where it is (ssm_out is ssm_in).
+    float* ssm_out = keep == 1 ? ssm_in.data() : ssm_b.data();
+    backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_in.data(), conv_b.data(), ssm_out, record, keep});
     // The reference: the prefix alone, in place from copies of A.
     std::vector<float> conv_want = conv_a, ssm_want = ssm_a;
-    std::vector<float> scratch(static_cast<size_t>(T * std::max(C, Cv)));
-    if (keep > 0) {
-      conv1d_silu(P.data(), keep, C, taps.data(), K, conv_want.data(), scratch.data());
-      delta_rule_recurrent(ctx, sh, keep, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
-                           ssm_want.data(), scratch.data());
-    }
-    EXPECT_TRUE(same_bits(ssm_b, ssm_want)) << "recurrent state, max diff " << max_diff(ssm_b, ssm_want);
+    conv1d_silu(P.data(), keep, C, taps.data(), K, conv_want.data(), scratch.data());
+    delta_rule_recurrent(ctx, sh, keep, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(),
+                         ssm_want.data(), scratch.data());
+    const std::vector<float> got(ssm_out, ssm_out + kStateSize);
+    EXPECT_TRUE(same_bits(got, ssm_want)) << "recurrent state, max diff " << max_diff(got, ssm_want);
     EXPECT_TRUE(same_bits(conv_b, conv_want)) << "conv state, max diff " << max_diff(conv_b, conv_want);
+    EXPECT_TRUE(same_bits(ssm_in, ssm_first) || keep == 1) << "the input state was written";
   }
+  std::vector<float> conv_b(conv_a.size()), ssm_b(ssm_a.size()), ssm_in = ssm_first;
+  EXPECT_THROW(backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_in.data(), conv_b.data(), ssm_b.data(), record, 0}),
+               Error);
+  EXPECT_THROW(backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_in.data(), conv_b.data(), ssm_in.data(), record, 3}),
+               Error);
+  EXPECT_THROW(backend.delta_net_rollback(sh, K, {conv_a.data(), ssm_in.data(), conv_b.data(), ssm_b.data(), record, 1}),
+               Error);
 }
 
 }  // namespace

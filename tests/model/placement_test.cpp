@@ -81,6 +81,7 @@ class StandInGpu final : public Backend {
     for (const DeltaNetSequence& s : seqs) {
       mine(s.conv_state), mine(s.ssm_state);
       if (s.conv_in != nullptr) mine(s.conv_in), mine(s.ssm_in);
+      if (s.ssm_first != nullptr) mine(s.ssm_first);
       if (s.record != nullptr) mine_record(*s.record);
     }
     ++blocks;

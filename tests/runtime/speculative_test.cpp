@@ -208,12 +208,14 @@ TEST(SpeculationPause, GuessesThatNeverHoldPauseAndTheOutputStays) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeExactness, ::testing::Values("qwen2", "qwen3moe", "qwen35", "qwen35moe"));
 
-// A verify pass of k+1 = 5 tokens cut back to its first `keep` tokens, for every keep 0..5
+// A verify pass of k+1 = 5 tokens cut back to its first `keep` tokens, for every keep 1..5
 // (a rejection at every guess position, and none), leaves what a session fed only those
 // tokens has: the recurrent state itself (every DeltaNet layer's conv and delta-rule
-// buffers) and the logits of a next token. The rollback replays the recorded inputs with
-// the recurrent form, the very float operations the verify pass ran (it is shorter than
-// 16 tokens), so the only differences come from the projections seeing a batch of 5 rows
+// buffers) and the logits of a next token. Keeping nothing of the pass is refused (its
+// first token was sampled before it; the state before it is not kept), and so is cutting
+// the context back to the pass's start without a saved state. The rollback replays the
+// recorded inputs with the recurrent form, the very float operations the verify pass ran
+// (it is shorter than 16 tokens), so the only differences come from the projections seeing a batch of 5 rows
 // instead of `keep` (none expected on the f32 file: every row is computed alone); the
 // bounds allow f32 round-off and nothing more (a token replayed too few or too many moves
 // the state by O(0.1)).
@@ -232,7 +234,7 @@ TEST_P(RollbackState, EveryRejectionPositionLeavesThePrefixState) {
   const Tokens prompt = prompt_of(*engine);
   const Tokens batch = {prompt[3], prompt[1], 17, 23, 5};
   const auto n_prompt = static_cast<int64_t>(prompt.size());
-  for (int keep = 0; keep <= 5; ++keep) {
+  for (int keep = 1; keep <= 5; ++keep) {
     SCOPED_TRACE("keep " + std::to_string(keep) + " of 5");
     const auto spec = engine->new_session(512, 64);
     const auto ref = engine->new_session(512, 64);
@@ -265,6 +267,9 @@ TEST_P(RollbackState, EveryRejectionPositionLeavesThePrefixState) {
   s->feed(prompt);
   s->verify(batch);
   EXPECT_THROW(s->rollback(n_prompt - 1), Error);
+  EXPECT_THROW(s->rollback(n_prompt), Error);
+  EXPECT_THROW(s->truncate(n_prompt), Error);
+  EXPECT_EQ(s->state().verify_tokens, 5) << "a refused rollback changed nothing";
   s->rollback(n_prompt + 5);  // all kept: settled
   EXPECT_EQ(s->state().verify_tokens, 0);
   EXPECT_THROW(s->rollback(n_prompt + 4), Error);

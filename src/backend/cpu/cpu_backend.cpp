@@ -209,10 +209,15 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
     const float* ssm_in = seq.ssm_in != nullptr ? seq.ssm_in : seq.ssm_state;
     const float *q = s.q.data() + first * Ck, *k = s.k.data() + first * Ck, *v = s.v.data() + first * Cv,
                 *g = s.g.data() + first * nv, *beta = s.beta.data() + first * nv;
-    if (n >= 16) {
-      delta_rule_chunked(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, s.o.data() + first * Cv);
-    } else {
-      delta_rule_recurrent(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, s.o.data() + first * Cv);
+    float* o = s.o.data() + first * Cv;
+    if (n < 16) {
+      delta_rule_recurrent(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, o, seq.ssm_first);
+    } else if (seq.ssm_first == nullptr) {
+      delta_rule_chunked(ctx_, shape, n, q, k, v, g, beta, ssm_in, seq.ssm_state, o);
+    } else {  // a long verify pass: its first token alone, to have the state after it
+      delta_rule_recurrent(ctx_, shape, 1, q, k, v, g, beta, ssm_in, seq.ssm_first, o);
+      delta_rule_chunked(ctx_, shape, n - 1, q + Ck, k + Ck, v + Cv, g + nv, beta + nv, seq.ssm_first, seq.ssm_state,
+                         o + Cv);
     }
     if (seq.record != nullptr) {  // a verify pass keeps its inputs for delta_net_rollback
       const DeltaNetRecord& r = *seq.record;
@@ -236,9 +241,13 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
 
 void CpuBackend::delta_net_rollback(const DeltaNetShape& shape, int64_t conv_kernel, const DeltaNetRollback& r) {
   const int64_t C = 2 * shape.n_k * shape.d_k + shape.n_v * shape.d_v;
+  check_delta_net_rollback(r);
   conv_state_after(r.conv_in, r.record.P, r.keep, C, conv_kernel, r.conv_out);
-  delta_rule_recurrent(ctx_, shape, r.keep, r.record.q, r.record.k, r.record.v, r.record.g, r.record.beta, r.ssm_in,
-                       r.ssm_out, nullptr);
+  if (r.keep == 1) return;  // ssm_out is ssm_in, the state after the first position
+  const int64_t Ck = shape.n_k * shape.d_k, Cv = shape.n_v * shape.d_v, nv = shape.n_v;
+  const DeltaNetRecord& rec = r.record;
+  delta_rule_recurrent(ctx_, shape, r.keep - 1, rec.q + Ck, rec.k + Ck, rec.v + Cv, rec.g + nv, rec.beta + nv,
+                       r.ssm_in, r.ssm_out, nullptr);
 }
 
 void CpuBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T,

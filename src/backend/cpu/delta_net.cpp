@@ -37,7 +37,7 @@ void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps, int64_
 
 void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
                           const float* k, const float* v, const float* g, const float* beta,
-                          const float* state_in, float* state, float* out) {
+                          const float* state_in, float* state, float* out, float* state_after_first) {
   const int64_t dk = sh.d_k, dv = sh.d_v;
   ctx.pool().parallel_for(sh.n_v, [&](int thread, int64_t begin, int64_t end) {
     float* u = ctx.row_scratch(thread);  // [d_v]
@@ -59,6 +59,8 @@ void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, co
         for (int64_t i = 0; i < dk; ++i) {
           for (int64_t c = 0; c < dv; ++c) S[i * dv + c] += kt[i] * u[c];
         }
+        // While the head's block is hot in cache: the copy a speculative rollback starts from.
+        if (t == 0 && state_after_first != nullptr) std::copy_n(S, dk * dv, state_after_first + j * dk * dv);
         if (out == nullptr) continue;
         float* o = out + (t * sh.n_v + j) * dv;
         for (int64_t c = 0; c < dv; ++c) o[c] = 0;

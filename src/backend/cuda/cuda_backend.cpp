@@ -397,12 +397,18 @@ void CudaBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape
     const float *qs = q + first * Ck, *ks = k + first * Ck, *vs = v + first * Cv, *g = alpha + first * nv,
                 *beta = b + first * nv;
     const float* ssm_in = seq.ssm_in != nullptr ? seq.ssm_in : seq.ssm_state;
-    if (n >= 16) {  // the CPU's switch: chunked for prompts, recurrent for decode
+    float* os = o + first * Cv;
+    if (n < 16) {  // the CPU's switch: recurrent for decode, chunked for prompts
+      delta_rule_recurrent(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, os, seq.ssm_first);
+    } else if (seq.ssm_first == nullptr) {
       const size_t bytes = delta_rule_chunked_scratch_bytes(shape, n);
-      delta_rule_chunked(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, o + first * Cv,
-                         slot(kDeltaScratch, bytes), bytes);
-    } else {
-      delta_rule_recurrent(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, o + first * Cv);
+      delta_rule_chunked(s, shape, n, qs, ks, vs, g, beta, ssm_in, seq.ssm_state, os, slot(kDeltaScratch, bytes),
+                         bytes);
+    } else {  // a long verify pass: its first token alone, to have the state after it
+      delta_rule_recurrent(s, shape, 1, qs, ks, vs, g, beta, ssm_in, seq.ssm_first, os);
+      const size_t bytes = delta_rule_chunked_scratch_bytes(shape, n - 1);
+      delta_rule_chunked(s, shape, n - 1, qs + Ck, ks + Ck, vs + Cv, g + nv, beta + nv, seq.ssm_first, seq.ssm_state,
+                         os + Cv, slot(kDeltaScratch, bytes), bytes);
     }
     if (seq.record != nullptr) {  // a verify pass keeps its inputs for delta_net_rollback (device to device)
       const DeltaNetRecord& r = *seq.record;
@@ -424,8 +430,12 @@ void CudaBackend::delta_net_rollback(const DeltaNetShape& shape, int64_t conv_ke
   queue();
   const cudaStream_t s = ctx_.stream();
   const int64_t C = 2 * shape.n_k * shape.d_k + shape.n_v * shape.d_v;
+  check_delta_net_rollback(r);
   conv_state_after(s, r.conv_in, r.record.P, r.keep, C, conv_kernel, r.conv_out);
-  delta_rule_recurrent(s, shape, r.keep, r.record.q, r.record.k, r.record.v, r.record.g, r.record.beta, r.ssm_in,
+  if (r.keep == 1) return;  // ssm_out is ssm_in, the state after the first position
+  const int64_t Ck = shape.n_k * shape.d_k, Cv = shape.n_v * shape.d_v, nv = shape.n_v;
+  const DeltaNetRecord& rec = r.record;
+  delta_rule_recurrent(s, shape, r.keep - 1, rec.q + Ck, rec.k + Ck, rec.v + Cv, rec.g + nv, rec.beta + nv, r.ssm_in,
                        r.ssm_out, nullptr);
 }
 

@@ -136,7 +136,8 @@ __global__ void __launch_bounds__(kRecMaxWarps * 32)
     delta_rule_recurrent_kernel(int T, int n_k, int n_v, int d_v, const float* __restrict__ q,
                                 const float* __restrict__ k, const float* __restrict__ v,
                                 const float* __restrict__ g, const float* __restrict__ beta,
-                                const float* state_in, float* state, float* __restrict__ out) {
+                                const float* state_in, float* state, float* __restrict__ out,
+                                float* state_after_first) {
   constexpr int R = DK / kRecRowGroups;  // rows per lane
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int col = (blockIdx.x * (blockDim.x / 32) + warp) * kRecColsPerWarp + lane % kRecColsPerWarp;
@@ -181,6 +182,11 @@ __global__ void __launch_bounds__(kRecMaxWarps * 32)
     o += __shfl_xor_sync(0xffffffffu, o, 8);
     o += __shfl_xor_sync(0xffffffffu, o, 16);
     if (row0 == 0 && out != nullptr) out[v_at] = o;
+    if (t == 0 && state_after_first != nullptr) {  // where a speculative rollback starts
+      float* S1 = state_after_first + static_cast<int64_t>(j) * DK * d_v + col;
+#pragma unroll
+      for (int r = 0; r < R; ++r) S1[static_cast<int64_t>(row0 + r) * d_v] = s[r];
+    }
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) S[static_cast<int64_t>(row0 + r) * d_v] = s[r];
@@ -437,13 +443,13 @@ __global__ void gated_rms_norm_kernel(const float* o, const float* __restrict__ 
 template <int DK>
 void launch_recurrent(cudaStream_t stream, const DeltaNetShape& sh, int T, const float* q, const float* k,
                       const float* v, const float* g, const float* beta, const float* state_in, float* state,
-                      float* out) {
+                      float* out, float* state_after_first) {
   const int col_groups = static_cast<int>(sh.d_v / kRecColsPerWarp);
   const int warps = col_groups < kRecMaxWarps ? col_groups : kRecMaxWarps;
   const dim3 grid((col_groups + warps - 1) / warps, static_cast<unsigned>(sh.n_v));
   delta_rule_recurrent_kernel<DK><<<grid, warps * 32, 0, stream>>>(
       T, static_cast<int>(sh.n_k), static_cast<int>(sh.n_v), static_cast<int>(sh.d_v), q, k, v, g, beta, state_in,
-      state, out);
+      state, out, state_after_first);
   TANDEM_CUDA_CHECK_LAUNCH();
 }
 
@@ -509,13 +515,14 @@ void launch_delta_net_prep(cudaStream_t stream, const DeltaNetShape& sh, int64_t
 
 void launch_delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& sh, int64_t T, const float* q,
                                  const float* k, const float* v, const float* g, const float* beta,
-                                 const float* state_in, float* state, float* out) {
+                                 const float* state_in, float* state, float* out, float* state_after_first) {
   const int t = static_cast<int>(T);
+  float* first = state_after_first;
   switch (sh.d_k) {
-    case 16: return launch_recurrent<16>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
-    case 32: return launch_recurrent<32>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
-    case 64: return launch_recurrent<64>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
-    default: return launch_recurrent<128>(stream, sh, t, q, k, v, g, beta, state_in, state, out);
+    case 16: return launch_recurrent<16>(stream, sh, t, q, k, v, g, beta, state_in, state, out, first);
+    case 32: return launch_recurrent<32>(stream, sh, t, q, k, v, g, beta, state_in, state, out, first);
+    case 64: return launch_recurrent<64>(stream, sh, t, q, k, v, g, beta, state_in, state, out, first);
+    default: return launch_recurrent<128>(stream, sh, t, q, k, v, g, beta, state_in, state, out, first);
   }
 }
 

@@ -58,9 +58,11 @@ void delta_net_prep(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, 
 // once (to state) per call, so a separate output state costs no extra traffic; equal
 // pointers: in place. d_k in {16, 32, 64, 128}, d_v a multiple of 8; q and k 16-byte
 // aligned. out may be null (a rollback wants the state only); T = 0 copies the state.
+// state_after_first, when given (a speculative verify pass), also gets the state after the
+// first token, straight from the registers; it may be state_in.
 void delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
                           const float* k, const float* v, const float* g, const float* beta, const float* state_in,
-                          float* state, float* out);
+                          float* state, float* out, float* state_after_first = nullptr);
 inline void delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
                                  const float* k, const float* v, const float* g, const float* beta, float* state,
                                  float* out) {
@@ -101,7 +103,7 @@ void launch_delta_net_prep(cudaStream_t stream, const DeltaNetShape& shape, int6
                            float* q, float* k, float* v, float* beta, float* g);
 void launch_delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
                                  const float* k, const float* v, const float* g, const float* beta,
-                                 const float* state_in, float* state, float* out);
+                                 const float* state_in, float* state, float* out, float* state_after_first);
 void launch_delta_rule_chunked(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
                                const float* k, const float* v, const float* g, const float* beta,
                                const float* state_in, float* state, float* out, float* scratch);

@@ -141,7 +141,7 @@ void delta_net_prep(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, 
 
 void delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,
                           const float* k, const float* v, const float* g, const float* beta, const float* state_in,
-                          float* state, float* out) {
+                          float* state, float* out, float* state_after_first) {
   constexpr const char* op = "delta_rule_recurrent";
   require_delta_rule_shape(op, shape, false);
   require_tokens(op, T);
@@ -156,7 +156,8 @@ void delta_rule_recurrent(cudaStream_t stream, const DeltaNetShape& shape, int64
     return;
   }
   require_delta_rule_args(op, shape, T, q, k, v, g, beta, state_in, state, out, true);
-  detail::launch_delta_rule_recurrent(stream, shape, T, q, k, v, g, beta, state_in, state, out);
+  if (state_after_first == state) fail("{}: the state after the first token would be written over the result", op);
+  detail::launch_delta_rule_recurrent(stream, shape, T, q, k, v, g, beta, state_in, state, out, state_after_first);
 }
 
 void delta_rule_chunked(cudaStream_t stream, const DeltaNetShape& shape, int64_t T, const float* q,

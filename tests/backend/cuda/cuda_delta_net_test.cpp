@@ -367,7 +367,8 @@ std::vector<float> gated_norm_reference(const std::vector<float>& o, const std::
 // the same operations either way), and the input is left as it was. Then the rollback
 // ops: the state after every prefix keep 0..5 of a recorded 5-token pass, from the state
 // before it (conv_state_after is a copy: bit-exact; the recurrence: 5e-5 against the CPU,
-// as RecurrentMatchesCpuAcrossTwoCalls).
+// as RecurrentMatchesCpuAcrossTwoCalls). A verify pass's state after its first token, where
+// the backend's rollback starts, is checked against one recurrent step.
 TEST(CudaDeltaNet, SeparateStatesEqualInPlaceAndRollbackMatchesCpu) {
   TANDEM_REQUIRE_CUDA_DEVICE();
   CudaContext ctx;
@@ -401,6 +402,20 @@ TEST(CudaDeltaNet, SeparateStatesEqualInPlaceAndRollbackMatchesCpu) {
       EXPECT_EQ(download<float>(d_out, n), download<float>(d_inplace, n));
       EXPECT_EQ(download<float>(o2, in.v.size()), download<float>(o1, in.v.size()));
       EXPECT_EQ(download<float>(d_in, n), state0) << "the input state was written";
+      if (T < 16) {
+        // A verify pass also leaves the state after its first token, here over its input:
+        // bit for bit one step's, and the pass's result unchanged.
+        DeviceBuffer d_first = upload(state0), d_step = upload(state0), d_res = upload(state0);
+        DeviceBuffer o3(in.v.size() * sizeof(float));
+        sync_device();
+        delta_rule_recurrent(ctx.stream(), sh, 1, q, k, v, g, beta, d_step.as<float>(), nullptr);
+        delta_rule_recurrent(ctx.stream(), sh, T, q, k, v, g, beta, d_first.as<float>(), d_res.as<float>(),
+                             o3.as<float>(), d_first.as<float>());
+        sync_device();
+        EXPECT_EQ(download<float>(d_first, n), download<float>(d_step, n));
+        EXPECT_EQ(download<float>(d_res, n), download<float>(d_inplace, n));
+        EXPECT_EQ(download<float>(o3, in.v.size()), download<float>(o1, in.v.size()));
+      }
     }
   }
   // Rollback of a recorded 5-token pass, conv included.
