@@ -1,6 +1,8 @@
 #include "backend/backend.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
 
@@ -30,6 +32,36 @@ void Backend::read_weight_rows(const Tensor& w, int64_t row0, int64_t n_rows, vo
 
 void Backend::linear(const Tensor& w, const float*, int64_t, float*) {
   fail("{}: this device has no plain linear op (the MTP block runs on the CPU)", w.name);
+}
+
+void check_head_subset(const Tensor& head, std::span<const RowRange> subset) {
+  const int64_t V = head.rows();
+  int64_t at = 0;
+  for (const RowRange& r : subset) {
+    const bool whole = (r.end - r.begin) % kHeadSubsetRows == 0 || r.end == V;
+    if (r.begin < at || r.end <= r.begin || r.end > V || r.begin % kHeadSubsetRows != 0 || !whole) {
+      fail("logits '{}': head rows [{}, {}) are not sorted whole runs of {} within its {} rows", head.name, r.begin,
+           r.end, kHeadSubsetRows, V);
+    }
+    at = r.end;
+  }
+}
+
+void fill_outside_subset(std::span<const RowRange> subset, int64_t V, float* logits) {
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
+  int64_t at = 0;
+  for (const RowRange& r : subset) {
+    std::fill(logits + at, logits + r.begin, kNone);
+    at = r.end;
+  }
+  std::fill(logits + at, logits + V, kNone);
+}
+
+void Backend::logits_subset(const std::vector<float>& norm, float eps, const Tensor& head, const float* x,
+                            int64_t rows, int64_t D, float* scratch, float* logits, std::span<const RowRange> subset) {
+  check_head_subset(head, subset);
+  this->logits(norm, eps, head, x, rows, D, scratch, logits);
+  for (int64_t t = 0; t < rows; ++t) fill_outside_subset(subset, head.rows(), logits + t * head.rows());
 }
 
 StoredRowsUnpack* Backend::read_stored_rows(const Tensor& w, int64_t row0, int64_t n_rows, void* dst) {

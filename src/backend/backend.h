@@ -25,6 +25,16 @@ namespace tandem {
 
 // ---- shapes and weights of the blocks (device-neutral views) ----
 
+// Head subsets come in whole runs of this many rows: two interleaved groups of 8, the CPU
+// matmul's row tile, so no run splits a group or pads a tile.
+inline constexpr int64_t kHeadSubsetRows = 16;
+
+// Rows [begin, end) of a matrix (an output head's vocabulary ids, for a subset of logits).
+struct RowRange {
+  int64_t begin = 0, end = 0;
+  bool operator==(const RowRange&) const = default;
+};
+
 struct AttentionWeights {
   Tensor wq, wk, wv, wo;                 // wq is {D, 2*H*d} when gated ([q_h | gate_h] per head)
   std::vector<float> bq, bk, bv;         // optional biases (qwen2)
@@ -232,6 +242,18 @@ class Backend {
   // logits [rows][V] (host memory) = head(rms(x; norm)) for rows of x; scratch holds rows * D floats.
   virtual void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
                       int64_t D, float* scratch, float* logits) = 0;
+  // The same logits over the head's rows in `subset` only (sorted, disjoint, within the
+  // head; each a multiple of kHeadSubsetRows long, the last may end at the vocabulary's end):
+  // those are equal to logits()'s to the last bit, every other one is -inf. For a draft model,
+  // whose guesses only steer speculation. Default: the full head, then the rest set to -inf
+  // (same values, no time saved: a GPU head is cheap); the CPU reads only the subset's rows.
+  virtual void logits_subset(const std::vector<float>& norm, float eps, const Tensor& head, const float* x,
+                             int64_t rows, int64_t D, float* scratch, float* logits, std::span<const RowRange> subset);
 };
+
+// Fails, naming the head, unless `subset` is as Backend::logits_subset takes it.
+void check_head_subset(const Tensor& head, std::span<const RowRange> subset);
+// logits[0..V) outside `subset` = -inf.
+void fill_outside_subset(std::span<const RowRange> subset, int64_t V, float* logits);
 
 }  // namespace tandem

@@ -232,7 +232,11 @@ void finish_batch(const Backends& be, LayerWorkspace& ws, std::span<const Sequen
       b.rms_norm(x + first * D, output_norm, n, D, rms_eps, scratch);
       b.copy_to_host(in.hidden, scratch, static_cast<size_t>(n * D) * sizeof(float));
     }
-    b.logits(output_norm, rms_eps, output, x + from * D, rows, D, scratch, in.logits);
+    if (in.head_rows.empty()) {
+      b.logits(output_norm, rms_eps, output, x + from * D, rows, D, scratch, in.logits);
+    } else {
+      b.logits_subset(output_norm, rms_eps, output, x + from * D, rows, D, scratch, in.logits, in.head_rows);
+    }
     first += n;
   }
   for (const SequenceInput& in : batch) {

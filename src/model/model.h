@@ -110,6 +110,8 @@ struct SequenceInput {
   float* hidden = nullptr;          // optional, host: [tokens][n_embd] final hidden states after
                                     //   output_norm (what an MTP draft block reads)
   bool verify = false;              // a speculative verify pass (SequenceState::rollback)
+  std::span<const RowRange> head_rows = {};  // non-empty: logits over these vocabulary ids only, the
+                                        //   rest -inf (Backend::logits_subset; a draft model's)
 };
 
 // One step of an MTP (NextN) draft block over one sequence: for each token x_p, the hidden

@@ -36,6 +36,7 @@ void Session::run(std::span<const int32_t> tokens, float* logits, bool all_logit
     in.logits = all_logits ? logits + at * V : logits;
     in.all_logits = all_logits;
     in.verify = verify;
+    in.head_rows = head_rows_;
     if (keep_hidden_) in.hidden = hidden_.data() + at * D;
     model_.forward(backends_, *workspace_, std::span<const model::SequenceInput>(&in, 1));
     tokens_.insert(tokens_.end(), in.tokens.begin(), in.tokens.end());

@@ -65,6 +65,10 @@ class Session {
   // `recurrent_state`, a copy saved when the context held exactly those n tokens
   // (SequenceState::save_recurrent_state).
   void truncate(int64_t n, const uint8_t* recurrent_state = nullptr);
+  // Logits of later feeds over these vocabulary ids only, every other one -inf
+  // (Backend::logits_subset: a draft model's cheaper head). The caller keeps `rows` alive
+  // and unchanged while feeding; empty: the whole vocabulary.
+  void limit_head(std::span<const RowRange> rows) { head_rows_ = rows; }
   int64_t n_ubatch() const { return n_ubatch_; }
   model::SequenceState& state() { return *state_; }
 
@@ -82,6 +86,7 @@ class Session {
   int64_t hidden_from_ = 0;
   std::vector<float> logits_;      // [n_vocab]
   std::vector<float> all_logits_;  // grown on demand by feed_all_logits
+  std::span<const RowRange> head_rows_;
 };
 
 }  // namespace tandem::runtime

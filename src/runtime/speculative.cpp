@@ -1,8 +1,11 @@
 #include "runtime/speculative.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "core/error.h"
 #include "runtime/engine.h"
@@ -152,8 +155,40 @@ void check_same_vocabulary(const text::Tokenizer& target, const text::Tokenizer&
   }
 }
 
+namespace {
+// TANDEM_DRAFT_HEAD_PREFIX=N overrides the rule for A/B measurements (0: the whole head); -1
+// when unset.
+int64_t head_prefix_override() {
+  static const int64_t n = [] {
+    const char* v = std::getenv("TANDEM_DRAFT_HEAD_PREFIX");
+    if (v == nullptr) return int64_t{-1};
+    int64_t n = -1;
+    const std::string_view s(v);
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || end != s.data() + s.size() || n < 0) {
+      fail("TANDEM_DRAFT_HEAD_PREFIX='{}': expected a count of vocabulary ids (0: the whole head)", v);
+    }
+    return n;
+  }();
+  return n;
+}
+}  // namespace
+
+int64_t ModelDrafter::auto_head_prefix(const Engine& draft) {
+  const int64_t V = draft.hparams().n_vocab;
+  if (const int64_t n = head_prefix_override(); n >= 0) return n;
+  if (V <= 65536 || draft.model().output_device() != Device::Cpu) return 0;
+  const gguf::ModelFiles& f = draft.files();
+  const gguf::TensorInfo* head = f.find_tensor("output.weight");
+  if (head == nullptr) head = f.find_tensor("token_embd.weight");  // tied
+  uint64_t total = 0;
+  for (const gguf::TensorInfo* t : f.tensors()) total += t->n_bytes;
+  if (head == nullptr || head->n_bytes * 5 < total) return 0;
+  return kDraftHeadPrefix;
+}
+
 ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, int64_t target_n_vocab, int64_t n_ctx,
-                           float p_min)
+                           float p_min, int64_t head_prefix)
     : engine_(draft), target_n_vocab_(target_n_vocab), p_min_(p_min) {
   if (p_min < 0 || p_min > 1) fail("--draft-p-min must be within [0, 1] (got {})", p_min);
   check_same_vocabulary(target_vocab, draft.tokenizer());
@@ -163,6 +198,47 @@ ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, i
          "prefix; use an attention-only draft model (qwen2, qwen3, qwen3moe)",
          draft.hparams().arch);
   }
+  if (head_prefix == kAutoHeadPrefix) head_prefix = auto_head_prefix(draft);
+  const int64_t V = draft.hparams().n_vocab;
+  head_prefix_ = head_prefix / kHeadSubsetRows * kHeadSubsetRows;
+  if (head_prefix_ <= 0 || head_prefix_ >= V) {
+    head_prefix_ = 0;
+    return;
+  }
+  seen_.assign(static_cast<size_t>((V + kHeadSubsetRows - 1) / kHeadSubsetRows), 0);
+}
+
+void ModelDrafter::follow_context(std::span<const text::TokenId> context) {
+  // The seen runs only grow while the context does; a shorter one (a new conversation on a
+  // server slot) starts them again. A longer, different one keeps stale runs: a little more
+  // work, never a wrong guess.
+  bool changed = head_rows_.empty();
+  if (context.size() < scanned_) {
+    std::fill(seen_.begin(), seen_.end(), uint8_t{0});
+    scanned_ = 0;
+    changed = true;
+  }
+  const int64_t V = engine_.hparams().n_vocab;
+  for (size_t i = scanned_; i < context.size(); ++i) {
+    const int64_t id = context[i];
+    if (id < head_prefix_ || id >= V) continue;
+    uint8_t& s = seen_[static_cast<size_t>(id / kHeadSubsetRows)];
+    changed |= s == 0;
+    s = 1;
+  }
+  scanned_ = context.size();
+  if (!changed) return;
+  head_rows_.assign(1, RowRange{0, head_prefix_});
+  for (int64_t run = head_prefix_ / kHeadSubsetRows; run < static_cast<int64_t>(seen_.size()); ++run) {
+    if (seen_[static_cast<size_t>(run)] == 0) continue;
+    const int64_t begin = run * kHeadSubsetRows, end = std::min(V, begin + kHeadSubsetRows);
+    if (head_rows_.back().end == begin) {
+      head_rows_.back().end = end;
+    } else {
+      head_rows_.push_back({begin, end});
+    }
+  }
+  session_->limit_head(head_rows_);
 }
 
 ModelDrafter::~ModelDrafter() = default;
@@ -180,11 +256,14 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   max = static_cast<int>(std::min<int64_t>(max, session_->n_ctx() - static_cast<int64_t>(context.size())));
   if (max <= 0) return;
   session_->truncate(static_cast<int64_t>(common));
+  if (head_prefix_ > 0) follow_context(context);
   std::span<float> logits = session_->feed(context.subspan(common));
   for (;;) {
     const auto best = static_cast<text::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     // The guess's probability: 1 / sum(exp(l - l_best)). Logits 20 below the best add at
     // most 2e-9 each (3e-4 over 151k tokens): skipping their exp saves most of the pass.
+    // With a pruned head it is the probability within the subset (the rest are -inf, exp 0):
+    // a guess may look surer than it is, which only changes how far the drafter guesses.
     const float top = logits[static_cast<size_t>(best)];
     double sum = 0;
     for (float l : logits) {

@@ -56,20 +56,52 @@ class NgramDrafter final : public Drafter {
 // A small model with the target's vocabulary guesses greedily, stopping when its top
 // token's probability falls below p_min. Its session follows the target's context: the
 // common prefix is kept, the rest re-fed, so rejected guesses cost nothing later.
+//
+// The prefix of a pruned draft vocabulary (below), in ids. Qwen2.5-Coder-0.5B drafting for
+// the 1.5B on a code prompt (bench/RESULTS.md): ids < 32768 cover 96% of generated code (as
+// many as < 65536), and the head then reads 21 MB instead of 145 MB a guess.
+inline constexpr int64_t kDraftHeadPrefix = 32768;
+//
+// Pruned draft vocabulary: a guess only steers speculation (the target checks it), so the
+// drafter may pick its guesses from a subset of the vocabulary. When its output head is a
+// large share of what a token reads (a 0.5B model with a 151k-token head: ~40%), it computes
+// logits only for the ids below `head_prefix` (BPE ids come in merge order, roughly by
+// frequency) and for the runs of kHeadSubsetRows ids holding any id seen in the context
+// (the prompt and what was generated); every other logit is -inf.
 class ModelDrafter final : public Drafter {
  public:
+  // head_prefix for the constructor: let auto_head_prefix choose.
+  static constexpr int64_t kAutoHeadPrefix = -1;
   // `draft` must be placed; its vocabulary must match `target_vocab` (else an error naming
-  // the first token that differs). n_ctx: the target session's context.
+  // the first token that differs). n_ctx: the target session's context. head_prefix: 0 for
+  // the whole head, else the pruned vocabulary's prefix (rounded down to whole runs of
+  // kHeadSubsetRows; the whole head when that covers it).
   ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, int64_t target_n_vocab, int64_t n_ctx,
-               float p_min);
+               float p_min, int64_t head_prefix = kAutoHeadPrefix);
   ~ModelDrafter() override;
   void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override;
+  // The prefix of the vocabulary the drafter's head always computes (0: the whole head).
+  int64_t head_prefix() const { return head_prefix_; }
+  // The vocabulary ids the head computed for the last guess (empty: all).
+  std::span<const RowRange> head_rows() const { return head_rows_; }
+  // The prefix for a draft model (0: the whole head): kDraftHeadPrefix when its head runs on
+  // the CPU (a GPU computes the whole head anyway: Backend::logits_subset's default), its
+  // vocabulary is over 64k ids and its head is at least a fifth of its weights' bytes.
+  // TANDEM_DRAFT_HEAD_PREFIX=N forces N (0: the whole head), for A/B runs.
+  static int64_t auto_head_prefix(const Engine& draft);
 
  private:
+  // Marks the runs of ids the context adds and hands the session the head's rows.
+  void follow_context(std::span<const text::TokenId> context);
+
   Engine& engine_;
   std::unique_ptr<Session> session_;
   int64_t target_n_vocab_;
   float p_min_;
+  int64_t head_prefix_ = 0;
+  std::vector<uint8_t> seen_;        // per run of kHeadSubsetRows ids: holds an id of the context
+  size_t scanned_ = 0;               // context tokens marked in seen_
+  std::vector<RowRange> head_rows_;  // [0, head_prefix_) and the seen runs past it, merged
 };
 
 // The model's own MTP (NextN) block (Qwen3.5): from the trunk's final hidden state h_{p-1} and

@@ -4,7 +4,9 @@
 // stack — gives the row layout's results.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -203,6 +205,57 @@ TEST(InterleavedMatmul, ReadRowsGivesTheFileBytesBeforeAndAfterRepacking) {
     EXPECT_THROW(be.read_stored_rows(w.tensor, 4, 8, got.data()), Error);   // splits a group
     EXPECT_THROW(be.read_stored_rows(w.tensor, 56, 16, got.data()), Error);  // past the end
     EXPECT_THROW(be.read_stored_rows(packed, 0, 8, got.data()), Error);      // the copy itself
+  }
+}
+
+// A draft model's pruned head (CpuBackend::logits_subset): only the subset's rows are read
+// (views of the interleaved copy, of the file's rows, of f32 rows), each to the same bits as
+// the full head's logits; the rest are -inf. The default (a GPU's) gives the same.
+TEST(HeadSubset, EqualsTheFullHeadOnItsRowsBitForBitAndIsMinusInfElsewhere) {
+  OpContext ctx(2, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(11);
+  const int64_t D = 256, V = 200;  // 200: the last run ends at the vocabulary, not a whole 16
+  const std::vector<RowRange> subset = {{0, 48}, {80, 96}, {128, 160}, {192, 200}};
+  const std::vector<float> norm = random_input(D, rng);
+  std::vector<Weight> weights;
+  weights.reserve(4);
+  for (DType type : {DType::Q8_0, DType::Q4_K, DType::Q4_0, DType::F32}) {  // interleaved, interleaved, rows, float
+    Weight& w = weights.emplace_back(random_weight(type, D, V, 1, rng));
+    if (type == DType::F32) {  // random bytes would be NaNs now and then
+      const auto values = random_input(D * V, rng);
+      std::memcpy(w.bytes.data(), values.data(), w.bytes.size());
+    }
+    for (int64_t T : {1, 3}) {
+      const auto x = random_input(D * T, rng);
+      std::vector<float> scratch(static_cast<size_t>(D * T)), full(static_cast<size_t>(V * T)), got(full.size()),
+          fallback(full.size());
+      be.logits(norm, 1e-6f, w.tensor, x.data(), T, D, scratch.data(), full.data());
+      be.logits_subset(norm, 1e-6f, w.tensor, x.data(), T, D, scratch.data(), got.data(), subset);
+      be.Backend::logits_subset(norm, 1e-6f, w.tensor, x.data(), T, D, scratch.data(), fallback.data(), subset);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t r = 0; r < V; ++r) {
+          const size_t i = static_cast<size_t>(t * V + r);
+          const bool in = std::any_of(subset.begin(), subset.end(),
+                                      [&](const RowRange& s) { return r >= s.begin && r < s.end; });
+          if (in) {
+            ASSERT_EQ(got[i], full[i]) << dtype_name(type) << " token " << t << " row " << r;
+          } else {
+            ASSERT_EQ(got[i], -INFINITY) << dtype_name(type) << " token " << t << " row " << r;
+          }
+          ASSERT_EQ(fallback[i], got[i]) << dtype_name(type) << " (default) token " << t << " row " << r;
+        }
+      }
+    }
+    EXPECT_EQ(be.prepared(w.tensor).interleaved, type == DType::Q8_0 || type == DType::Q4_K) << dtype_name(type);
+  }
+  // Runs must be sorted whole runs of kHeadSubsetRows within the head.
+  const Weight& w = weights.front();
+  const auto x = random_input(D, rng);
+  std::vector<float> scratch(D), out(V);
+  for (const std::vector<RowRange>& bad : std::vector<std::vector<RowRange>>{
+           {{0, 40}}, {{8, 24}}, {{32, 48}, {0, 16}}, {{192, 208}}, {{16, 16}}}) {
+    EXPECT_THROW(be.logits_subset(norm, 1e-6f, w.tensor, x.data(), 1, D, scratch.data(), out.data(), bad), Error);
   }
 }
 

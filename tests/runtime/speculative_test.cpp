@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -54,6 +55,23 @@ Outcome decode(Engine& e, const Tokens& prompt, const GenerationParams& gp, Spec
   o.probe.assign(l.begin(), l.end());
   if (spec != nullptr) o.stats = spec->stats;
   return o;
+}
+
+// Decoding with `drafter`'s guesses, up to draft_max a pass.
+Outcome decode_with(Engine& e, const Tokens& prompt, const GenerationParams& gp, Drafter& drafter, int draft_max) {
+  Speculation spec;
+  spec.drafter = &drafter;
+  spec.draft_max = draft_max;
+  return decode(e, prompt, gp, &spec);
+}
+
+// Another quant of the target's fixture as a draft model on the target's pool.
+std::unique_ptr<Engine> open_draft(const Engine& target, const std::string& file) {
+  EngineOptions o = target.options();
+  o.model_path = fixture("qwen2", file);
+  o.shared_pool = target.shared_pool();
+  o.plan_ctx = 512;
+  return std::make_unique<Engine>(o);
 }
 
 // Plain decoding, then decoding with n-gram guesses (1..3-grams, 4 guesses a pass).
@@ -146,10 +164,7 @@ TEST_P(SpeculativeExactness, MixedRejectionPatternsKeepTheGreedyOutput) {
   const GenerationParams gp = params(0.0f, 40);
   const Outcome plain = decode(*engine, prompt, gp);
   ScriptedDrafter scripted(prompt, plain.tokens, 0, engine->hparams().n_vocab, {4, 4, 1, 4, 0, 2, 4, 3, 0, 0, 4});
-  Speculation spec;
-  spec.drafter = &scripted;
-  spec.draft_max = 4;
-  const Outcome fast = decode(*engine, prompt, gp, &spec);
+  const Outcome fast = decode_with(*engine, prompt, gp, scripted, 4);
   expect_same(plain, fast, prompt);
 }
 
@@ -283,10 +298,7 @@ TEST(MtpDrafter, TheFilesOwnBlockKeepsTheGreedyOutput) {
   const GenerationParams gp = params(0.0f, 32);
   const Outcome plain = decode(*engine, prompt, gp);
   MtpDrafter mtp(*engine, 512);
-  Speculation spec;
-  spec.drafter = &mtp;
-  spec.draft_max = 3;
-  const Outcome fast = decode(*engine, prompt, gp, &spec);
+  const Outcome fast = decode_with(*engine, prompt, gp, mtp, 3);
   expect_same(plain, fast, prompt);
   EXPECT_GT(fast.stats.drafted, 0);
 }
@@ -382,23 +394,59 @@ TEST(MtpDrafter, AFileWithoutTheBlockIsRefusedWithAReason) {
 
 TEST(ModelDrafter, ASmallerQuantOfTheSameModelGuessesAndTheOutputStaysTheSame) {
   const auto target = open_engine(fixture("qwen2"));
-  EngineOptions o = target->options();
-  o.model_path = fixture("qwen2", "model-q4_0.gguf");
-  o.shared_pool = target->shared_pool();
-  o.plan_ctx = 512;
-  Engine draft(o);
+  const auto draft_engine = open_draft(*target, "model-q4_0.gguf");
+  Engine& draft = *draft_engine;
   EXPECT_EQ(&draft.cpu_context().pool(), &target->cpu_context().pool()) << "the draft model runs on the target's pool";
   const Tokens prompt = prompt_of(*target);
   const GenerationParams gp = params(0.0f, 40);
   const Outcome plain = decode(*target, prompt, gp);
   ModelDrafter drafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f);
-  Speculation spec;
-  spec.drafter = &drafter;
-  spec.draft_max = 4;
-  const Outcome fast = decode(*target, prompt, gp, &spec);
+  const Outcome fast = decode_with(*target, prompt, gp, drafter, 4);
   expect_same(plain, fast, prompt);
   // The q4_0 copy agrees with the q8_0 model most of the time.
   EXPECT_GT(fast.stats.acceptance(), 0.5) << fast.stats.accepted << " of " << fast.stats.drafted;
+}
+
+// A pruned draft head (the ids below a prefix and the runs of ids the context holds) guesses
+// from a subset of the vocabulary; the target's check keeps the output plain decoding's,
+// greedy and sampled alike. The fixture's 288-id vocabulary is far below where the drafter
+// prunes by itself, so the prefix is forced: 64 ids (4 runs) and the context's runs.
+TEST(ModelDrafter, APrunedDraftHeadKeepsTheOutput) {
+  const auto target = open_engine(fixture("qwen2"));
+  const auto draft_engine = open_draft(*target, "model-q4_k_m.gguf");  // its Q6_K head is interleaved on the CPU
+  Engine& draft = *draft_engine;
+  EXPECT_EQ(ModelDrafter::auto_head_prefix(draft), 0) << "a 288-id vocabulary is never pruned";
+  const Tokens prompt = prompt_of(*target);
+  for (float temperature : {0.0f, 1.0f}) {
+    for (uint64_t seed = 1; seed <= (temperature > 0 ? 3u : 1u); ++seed) {
+      GenerationParams gp = params(temperature, 40, seed);
+      gp.sampling.top_k = 0;
+      gp.sampling.top_p = 1.0f;
+      gp.sampling.min_p = 0.0f;
+      const Outcome plain = decode(*target, prompt, gp);
+      ModelDrafter drafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 64);
+      EXPECT_EQ(drafter.head_prefix(), 64);
+      const Outcome fast = decode_with(*target, prompt, gp, drafter, 4);
+      expect_same(plain, fast, prompt);
+      EXPECT_GT(fast.stats.drafted, 0);
+      // The head computed [0, 64) and the runs of 16 ids holding the context's ids past it.
+      const std::span<const RowRange> rows = drafter.head_rows();
+      ASSERT_FALSE(rows.empty());
+      EXPECT_EQ(rows.front().begin, 0);
+      EXPECT_GE(rows.front().end, 64);
+      int64_t covered = 0;
+      for (const RowRange& r : rows) covered += r.end - r.begin;
+      EXPECT_LT(covered, target->hparams().n_vocab) << "the subset is the whole vocabulary";
+      for (text::TokenId t : prompt) {
+        EXPECT_TRUE(std::any_of(rows.begin(), rows.end(), [&](const RowRange& r) { return t >= r.begin && t < r.end; }))
+            << "context id " << t << " is outside the head's rows";
+      }
+    }
+  }
+  // Prefixes round down to whole runs; one covering the vocabulary is the whole head.
+  EXPECT_EQ(ModelDrafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 70).head_prefix(), 64);
+  EXPECT_EQ(ModelDrafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 288).head_prefix(), 0);
+  EXPECT_EQ(ModelDrafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 0).head_prefix(), 0);
 }
 
 TEST(ModelDrafter, ARecurrentDraftModelIsRefusedWithAReason) {

@@ -405,4 +405,45 @@ void CpuBackend::logits(const std::vector<float>& norm, float eps, const Tensor&
   matmul(ctx_, prepared(head), scratch, rows, logits);
 }
 
+namespace {
+
+// Rows [first, end) of w as a matrix of their own: a group of an interleaved copy is the
+// bytes of its 8 rows, so whole groups are a byte range in either layout.
+Tensor row_view(const Tensor& w, int64_t first, int64_t end) {
+  Tensor v = w;
+  v.ne = {w.ne[0], end - first, 1, 1};
+  v.n_dims = 2;
+  v.data = w.data + static_cast<uint64_t>(first) * w.row_bytes();
+  return v;
+}
+
+}  // namespace
+
+void CpuBackend::logits_subset(const std::vector<float>& norm, float eps, const Tensor& head, const float* x,
+                               int64_t rows, int64_t D, float* scratch, float* logits,
+                               std::span<const RowRange> subset) {
+  check_head_subset(head, subset);
+  cpu::rms_norm(x, norm.data(), rows, D, eps, scratch);
+  const Tensor& w = prepared(head);
+  const int64_t V = w.rows();
+  const QuantDotKernel& kernel = ctx_.kernel(w.type);
+  // A matmul's output rows are [tokens][its rows], so each token goes on its own: a draft
+  // model asks for one row at a time.
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* h = scratch + t * D;
+    float* y = logits + t * V;
+    fill_outside_subset(subset, V, y);
+    if (!kernel) {  // float path: each run a matmul of its own
+      for (const RowRange& r : subset) matmul(ctx_, row_view(w, r.begin, r.end), h, 1, y + r.begin);
+      continue;
+    }
+    // The quantization and kernels are matmul()'s, so the rows come out bit-identical.
+    uint8_t* act = ctx_.activation_buffer(activation_row_bytes(kernel, D));
+    quantize_activations(ctx_, w.type, h, 1, D, act);
+    head_runs_.clear();
+    for (const RowRange& r : subset) head_runs_.push_back({row_view(w, r.begin, r.end), act, 1, y + r.begin});
+    matmul_grouped(ctx_, head_runs_);
+  }
+}
+
 }  // namespace tandem::cpu

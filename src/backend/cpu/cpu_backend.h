@@ -49,6 +49,10 @@ class CpuBackend final : public Backend {
   void linear(const Tensor& w, const float* x, int64_t rows, float* out) override;
   void logits(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows, int64_t D,
               float* scratch, float* logits) override;
+  // Reads only the subset's rows of the head (views of its rows, interleaved or not), one
+  // quantization of each row's input for all of them, in one parallel pass.
+  void logits_subset(const std::vector<float>& norm, float eps, const Tensor& head, const float* x, int64_t rows,
+                     int64_t D, float* scratch, float* logits, std::span<const RowRange> subset) override;
 
   // The weight as the CPU runs it (OpContext::prepared: interleaved copies are kept by the
   // context, so every session on it shares them).
@@ -79,6 +83,7 @@ class CpuBackend final : public Backend {
     std::vector<float> slot_weight, slot_gate, slot_up, slot_out;
     std::vector<uint8_t> act_in, slot_act, slot_down_act;
   } ffn_;
+  std::vector<GroupedMatmul> head_runs_;  // logits_subset: one matmul per run of rows (reused)
 };
 
 }  // namespace tandem::cpu
