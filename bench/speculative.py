@@ -7,11 +7,14 @@ Prints a Markdown table of decode tok/s, acceptance and the ratios; runs are alt
   # a draft model (Qwen2.5-Coder-0.5B drafting for the 1.5B):
   bench/speculative.py --tandem build/release/tandem --mode draft -m 1.5B.gguf -md 0.5B.gguf \\
       --peer /path/llama.cpp/build/bin/llama-speculative-simple --prompt code -n 256
+  # the same, with the draft's whole head and a longer draft alternated in every round:
+  bench/speculative.py ... --mode draft ... --variants 0:4,auto:6
   # n-gram lookup on an editing task (repeat a source file with one function renamed):
   bench/speculative.py --tandem build/release/tandem --mode ngram -m 1.5B.gguf \\
       --peer /path/llama.cpp/build/bin/llama-lookup --prompt edit -n 512
 """
 import argparse
+import os
 import pathlib
 import re
 import statistics
@@ -37,20 +40,24 @@ def chat(text: str) -> str:
     return f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+def run(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if p.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({p.returncode}):\n{p.stderr[-2000:]}")
     return p.stdout, p.stderr
 
 
-def tandem(args, prompt_file, spec):
+def tandem(args, prompt_file, spec, draft_max=None, head_prefix=None):
     cmd = [args.tandem, "run", "-m", args.model, "-f", prompt_file, "-n", str(args.n), "--temp", "0",
            "-t", str(args.threads), "-c", "8192", "--ignore-eos"]
     if spec:
-        cmd += ["--draft-max", str(args.draft_max)]
+        cmd += ["--draft-max", str(draft_max or args.draft_max)]
         cmd += ["-md", args.draft, "--draft-p-min", str(args.p_min)] if args.mode == "draft" else ["--spec", "ngram"]
-    out, err = run(cmd)
+    env = dict(os.environ)
+    env.pop("TANDEM_DRAFT_HEAD_PREFIX", None)
+    if head_prefix is not None:  # the draft's pruned head: N ids (0: the whole head); None: tandem's own rule
+        env["TANDEM_DRAFT_HEAD_PREFIX"] = str(head_prefix)
+    out, err = run(cmd, env)
     m = re.search(r"generation: (\d+) tokens in ([\d.]+) s", err)
     if not m:
         raise SystemExit("no generation line in tandem's output:\n" + err[-1500:])
@@ -91,33 +98,52 @@ def main():
     ap.add_argument("--draft-max", type=int, default=16)
     ap.add_argument("--p-min", type=float, default=0.75, help="draft model: stop guessing below this probability")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--variants", default="",
+                    help="draft mode: more tandem rows alternated in every round, a comma list of HEAD:K (HEAD "
+                         "'auto' or the draft head's pruned prefix in ids, 0 for the whole head; K the draft max), "
+                         "e.g. 0:4,auto:6")
     args = ap.parse_args()
     if args.mode == "draft" and not args.draft:
         ap.error("--mode draft needs -md")
+    variants = []
+    for v in filter(None, args.variants.split(",")):
+        head, _, k = v.partition(":")
+        if args.mode != "draft" or not k.isdigit() or int(k) < 1 or not (head == "auto" or head.isdigit()):
+            ap.error(f"--variants: '{v}' is not HEAD:K (HEAD 'auto' or a count of ids, K >= 1; draft mode only)")
+        variants.append((v, None if head == "auto" else int(head), int(k)))
     text = chat(CODE_PROMPT if args.prompt == "code" else edit_prompt(args.edit_lines))
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(text)
         prompt_file = f.name
-    rows = {"plain": [], "spec": [], "peer": []}
+    rows = {"plain": [], "spec": [], "peer": []} | {name: [] for name, _, _ in variants}
     for _ in range(args.rounds):
         rows["plain"].append(tandem(args, prompt_file, False))
         rows["spec"].append(tandem(args, prompt_file, True))
+        for name, head, k in variants:
+            rows[name].append(tandem(args, prompt_file, True, draft_max=k, head_prefix=head))
         if args.peer:
             rows["peer"].append(peer(args, prompt_file))
     # Speculation must not change the output (greedy).
-    same = all(r["text"] == rows["plain"][0]["text"] for r in rows["plain"] + rows["spec"])
+    ours = [r for name, v in rows.items() if name != "peer" for r in v]
+    same = all(r["text"] == rows["plain"][0]["text"] for r in ours)
     med = {k: statistics.median(r["tok_s"] for r in v) for k, v in rows.items() if v}
     print(f"| {args.mode} | decode tok/s (median of {args.rounds}) | acceptance | tokens per pass |")
     print("|---|---:|---:|---:|")
     print(f"| tandem, no speculation | {med['plain']:.2f} | | |")
     s = rows["spec"][-1]
     print(f"| tandem, {args.mode} | {med['spec']:.2f} | {s['accept']:.1f}% | {s['per_pass']:.2f} |")
+    for name, head, k in variants:
+        v = rows[name][-1]
+        what = "whole head" if head == 0 else "head as tandem picks" if head is None else f"head ids < {head}"
+        print(f"| tandem, {args.mode}, {what}, k = {k} | {med[name]:.2f} | {v['accept']:.1f}% | {v['per_pass']:.2f} |")
     if rows["peer"]:
         p = rows["peer"][-1]
         acc = f"{p['accept']:.1f}%" if p["accept"] is not None else ""
         print(f"| llama.cpp {pathlib.Path(args.peer).name} | {med['peer']:.2f} | {acc} | |")
     print()
     print(f"tandem {args.mode} / tandem plain: {med['spec'] / med['plain']:.2f}x")
+    for name, _, _ in variants:
+        print(f"tandem {args.mode} {name} / tandem plain: {med[name] / med['plain']:.2f}x")
     if rows["peer"]:
         print(f"tandem {args.mode} / llama.cpp {args.mode}: {med['spec'] / med['peer']:.2f}x")
     print(f"outputs identical with and without speculation: {same}")
