@@ -208,12 +208,12 @@ ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, i
   seen_.assign(static_cast<size_t>((V + kHeadSubsetRows - 1) / kHeadSubsetRows), 0);
 }
 
-void ModelDrafter::follow_context(std::span<const text::TokenId> context) {
-  // The seen runs only grow while the context does; a shorter one (a new conversation on a
-  // server slot) starts them again. A longer, different one keeps stale runs: a little more
-  // work, never a wrong guess.
+void ModelDrafter::follow_context(std::span<const text::TokenId> context, size_t kept) {
+  // The seen runs only grow while the context extends what was scanned; one that departs
+  // from it earlier (a new conversation on a server slot: the draft session kept fewer
+  // tokens than were scanned) starts them again.
   bool changed = head_rows_.empty();
-  if (context.size() < scanned_) {
+  if (kept < scanned_) {
     std::fill(seen_.begin(), seen_.end(), uint8_t{0});
     scanned_ = 0;
     changed = true;
@@ -249,14 +249,14 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   // Keep what the draft session shares with the context; re-feed the rest (at least the
   // last token, whose logits are needed).
   const std::span<const int32_t> have = session_->tokens();
-  size_t common = static_cast<size_t>(
+  const auto shared = static_cast<size_t>(
       std::mismatch(have.begin(), have.end(), context.begin(), context.end()).first - have.begin());
-  common = std::min(common, context.size() - 1);
+  const size_t common = std::min(shared, context.size() - 1);
   // No room to guess past the context's end.
   max = static_cast<int>(std::min<int64_t>(max, session_->n_ctx() - static_cast<int64_t>(context.size())));
   if (max <= 0) return;
   session_->truncate(static_cast<int64_t>(common));
-  if (head_prefix_ > 0) follow_context(context);
+  if (head_prefix_ > 0) follow_context(context, shared);
   std::span<float> logits = session_->feed(context.subspan(common));
   for (;;) {
     const auto best = static_cast<text::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());

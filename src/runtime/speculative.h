@@ -91,8 +91,9 @@ class ModelDrafter final : public Drafter {
   static int64_t auto_head_prefix(const Engine& draft);
 
  private:
-  // Marks the runs of ids the context adds and hands the session the head's rows.
-  void follow_context(std::span<const text::TokenId> context);
+  // Marks the runs of ids the context adds and hands the session the head's rows; `kept`:
+  // how many of the context's first tokens the draft session already held.
+  void follow_context(std::span<const text::TokenId> context, size_t kept);
 
   Engine& engine_;
   std::unique_ptr<Session> session_;

@@ -443,6 +443,29 @@ TEST(ModelDrafter, APrunedDraftHeadKeepsTheOutput) {
       }
     }
   }
+  // A context that departs from the one followed (a new conversation on a server slot),
+  // even a longer one, starts the seen runs again: the first context's runs are dropped.
+  {
+    ModelDrafter drafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 64);
+    auto run_of = [](text::TokenId t) { return t / kHeadSubsetRows; };
+    auto holds = [&](text::TokenId t) {
+      const std::span<const RowRange> rows = drafter.head_rows();
+      return std::any_of(rows.begin(), rows.end(), [&](const RowRange& r) { return t >= r.begin && t < r.end; });
+    };
+    const Tokens first = {1, 2, 100, 101, 3};
+    Tokens second = {5, 6, 7, 8, 9, 200, 201, 10};
+    ASSERT_NE(run_of(100), run_of(200));
+    std::vector<text::TokenId> guesses;
+    drafter.draft(first, 2, guesses);
+    EXPECT_TRUE(holds(100));
+    EXPECT_FALSE(holds(200));
+    drafter.draft(second, 2, guesses);
+    EXPECT_TRUE(holds(200));
+    EXPECT_FALSE(holds(100)) << "a run seen only in the abandoned context is still computed";
+    second.push_back(100);  // extending the followed context adds its runs
+    drafter.draft(second, 2, guesses);
+    EXPECT_TRUE(holds(100) && holds(200));
+  }
   // Prefixes round down to whole runs; one covering the vocabulary is the whole head.
   EXPECT_EQ(ModelDrafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 70).head_prefix(), 64);
   EXPECT_EQ(ModelDrafter(draft, target->tokenizer(), target->hparams().n_vocab, 512, 0.0f, 288).head_prefix(), 0);
