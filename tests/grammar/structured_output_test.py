@@ -129,12 +129,19 @@ def test_streamed_output_validates_and_json_object_mode(server):
             assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
+def yes_or_no(content):
+    # A chat answer's grammar admits up to four leading blanks (the line a reasoning model
+    # writes after </think>; grammar::compile's leading_space), which a model may take.
+    answer = content.lstrip(" \n")
+    return len(content) - len(answer) <= 4 and answer in ("yes", "no")
+
+
 def test_llama_server_fields(server):
     body = {"messages": [{"role": "user", "content": "Is the sky blue? Answer yes or no."}], "temperature": 1.0,
             "max_tokens": 10, "grammar": 'root ::= "yes" | "no"'}
     for seed in range(4):
         r = httpx.post(server.base + "/v1/chat/completions", json={**body, "seed": seed}, timeout=300).json()
-        assert r["choices"][0]["message"]["content"] in ("yes", "no")
+        assert yes_or_no(r["choices"][0]["message"]["content"]), r
     schema = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 6}, "minItems": 3, "maxItems": 3}
     # A budget the answer can finish in: at temperature 1 the grammar's bounded whitespace
     # (a newline and up to 40 blanks) may be taken, and a cut-off answer is not JSON.
@@ -268,7 +275,7 @@ def test_grammar_too_ambiguous_to_match_is_a_400_and_the_server_goes_on(server):
     assert errors and errors[0]["type"] == "invalid_request_error" and "too ambiguous" in errors[0]["message"], events
     ok = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                     json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "grammar": 'root ::= "yes" | "no"'})
-    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] in ("yes", "no"), ok.text
+    assert ok.status_code == 200 and yes_or_no(ok.json()["choices"][0]["message"]["content"]), ok.text
 
 
 def run_cli(*args, timeout=300):

@@ -21,13 +21,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model: str, *args: str):
+    def __init__(self, model: str, *args: str, env: dict | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"tandem-serve-{self.port}.log"
         self.log = open(self.log_path, "w")
         cmd = [os.environ["TANDEM_BIN"], "serve", "-m", model, "--port", str(self.port), "-t", "2", *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
