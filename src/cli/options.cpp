@@ -104,7 +104,7 @@ void SpeculativeFlags::add_to(CLI::App* cmd) {
       ->capture_default_str();
   cmd->add_option("--model-draft", draft_model, "-md FILE: a small model with the same vocabulary that guesses ahead");
   cmd->add_option("--draft-max", draft_max,
-                  "Guesses checked per forward pass at most (0: 16 for ngram, 4 for a draft model, 2 for MTP)")
+                  "Guesses checked per forward pass at most (0: 16 for ngram, 6 for a draft model, 2 for MTP)")
       ->capture_default_str()
       ->check(CLI::Range(0, 64));
   cmd->add_option("--draft-min", draft_min, "Fewer guesses than this: decode one token instead")->capture_default_str()

@@ -213,7 +213,9 @@ const char* spec_method_name(SpecMethod m);  // "none", "ngram", "draft", "mtp"
 struct SpeculationOptions {
   std::string method = "auto";
   std::string draft_model;
-  int draft_max = 0;  // 0: by method: 16 for n-gram lookup (guesses are free), 4 for a draft model, 2 for MTP
+  // 0: by method: 16 for n-gram lookup (guesses are free), 6 for a draft model (with the
+  // pruned head, 6 led 4 and 8 in three windows on 2 cores: bench/RESULTS.md), 2 for MTP.
+  int draft_max = 0;
   int draft_min = 0;
   float draft_p_min = 0.75f;
   int ngram_min = 2, ngram_max = 4;
@@ -221,7 +223,7 @@ struct SpeculationOptions {
   bool may_use_mtp() const { return draft_model.empty() && (method == "mtp" || method == "auto"); }
   SpecMethod resolve(const Engine& target) const;
   int draft_max_for(SpecMethod m) const {
-    return draft_max > 0 ? draft_max : m == SpecMethod::Ngram ? 16 : m == SpecMethod::Mtp ? 2 : 4;
+    return draft_max > 0 ? draft_max : m == SpecMethod::Ngram ? 16 : m == SpecMethod::Mtp ? 2 : 6;
   }
 };
 
