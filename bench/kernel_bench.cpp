@@ -4,7 +4,7 @@
 // the columns stream). Prints GMAC/s, so a kernel change can be judged without the noise
 // of a whole model run (the fastest of the timed passes). A tool, not a test.
 //   tandem_kernel_bench [--types q4_k,q6_k,...] [--n 2048] [--rows 512] [--tokens 64]
-//                       [--isa scalar|avx2] [--seconds 0.5] [--layout rows|x8]
+//                       [--isa scalar|avx2] [--seconds 0.5] [--layout rows|x8] [--token-chunk N] [--no-x16]
 #include <fmt/format.h>
 
 #include <chrono>
@@ -15,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -25,7 +26,8 @@ namespace {
 using tandem::DType;
 using namespace tandem::cpu;
 
-double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds) {
+double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds,
+                 int64_t token_chunk, bool x16) {
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(n));
@@ -52,7 +54,6 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
   }
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   // Interleaved: groups of 8 rows, tiles of whole groups (as the matmul drives them).
-  const int64_t step = x8 ? kInterleave : 1;
   int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
   if (x8) {
     tile = std::max(kInterleave, tile / kInterleave * kInterleave);
@@ -62,20 +63,35 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
     }
     w.swap(packed);
   }
+  // Token chunks as the matmul takes them (cpu_ops.h), unless --token-chunk says otherwise.
+  const int64_t chunk = token_chunk > 0 ? token_chunk : matmul_token_chunk(act_row);
+  int64_t calls_tokens = 0;  // columns computed per pass
   auto pass = [&] {
-    for (int64_t r0 = 0; r0 < rows; r0 += tile) {
-      for (int64_t t0 = 0; t0 + cols <= tokens; t0 += cols) {
-        for (int64_t r = r0; r < std::min(rows, r0 + tile); r += step) {
-          const uint8_t* wr = w.data() + row_bytes * static_cast<size_t>(r);
-          const uint8_t* a = act.data() + act_row * static_cast<size_t>(t0);
-          if (x8) {
-            k.dot_x8(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
-          } else {
-            k.dot(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+    calls_tokens = 0;
+    for (int64_t c0 = 0; c0 < tokens; c0 += chunk) {
+      const int64_t c1 = std::min(tokens, c0 + chunk);
+      for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+        for (int64_t t0 = c0; t0 + cols <= c1; t0 += cols) {
+          calls_tokens += cols;
+          const int64_t r1 = std::min(rows, r0 + tile);
+          for (int64_t r = r0; r < r1;) {
+            const uint8_t* wr = w.data() + row_bytes * static_cast<size_t>(r);
+            const uint8_t* a = act.data() + act_row * static_cast<size_t>(t0);
+            if (x8 && x16 && k.dot_x16 && r + 2 * kInterleave <= r1) {  // as the matmul picks it
+              k.dot_x16(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+              r += 2 * kInterleave;
+            } else if (x8) {
+              k.dot_x8(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+              r += kInterleave;
+            } else {
+              k.dot(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
+              ++r;
+            }
           }
         }
       }
     }
+    calls_tokens /= (rows + tile - 1) / tile;
   };
   pass();
   // The fastest pass: other tenants of a shared machine only ever slow a pass down.
@@ -87,7 +103,7 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
     best = std::min(best, t);
     elapsed += t;
   }
-  const double macs = static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(tokens / cols * cols);
+  const double macs = static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(calls_tokens);
   return macs / best / 1e9;
 }
 
@@ -96,7 +112,7 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
 int main(int argc, char** argv) {
   CLI::App app{"Single-thread throughput of the integer dot kernels"};
   std::vector<std::string> types{"q4_0", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k"};
-  int64_t n = 2048, rows = 512, tokens = 64;
+  int64_t n = 2048, rows = 512, tokens = 64, token_chunk = 0;
   std::string isa_name_arg;
   double seconds = 0.5;
   std::string layout = "rows";
@@ -106,6 +122,12 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", tokens, "Activation columns in all (1: decode, weights streamed from memory when --rows is large)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   app.add_option("--isa", isa_name_arg, "scalar, avx2, avx-vnni or avx512-vnni (default: the best this CPU runs)");
+  app.add_option("--token-chunk", token_chunk,
+                 "Tokens per pass over the row tiles (default: the matmul's, from the L2 size; more than --tokens: "
+                 "one pass, as before the chunks)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  bool no_x16 = false;
+  app.add_flag("--no-x16", no_x16, "x8 layout: one group per call even where the path has a 16-row pass");
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
   app.add_option("--layout", layout, "rows (as in the file) or x8 (row-interleaved groups of 8, interleaved.h)")
       ->check(CLI::IsMember({"rows", "x8"}));
@@ -123,8 +145,8 @@ int main(int argc, char** argv) {
       }
       if (!known) tandem::fail("--isa '{}': expected scalar, avx2, avx-vnni or avx512-vnni", isa_name_arg);
     }
-    fmt::print("isa {}, layout {}, n {}, rows {}, tokens {}, one thread; GMAC/s per columns-per-call\n", isa_name(isa), layout, n,
-               rows, tokens);
+    fmt::print("isa {}, layout {}, n {}, rows {}, tokens {} (chunks: {}), one thread; GMAC/s per columns-per-call\n",
+               isa_name(isa), layout, n, rows, tokens, token_chunk > 0 ? std::to_string(token_chunk) : "the matmul's");
     fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols", "8 cols");
     for (const std::string& name : types) {
       const auto parsed = tandem::dtype_from_name(name);
@@ -140,7 +162,7 @@ int main(int argc, char** argv) {
         if (cols > tokens) {
           fmt::print(" {:>9}", "-");
         } else {
-          fmt::print(" {:>9.2f}", bench_one(k, x8, n, rows, tokens, cols, seconds));
+          fmt::print(" {:>9.2f}", bench_one(k, x8, n, rows, tokens, cols, seconds, token_chunk, !no_x16));
         }
       }
       fmt::print("\n");

@@ -56,6 +56,39 @@ CpuFeatures detect_cpu_features() {
   return f;
 }
 
+CpuCaches detect_cpu_caches() {
+  CpuCaches caches;
+#if defined(__x86_64__) || defined(__i386__)
+  // Both leaves use one format; on AMD leaf 4 reports nothing (type 0), on Intel 0x8000001D.
+  for (const unsigned leaf : {4u, 0x8000001Du}) {
+    const unsigned max = __get_cpuid_max(leaf & 0x80000000u, nullptr);
+    if (max < leaf) continue;
+    for (unsigned sub = 0; sub < 16; ++sub) {
+      unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+      __cpuid_count(leaf, sub, eax, ebx, ecx, edx);
+      const unsigned type = eax & 0x1F;  // 1 data, 2 instruction, 3 unified, 0 no more
+      if (type == 0) break;
+      if (type == 2) continue;
+      const int64_t bytes = int64_t{((ebx >> 22) & 0x3FF) + 1} * (((ebx >> 12) & 0x3FF) + 1) * ((ebx & 0xFFF) + 1) *
+                            (int64_t{ecx} + 1);
+      switch ((eax >> 5) & 7) {
+        case 1: caches.l1d = bytes; break;
+        case 2: caches.l2 = bytes; break;
+        case 3: caches.l3 = bytes; break;
+        default: break;
+      }
+    }
+    if (caches.l2 > 0) break;
+  }
+#endif
+  return caches;
+}
+
+const CpuCaches& cpu_caches() {
+  static const CpuCaches caches = detect_cpu_caches();
+  return caches;
+}
+
 CpuFeatures cap_cpu_features(CpuFeatures f, std::string_view limit) {
   if (limit.empty() || limit == "avx512") return f;
   if (limit != "scalar" && limit != "avx2" && limit != "avx-vnni") {

@@ -2,6 +2,7 @@
 // pick their widest safe path at run time and one binary runs on any x86-64 machine.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,16 @@ struct CpuFeatures {
   // Space-separated names of the features present, e.g. "sse4.2 avx avx2 fma f16c".
   std::string describe() const;
 };
+
+// Per-core cache sizes in bytes (0 where the CPU does not say), from cpuid's deterministic
+// cache leaves (Intel: 4, AMD: 0x8000001D). The CPU matmuls size their token tiles by L2.
+struct CpuCaches {
+  int64_t l1d = 0;
+  int64_t l2 = 0;
+  int64_t l3 = 0;  // the whole L3 the core sees, shared with others
+};
+const CpuCaches& cpu_caches();
+CpuCaches detect_cpu_caches();
 
 // Detected once; honours TANDEM_CPU_MAX=scalar|avx2|avx-vnni|avx512 to cap the path for testing.
 const CpuFeatures& cpu_features();

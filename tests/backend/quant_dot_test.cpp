@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -144,6 +145,74 @@ TEST(QuantDot, SimdPathsAgreeWithScalar) {
         const Oracle o = oracle(type, w.data(), decode_activation(scalar.activation, a_scalar.data(), n), n);
         EXPECT_NEAR(r_scalar, r_simd, 2e-5 * o.magnitude + 1e-6) << isa_name(isa) << " " << dtype_name(type) << " n=" << n;
       }
+    }
+  }
+}
+
+// The SIMD Q8_K quantizer against the reference byte for byte on the blocks where a
+// shortcut would differ: the largest magnitude twice with both signs (the first one sets
+// the sign), at the last element, all zeros, only -0, a lone subnormal, halves that round
+// to even, and blocks with a NaN or an infinity (handed to the reference).
+TEST(QuantDot, SimdQ8KQuantizerEqualsTheReferenceOnEdgeBlocks) {
+  TANDEM_SKIP_WITHOUT_ISA(best_isa() != Isa::scalar, testing::isa_features(Isa::avx2),
+                          "this CPU runs the scalar path only");
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal;
+  std::vector<std::vector<float>> blocks;
+  auto random_block = [&] {
+    std::vector<float> b(256);
+    for (float& v : b) v = normal(rng);
+    return b;
+  };
+  for (int i = 0; i < 8; ++i) blocks.push_back(random_block());
+  {
+    auto b = random_block();
+    b[17] = 9.0f;
+    b[200] = -9.0f;  // same magnitude later: 9 stays the max, codes of -9 are 127
+    blocks.push_back(b);
+    b[17] = -9.0f;
+    b[200] = 9.0f;
+    blocks.push_back(b);
+  }
+  {
+    auto b = random_block();
+    b[255] = -50.0f;
+    blocks.push_back(b);
+  }
+  blocks.push_back(std::vector<float>(256, 0.0f));
+  blocks.push_back(std::vector<float>(256, -0.0f));
+  {
+    std::vector<float> b(256, 0.0f);
+    b[100] = 1e-40f;
+    blocks.push_back(b);
+  }
+  {
+    // x = k/2 * (max/127): iscale * x lands on halves, which round to even.
+    std::vector<float> b(256);
+    for (int i = 0; i < 256; ++i) b[i] = static_cast<float>((i % 255) - 127) * 0.5f;
+    b[0] = 127.0f;
+    blocks.push_back(b);
+  }
+  for (float special : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity()}) {
+    auto b = random_block();
+    b[40] = special;
+    blocks.push_back(b);
+  }
+  for (Isa isa : runnable_isas()) {
+    if (isa == Isa::scalar) continue;
+    const QuantizeRowFn simd = quant_dot_kernel(DType::Q4_K, isa).quantize;
+    ASSERT_EQ(quant_dot_kernel(DType::Q4_K, isa).activation, DType::Q8_K);
+    std::vector<float> row;
+    for (const auto& b : blocks) row.insert(row.end(), b.begin(), b.end());
+    const int64_t n = static_cast<int64_t>(row.size());
+    std::vector<uint8_t> want(activation_row_bytes(quant_dot_kernel(DType::Q4_K, Isa::scalar), n)), got(want.size());
+    quant::quantize_row(DType::Q8_K, row.data(), want.data(), n);
+    simd(row.data(), got.data(), n);
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const size_t bytes = sizeof(quant::BlockQ8_K);
+      EXPECT_EQ(0, std::memcmp(want.data() + b * bytes, got.data() + b * bytes, bytes))
+          << isa_name(isa) << ": block " << b << " differs from the reference";
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string>
 
 #include "core/cpu_features.h"
 #include "support/test_support.h"
@@ -41,6 +42,42 @@ TEST(CpuFeatures, AgreesWithProcCpuinfo) {
   EXPECT_EQ(f.avx512vnni, flags.count("avx512_vnni") == 1);
   EXPECT_EQ(f.avx512bf16, flags.count("avx512_bf16") == 1);
   EXPECT_EQ(f.avx_vnni, flags.count("avx_vnni") == 1);
+}
+
+// Sizes of the data/unified caches of one level over every CPU, as the Linux kernel lists them
+// (a hybrid CPU's core types differ; the detecting thread may run on either).
+std::set<int64_t> sysfs_cache_sizes(int level) {
+  std::set<int64_t> sizes;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/cache/";
+    if (!std::ifstream(base + "index0/level")) {
+      if (cpu > 0) break;
+      continue;
+    }
+    for (int index = 0; index < 8; ++index) {
+      std::ifstream level_in(base + "index" + std::to_string(index) + "/level");
+      int l = 0;
+      if (!(level_in >> l)) break;
+      std::string type, size;
+      std::ifstream(base + "index" + std::to_string(index) + "/type") >> type;
+      std::ifstream(base + "index" + std::to_string(index) + "/size") >> size;
+      if (l != level || type == "Instruction" || size.empty()) continue;
+      int64_t bytes = std::stoll(size);
+      if (size.back() == 'K') bytes <<= 10;
+      if (size.back() == 'M') bytes <<= 20;
+      sizes.insert(bytes);
+    }
+  }
+  return sizes;
+}
+
+TEST(CpuCaches, AgreeWithSysfs) {
+  const std::set<int64_t> l1 = sysfs_cache_sizes(1), l2 = sysfs_cache_sizes(2);
+  if (l1.empty() || l2.empty()) GTEST_SKIP() << "SKIPPED: no cache sizes under /sys/devices/system/cpu";
+  const CpuCaches c = detect_cpu_caches();
+  EXPECT_EQ(l1.count(c.l1d), 1u) << "cpuid says L1d " << c.l1d << " bytes, sysfs " << *l1.begin();
+  EXPECT_EQ(l2.count(c.l2), 1u) << "cpuid says L2 " << c.l2 << " bytes, sysfs " << *l2.begin();
+  EXPECT_EQ(cpu_caches().l2, c.l2);
 }
 
 TEST(CpuFeatures, ImpliedFeaturesAreConsistent) {

@@ -171,44 +171,51 @@ AttentionScratch OpContext::attention_scratch(int thread) {
 namespace {
 
 // Rows of W handled as one tile (about 16 KiB of weights): the tile stays in L1 while
-// the tokens' activations go past it eight at a time (also from L1), so each weight byte
-// comes from memory once per matmul and each unpacked block serves four tokens.
+// the tokens' activations go past it eight at a time (from L2: matmul_token_chunk), so
+// each weight byte comes from memory once per token chunk and each unpacked block serves
+// eight tokens.
 constexpr int64_t kRowTileBytes = 16 * 1024, kMaxRowTile = 16;
 constexpr int kColumns = 8;
 
-// Rows o0..o1 of one weight for n_tokens activation rows: 8 tokens at a time per row tile.
-// An interleaved weight goes 8 rows (one group) per kernel call; o0 is then a multiple of
-// 8 (callers split rows on kMaxRowTile boundaries).
+// Rows o0..o1 of one weight for n_tokens activation rows: per token chunk, per row tile,
+// 8 tokens at a time. An interleaved weight goes 8 rows (one group) per kernel call; o0 is
+// then a multiple of 8 (callers split rows on kMaxRowTile boundaries). The chunks are
+// multiples of 8 tokens, so every call sees the columns it would without them.
 void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t* act, size_t act_row,
                    int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
   const size_t row_bytes = w.row_bytes();  // once: the type lookup is not free per row
-  if (w.interleaved) {
-    const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), kInterleave, kMaxRowTile) /
-                             kInterleave * kInterleave;
-    for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
-      const int64_t r1 = std::min(o1, r0 + row_tile);
-      for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
-        const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
-        const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
-        for (int64_t g = r0; g < r1;) {
-          const bool two = kernel.dot_x16 && g + 2 * kInterleave <= r1;
-          (two ? kernel.dot_x16 : kernel.dot_x8)(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols,
-                                                 y + t0 * n_out + g, n_out);
-          g += two ? 2 * kInterleave : kInterleave;
+  const int64_t chunk = matmul_token_chunk(act_row);
+  for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk) {
+    const int64_t c1 = std::min(n_tokens, c0 + chunk);
+    if (w.interleaved) {
+      const int64_t row_tile =
+          std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), kInterleave, kMaxRowTile) / kInterleave *
+          kInterleave;
+      for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
+        const int64_t r1 = std::min(o1, r0 + row_tile);
+        for (int64_t t0 = c0; t0 < c1; t0 += kColumns) {
+          const int cols = static_cast<int>(std::min<int64_t>(kColumns, c1 - t0));
+          const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
+          for (int64_t g = r0; g < r1;) {
+            const bool two = kernel.dot_x16 && g + 2 * kInterleave <= r1;
+            (two ? kernel.dot_x16 : kernel.dot_x8)(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols,
+                                                   y + t0 * n_out + g, n_out);
+            g += two ? 2 * kInterleave : kInterleave;
+          }
         }
       }
+      continue;
     }
-    return;
-  }
-  const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), 1, kMaxRowTile);
-  for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
-    const int64_t r1 = std::min(o1, r0 + row_tile);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kColumns) {
-      const int cols = static_cast<int>(std::min<int64_t>(kColumns, n_tokens - t0));
-      const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
-      const uint8_t* wrow = w.data + static_cast<size_t>(r0) * row_bytes;
-      for (int64_t o = r0; o < r1; ++o, wrow += row_bytes) kernel.dot(n_in, wrow, a, act_row, cols, y + t0 * n_out + o, n_out);
+    const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), 1, kMaxRowTile);
+    for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
+      const int64_t r1 = std::min(o1, r0 + row_tile);
+      for (int64_t t0 = c0; t0 < c1; t0 += kColumns) {
+        const int cols = static_cast<int>(std::min<int64_t>(kColumns, c1 - t0));
+        const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
+        const uint8_t* wrow = w.data + static_cast<size_t>(r0) * row_bytes;
+        for (int64_t o = r0; o < r1; ++o, wrow += row_bytes) kernel.dot(n_in, wrow, a, act_row, cols, y + t0 * n_out + o, n_out);
+      }
     }
   }
 }
@@ -221,6 +228,14 @@ void add_bias_rows(const float* bias, int64_t n_tokens, int64_t n_out, float* y,
 }
 
 }  // namespace
+
+int64_t matmul_token_chunk(size_t act_row) {
+  // Half the L2 for the activations: the rest holds the row tile, the outputs and what the
+  // hardware prefetcher brings in. 512 KiB assumed where cpuid does not say.
+  const int64_t l2 = cpu_caches().l2 > 0 ? cpu_caches().l2 : int64_t{512} << 10;
+  const int64_t tokens = l2 / 2 / std::max<int64_t>(1, static_cast<int64_t>(act_row));
+  return std::max<int64_t>(kColumns, tokens / kColumns * kColumns);
+}
 
 DType grouped_activation_type(const OpContext& ctx, DType weight) {
   const QuantDotKernel& k = ctx.kernel(weight);

@@ -120,6 +120,13 @@ class OpContext {
   size_t interleaved_bytes_ = 0;
 };
 
+// Tokens a quantized matmul takes per pass over its row tiles: their activations
+// (act_row bytes each) stay in the core's L2 while every row tile of the span goes past
+// them. A whole 512-token prompt at n = 1536 is 0.9 MB of Q8_K activations; streamed from
+// L3 once per 16-row tile, the Q4_K group dot lost 16% (tandem_kernel_bench --tokens 512).
+// A multiple of 8 (the kernels' column block), at least 8.
+int64_t matmul_token_chunk(size_t act_row);
+
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens; W is {n_in, n_out}.
 // x is [n_tokens][n_in], y is [n_tokens][n_out].
 void matmul(OpContext& ctx, const Tensor& w, const float* x, int64_t n_tokens, float* y,

@@ -60,7 +60,7 @@ void quantize_q8_1_scalar(const float* x, void* y, int64_t n) {
 
 }  // namespace
 
-// Q8_K is ggml's reference quantizer on every path (llama.cpp's x86 build does the same).
+// The scalar path quantizes Q8_K with ggml's reference (AVX2 has its own, giving the same bytes).
 void quantize_q8_k(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_K, x, y, n); }
 
 namespace {

@@ -14,6 +14,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/vec_math.h"
 #include "quant/blocks.h"
+#include "quant/quantize.h"
 
 namespace tandem::cpu {
 
@@ -103,6 +104,78 @@ void quantize_q8_1_avx2(const float* x, void* y, int64_t n) {
     const float d = quantize_block32(x + 32 * b, out[b].qs, sum);
     out[b].d = _cvtss_sh(d, 0);
     out[b].s = _cvtss_sh(d * static_cast<float>(sum), 0);
+  }
+}
+
+// Q8_K, byte for byte the reference quantizer (quant/quantize.cpp, ggml's): the first
+// element of largest magnitude sets iscale = -127 / max, each code is iscale * x rounded
+// half to even (at most 127), d = 1 / iscale, and bsums holds the sums of 16 codes. A
+// block with a NaN or an infinity goes to the reference, whose nearest_int maps what
+// cvtps cannot.
+void quantize_q8_k_avx2(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_K*>(y);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
+    __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+    for (int k = 0; k < kQK / 8; ++k) {
+      const __m256 v = _mm256_loadu_ps(x + 8 * k);
+      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      amax = _mm256_max_ps(_mm256_andnot_ps(sign, v), amax);
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float max_abs = _mm_cvtss_f32(m);
+    if (_mm256_movemask_ps(unordered) != 0 || max_abs == __builtin_inff()) {
+      quant::quantize_row(DType::Q8_K, x, out + b, kQK);
+      continue;
+    }
+    BlockQ8_K& q = out[b];
+    if (max_abs == 0.0f) {
+      std::memset(&q, 0, sizeof(q));
+      continue;
+    }
+    // The first element whose magnitude is max_abs, with its sign.
+    const __m256 target = _mm256_set1_ps(max_abs);
+    float max = max_abs;
+    for (int k = 0; k < kQK / 8; ++k) {
+      const __m256 v = _mm256_loadu_ps(x + 8 * k);
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), target, _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    if (iscale == -__builtin_inff() || iscale == __builtin_inff()) {  // a subnormal max: the reference's codes
+      quant::quantize_row(DType::Q8_K, x, out + b, kQK);
+      continue;
+    }
+    const __m256 vscale = _mm256_set1_ps(iscale);
+    const __m256i cap = _mm256_set1_epi32(127), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256i quads[8];  // per 32 codes: 8 sums of 4 consecutive codes
+    for (int k = 0; k < kQK / 32; ++k) {
+      __m256i c[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 32 * k + 8 * j), vscale);
+        c[j] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), cap);
+      }
+      // packs interleave 128-bit lanes; the permute puts the 32 codes back in order.
+      const __m256i codes = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3])), order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.qs + 32 * k), codes);
+      quads[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, codes), ones16);
+    }
+    // Two rounds of hadd leave sums of 16: bsums 0, 2, 4, 6 (8, 10, 12, 14) in the low lanes,
+    // the odd ones in the high lanes; packing and interleaving the lanes puts them in order.
+    const __m256i even_odd_lo = _mm256_hadd_epi32(_mm256_hadd_epi32(quads[0], quads[1]), _mm256_hadd_epi32(quads[2], quads[3]));
+    const __m256i even_odd_hi = _mm256_hadd_epi32(_mm256_hadd_epi32(quads[4], quads[5]), _mm256_hadd_epi32(quads[6], quads[7]));
+    const __m256i sums16 = _mm256_packs_epi32(even_odd_lo, even_odd_hi);
+    const __m128i evens = _mm256_castsi256_si128(sums16), odds = _mm256_extracti128_si256(sums16, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q.bsums), _mm_unpacklo_epi16(evens, odds));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q.bsums + 8), _mm_unpackhi_epi16(evens, odds));
+    q.d = 1 / iscale;
   }
 }
 
@@ -559,7 +632,8 @@ QuantDotKernel quant_dot_kernel_avx2(DType weight) {
   switch (k.activation) {
     case DType::Q8_0: k.quantize = quantize_q8_0_avx2; break;
     case DType::Q8_1: k.quantize = quantize_q8_1_avx2; break;
-    default: break;  // Q8_K: the reference quantizer, as llama.cpp's x86 build uses
+    case DType::Q8_K: k.quantize = quantize_q8_k_avx2; break;
+    default: break;
   }
   switch (weight) {
     case DType::Q4_0: k.dot = dot_columns<Dot32<BlockQ4_0, Q4_0W>>; break;
