@@ -93,13 +93,24 @@ void CpuBackend::reserve_ffn(int64_t max_tokens, int64_t n_embd, const FfnWeight
   ffn_.active_experts.reserve(E);
 }
 
+template <class Fn>
+void CpuBackend::for_rows(int64_t rows, int64_t row_elems, const Fn& fn) {
+  constexpr int64_t kParallelElements = 1 << 15;
+  if (rows < 2 || rows * row_elems < kParallelElements) {
+    fn(int64_t{0}, rows);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, row_elems));
+  ctx_.pool().parallel_for(rows, [&](int, int64_t begin, int64_t end) { fn(begin, end); }, grain);
+}
+
 void CpuBackend::embed(const Tensor& table, std::span<const int32_t> tokens, float* x) {
   cpu::embed(table, tokens, x);
 }
 
 void CpuBackend::rms_norm(const float* x, const std::vector<float>& w, int64_t rows, int64_t n, float eps,
                           float* out) {
-  cpu::rms_norm(x, w.data(), rows, n, eps, out);
+  for_rows(rows, n, [&](int64_t r0, int64_t r1) { cpu::rms_norm(x + r0 * n, w.data(), r1 - r0, n, eps, out + r0 * n); });
 }
 
 void CpuBackend::add(float* x, const float* y, int64_t n) { cpu::add(x, y, n); }
@@ -149,13 +160,13 @@ void CpuBackend::attention(const AttentionWeights& w, const AttentionShape& shap
     first += n;
   }
   if (w.gated) {
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t h = 0; h < H; ++h) {
-        const float* gate = attn_.qg.data() + (t * H + h) * 2 * d + d;
-        float* o = attn_.out.data() + (t * H + h) * d;
+    for_rows(T * H, d, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {  // r = t * H + h
+        const float* gate = attn_.qg.data() + r * 2 * d + d;
+        float* o = attn_.out.data() + r * d;
         for (int64_t i = 0; i < d; ++i) o[i] *= sigmoid(gate[i]);
       }
-    }
+    });
   }
   matmul(ctx_, prepared(w.wo), attn_.out.data(), T, out);
 }
@@ -177,31 +188,33 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
   // Causal conv per sequence, each with its own carried state.
   int64_t first = 0;
   for (const DeltaNetSequence& seq : seqs) {
-    conv1d_silu(s.P.data() + first * C, seq.n_tokens, C, w.conv_taps.data(), K,
+    conv1d_silu(ctx_, s.P.data() + first * C, seq.n_tokens, C, w.conv_taps.data(), K,
                 seq.conv_in != nullptr ? seq.conv_in : seq.conv_state, seq.conv_state, s.conv.data() + first * C);
     first += seq.n_tokens;
   }
   // Split q | k | v, L2-normalise q and k per head, scale q; gates.
   const float q_scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = s.conv.data() + t * C;
-    for (int64_t head = 0; head < nk; ++head) {
-      for (int part = 0; part < 2; ++part) {
-        const float* src = row + part * Ck + head * dk;
-        float* dst = (part == 0 ? s.q.data() : s.k.data()) + t * Ck + head * dk;
-        float sum = 0;
-        for (int64_t i = 0; i < dk; ++i) sum += src[i] * src[i];
-        const float scale = (part == 0 ? q_scale : 1.0f) / std::max(std::sqrt(sum), w.rms_eps);
-        for (int64_t i = 0; i < dk; ++i) dst[i] = src[i] * scale;
+  for_rows(T, C, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* row = s.conv.data() + t * C;
+      for (int64_t head = 0; head < nk; ++head) {
+        for (int part = 0; part < 2; ++part) {
+          const float* src = row + part * Ck + head * dk;
+          float* dst = (part == 0 ? s.q.data() : s.k.data()) + t * Ck + head * dk;
+          float sum = 0;
+          for (int64_t i = 0; i < dk; ++i) sum += src[i] * src[i];
+          const float scale = (part == 0 ? q_scale : 1.0f) / std::max(std::sqrt(sum), w.rms_eps);
+          for (int64_t i = 0; i < dk; ++i) dst[i] = src[i] * scale;
+        }
+      }
+      std::copy_n(row + 2 * Ck, Cv, s.v.data() + t * Cv);
+      for (int64_t j = 0; j < nv; ++j) {
+        const size_t at = static_cast<size_t>(t * nv + j);
+        s.beta[at] = sigmoid(s.b[at]);
+        s.g[at] = w.a[static_cast<size_t>(j)] * softplus(s.alpha[at] + w.dt_bias[static_cast<size_t>(j)]);
       }
     }
-    std::copy_n(row + 2 * Ck, Cv, s.v.data() + t * Cv);
-    for (int64_t j = 0; j < nv; ++j) {
-      const size_t at = static_cast<size_t>(t * nv + j);
-      s.beta[at] = sigmoid(s.b[at]);
-      s.g[at] = w.a[static_cast<size_t>(j)] * softplus(s.alpha[at] + w.dt_bias[static_cast<size_t>(j)]);
-    }
-  }
+  });
   // The delta rule per sequence: chunked for prompts, token by token for decode.
   first = 0;
   for (const DeltaNetSequence& seq : seqs) {
@@ -231,11 +244,13 @@ void CpuBackend::delta_net(const DeltaNetWeights& w, const DeltaNetShape& shape,
     first += n;
   }
   // Gated RMSNorm per value head, then the output projection.
-  cpu::rms_norm(s.o.data(), w.norm.data(), T * nv, dv, w.rms_eps, s.y.data());
-  for (int64_t i = 0; i < T * Cv; ++i) {
-    const float zi = s.z[static_cast<size_t>(i)];
-    s.y[static_cast<size_t>(i)] *= zi / (1.0f + std::exp(-zi));
-  }
+  for_rows(T * nv, dv, [&](int64_t r0, int64_t r1) {
+    cpu::rms_norm(s.o.data() + r0 * dv, w.norm.data(), r1 - r0, dv, w.rms_eps, s.y.data() + r0 * dv);
+    for (int64_t i = r0 * dv; i < r1 * dv; ++i) {
+      const float zi = s.z[static_cast<size_t>(i)];
+      s.y[static_cast<size_t>(i)] *= zi / (1.0f + std::exp(-zi));
+    }
+  });
   matmul(ctx_, prepared(w.out), s.y.data(), T, out);
 }
 
@@ -254,7 +269,13 @@ void CpuBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& 
                             float* out) {
   const SharedInputMatmul gate_up[] = {{&prepared(gate), ffn_.a.data()}, {&prepared(up), ffn_.b.data()}};
   matmul_shared_input(ctx_, m, T, gate_up);
-  swiglu(ffn_.a.data(), ffn_.b.data(), T * gate.ne[1], ffn_.a.data());
+  // Whole rows per thread; a width that is not a multiple of 8 stays whole (swiglu's SIMD
+  // and tail elements must be the ones they are for the whole span).
+  const int64_t F = gate.ne[1];
+  for_rows(F % 8 == 0 ? T : 1, F % 8 == 0 ? F : T * F, [&](int64_t t0, int64_t t1) {
+    const int64_t n = F % 8 == 0 ? (t1 - t0) * F : T * F, at = F % 8 == 0 ? t0 * F : 0;
+    swiglu(ffn_.a.data() + at, ffn_.b.data() + at, n, ffn_.a.data() + at);
+  });
   matmul(ctx_, prepared(down), ffn_.a.data(), T, out);
 }
 

@@ -59,6 +59,12 @@ class CpuBackend final : public Backend {
   const Tensor& prepared(const Tensor& w) { return ctx_.prepared(w); }
 
  private:
+  // fn(begin, end) over rows [0, rows) of row_elems elements each: split across the pool
+  // when there are enough elements to pay for the hand-off (a prompt's norms, gates and
+  // activations; a decode step's stay on the calling thread).
+  template <class Fn>
+  void for_rows(int64_t rows, int64_t row_elems, const Fn& fn);
+
   void swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& down, const float* m, int64_t T, float* out);
   void moe_grouped(const FfnWeights& w, const float* m, int64_t T, const int32_t* chosen, const float* weight,
                    float* out);

@@ -26,6 +26,12 @@ inline void conv1d_silu(const float* P, int64_t T, int64_t C, const float* taps,
                         float* out) {
   conv1d_silu(P, T, C, taps, K, state, state, out);
 }
+// The same with the channels split across the pool (the same operations per element).
+void conv1d_silu(OpContext& ctx, const float* P, int64_t T, int64_t C, const float* taps, int64_t K,
+                 const float* state_in, float* state, float* out);
+// Only channels c0..c1 of out; no state update.
+void conv1d_silu_channels(const float* P, int64_t T, int64_t C, const float* taps, int64_t K, const float* state_in,
+                          int64_t c0, int64_t c1, float* out);
 
 // The conv state after T more inputs P [T][C]: the last K-1 rows of [state_in ; P].
 // state_out may equal state_in.
