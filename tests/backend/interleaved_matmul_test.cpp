@@ -84,6 +84,36 @@ TEST(InterleavedMatmul, BackendRepacksOnceAndMatchesRowLayout) {
   }
 }
 
+// A prompt longer than one token chunk (matmul_token_chunk: activations in half the L2)
+// goes over the row tiles once per chunk; chunks are whole 8-token blocks, so every token's
+// outputs are bit-identical to a matmul of just its own block of 8, in both layouts.
+TEST(InterleavedMatmul, TokenChunksGiveEachBlocksOwnBits) {
+  OpContext ctx(2, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(11);
+  std::vector<Weight> weights;  // alive as long as the context (it finds copies by address)
+  weights.reserve(2);
+  for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    const int64_t n = 8960, rows = 24;  // the 1.5B's ffn_down input: few tokens per chunk
+    const Weight& w = weights.emplace_back(random_weight(type, n, rows, 1, rng));
+    const QuantDotKernel& kernel = ctx.kernel(type);
+    const int64_t chunk = matmul_token_chunk(activation_row_bytes(kernel, n));
+    ASSERT_EQ(chunk % 8, 0);
+    const int64_t T = 2 * chunk + 5;  // two whole chunks and a part of a block
+    const auto x = random_input(n * T, rng);
+    for (const Tensor* t : {&w.tensor, &be.prepared(w.tensor)}) {
+      std::vector<float> whole(static_cast<size_t>(rows * T)), blocks(whole.size());
+      matmul(ctx, *t, x.data(), T, whole.data());
+      for (int64_t t0 = 0; t0 < T; t0 += 8) {
+        matmul(ctx, *t, x.data() + t0 * n, std::min<int64_t>(8, T - t0), blocks.data() + t0 * rows);
+      }
+      EXPECT_EQ(0, std::memcmp(whole.data(), blocks.data(), whole.size() * sizeof(float)))
+          << dtype_name(type) << (t->interleaved ? " interleaved" : " rows") << ", " << T << " tokens in chunks of "
+          << chunk;
+    }
+  }
+}
+
 TEST(InterleavedMatmul, KeepsInPlaceWhatItCannotInterleave) {
   OpContext ctx(1, 4096);
   CpuBackend be(ctx);
