@@ -65,14 +65,13 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
   }
   // Token chunks as the matmul takes them (cpu_ops.h), unless --token-chunk says otherwise.
   const int64_t chunk = token_chunk > 0 ? token_chunk : matmul_token_chunk(act_row);
-  int64_t calls_tokens = 0;  // columns computed per pass
+  int64_t columns = 0;  // per pass: whole calls of `cols` in each chunk
+  for (int64_t c0 = 0; c0 < tokens; c0 += chunk) columns += (std::min(tokens, c0 + chunk) - c0) / cols * cols;
   auto pass = [&] {
-    calls_tokens = 0;
     for (int64_t c0 = 0; c0 < tokens; c0 += chunk) {
       const int64_t c1 = std::min(tokens, c0 + chunk);
       for (int64_t r0 = 0; r0 < rows; r0 += tile) {
         for (int64_t t0 = c0; t0 + cols <= c1; t0 += cols) {
-          calls_tokens += cols;
           const int64_t r1 = std::min(rows, r0 + tile);
           for (int64_t r = r0; r < r1;) {
             const uint8_t* wr = w.data() + row_bytes * static_cast<size_t>(r);
@@ -91,7 +90,6 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
         }
       }
     }
-    calls_tokens /= (rows + tile - 1) / tile;
   };
   pass();
   // The fastest pass: other tenants of a shared machine only ever slow a pass down.
@@ -103,7 +101,7 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
     best = std::min(best, t);
     elapsed += t;
   }
-  const double macs = static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(calls_tokens);
+  const double macs = static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(columns);
   return macs / best / 1e9;
 }
 

@@ -269,12 +269,12 @@ void CpuBackend::swiglu_ffn(const Tensor& gate, const Tensor& up, const Tensor& 
                             float* out) {
   const SharedInputMatmul gate_up[] = {{&prepared(gate), ffn_.a.data()}, {&prepared(up), ffn_.b.data()}};
   matmul_shared_input(ctx_, m, T, gate_up);
-  // Whole rows per thread; a width that is not a multiple of 8 stays whole (swiglu's SIMD
-  // and tail elements must be the ones they are for the whole span).
-  const int64_t F = gate.ne[1];
-  for_rows(F % 8 == 0 ? T : 1, F % 8 == 0 ? F : T * F, [&](int64_t t0, int64_t t1) {
-    const int64_t n = F % 8 == 0 ? (t1 - t0) * F : T * F, at = F % 8 == 0 ? t0 * F : 0;
-    swiglu(ffn_.a.data() + at, ffn_.b.data() + at, n, ffn_.a.data() + at);
+  // In runs of 8 elements from the start: swiglu's SIMD and tail elements stay the ones
+  // they are for the whole span.
+  const int64_t n = T * gate.ne[1];
+  for_rows((n + 7) / 8, 8, [&](int64_t r0, int64_t r1) {
+    const int64_t at = 8 * r0;
+    swiglu(ffn_.a.data() + at, ffn_.b.data() + at, std::min(n, 8 * r1) - at, ffn_.a.data() + at);
   });
   matmul(ctx_, prepared(down), ffn_.a.data(), T, out);
 }

@@ -8,6 +8,7 @@
 // to 32 bits with madd by the block's integer group scales.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/avx2_util.h"
@@ -126,7 +127,7 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n) {
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     const float max_abs = _mm_cvtss_f32(m);
-    if (_mm256_movemask_ps(unordered) != 0 || max_abs == __builtin_inff()) {
+    if (_mm256_movemask_ps(unordered) != 0 || std::isinf(max_abs)) {
       quant::quantize_row(DType::Q8_K, x, out + b, kQK);
       continue;
     }
@@ -147,7 +148,7 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n) {
       }
     }
     const float iscale = -127.f / max;
-    if (iscale == -__builtin_inff() || iscale == __builtin_inff()) {  // a subnormal max: the reference's codes
+    if (std::isinf(iscale)) {  // a subnormal max: the reference's codes
       quant::quantize_row(DType::Q8_K, x, out + b, kQK);
       continue;
     }
