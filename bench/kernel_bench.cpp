@@ -4,22 +4,20 @@
 // the columns stream). Prints GMAC/s, so a kernel change can be judged without the noise
 // of a whole model run (the fastest of the timed passes). A tool, not a test.
 //   tandem_kernel_bench [--types q4_k,q6_k,...] [--n 2048] [--rows 512] [--tokens 64]
-//                       [--isa scalar|avx2] [--seconds 0.5] [--layout rows|x8] [--token-chunk N] [--no-x16]
+//                       [--isa scalar|avx2] [--seconds 0.5] [--layout rows|x8] [--token-chunk N] [--x16 auto|on|off]
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/group_width.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "quant/quantize.h"
 
 namespace {
 
@@ -27,42 +25,16 @@ using tandem::DType;
 using namespace tandem::cpu;
 
 double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds,
-                 int64_t token_chunk, bool x16) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  const auto& info = tandem::dtype_info(k.weight);
-  const size_t row_bytes = static_cast<size_t>(n / info.block_elems) * info.block_bytes;
-  std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
-  if (tandem::quant::can_quantize(k.weight)) {
-    for (int64_t r = 0; r < rows; ++r) {
-      for (auto& v : x) v = dist(rng);
-      tandem::quant::quantize_row(k.weight, x.data(), w.data() + row_bytes * static_cast<size_t>(r), n);
-    }
-  } else {
-    // No quantizer (IQ4_XS): random bytes, each block's leading f16 scale set to a finite
-    // value (the kernels' speed does not depend on the codes).
-    for (auto& byte : w) byte = static_cast<uint8_t>(rng());
-    const uint16_t d = 0x2000;  // 2^-7
-    for (size_t off = 0; off < w.size(); off += info.block_bytes) std::memcpy(w.data() + off, &d, 2);
-  }
-  const size_t act_row = activation_row_bytes(k, n);
-  std::vector<uint8_t> act(act_row * static_cast<size_t>(tokens));
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (auto& v : x) v = dist(rng);
-    k.quantize(x.data(), act.data() + act_row * static_cast<size_t>(t), n);
-  }
+                 int64_t token_chunk, int x16_from) {
+  SyntheticOperands s = synthetic_operands(k, n, rows, tokens, x8);
+  const std::vector<uint8_t>& w = s.w;
+  const std::vector<uint8_t>& act = s.act;
+  const size_t row_bytes = s.row_bytes, act_row = s.act_row;
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   // Interleaved: groups of 8 rows, tiles of whole groups (as the matmul drives them).
   int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
-  if (x8) {
-    tile = std::max(kInterleave, tile / kInterleave * kInterleave);
-    std::vector<uint8_t> packed(w.size());
-    for (int64_t r = 0; r < rows; r += kInterleave) {
-      k.repack_x8(w.data() + row_bytes * static_cast<size_t>(r), row_bytes, n, packed.data() + row_bytes * static_cast<size_t>(r));
-    }
-    w.swap(packed);
-  }
+  if (x8) tile = std::max(kInterleave, tile / kInterleave * kInterleave);
+  const bool x16 = x8 && k.dot_x16 && x16_from > 0 && cols >= x16_from;
   // Token chunks as the matmul takes them (cpu_ops.h), unless --token-chunk says otherwise.
   const int64_t chunk = token_chunk > 0 ? token_chunk : matmul_token_chunk(act_row);
   int64_t columns = 0;  // per pass: whole calls of `cols` in each chunk
@@ -76,7 +48,7 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
           for (int64_t r = r0; r < r1;) {
             const uint8_t* wr = w.data() + row_bytes * static_cast<size_t>(r);
             const uint8_t* a = act.data() + act_row * static_cast<size_t>(t0);
-            if (x8 && x16 && k.dot_x16 && r + 2 * kInterleave <= r1) {  // as the matmul picks it
+            if (x16 && r + 2 * kInterleave <= r1) {  // as the matmul picks it
               k.dot_x16(n, wr, a, act_row, cols, y.data() + t0 * rows + r, rows);
               r += 2 * kInterleave;
             } else if (x8) {
@@ -124,8 +96,12 @@ int main(int argc, char** argv) {
                  "Tokens per pass over the row tiles (default: the matmul's, from the L2 size; more than --tokens: "
                  "one pass, as before the chunks)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  bool no_x16 = false;
-  app.add_flag("--no-x16", no_x16, "x8 layout: one group per call even where the path has a 16-row pass");
+  std::string x16_mode = "auto";
+  app.add_option("--x16", x16_mode,
+                 "x8 layout, where the path has a 16-row pass: auto (from the column count the matmul measures "
+                 "on this CPU), on (always), off (one group per call)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_flag_callback("--no-x16", [&] { x16_mode = "off"; }, "Same as --x16 off");
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
   app.add_option("--layout", layout, "rows (as in the file) or x8 (row-interleaved groups of 8, interleaved.h)")
       ->check(CLI::IsMember({"rows", "x8"}));
@@ -155,12 +131,20 @@ int main(int argc, char** argv) {
       const bool x8 = layout == "x8";
       if (x8 && !k.interleavable()) tandem::fail("--layout x8: {} has no interleaved kernel", name);
       if (x8 && rows % kInterleave != 0) tandem::fail("--layout x8: --rows {} is not a multiple of {}", rows, kInterleave);
+      int x16_from = x16_mode == "on" ? 1 : 0;
+      if (x8 && k.dot_x16 && x16_mode == "auto") {
+        const std::vector<WidthTiming> widths = time_group_widths(k);
+        x16_from = x16_min_cols_from(widths);
+        fmt::print("{:<8} 16-row pass measured (x8 / x16 time):", name);
+        for (const WidthTiming& t : widths) fmt::print(" {} cols {:.2f}", t.cols, t.x8 / t.x16);
+        fmt::print(" -> {}\n", x16_from > 0 ? fmt::format("from {} cols", x16_from) : std::string("not used"));
+      }
       fmt::print("{:<8}", name);
       for (int cols : {1, 2, 3, 4, 8}) {
         if (cols > tokens) {
           fmt::print(" {:>9}", "-");
         } else {
-          fmt::print(" {:>9.2f}", bench_one(k, x8, n, rows, tokens, cols, seconds, token_chunk, !no_x16));
+          fmt::print(" {:>9.2f}", bench_one(k, x8, n, rows, tokens, cols, seconds, token_chunk, x16_from));
         }
       }
       fmt::print("\n");

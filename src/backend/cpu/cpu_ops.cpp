@@ -11,6 +11,7 @@
 
 #include "backend/cpu/dot_bf16_dp.h"
 #include "backend/cpu/dot_f32.h"
+#include "backend/cpu/group_width.h"
 #include "backend/cpu/vec_math.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
@@ -30,6 +31,7 @@ OpContext::OpContext(std::shared_ptr<ThreadPool> pool, int64_t max_row)
       attention_(static_cast<size_t>(pool_->size())), kernels_(kDTypeIds) {
   for (auto& s : scratch_) s.resize(static_cast<size_t>(max_row));
   for (size_t id = 0; id < kDTypeIds; ++id) kernels_[id] = quant_dot_kernel(static_cast<DType>(id));
+  x16_override();  // a bad TANDEM_X16 fails here, on every CPU
 }
 
 uint8_t* OpContext::activation_buffer(size_t bytes) {
@@ -69,6 +71,11 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   }
   const QuantDotKernel& kernel = this->kernel(w.type);
   if (!kernel.interleavable() || !interleaving_enabled()) return w;
+  if (kernel.dot_x16 && !float_activations_) {  // which width pays on this CPU (measured once per type)
+    QuantDotKernel& k = kernels_[static_cast<size_t>(w.type)];
+    k.x16_min_cols = x16_min_cols(k);
+    if (k.x16_min_cols == 0) k.dot_x16 = nullptr;
+  }
   const size_t row_bytes = w.row_bytes(), bytes = row_bytes * static_cast<size_t>(w.rows());
   Repacked r{w, allocate_weights(bytes)};
   r.tensor.interleaved = true;
@@ -198,7 +205,7 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
           const int cols = static_cast<int>(std::min<int64_t>(kColumns, c1 - t0));
           const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
           for (int64_t g = r0; g < r1;) {
-            const bool two = kernel.dot_x16 && g + 2 * kInterleave <= r1;
+            const bool two = kernel.dot_x16 && cols >= kernel.x16_min_cols && g + 2 * kInterleave <= r1;
             (two ? kernel.dot_x16 : kernel.dot_x8)(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols,
                                                    y + t0 * n_out + g, n_out);
             g += two ? 2 * kInterleave : kInterleave;

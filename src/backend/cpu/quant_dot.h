@@ -45,8 +45,11 @@ struct QuantDotKernel {
   RepackFn repack_x8 = nullptr;
   UnpackFn unpack_x8 = nullptr;
   GroupDotFn dot_x8 = nullptr;
-  // Where a path has one: dot_x8 over two consecutive groups at once (16 rows).
+  // Where a path has one: dot_x8 over two consecutive groups at once (16 rows), which the
+  // matmul runs from x16_min_cols activation columns per call (measured per CPU when a
+  // context first repacks a weight of the type: group_width.h).
   GroupDotFn dot_x16 = nullptr;
+  int x16_min_cols = 1;
   explicit operator bool() const { return dot != nullptr; }
   bool interleavable() const { return dot_x8 != nullptr; }
 };
