@@ -258,16 +258,27 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   session_->truncate(static_cast<int64_t>(common));
   if (head_prefix_ > 0) follow_context(context, shared);
   std::span<float> logits = session_->feed(context.subspan(common));
+  // With a pruned head only its rows hold logits (the rest are -inf): scan those alone.
+  const RowRange whole{0, static_cast<int64_t>(logits.size())};
+  const std::span<const RowRange> rows = head_prefix_ > 0 ? std::span<const RowRange>(head_rows_) : std::span(&whole, 1);
   for (;;) {
-    const auto best = static_cast<text::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    text::TokenId best = static_cast<text::TokenId>(rows.front().begin);  // the first of equal bests, as max_element
+    for (const RowRange& r : rows) {
+      for (int64_t i = r.begin; i < r.end; ++i) {
+        if (logits[static_cast<size_t>(i)] > logits[static_cast<size_t>(best)]) best = static_cast<text::TokenId>(i);
+      }
+    }
     // The guess's probability: 1 / sum(exp(l - l_best)). Logits 20 below the best add at
     // most 2e-9 each (3e-4 over 151k tokens): skipping their exp saves most of the pass.
     // With a pruned head it is the probability within the subset (the rest are -inf, exp 0):
     // a guess may look surer than it is, which only changes how far the drafter guesses.
     const float top = logits[static_cast<size_t>(best)];
     double sum = 0;
-    for (float l : logits) {
-      if (l > top - 20.0f) sum += std::exp(static_cast<double>(l - top));
+    for (const RowRange& r : rows) {
+      for (int64_t i = r.begin; i < r.end; ++i) {
+        const float l = logits[static_cast<size_t>(i)];
+        if (l > top - 20.0f) sum += std::exp(static_cast<double>(l - top));
+      }
     }
     if (1.0 / sum < p_min_ || best >= target_n_vocab_) return;
     out.push_back(best);
