@@ -7,8 +7,10 @@
 // win at a prompt's 8 columns can be a loss at decode's 1. So the matmul asks, once per
 // weight type and process, which width is faster at 1, 2, 4 and 8 columns on synthetic
 // groups of that type held in cache (the matmul's row tiles are), and uses the 16-row
-// pass from the column count where it wins. Both widths give bit-identical outputs
-// (interleaved_x16_test), so the choice only ever changes speed.
+// pass from the column count where it wins. At 1 column a decode streams the weights from
+// memory, where both widths wait on the same bytes; there the in-cache time ranks only
+// what each pass issues. Both widths give bit-identical outputs (interleaved_x16_test), so
+// the choice only ever changes speed.
 #pragma once
 
 #include <cstdint>
