@@ -26,7 +26,7 @@ using namespace tandem::cpu;
 
 double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int64_t tokens, int cols, double seconds,
                  int64_t token_chunk, int x16_from) {
-  SyntheticOperands s = synthetic_operands(k, n, rows, tokens, x8);
+  const SyntheticOperands s = synthetic_operands(k, n, rows, tokens, x8);
   const std::vector<uint8_t>& w = s.w;
   const std::vector<uint8_t>& act = s.act;
   const size_t row_bytes = s.row_bytes, act_row = s.act_row;

@@ -261,25 +261,25 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   // With a pruned head only its rows hold logits (the rest are -inf): scan those alone.
   const RowRange whole{0, static_cast<int64_t>(logits.size())};
   const std::span<const RowRange> rows = head_prefix_ > 0 ? std::span<const RowRange>(head_rows_) : std::span(&whole, 1);
-  for (;;) {
-    text::TokenId best = static_cast<text::TokenId>(rows.front().begin);  // the first of equal bests, as max_element
+  auto each_logit = [&](auto&& fn) {
     for (const RowRange& r : rows) {
-      for (int64_t i = r.begin; i < r.end; ++i) {
-        if (logits[static_cast<size_t>(i)] > logits[static_cast<size_t>(best)]) best = static_cast<text::TokenId>(i);
-      }
+      for (int64_t i = r.begin; i < r.end; ++i) fn(i, logits[static_cast<size_t>(i)]);
     }
+  };
+  for (;;) {
+    auto best = static_cast<text::TokenId>(rows.front().begin);  // the first of equal bests, as max_element
+    float top = logits[static_cast<size_t>(best)];
+    each_logit([&](int64_t i, float l) {
+      if (l > top) best = static_cast<text::TokenId>(i), top = l;
+    });
     // The guess's probability: 1 / sum(exp(l - l_best)). Logits 20 below the best add at
     // most 2e-9 each (3e-4 over 151k tokens): skipping their exp saves most of the pass.
     // With a pruned head it is the probability within the subset (the rest are -inf, exp 0):
     // a guess may look surer than it is, which only changes how far the drafter guesses.
-    const float top = logits[static_cast<size_t>(best)];
     double sum = 0;
-    for (const RowRange& r : rows) {
-      for (int64_t i = r.begin; i < r.end; ++i) {
-        const float l = logits[static_cast<size_t>(i)];
-        if (l > top - 20.0f) sum += std::exp(static_cast<double>(l - top));
-      }
-    }
+    each_logit([&](int64_t, float l) {
+      if (l > top - 20.0f) sum += std::exp(static_cast<double>(l - top));
+    });
     if (1.0 / sum < p_min_ || best >= target_n_vocab_) return;
     out.push_back(best);
     if (static_cast<int>(out.size()) >= max) return;
