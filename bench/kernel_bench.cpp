@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
                  "on this CPU), on (always), off (one group per call)")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag_callback("--no-x16", [&] { x16_mode = "off"; }, "Same as --x16 off");
+  std::vector<int> col_counts = {1, 2, 3, 4, 8};
+  app.add_option("--cols", col_counts, "Columns per kernel call to time (a verify pass of k guesses: k + 1)")
+      ->check(CLI::Range(1, 8));
   app.add_option("--seconds", seconds, "Time per measurement")->check(CLI::Range(0.01, 60.0));
   app.add_option("--layout", layout, "rows (as in the file) or x8 (row-interleaved groups of 8, interleaved.h)")
       ->check(CLI::IsMember({"rows", "x8"}));
@@ -121,7 +124,9 @@ int main(int argc, char** argv) {
     }
     fmt::print("isa {}, layout {}, n {}, rows {}, tokens {} (chunks: {}), one thread; GMAC/s per columns-per-call\n",
                isa_name(isa), layout, n, rows, tokens, token_chunk > 0 ? std::to_string(token_chunk) : "the matmul's");
-    fmt::print("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "type", "1 col", "2 cols", "3 cols", "4 cols", "8 cols");
+    fmt::print("{:<8}", "type");
+    for (int cols : col_counts) fmt::print(" {:>9}", fmt::format("{} col{}", cols, cols == 1 ? "" : "s"));
+    fmt::print("\n");
     for (const std::string& name : types) {
       const auto parsed = tandem::dtype_from_name(name);
       if (!parsed) tandem::fail("--types: unknown type '{}'", name);
@@ -140,7 +145,7 @@ int main(int argc, char** argv) {
         fmt::print(" -> {}\n", x16_from > 0 ? fmt::format("from {} cols", x16_from) : std::string("not used"));
       }
       fmt::print("{:<8}", name);
-      for (int cols : {1, 2, 3, 4, 8}) {
+      for (int cols : col_counts) {
         if (cols > tokens) {
           fmt::print(" {:>9}", "-");
         } else {

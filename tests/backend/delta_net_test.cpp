@@ -99,33 +99,51 @@ TEST(DeltaNet, SplitIntoCallsEqualsOneCall) {
   EXPECT_LT(max_diff(state, whole_state), 1e-4f);
 }
 
+// d_v 3 takes the portable step; 8, 72 and 128 the AVX2 one (where the CPU has it) with each
+// of its column blocks (one vector; 64 and 32 columns with a one-vector tail; 128, Qwen3.5's
+// heads). The state starts non-zero and comes from a separate buffer, as in a verify pass.
 TEST(DeltaNet, RecurrenceMatchesClosedForm) {
-  OpContext ctx(1, 64);
-  const DeltaNetShape sh{1, 1, 4, 3};
-  const int64_t T = 6;
-  const Inputs in = random_inputs(sh, T, 5);
-  std::vector<float> S(12, 0.0f), out(static_cast<size_t>(T * 3));
-  delta_rule_recurrent(ctx, sh, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(), S.data(), out.data());
-  // Closed form in double: S = l (I - b k k^T) S + b k v^T, o = S^T q.
-  std::vector<double> R(12, 0.0);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* k = in.k.data() + t * 4;
-    const float* q = in.q.data() + t * 4;
-    const float* v = in.v.data() + t * 3;
-    const double l = std::exp(static_cast<double>(in.g[t])), b = in.beta[t];
-    std::vector<double> next(12);
-    for (int i = 0; i < 4; ++i) {
-      for (int c = 0; c < 3; ++c) {
-        double proj = 0;  // ((I - b k k^T) S)[i][c]
-        for (int m = 0; m < 4; ++m) proj += ((i == m ? 1.0 : 0.0) - b * k[i] * k[m]) * R[m * 3 + c];
-        next[i * 3 + c] = l * proj + b * k[i] * v[c];
+  for (const int64_t dv : {3, 8, 72, 128}) {
+    SCOPED_TRACE("d_v=" + std::to_string(dv));
+    OpContext ctx(2, dv);
+    const DeltaNetShape sh{1, 2, 16, dv};
+    const int64_t T = 6, block = sh.d_k * dv;
+    const Inputs in = random_inputs(sh, T, 5 + static_cast<uint64_t>(dv));
+    std::vector<float> S_in(static_cast<size_t>(sh.n_v * block)), S(S_in.size()), first(S_in.size());
+    std::mt19937_64 rng(11);
+    std::normal_distribution<float> normal(0.0f, 0.5f);
+    for (float& x : S_in) x = normal(rng);
+    std::vector<float> out(static_cast<size_t>(T * sh.n_v * dv));
+    delta_rule_recurrent(ctx, sh, T, in.q.data(), in.k.data(), in.v.data(), in.g.data(), in.beta.data(), S_in.data(),
+                         S.data(), out.data(), first.data());
+    // Closed form in double: S = l (I - b k k^T) S + b k v^T, o = S^T q.
+    for (int64_t j = 0; j < sh.n_v; ++j) {
+      std::vector<double> R(S_in.begin() + j * block, S_in.begin() + (j + 1) * block);
+      const int64_t kh = j % sh.n_k;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* k = in.k.data() + (t * sh.n_k + kh) * sh.d_k;
+        const float* q = in.q.data() + (t * sh.n_k + kh) * sh.d_k;
+        const float* v = in.v.data() + (t * sh.n_v + j) * dv;
+        const double l = std::exp(static_cast<double>(in.g[t * sh.n_v + j])), b = in.beta[t * sh.n_v + j];
+        std::vector<double> next(static_cast<size_t>(block));
+        for (int64_t i = 0; i < sh.d_k; ++i) {
+          for (int64_t c = 0; c < dv; ++c) {
+            double proj = 0;  // ((I - b k k^T) S)[i][c]
+            for (int64_t m = 0; m < sh.d_k; ++m) proj += ((i == m ? 1.0 : 0.0) - b * k[i] * k[m]) * R[m * dv + c];
+            next[i * dv + c] = l * proj + b * k[i] * v[c];
+          }
+        }
+        R = next;
+        for (int64_t c = 0; c < dv; ++c) {
+          double o = 0;
+          for (int64_t i = 0; i < sh.d_k; ++i) o += R[i * dv + c] * q[i];
+          ASSERT_NEAR(out[(t * sh.n_v + j) * dv + c], o, 1e-4) << "head " << j << " t=" << t << " c=" << c;
+        }
+        if (t == 0) {
+          for (int64_t e = 0; e < block; ++e) ASSERT_NEAR(first[j * block + e], R[e], 1e-4) << "state after the first token";
+        }
       }
-    }
-    R = next;
-    for (int c = 0; c < 3; ++c) {
-      double o = 0;
-      for (int i = 0; i < 4; ++i) o += R[i * 3 + c] * q[i];
-      EXPECT_NEAR(out[t * 3 + c], o, 1e-5) << "t=" << t << " c=" << c;
+      for (int64_t e = 0; e < block; ++e) ASSERT_NEAR(S[j * block + e], R[e], 1e-4) << "head " << j << " element " << e;
     }
   }
 }

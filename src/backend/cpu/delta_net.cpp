@@ -1,10 +1,13 @@
 #include "backend/cpu/delta_net.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "backend/cpu/dot_f32.h"
+#include "core/cpu_features.h"
 #include "core/error.h"
 
 namespace tandem::cpu {
@@ -49,39 +52,128 @@ void conv1d_silu(OpContext& ctx, const float* P, int64_t T, int64_t C, const flo
   conv_state_after(state_in, P, T, C, K, state);
 }
 
+namespace {
+
+// One token of one head, in two passes over its state block instead of four (decay, S^T k,
+// the rank-1 update, S^T q): with S' = e^g S,  S'^T k = e^g (S^T k), so
+//   pass 1 reads S for u = beta (v - e^g S^T k);
+//   pass 2 reads S once more and writes e^g S + k u^T to `to` (and to `snapshot` when
+//   given), summing o = S_new^T q as it goes.
+// `from` may equal `to` and `snapshot` may equal `from`: every element is read before it is
+// written. u is d_v floats of scratch; o may be null.
+struct HeadStep {
+  const float* from;
+  float* to;
+  float* snapshot;
+  const float* k;
+  const float* q;
+  const float* v;
+  float decay, beta;
+  float* u;
+  float* o;
+};
+using HeadStepFn = void (*)(const HeadStep& h, int64_t dk, int64_t dv);
+
+void head_step_portable(const HeadStep& h, int64_t dk, int64_t dv) {
+  for (int64_t c = 0; c < dv; ++c) h.u[c] = 0;
+  for (int64_t i = 0; i < dk; ++i) {
+    for (int64_t c = 0; c < dv; ++c) h.u[c] += h.from[i * dv + c] * h.k[i];
+  }
+  for (int64_t c = 0; c < dv; ++c) h.u[c] = h.beta * (h.v[c] - h.decay * h.u[c]);
+  if (h.o != nullptr) {
+    for (int64_t c = 0; c < dv; ++c) h.o[c] = 0;
+  }
+  for (int64_t i = 0; i < dk; ++i) {
+    for (int64_t c = 0; c < dv; ++c) {
+      const float s = h.decay * h.from[i * dv + c] + h.k[i] * h.u[c];
+      h.to[i * dv + c] = s;
+      if (h.snapshot != nullptr) h.snapshot[i * dv + c] = s;
+      if (h.o != nullptr) h.o[c] += s * h.q[i];
+    }
+  }
+}
+
+// Columns c0 .. c0 + 8 * NV - 1 of pass 1 (S^T k), kept in NV registers down all d_k rows.
+template <int NV>
+__attribute__((target("avx2,fma"))) inline void state_times_k(const HeadStep& h, int64_t dk, int64_t dv, int64_t c0) {
+  __m256 acc[NV];
+  for (int j = 0; j < NV; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < dk; ++i) {
+    const __m256 ki = _mm256_broadcast_ss(h.k + i);
+    const float* row = h.from + i * dv + c0;
+    for (int j = 0; j < NV; ++j) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(row + 8 * j), ki, acc[j]);
+  }
+  const __m256 decay = _mm256_set1_ps(h.decay), beta = _mm256_set1_ps(h.beta);
+  for (int j = 0; j < NV; ++j) {
+    const __m256 v = _mm256_loadu_ps(h.v + c0 + 8 * j);
+    _mm256_storeu_ps(h.u + c0 + 8 * j, _mm256_mul_ps(beta, _mm256_fnmadd_ps(decay, acc[j], v)));
+  }
+}
+
+// Columns c0 .. c0 + 8 * NV - 1 of pass 2: u and the o sums in registers down all d_k rows.
+template <int NV>
+__attribute__((target("avx2,fma"))) inline void update_and_read(const HeadStep& h, int64_t dk, int64_t dv, int64_t c0) {
+  __m256 u[NV], o[NV];
+  for (int j = 0; j < NV; ++j) u[j] = _mm256_loadu_ps(h.u + c0 + 8 * j), o[j] = _mm256_setzero_ps();
+  const __m256 decay = _mm256_set1_ps(h.decay);
+  for (int64_t i = 0; i < dk; ++i) {
+    const __m256 ki = _mm256_broadcast_ss(h.k + i), qi = _mm256_broadcast_ss(h.q + i);
+    const int64_t at = i * dv + c0;
+    for (int j = 0; j < NV; ++j) {
+      const __m256 s = _mm256_fmadd_ps(decay, _mm256_loadu_ps(h.from + at + 8 * j), _mm256_mul_ps(ki, u[j]));
+      _mm256_storeu_ps(h.to + at + 8 * j, s);
+      if (h.snapshot != nullptr) _mm256_storeu_ps(h.snapshot + at + 8 * j, s);
+      o[j] = _mm256_fmadd_ps(s, qi, o[j]);
+    }
+  }
+  if (h.o != nullptr) {
+    for (int j = 0; j < NV; ++j) _mm256_storeu_ps(h.o + c0 + 8 * j, o[j]);
+  }
+}
+
+// d_v a multiple of 8 (head_step picks the portable path otherwise).
+__attribute__((target("avx2,fma"))) void head_step_avx2(const HeadStep& h, int64_t dk, int64_t dv) {
+  int64_t c = 0;
+  for (; c + 64 <= dv; c += 64) state_times_k<8>(h, dk, dv, c);
+  for (; c < dv; c += 8) state_times_k<1>(h, dk, dv, c);
+  c = 0;
+  for (; c + 32 <= dv; c += 32) update_and_read<4>(h, dk, dv, c);
+  for (; c < dv; c += 8) update_and_read<1>(h, dk, dv, c);
+}
+
+HeadStepFn best_head_step(int64_t dv) {
+  static const bool avx2 = cpu_features().avx2 && cpu_features().fma;
+  return avx2 && dv % 8 == 0 ? head_step_avx2 : head_step_portable;
+}
+
+}  // namespace
+
 void delta_rule_recurrent(OpContext& ctx, const DeltaNetShape& sh, int64_t T, const float* q,
                           const float* k, const float* v, const float* g, const float* beta,
                           const float* state_in, float* state, float* out, float* state_after_first) {
   const int64_t dk = sh.d_k, dv = sh.d_v;
+  const HeadStepFn step = best_head_step(dv);
   ctx.pool().parallel_for(sh.n_v, [&](int thread, int64_t begin, int64_t end) {
     float* u = ctx.row_scratch(thread);  // [d_v]
     for (int64_t j = begin; j < end; ++j) {
-      float* S = state + j * dk * dv;
-      if (state_in != state) std::copy_n(state_in + j * dk * dv, dk * dv, S);  // then in place, as ever
       const int64_t kh = j % sh.n_k;
+      HeadStep h{};
+      h.from = state_in + j * dk * dv;  // the first token reads state_in; the rest, the state written
+      h.to = state + j * dk * dv;
+      h.u = u;
       for (int64_t t = 0; t < T; ++t) {
-        const float* kt = k + (t * sh.n_k + kh) * dk;
-        const float* qt = q + (t * sh.n_k + kh) * dk;
-        const float* vt = v + (t * sh.n_v + j) * dv;
-        const float decay = std::exp(g[t * sh.n_v + j]), b = beta[t * sh.n_v + j];
-        for (int64_t i = 0; i < dk * dv; ++i) S[i] *= decay;
-        for (int64_t c = 0; c < dv; ++c) u[c] = 0;
-        for (int64_t i = 0; i < dk; ++i) {
-          for (int64_t c = 0; c < dv; ++c) u[c] += S[i * dv + c] * kt[i];
-        }
-        for (int64_t c = 0; c < dv; ++c) u[c] = b * (vt[c] - u[c]);
-        for (int64_t i = 0; i < dk; ++i) {
-          for (int64_t c = 0; c < dv; ++c) S[i * dv + c] += kt[i] * u[c];
-        }
-        // While the head's block is hot in cache: the copy a speculative rollback starts from.
-        if (t == 0 && state_after_first != nullptr) std::copy_n(S, dk * dv, state_after_first + j * dk * dv);
-        if (out == nullptr) continue;
-        float* o = out + (t * sh.n_v + j) * dv;
-        for (int64_t c = 0; c < dv; ++c) o[c] = 0;
-        for (int64_t i = 0; i < dk; ++i) {
-          for (int64_t c = 0; c < dv; ++c) o[c] += S[i * dv + c] * qt[i];
-        }
+        h.k = k + (t * sh.n_k + kh) * dk;
+        h.q = q + (t * sh.n_k + kh) * dk;
+        h.v = v + (t * sh.n_v + j) * dv;
+        h.decay = std::exp(g[t * sh.n_v + j]);
+        h.beta = beta[t * sh.n_v + j];
+        // The copy a speculative rollback starts from, written in the same pass.
+        h.snapshot = t == 0 && state_after_first != nullptr ? state_after_first + j * dk * dv : nullptr;
+        h.o = out == nullptr ? nullptr : out + (t * sh.n_v + j) * dv;
+        step(h, dk, dv);
+        h.from = h.to;
       }
+      if (T == 0 && state_in != state) std::copy_n(h.from, dk * dv, h.to);
     }
   });
 }

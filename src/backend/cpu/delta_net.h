@@ -39,7 +39,8 @@ void conv_state_after(const float* state_in, const float* P, int64_t T, int64_t 
 
 // S_j <- exp(g_j) S_j; u = beta_j (v_j - S_j^T k); S_j += k u^T; o_j = S_j^T q, token by token.
 // The state is read from state_in and the result written to state (equal: in place; else
-// each head's block is copied just before it is updated, so memory traffic is the same).
+// the first token reads state_in's block and writes state's, so memory traffic is the same).
+// Each token is two passes over a head's block (AVX2+FMA where d_v is a multiple of 8).
 // out may be null (a rollback re-runs the state's recurrence only). state_after_first, when
 // given (a speculative verify pass), also gets the state after the first token; it may be
 // state_in (each head's block is read before it is overwritten).
