@@ -4,8 +4,8 @@
 // weighted sum of values. Shapes cover token tiles cut anywhere (1, 7, 8, 9, 40 tokens),
 // prompts that start after cached positions, key counts around the 32-key tile, group
 // sizes 1/7/8 (Qwen2.5-0.5B has 7 query heads per KV head), head sizes with and without a
-// remainder of the 32-float value loop, and f32 and f16 caches (the reference reads the
-// same f16 values). Peaky softmaxes (scores in the tens) make every running-max rescale
+// remainder of the 32-float value loop, f32 and f16 caches (the reference reads the
+// same f16 values), and long contexts whose keys are split across jobs. Peaky softmaxes (scores in the tens) make every running-max rescale
 // matter.
 #include <gtest/gtest.h>
 
@@ -23,6 +23,7 @@ struct Case {
   int64_t n_tokens, first_pos, n_head_kv, group, head_dim;
   DType cache;
   float q_scale;
+  int64_t gap = 0;  // tokens after the first sit this much further on (a tile whose rows see very different key counts)
 };
 
 // Cache of n_pos rows x n_head_kv heads in `type`; `exact` gets the values the cache holds.
@@ -53,12 +54,17 @@ TEST(Attention, TiledOnlineSoftmaxMatchesTheTextbookForm) {
       {40, 0, 2, 8, 256, DType::F16, 1.0f},   {40, 31, 4, 1, 80, DType::F32, 6.0f},
       {1, 300, 2, 7, 64, DType::F16, 6.0f},   {5, 95, 1, 8, 128, DType::F32, 3.0f},
       {33, 64, 2, 2, 96, DType::F32, 1.0f},
+      // Long contexts with fewer (tile, KV head) jobs than two per thread: the keys are split
+      // (2 to 4 runs here, on 2 threads) and the runs' partial sums merged; in the last, the
+      // first token's keys all lie in the first run.
+      {1, 1500, 1, 8, 64, DType::F16, 6.0f},  {5, 1200, 1, 7, 64, DType::F32, 4.0f},
+      {1, 700, 1, 2, 128, DType::F32, 1.0f},  {2, 40, 1, 7, 64, DType::F16, 6.0f, 1460},
   };
   std::mt19937 rng(5);
   std::normal_distribution<float> normal;
   for (const Case& c : cases) {
     const int64_t n_head = c.n_head_kv * c.group, d = c.head_dim;
-    const int64_t n_pos = c.first_pos + c.n_tokens;
+    const int64_t n_pos = c.first_pos + c.n_tokens + c.gap;
     const int64_t width = c.n_head_kv * d;
     std::vector<double> k_exact, v_exact;
     std::vector<uint8_t> k_bytes = make_cache(c.cache, n_pos, width, rng, k_exact);
@@ -68,17 +74,19 @@ TEST(Attention, TiledOnlineSoftmaxMatchesTheTextbookForm) {
     std::vector<float> q(static_cast<size_t>(c.n_tokens * n_head * d));
     for (float& x : q) x = normal(rng) * c.q_scale;
     std::vector<int32_t> positions(static_cast<size_t>(c.n_tokens));
-    for (int64_t t = 0; t < c.n_tokens; ++t) positions[static_cast<size_t>(t)] = static_cast<int32_t>(c.first_pos + t);
+    for (int64_t t = 0; t < c.n_tokens; ++t) {
+      positions[static_cast<size_t>(t)] = static_cast<int32_t>(c.first_pos + t + (t > 0 ? c.gap : 0));
+    }
 
     OpContext ctx(2, 256);
-    ctx.reserve_context(512, c.group);
+    ctx.reserve_context(2048, c.group);
     std::vector<float> out(q.size(), NAN);
     attention(ctx, q.data(), c.n_tokens, n_head, c.n_head_kv, d, k, v, positions, out.data());
 
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     double worst = 0;
     for (int64_t t = 0; t < c.n_tokens; ++t) {
-      const int64_t n_keys = c.first_pos + t + 1;
+      const int64_t n_keys = positions[static_cast<size_t>(t)] + 1;
       for (int64_t h = 0; h < n_head; ++h) {
         const int64_t g = h / c.group;
         const float* qh = q.data() + (t * n_head + h) * d;
@@ -109,6 +117,15 @@ TEST(Attention, TiledOnlineSoftmaxMatchesTheTextbookForm) {
                 static_cast<long long>(c.n_head_kv), static_cast<long long>(c.group), static_cast<long long>(d),
                 c.cache == DType::F32 ? "f32" : "f16", worst);
   }
+}
+
+TEST(Attention, KeySplitsOnlyWhereThreadsWouldIdle) {
+  EXPECT_EQ(attention_key_splits(2, 2, 100000), 1);  // two KV heads, two threads: a job each
+  EXPECT_EQ(attention_key_splits(2, 16, 4096), 16);  // 2 KV heads on 16 threads: two jobs per thread
+  EXPECT_EQ(attention_key_splits(1, 16, 1024), 4);   // runs of at least kAttentionMinSplitKeys
+  EXPECT_EQ(attention_key_splits(1, 16, 2 * kAttentionMinSplitKeys - 1), 1);
+  EXPECT_EQ(attention_key_splits(4, 16, 4096), 8);
+  EXPECT_EQ(attention_key_splits(64, 16, 4096), 1);  // a prompt: enough jobs already
 }
 
 TEST(Attention, PositionsOutsideTheReservedContextAreAnError) {

@@ -56,6 +56,11 @@ class OpContext {
   // Quantized activations of the matmul in flight; grows to the largest batch seen
   // (a few calls at start-up), then is reused.
   uint8_t* activation_buffer(size_t bytes);
+  // Attention's partial sums when it splits the keys (grows to the largest call, then reused).
+  float* attention_partials(size_t floats) {
+    if (partials_.size() < floats) partials_.resize(floats);
+    return partials_.data();
+  }
   // Row offsets for matmul_grouped (grows to the largest group seen).
   int64_t* group_offsets(size_t n) {
     if (offsets_.size() < n) offsets_.resize(n);
@@ -104,6 +109,7 @@ class OpContext {
   std::vector<std::vector<float>> scratch_;
   std::vector<std::vector<float>> attention_;
   std::vector<uint8_t> activations_;
+  std::vector<float> partials_;
   std::vector<int64_t> offsets_;
   std::vector<QuantDotKernel> kernels_;  // indexed by DType id
   bool float_activations_ = false;
@@ -179,7 +185,16 @@ using tandem::KvView;  // backend/backend.h: one layer's K or V cache rows of a 
 // Causal grouped-query attention over a cache. q: [n_tokens][n_head][d]; token t sees cache
 // positions 0..positions[t]. out: [n_tokens][n_head][d]. Flash-attention form
 // (flash_attention.cpp): one job per (KV head, tile of tokens), each K/V tile decoded once
-// for all its query rows, online softmax, no score row longer than a tile.
+// for all its query rows, online softmax, no score row longer than a tile. Where that makes
+// fewer jobs than threads (a decode step: one job per KV head) and the context is long,
+// each job's keys are cut into attention_key_splits(...) runs of whole tiles, run as jobs
+// of their own, and their partial sums merged (so a model with 2 KV heads does not leave
+// all but two cores idle in attention).
+constexpr int64_t kAttentionMinSplitKeys = 256;
+// The number of key runs for `jobs` (token tile, KV head) jobs on `threads` over `keys`
+// keys: 1 (no split) with a job per thread or more, or under 2 * kAttentionMinSplitKeys
+// keys; else about two jobs per thread, runs of at least kAttentionMinSplitKeys keys.
+int64_t attention_key_splits(int64_t jobs, int64_t threads, int64_t keys);
 void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
                int64_t head_dim, const KvView& k, const KvView& v, std::span<const int32_t> positions,
                float* out);

@@ -301,24 +301,35 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
   const AttentionLoops& loops = attention_loops();
   constexpr int64_t TK = kAttentionTileKeys;
   const int64_t n_tiles = (n_tokens + kAttentionTileTokens - 1) / kAttentionTileTokens;
+  int64_t max_keys = 0;
+  for (const int32_t p : positions) max_keys = std::max<int64_t>(max_keys, p + 1);
+  const int64_t splits = attention_key_splits(n_tiles * n_head_kv, ctx.pool().size(), max_keys);
+  const int64_t segment = (max_keys + splits * TK - 1) / (splits * TK) * TK;  // keys per split, whole tiles
+  // Split: each split's unnormalised sums, with the running max and sum of every row.
+  const size_t partial_o = static_cast<size_t>(n_tokens * n_head * d), partial_ml = static_cast<size_t>(n_tokens * n_head);
+  float* partials = splits > 1 ? ctx.attention_partials(static_cast<size_t>(splits) * (partial_o + 2 * partial_ml)) : nullptr;
+
   // Jobs run latest token tile first: under the causal mask those see the most keys, and
   // handing them out first keeps the threads' finishing times together.
   ctx.pool().parallel_for(
-      n_tiles * n_head_kv,
+      n_tiles * n_head_kv * splits,
       [&](int thread, int64_t begin, int64_t end) {
         const AttentionScratch scratch = ctx.attention_scratch(thread);
         for (int64_t job = begin; job < end; ++job) {
-          const int64_t tile = n_tiles - 1 - job / n_head_kv, g = job % n_head_kv;
+          const int64_t split = job % splits, head_job = job / splits;
+          const int64_t tile = n_tiles - 1 - head_job / n_head_kv, g = head_job % n_head_kv;
           const int64_t t0 = tile * kAttentionTileTokens, t1 = std::min(n_tokens, t0 + kAttentionTileTokens);
+          float* dst = splits > 1 ? partials + static_cast<size_t>(split) * (partial_o + 2 * partial_ml) : out;
           int64_t n_keys = 0;
           for (int64_t t = t0; t < t1; ++t) n_keys = std::max<int64_t>(n_keys, positions[static_cast<size_t>(t)] + 1);
+          const int64_t k_begin = split * segment, k_end = std::min(n_keys, k_begin + segment);
           for (int64_t t = t0; t < t1; ++t) {
-            std::fill_n(out + (t * n_head + g * group) * d, group * d, 0.0f);
+            std::fill_n(dst + (t * n_head + g * group) * d, group * d, 0.0f);
           }
           std::fill_n(scratch.max, (t1 - t0) * group, kNegInf);
           std::fill_n(scratch.sum, (t1 - t0) * group, 0.0f);
-          for (int64_t s0 = 0; s0 < n_keys; s0 += TK) {
-            const int64_t n = std::min(TK, n_keys - s0);
+          for (int64_t s0 = k_begin; s0 < k_end; s0 += TK) {
+            const int64_t n = std::min(TK, k_end - s0);
             load_tile(k, v, s0, n, g, d, scratch.keys_t, scratch.values, scratch.row);
             for (int64_t t = t0; t < t1; ++t) {
               const int64_t valid = std::min<int64_t>(n, positions[static_cast<size_t>(t)] + 1 - s0);
@@ -326,7 +337,7 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
               const int64_t row0 = (t - t0) * group;
               float* s = scratch.scores;
               loops.scores(q + (t * n_head + g * group) * d, group, scratch.keys_t, d, scale, s);
-              float* o = out + (t * n_head + g * group) * d;
+              float* o = dst + (t * n_head + g * group) * d;
               for (int64_t r = 0; r < group; ++r) {
                 float* sr = s + r * TK;
                 const float tile_max = *std::max_element(sr, sr + valid);
@@ -343,15 +354,48 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
             }
           }
           for (int64_t t = t0; t < t1; ++t) {
+            const int64_t row0 = (t - t0) * group;
+            if (splits > 1) {  // kept for the merge (a row with no key in this split: max -inf, sum 0)
+              float* ml = dst + partial_o + 2 * (t * n_head + g * group);
+              for (int64_t r = 0; r < group; ++r) ml[2 * r] = scratch.max[row0 + r], ml[2 * r + 1] = scratch.sum[row0 + r];
+              continue;
+            }
             float* o = out + (t * n_head + g * group) * d;
             for (int64_t r = 0; r < group; ++r) {
-              const float inv = 1.0f / scratch.sum[(t - t0) * group + r];
+              const float inv = 1.0f / scratch.sum[row0 + r];
               for (int64_t i = 0; i < d; ++i) o[r * d + i] *= inv;
             }
           }
         }
       },
       1);
+  if (splits == 1) return;
+  // The splits' sums rescaled to the largest max and added (each row saw key 0, so split 0
+  // always has a finite max).
+  for (int64_t row = 0; row < n_tokens * n_head; ++row) {
+    float m = kNegInf;
+    for (int64_t sp = 0; sp < splits; ++sp) m = std::max(m, partials[sp * (partial_o + 2 * partial_ml) + partial_o + 2 * row]);
+    float* o = out + row * d;
+    std::fill_n(o, d, 0.0f);
+    float sum = 0;
+    for (int64_t sp = 0; sp < splits; ++sp) {
+      const float* base = partials + sp * (partial_o + 2 * partial_ml);
+      const float ms = base[partial_o + 2 * row];
+      if (ms == kNegInf) continue;
+      const float w = std::exp(ms - m);
+      sum += w * base[partial_o + 2 * row + 1];
+      const float* os = base + row * d;
+      for (int64_t i = 0; i < d; ++i) o[i] += w * os[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < d; ++i) o[i] *= inv;
+  }
+}
+
+int64_t attention_key_splits(int64_t jobs, int64_t threads, int64_t keys) {
+  if (jobs >= threads || keys < 2 * kAttentionMinSplitKeys) return 1;
+  const int64_t want = (2 * threads + jobs - 1) / jobs;  // about two jobs per thread
+  return std::max<int64_t>(1, std::min(want, keys / kAttentionMinSplitKeys));
 }
 
 }  // namespace tandem::cpu
