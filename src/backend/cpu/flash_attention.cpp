@@ -371,25 +371,29 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
       1);
   if (splits == 1) return;
   // The splits' sums rescaled to the largest max and added (each row saw key 0, so split 0
-  // always has a finite max).
-  for (int64_t row = 0; row < n_tokens * n_head; ++row) {
-    float m = kNegInf;
-    for (int64_t sp = 0; sp < splits; ++sp) m = std::max(m, partials[sp * (partial_o + 2 * partial_ml) + partial_o + 2 * row]);
-    float* o = out + row * d;
-    std::fill_n(o, d, 0.0f);
-    float sum = 0;
-    for (int64_t sp = 0; sp < splits; ++sp) {
-      const float* base = partials + sp * (partial_o + 2 * partial_ml);
-      const float ms = base[partial_o + 2 * row];
-      if (ms == kNegInf) continue;
-      const float w = std::exp(ms - m);
-      sum += w * base[partial_o + 2 * row + 1];
-      const float* os = base + row * d;
-      for (int64_t i = 0; i < d; ++i) o[i] += w * os[i];
+  // always has a finite max), rows spread over the pool: with many threads and splits a
+  // serial merge would cost what the split saved.
+  const size_t split_stride = partial_o + 2 * partial_ml;
+  ctx.pool().parallel_for(n_tokens * n_head, [&](int, int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const size_t ml = partial_o + 2 * static_cast<size_t>(row);
+      float m = kNegInf;
+      for (int64_t sp = 0; sp < splits; ++sp) m = std::max(m, partials[sp * split_stride + ml]);
+      float* o = out + row * d;
+      std::fill_n(o, d, 0.0f);
+      float sum = 0;
+      for (int64_t sp = 0; sp < splits; ++sp) {
+        const float* base = partials + sp * split_stride;
+        if (base[ml] == kNegInf) continue;  // no key of this row in the split
+        const float w = std::exp(base[ml] - m);
+        sum += w * base[ml + 1];
+        const float* os = base + row * d;
+        for (int64_t i = 0; i < d; ++i) o[i] += w * os[i];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t i = 0; i < d; ++i) o[i] *= inv;
     }
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < d; ++i) o[i] *= inv;
-  }
+  }, 4);
 }
 
 int64_t attention_key_splits(int64_t jobs, int64_t threads, int64_t keys) {
