@@ -306,8 +306,10 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
   const int64_t splits = attention_key_splits(n_tiles * n_head_kv, ctx.pool().size(), max_keys);
   const int64_t segment = (max_keys + splits * TK - 1) / (splits * TK) * TK;  // keys per split, whole tiles
   // Split: each split's unnormalised sums, with the running max and sum of every row.
-  const size_t partial_o = static_cast<size_t>(n_tokens * n_head * d), partial_ml = static_cast<size_t>(n_tokens * n_head);
-  float* partials = splits > 1 ? ctx.attention_partials(static_cast<size_t>(splits) * (partial_o + 2 * partial_ml)) : nullptr;
+  // Per split: o [n_tokens][n_head][d], then (max, sum) per row.
+  const size_t partial_o = static_cast<size_t>(n_tokens * n_head * d);
+  const size_t split_stride = partial_o + 2 * static_cast<size_t>(n_tokens * n_head);
+  float* partials = splits > 1 ? ctx.attention_partials(static_cast<size_t>(splits) * split_stride) : nullptr;
 
   // Jobs run latest token tile first: under the causal mask those see the most keys, and
   // handing them out first keeps the threads' finishing times together.
@@ -319,7 +321,7 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
           const int64_t split = job % splits, head_job = job / splits;
           const int64_t tile = n_tiles - 1 - head_job / n_head_kv, g = head_job % n_head_kv;
           const int64_t t0 = tile * kAttentionTileTokens, t1 = std::min(n_tokens, t0 + kAttentionTileTokens);
-          float* dst = splits > 1 ? partials + static_cast<size_t>(split) * (partial_o + 2 * partial_ml) : out;
+          float* dst = splits > 1 ? partials + static_cast<size_t>(split) * split_stride : out;
           int64_t n_keys = 0;
           for (int64_t t = t0; t < t1; ++t) n_keys = std::max<int64_t>(n_keys, positions[static_cast<size_t>(t)] + 1);
           const int64_t k_begin = split * segment, k_end = std::min(n_keys, k_begin + segment);
@@ -373,7 +375,6 @@ void attention(OpContext& ctx, const float* q, int64_t n_tokens, int64_t n_head,
   // The splits' sums rescaled to the largest max and added (each row saw key 0, so split 0
   // always has a finite max), rows spread over the pool: with many threads and splits a
   // serial merge would cost what the split saved.
-  const size_t split_stride = partial_o + 2 * partial_ml;
   ctx.pool().parallel_for(n_tokens * n_head, [&](int, int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const size_t ml = partial_o + 2 * static_cast<size_t>(row);
