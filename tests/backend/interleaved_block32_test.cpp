@@ -1,4 +1,4 @@
-// Row-interleaved Q5_0 and Q8_0 groups (backend/cpu/interleaved.h) against the row kernels:
+// Row-interleaved Q4_0, IQ4_NL, Q5_0 and Q8_0 groups (backend/cpu/interleaved.h) against the row kernels:
 // repacking round-trips byte for byte, and a group's dot equals the scalar row kernel on
 // each of its 8 rows (same integer sums; only the float summation order may differ) on the
 // portable and the AVX2 path, for 1..8 columns and padded strides.
@@ -23,6 +23,8 @@ struct Block32Type {
 };
 
 const Block32Type kTypes[] = {
+    {DType::Q4_0, repack_q4_0_x8, unpack_q4_0_x8},
+    {DType::IQ4_NL, repack_q4_0_x8, unpack_q4_0_x8},
     {DType::Q5_0, repack_q5_0_x8, unpack_q5_0_x8},
     {DType::Q8_0, repack_q8_0_x8, unpack_q8_0_x8},
 };

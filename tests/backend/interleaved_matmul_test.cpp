@@ -250,7 +250,7 @@ TEST(HeadSubset, EqualsTheFullHeadOnItsRowsBitForBitAndIsMinusInfElsewhere) {
   const std::vector<float> norm = random_input(D, rng);
   std::vector<Weight> weights;
   weights.reserve(4);
-  for (DType type : {DType::Q8_0, DType::Q4_K, DType::Q4_0, DType::F32}) {  // interleaved, interleaved, rows, float
+  for (DType type : {DType::Q8_0, DType::Q4_K, DType::Q4_1, DType::F32}) {  // interleaved, interleaved, rows, float
     Weight& w = weights.emplace_back(random_weight(type, D, V, 1, rng));
     if (type == DType::F32) {  // random bytes would be NaNs now and then
       const auto values = random_input(D * V, rng);

@@ -17,6 +17,8 @@ GroupDotFn emulated_vnni_group_dot(DType type) {
     case DType::Q4_K: return vnni_emulated::dot_q4_k_x8;
     case DType::Q5_K: return vnni_emulated::dot_q5_k_x8;
     case DType::Q6_K: return vnni_emulated::dot_q6_k_x8;
+    case DType::Q4_0: return vnni_emulated::dot_q4_0_x8;
+    case DType::IQ4_NL: return vnni_emulated::dot_iq4_nl_x8;
     case DType::Q5_0: return vnni_emulated::dot_q5_0_x8;
     case DType::Q8_0: return vnni_emulated::dot_q8_0_x8;
     case DType::IQ4_XS: return vnni_emulated::dot_iq4_xs_x8;

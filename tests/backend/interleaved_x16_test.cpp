@@ -34,7 +34,8 @@ std::vector<X16Case> cases() {
       {"vnni-emulated", DType::IQ4_XS, vnni_emulated::dot_iq4_xs_x8, vnni_emulated::dot_iq4_xs_x16},
   };
   if (cpu_runs(Isa::avx512_vnni)) {
-    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q5_0, DType::Q8_0}) {
+    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q4_0, DType::IQ4_NL, DType::Q5_0,
+                    DType::Q8_0}) {
       const QuantDotKernel k = quant_dot_kernel(t, Isa::avx512_vnni);
       out.push_back({"avx512-vnni", t, k.dot_x8, k.dot_x16});
     }

@@ -17,7 +17,9 @@
 //   interleaved_<type>.cpp       layout, repack, unpack, portable (scalar) group dot
 //   interleaved_<type>_avx2.cpp  the AVX2 group dot (compiled with -mavx2 -mfma -mf16c)
 //   interleaved_<type>_vnni.cpp  the VNNI group dot, compiled once per VNNI variant (vnni.h)
-//                                (Q4_K and Q5_K share interleaved_k4_vnni.cpp)
+//                                (Q4_K and Q5_K share interleaved_k4_vnni.cpp; the
+//                                32-element-block types, interleaved_block32_vnni.cpp)
+// Q4_0 and IQ4_NL store the same block bytes and share one layout (interleaved_q4_0.cpp).
 #pragma once
 
 #include <cstddef>
@@ -96,25 +98,25 @@ Repack repack_q4_k_x8, repack_q5_k_x8, repack_q6_k_x8, repack_iq4_xs_x8;
 Unpack unpack_q4_k_x8, unpack_q5_k_x8, unpack_q6_k_x8, unpack_iq4_xs_x8;
 GroupDot dot_q4_k_x8_scalar, dot_q5_k_x8_scalar, dot_q6_k_x8_scalar, dot_iq4_xs_x8_scalar;
 GroupDot dot_q4_k_x8_avx2, dot_q5_k_x8_avx2, dot_q6_k_x8_avx2, dot_iq4_xs_x8_avx2;
-// Q5_0, Q8_0 [Q8_0]
-Repack repack_q5_0_x8, repack_q8_0_x8;
-Unpack unpack_q5_0_x8, unpack_q8_0_x8;
-GroupDot dot_q5_0_x8_scalar, dot_q8_0_x8_scalar;
-GroupDot dot_q5_0_x8_avx2, dot_q8_0_x8_avx2;
+// Q4_0, IQ4_NL (one layout: repack_q4_0_x8 / unpack_q4_0_x8), Q5_0, Q8_0 [Q8_0]
+Repack repack_q4_0_x8, repack_q5_0_x8, repack_q8_0_x8;
+Unpack unpack_q4_0_x8, unpack_q5_0_x8, unpack_q8_0_x8;
+GroupDot dot_q4_0_x8_scalar, dot_iq4_nl_x8_scalar, dot_q5_0_x8_scalar, dot_q8_0_x8_scalar;
+GroupDot dot_q4_0_x8_avx2, dot_iq4_nl_x8_avx2, dot_q5_0_x8_avx2, dot_q8_0_x8_avx2;
 
 // The VNNI group dots (vnni.h): the same functions, one set per variant namespace —
 // avx_vnni and avx512_vnni in the library, vnni_emulated in the tests only.
 namespace avx_vnni {
-GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q4_0_x8, dot_iq4_nl_x8, dot_q5_0_x8, dot_q8_0_x8;
 }
 namespace avx512_vnni {
-GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q4_0_x8, dot_iq4_nl_x8, dot_q5_0_x8, dot_q8_0_x8;
 // Two consecutive groups (16 rows; the second group's data follows the first's) in one
 // pass on 512-bit vectors; out gets 16 floats per column.
-GroupDot dot_q5_0_x16, dot_q8_0_x16, dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16, dot_iq4_xs_x16;
+GroupDot dot_q4_0_x16, dot_iq4_nl_x16, dot_q5_0_x16, dot_q8_0_x16, dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16, dot_iq4_xs_x16;
 }
 namespace vnni_emulated {
-GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q5_0_x8, dot_q8_0_x8;
+GroupDot dot_q4_k_x8, dot_q5_k_x8, dot_q6_k_x8, dot_iq4_xs_x8, dot_q4_0_x8, dot_iq4_nl_x8, dot_q5_0_x8, dot_q8_0_x8;
 // The K-quants' and IQ4_XS's 16-row passes with the 512-bit vectors emulated by pairs of
 // 256-bit ones (vnni.h's Zmm16): the frames that avx512_vnni runs natively, on any AVX2 machine.
 GroupDot dot_q4_k_x16, dot_q5_k_x16, dot_q6_k_x16, dot_iq4_xs_x16;

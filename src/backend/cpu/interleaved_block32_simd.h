@@ -1,14 +1,22 @@
-// The frame of the row-interleaved group dots with 32-element blocks and Q8_0 activations
-// whose codes are stored unsigned with an offset (layouts: interleaved_q5_0.cpp,
-// interleaved_q8_0.cpp), shared by the AVX2 Q5_0 kernel and the VNNI Q5_0 and Q8_0 kernels.
+// The frames of the row-interleaved group dots with 32-element blocks and Q8_0 activations
+// (layouts: interleaved_q4_0.cpp for Q4_0 and IQ4_NL, interleaved_q5_0.cpp,
+// interleaved_q8_0.cpp).
 //
+// dot_columns, for codes stored unsigned with an offset: the AVX2 Q4_0 and Q5_0 kernels and
+// every VNNI kernel of these types.
 // Per block, Codes unpacks the 8 chunks once (chunk i: elements 4i..4i+3 of all 8 rows, one
 // row per 32-bit lane, as unsigned bytes = code + kOffset); for each column, Products
 // multiplies them with broadcasts of the chunk's 4 activation bytes, so the column's 8 row
 // sums end in one vector without a horizontal sum. The offset is taken off in integers with
 // the activation block's code sum, computed once per block and column ahead of the rows'
-// work: the result is exact, as the row kernel's. Include only from files compiled with
-// -mavx2 -mfma -mf16c or wider; internal linkage, as avx2_util.h.
+// work: the result is exact, as the row kernel's.
+//
+// dot_columns_signed, for signed weights on AVX2 (Q8_0, IQ4_NL), whose products with
+// unsigned codes would not fit maddubs's 16-bit pair sums: per block the chunks' absolute
+// values are taken once, and each column's activations get the weights' signs.
+//
+// Include only from files compiled with -mavx2 -mfma -mf16c or wider; internal linkage, as
+// avx2_util.h.
 #pragma once
 
 #include <immintrin.h>
@@ -26,9 +34,6 @@ namespace {
 
 using quant::BlockQ8_0;
 
-// Q5_0 codes (unsigned, 0..31) of a group block from its four vectors of low nibbles and
-// its vector of fifth bits, for V = __m256i or __m512i (GCC vectors, so plain operators
-// serve both widths).
 template <size_t Bytes>
 struct U64Lanes;  // the unsigned 64-bit-lane GCC vector of that many bytes
 template <>
@@ -40,14 +45,24 @@ struct U64Lanes<64> {
   typedef unsigned long long type __attribute__((vector_size(64)));
 };
 
+// The codes (unsigned, 0..15) of a Q4_0/IQ4_NL group block from its four vectors of
+// nibbles (chunk v in the low nibbles of raw[v], chunk v+4 in the high ones), for V =
+// __m256i or __m512i (GCC vectors, so plain operators serve both widths).
 template <class V>
-inline void q5_0_codes(const V raw[4], V hb, V q[8]) {
+inline void nibble_codes(const V raw[4], V q[8]) {
   using U = typename U64Lanes<sizeof(V)>::type;
-  const U low4 = U{} + 0x0F0F0F0F0F0F0F0FULL, bit4 = U{} + 0x1010101010101010ULL;
+  const U low4 = U{} + 0x0F0F0F0F0F0F0F0FULL;
   for (int v = 0; v < 4; ++v) {
     q[v] = (V)((U)raw[v] & low4);
     q[v + 4] = (V)(((U)raw[v] >> 4) & low4);
   }
+}
+
+// Q5_0 codes (unsigned, 0..31): the nibble codes q with the fifth bits from hb ORed on.
+template <class V>
+inline void add_fifth_bits(V hb, V q[8]) {
+  using U = typename U64Lanes<sizeof(V)>::type;
+  const U bit4 = U{} + 0x1010101010101010ULL;
   // Fifth bit of chunk i is bit i of hb's bytes: move it to bit 4 (shifts of at most 4
   // carry bits across bytes, but never into bit 4 of a byte).
   for (int i = 0; i < 8; ++i) {
@@ -56,13 +71,57 @@ inline void q5_0_codes(const V raw[4], V hb, V q[8]) {
   }
 }
 
-// Q5_0 (group block: 8 f16 scales, 128 bytes of low nibbles, 32 bytes of fifth bits).
+// Q4_0 (group block: 8 f16 scales, 128 bytes of nibbles): codes 0..15, offset 8.
+struct Q4_0Codes {
+  static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockQ4_0);
+  static constexpr int kOffset = 8;
+  static inline void unpack(const uint8_t* gb, __m256i q[8]) {
+    const __m256i raw[4] = {load256(gb + 16), load256(gb + 48), load256(gb + 80), load256(gb + 112)};
+    nibble_codes(raw, q);
+  }
+};
+
+// Q5_0 (Q4_0's group block followed by 32 bytes of fifth bits): codes 0..31, offset 16.
 struct Q5_0Codes {
   static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockQ5_0);
   static constexpr int kOffset = 16;
   static inline void unpack(const uint8_t* gb, __m256i q[8]) {
-    const __m256i raw[4] = {load256(gb + 16), load256(gb + 48), load256(gb + 80), load256(gb + 112)};
-    q5_0_codes(raw, load256(gb + 16 + 128), q);
+    Q4_0Codes::unpack(gb, q);
+    add_fifth_bits(load256(gb + 16 + 128), q);
+  }
+};
+
+// IQ4_NL (Q4_0's group block; a code indexes kIQ4NLValues): the values + 128 (1..241),
+// offset 128, for the VNNI kernels (vpdpbusd sums four products in 32 bits: no overflow).
+struct IQ4_NLCodes {
+  static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockIQ4_NL);
+  static constexpr int kOffset = 128;
+  static inline __m256i table() {
+    const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues));
+    const __m128i shifted = _mm_xor_si128(values, _mm_set1_epi8(static_cast<char>(0x80)));  // + 128 (mod 256)
+    return _mm256_broadcastsi128_si256(shifted);
+  }
+  static inline void unpack(const uint8_t* gb, __m256i q[8]) {
+    Q4_0Codes::unpack(gb, q);
+    const __m256i t = table();
+    for (int i = 0; i < 8; ++i) q[i] = _mm256_shuffle_epi8(t, q[i]);
+  }
+};
+
+// maddubs gives each row's pair sums of unsigned codes (at most 31) and activations in its
+// own lanes; four chunks add in 16 bits (4 * 2 * 31 * 128 < 2^15) and one madd widens them.
+struct MaddubsProducts {
+  static inline int code_sum(const int8_t* qs, int weight) {
+    const __m256i s = _mm256_maddubs_epi16(_mm256_set1_epi8(static_cast<char>(weight)), load256(qs));
+    return hsum_i32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+  }
+  static inline __m256i dot(const __m256i q[8], const uint8_t* aq) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i p[8];
+    for (int i = 0; i < 8; ++i) p[i] = _mm256_maddubs_epi16(q[i], broadcast4(aq + 4 * i));
+    const __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+    const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+    return _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
   }
 };
 
@@ -107,6 +166,50 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
         const __m256i sum = _mm256_sub_epi32(Products::dot(q, aq), _mm256_set1_epi32(offset[b - b0][c]));
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(scale_a[b - b0][c])), acc[c]);
       }
+    }
+  }
+  for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);
+}
+
+// Signed weights for dot_columns_signed: Q8_0's stored chunks, IQ4_NL's values.
+struct Q8_0Signed {
+  static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockQ8_0);
+  static inline void load(const uint8_t* gb, __m256i w[8]) {
+    for (int i = 0; i < 8; ++i) w[i] = load256(gb + 16 + 32 * i);
+  }
+};
+struct IQ4_NLSigned {
+  static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockIQ4_NL);
+  static inline void load(const uint8_t* gb, __m256i w[8]) {
+    Q4_0Codes::unpack(gb, w);
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+    for (int i = 0; i < 8; ++i) w[i] = _mm256_shuffle_epi8(t, w[i]);
+  }
+};
+
+// Weights at most 127 in magnitude (maddubs's pair sums reach 2 * 127 * 127, so each is
+// widened before adding).
+template <class Signed, int NC>
+void dot_columns_signed(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, float* out, int64_t os) {
+  const int64_t nb = n / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* gb = group + b * Signed::kBlockBytes;
+    prefetch_weights(gb, Signed::kBlockBytes);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb)));
+    __m256i w[8], uw[8];
+    Signed::load(gb, w);
+    for (int i = 0; i < 8; ++i) uw[i] = _mm256_sign_epi8(w[i], w[i]);
+    for (int c = 0; c < NC; ++c) {
+      const auto* ab = reinterpret_cast<const BlockQ8_0*>(a + c * a_stride) + b;
+      __m256i sum = _mm256_setzero_si256();
+      for (int i = 0; i < 8; ++i) {
+        const __m256i p = _mm256_maddubs_epi16(uw[i], _mm256_sign_epi8(broadcast4(ab->qs + 4 * i), w[i]));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, ones));
+      }
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(f16(ab->d))), acc[c]);
     }
   }
   for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);

@@ -1,11 +1,12 @@
-// VNNI dots of row-interleaved Q5_0 and Q8_0 groups (layouts: interleaved_q5_0.cpp,
-// interleaved_q8_0.cpp; frame: interleaved_block32_simd.h) with up to 8 Q8_0 activation
-// columns; compiled once per VNNI variant (vnni.h).
+// VNNI dots of row-interleaved Q4_0, IQ4_NL, Q5_0 and Q8_0 groups (layouts:
+// interleaved_q4_0.cpp, interleaved_q5_0.cpp, interleaved_q8_0.cpp; frame:
+// interleaved_block32_simd.h) with up to 8 Q8_0 activation columns; compiled once per VNNI
+// variant (vnni.h).
 //
 // One broadcast and one vpdpbusd per chunk and column add 4 elements of all 8 rows into
-// int32 lanes. vpdpbusd wants unsigned weights: Q5_0's codes are (0..31, offset 16), and
-// Q8_0's signed weights are flipped to w + 128 once per block (one xor per chunk), the
-// frame taking 128 * sum(a) off again. AVX2 needs maddubs, adds and madds (Q8_0: a sign
+// int32 lanes. vpdpbusd wants unsigned weights: Q4_0's and Q5_0's codes are (0..15, offset
+// 8; 0..31, offset 16), and Q8_0's and IQ4_NL's signed weights become w + 128 once per
+// block (one xor or table lookup per chunk), the frame taking 128 * sum(a) off again. AVX2 needs maddubs, adds and madds (Q8_0: a sign
 // per chunk and column too) for the same.
 #include "backend/cpu/vnni.h"
 
@@ -56,13 +57,32 @@ inline __m512i load_pair(const uint8_t* p0, const uint8_t* p1) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(load256(p0)), load256(p1), 1);
 }
 
+struct Q4_0Codes16 {
+  static constexpr int64_t kBlockBytes = block32_x8::Q4_0Codes::kBlockBytes;
+  static constexpr int kOffset = block32_x8::Q4_0Codes::kOffset;
+  static inline void unpack(const uint8_t* g0, const uint8_t* g1, __m512i q[8]) {
+    __m512i raw[4];
+    for (int v = 0; v < 4; ++v) raw[v] = load_pair(g0 + 16 + 32 * v, g1 + 16 + 32 * v);
+    block32_x8::nibble_codes(raw, q);
+  }
+};
+
 struct Q5_0Codes16 {
   static constexpr int64_t kBlockBytes = block32_x8::Q5_0Codes::kBlockBytes;
   static constexpr int kOffset = block32_x8::Q5_0Codes::kOffset;
   static inline void unpack(const uint8_t* g0, const uint8_t* g1, __m512i q[8]) {
-    __m512i raw[4];
-    for (int v = 0; v < 4; ++v) raw[v] = load_pair(g0 + 16 + 32 * v, g1 + 16 + 32 * v);
-    block32_x8::q5_0_codes(raw, load_pair(g0 + 16 + 128, g1 + 16 + 128), q);
+    Q4_0Codes16::unpack(g0, g1, q);
+    block32_x8::add_fifth_bits(load_pair(g0 + 16 + 128, g1 + 16 + 128), q);
+  }
+};
+
+struct IQ4_NLCodes16 {
+  static constexpr int64_t kBlockBytes = block32_x8::IQ4_NLCodes::kBlockBytes;
+  static constexpr int kOffset = block32_x8::IQ4_NLCodes::kOffset;
+  static inline void unpack(const uint8_t* g0, const uint8_t* g1, __m512i q[8]) {
+    Q4_0Codes16::unpack(g0, g1, q);
+    const __m512i t = _mm512_broadcast_i64x4(block32_x8::IQ4_NLCodes::table());
+    for (int i = 0; i < 8; ++i) q[i] = _mm512_shuffle_epi8(t, q[i]);
   }
 };
 
@@ -127,6 +147,16 @@ void dot_q5_0_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_st
   dispatch_columns(n_cols, [&]<int NC>() { dot_columns_x16<Q5_0Codes16, NC>(n, group, a, a_stride, out, out_stride); });
 }
 
+void dot_q4_0_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                  int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() { dot_columns_x16<Q4_0Codes16, NC>(n, group, a, a_stride, out, out_stride); });
+}
+
+void dot_iq4_nl_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                    int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() { dot_columns_x16<IQ4_NLCodes16, NC>(n, group, a, a_stride, out, out_stride); });
+}
+
 void dot_q8_0_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                   int64_t out_stride) {
   dispatch_columns(n_cols, [&]<int NC>() { dot_columns_x16<Q8_0Codes16, NC>(n, group, a, a_stride, out, out_stride); });
@@ -137,6 +167,20 @@ void dot_q5_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
                  int64_t out_stride) {
   dispatch_columns(n_cols, [&]<int NC>() {
     block32_x8::dot_columns<block32_x8::Q5_0Codes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
+  });
+}
+
+void dot_q4_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                 int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    block32_x8::dot_columns<block32_x8::Q4_0Codes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
+  });
+}
+
+void dot_iq4_nl_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                   int64_t out_stride) {
+  dispatch_columns(n_cols, [&]<int NC>() {
+    block32_x8::dot_columns<block32_x8::IQ4_NLCodes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
   });
 }
 

@@ -46,42 +46,29 @@ int group_code(const uint8_t* gb, int r, int k) {
 }  // namespace
 
 void repack_q5_0_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    uint8_t* gb = group + b * kGroupBlockBytes;
-    std::memset(gb, 0, kGroupBlockBytes);
-    for (int r = 0; r < 8; ++r) {
-      BlockQ5_0 blk;
-      std::memcpy(&blk, rows + r * row_bytes + b * sizeof(BlockQ5_0), sizeof(blk));
-      std::memcpy(gb + 2 * r, &blk.d, 2);
-      for (int k = 0; k < 32; ++k) {
-        const int code = code_of(blk, k), i = k / 4, j = k % 4;
-        gb[16 + (i % 4) * 32 + 4 * r + j] |= static_cast<uint8_t>((code & 0x0F) << (i < 4 ? 0 : 4));
-        gb[16 + 128 + 4 * r + j] |= static_cast<uint8_t>((code >> 4) << i);
-      }
+  repack_block32_x8<BlockQ5_0>(rows, row_bytes, n, group, [](uint8_t* gb, int r, const BlockQ5_0& blk) {
+    for (int k = 0; k < 32; ++k) {
+      const int code = code_of(blk, k), i = k / 4, j = k % 4;
+      gb[16 + (i % 4) * 32 + 4 * r + j] |= static_cast<uint8_t>((code & 0x0F) << (i < 4 ? 0 : 4));
+      gb[16 + 128 + 4 * r + j] |= static_cast<uint8_t>((code >> 4) << i);
     }
-  }
+  });
 }
 
 void unpack_q5_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* gb = group + b * kGroupBlockBytes;
-    for (int r = 0; r < 8; ++r) {
-      BlockQ5_0 blk{};
-      std::memcpy(&blk.d, gb + 2 * r, 2);
-      uint32_t qh = 0;
-      for (int k = 0; k < 32; ++k) {
-        const int code = group_code(gb, r, k);
-        if (k < 16) {
-          blk.qs[k] = static_cast<uint8_t>(blk.qs[k] | (code & 0x0F));
-        } else {
-          blk.qs[k - 16] = static_cast<uint8_t>(blk.qs[k - 16] | (code & 0x0F) << 4);
-        }
-        qh |= static_cast<uint32_t>(code >> 4) << k;
+  unpack_block32_x8<BlockQ5_0>(group, n, rows, row_bytes, [](const uint8_t* gb, int r, BlockQ5_0& blk) {
+    uint32_t qh = 0;
+    for (int k = 0; k < 32; ++k) {
+      const int code = group_code(gb, r, k);
+      if (k < 16) {
+        blk.qs[k] = static_cast<uint8_t>(blk.qs[k] | (code & 0x0F));
+      } else {
+        blk.qs[k - 16] = static_cast<uint8_t>(blk.qs[k - 16] | (code & 0x0F) << 4);
       }
-      std::memcpy(blk.qh, &qh, 4);
-      std::memcpy(rows + r * row_bytes + b * sizeof(BlockQ5_0), &blk, sizeof(blk));
+      qh |= static_cast<uint32_t>(code >> 4) << k;
     }
-  }
+    std::memcpy(blk.qh, &qh, 4);
+  });
 }
 
 void dot_q5_0_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,

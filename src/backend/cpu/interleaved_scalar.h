@@ -1,5 +1,5 @@
 // Portable group dots shared by interleaved types of one family (interleaved.h): the
-// 32-element-block types (Q5_0, Q8_0) and the Q4_K-layout types (Q4_K, Q5_K).
+// 32-element-block types (Q4_0, IQ4_NL, Q5_0, Q8_0) and the Q4_K-layout types (Q4_K, Q5_K).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,39 @@
 
 namespace tandem::cpu {
 
-// Q5_0/Q8_0 against Q8_0 activations: group blocks start with the 8 rows' f16 scales;
+// Repack and unpack of the 32-element-block types whose group block starts with the 8 rows'
+// f16 scales (each block's first two bytes): per block and row, put(gb, r, block) stores
+// the row's codes into group block gb, get(gb, r, block) reads them back (the scale is
+// copied here).
+template <class Block, class Put>
+void repack_block32_x8(const uint8_t* rows, size_t row_bytes, int64_t n, uint8_t* group, Put put) {
+  constexpr size_t kGroupBlockBytes = 8 * sizeof(Block);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    uint8_t* gb = group + b * kGroupBlockBytes;
+    std::memset(gb, 0, kGroupBlockBytes);
+    for (int r = 0; r < 8; ++r) {
+      Block blk;
+      std::memcpy(&blk, rows + r * row_bytes + b * sizeof(Block), sizeof(blk));
+      std::memcpy(gb + 2 * r, &blk.d, 2);
+      put(gb, r, blk);
+    }
+  }
+}
+template <class Block, class Get>
+void unpack_block32_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes, Get get) {
+  constexpr size_t kGroupBlockBytes = 8 * sizeof(Block);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* gb = group + b * kGroupBlockBytes;
+    for (int r = 0; r < 8; ++r) {
+      Block blk{};
+      std::memcpy(&blk.d, gb + 2 * r, 2);
+      get(gb, r, blk);
+      std::memcpy(rows + r * row_bytes + b * sizeof(Block), &blk, sizeof(blk));
+    }
+  }
+}
+
+// Q4_0/IQ4_NL/Q5_0/Q8_0 against Q8_0 activations: group blocks start with the 8 rows' f16 scales;
 // value(gb, r, k) is the signed integer weight of element k of row r in group block gb.
 template <size_t kGroupBlockBytes, typename Value>
 void dot_block32_x8_scalar(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols,

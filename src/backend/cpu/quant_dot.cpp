@@ -310,6 +310,7 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
   switch (weight) {
 #define TANDEM_X8(T, t) \
   case DType::T: k.repack_x8 = repack_##t##_x8; k.unpack_x8 = unpack_##t##_x8; k.dot_x8 = dot_##t##_x8_scalar; break;
+    TANDEM_X8(Q4_0, q4_0)
     TANDEM_X8(Q5_0, q5_0)
     TANDEM_X8(Q8_0, q8_0)
     TANDEM_X8(Q4_K, q4_k)
@@ -317,6 +318,11 @@ QuantDotKernel quant_dot_kernel_scalar(DType weight) {
     TANDEM_X8(Q6_K, q6_k)
     TANDEM_X8(IQ4_XS, iq4_xs)
 #undef TANDEM_X8
+    case DType::IQ4_NL:  // Q4_0's layout, its own values
+      k.repack_x8 = repack_q4_0_x8;
+      k.unpack_x8 = unpack_q4_0_x8;
+      k.dot_x8 = dot_iq4_nl_x8_scalar;
+      break;
     default: break;
   }
   return k;
@@ -346,6 +352,8 @@ bool has_avx512_vnni(const CpuFeatures& f) {
       case DType::Q4_K: return ns::dot_q4_k_x8;       \
       case DType::Q5_K: return ns::dot_q5_k_x8;       \
       case DType::Q6_K: return ns::dot_q6_k_x8;       \
+      case DType::Q4_0: return ns::dot_q4_0_x8;       \
+      case DType::IQ4_NL: return ns::dot_iq4_nl_x8;   \
       case DType::Q5_0: return ns::dot_q5_0_x8;       \
       case DType::Q8_0: return ns::dot_q8_0_x8;       \
       case DType::IQ4_XS: return ns::dot_iq4_xs_x8;   \
@@ -359,6 +367,8 @@ TANDEM_VNNI_TABLE(avx512_vnni)
 // The 16-row pass of a weight type (avx512_vnni only), if it has one.
 GroupDotFn avx512_vnni_group_dot_x16(DType weight) {
   switch (weight) {
+    case DType::Q4_0: return avx512_vnni::dot_q4_0_x16;
+    case DType::IQ4_NL: return avx512_vnni::dot_iq4_nl_x16;
     case DType::Q5_0: return avx512_vnni::dot_q5_0_x16;
     case DType::Q8_0: return avx512_vnni::dot_q8_0_x16;
     case DType::Q4_K: return avx512_vnni::dot_q4_k_x16;

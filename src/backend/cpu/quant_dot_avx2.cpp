@@ -652,6 +652,8 @@ QuantDotKernel quant_dot_kernel_avx2(DType weight) {
     default: break;  // keeps the scalar kernel
   }
   switch (weight) {
+    case DType::Q4_0: k.dot_x8 = dot_q4_0_x8_avx2; break;
+    case DType::IQ4_NL: k.dot_x8 = dot_iq4_nl_x8_avx2; break;
     case DType::Q5_0: k.dot_x8 = dot_q5_0_x8_avx2; break;
     case DType::Q8_0: k.dot_x8 = dot_q8_0_x8_avx2; break;
     case DType::Q4_K: k.dot_x8 = dot_q4_k_x8_avx2; break;

@@ -26,6 +26,7 @@ const Layout kLayouts[] = {
     {DType::Q4_K, cpu::repack_q4_k_x8, cpu::unpack_q4_k_x8},   {DType::Q5_K, cpu::repack_q5_k_x8, cpu::unpack_q5_k_x8},
     {DType::Q6_K, cpu::repack_q6_k_x8, cpu::unpack_q6_k_x8},   {DType::IQ4_XS, cpu::repack_iq4_xs_x8, cpu::unpack_iq4_xs_x8},
     {DType::Q5_0, cpu::repack_q5_0_x8, cpu::unpack_q5_0_x8},   {DType::Q8_0, cpu::repack_q8_0_x8, cpu::unpack_q8_0_x8},
+    {DType::Q4_0, cpu::repack_q4_0_x8, cpu::unpack_q4_0_x8},   {DType::IQ4_NL, cpu::repack_q4_0_x8, cpu::unpack_q4_0_x8},
 };
 
 // The host form of the GPU kernel (same per-byte function): one group (8 rows of n
