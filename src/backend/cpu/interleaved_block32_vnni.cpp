@@ -6,8 +6,9 @@
 // One broadcast and one vpdpbusd per chunk and column add 4 elements of all 8 rows into
 // int32 lanes. vpdpbusd wants unsigned weights: Q4_0's and Q5_0's codes are (0..15, offset
 // 8; 0..31, offset 16), and Q8_0's and IQ4_NL's signed weights become w + 128 once per
-// block (one xor or table lookup per chunk), the frame taking 128 * sum(a) off again. AVX2 needs maddubs, adds and madds (Q8_0: a sign
-// per chunk and column too) for the same.
+// block (one xor or table lookup per chunk), the frame taking 128 * sum(a) off again.
+// AVX2 needs maddubs, adds and madds (Q8_0, IQ4_NL: a sign per chunk and column too) for
+// the same.
 #include "backend/cpu/vnni.h"
 
 #include "backend/cpu/interleaved_block32_simd.h"

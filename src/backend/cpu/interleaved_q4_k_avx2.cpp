@@ -5,8 +5,8 @@
 // a few masks, one in-lane shuffle per sub-block) and shared by every column. Each 32-byte
 // load of codes then gives, after a mask (or a shift and a mask), 4 elements of all 8 rows
 // of one sub-block, and every column (up to seven at a time) multiplies them with
-// broadcasts of its own 4 activation bytes: maddubs leaves each row's pair sums in its own 32-bit lane,
-// a sub-block's 8 products are added in int16 (at most 8 * 2 * 15 * 128 = 30720), and one
+// broadcasts of its own 4 activation bytes: maddubs leaves each row's pair sums in its own
+// 32-bit lane, a sub-block's 8 products are added in int16 (at most 8 * 2 * 15 * 128 = 30720), and one
 // madd with the rows' sub-block scales widens them to int32 — no horizontal sums. Mins go
 // through the activations' bsums, also in integers; each super-block ends with one
 // convert and FMA per column for the codes and one for the mins.
@@ -29,10 +29,10 @@ struct Q4KCodes {
   // Columns c0 .. c0+CB-1 of one super-block, one sub-block at a time: sub-block 2p takes
   // the low nibbles of pair p's eight 32-byte loads, sub-block 2p+1 the high ones (the
   // loads come again from L1). Each load's 4 elements of all 8 rows serve every column, whose
-  // int16 sum for the sub-block stays in a register: 8 columns need 8 sums, so one pass
-  // serves a whole verify or prompt tile, and the mask and shift that free the codes are
-  // paid once per load for all of them (with both sub-blocks' sums live, 4 columns filled
-  // the 16 registers and 7 columns took two passes, unpacking each load twice).
+  // int16 sum for the sub-block stays in a register, so up to 7 columns (a verify pass of
+  // 6 guesses) take one pass and pay the mask and shift that free the codes once per load
+  // (with both sub-blocks' sums live, 4 columns filled the 16 registers and 5-7 columns
+  // took two passes, unpacking each load twice).
   template <int CB>
   static inline void accumulate(const uint8_t* gb, const SuperBlockScales& s, const BlockQ8_K* const* ab,
                                 __m256i* sumi) {
