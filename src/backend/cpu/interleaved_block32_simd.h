@@ -91,15 +91,18 @@ struct Q5_0Codes {
   }
 };
 
+// kIQ4NLValues in both 128-bit lanes (a pshufb table).
+inline __m256i iq4_nl_values() {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+}
+
 // IQ4_NL (Q4_0's group block; a code indexes kIQ4NLValues): the values + 128 (1..241),
 // offset 128, for the VNNI kernels (vpdpbusd sums four products in 32 bits: no overflow).
 struct IQ4_NLCodes {
   static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockIQ4_NL);
   static constexpr int kOffset = 128;
-  static inline __m256i table() {
-    const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues));
-    const __m128i shifted = _mm_xor_si128(values, _mm_set1_epi8(static_cast<char>(0x80)));  // + 128 (mod 256)
-    return _mm256_broadcastsi128_si256(shifted);
+  static inline __m256i table() {  // + 128 (mod 256)
+    return _mm256_xor_si256(iq4_nl_values(), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
   static inline void unpack(const uint8_t* gb, __m256i q[8]) {
     Q4_0Codes::unpack(gb, q);
@@ -182,7 +185,7 @@ struct IQ4_NLSigned {
   static constexpr int64_t kBlockBytes = 8 * sizeof(quant::BlockIQ4_NL);
   static inline void load(const uint8_t* gb, __m256i w[8]) {
     Q4_0Codes::unpack(gb, w);
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+    const __m256i t = iq4_nl_values();
     for (int i = 0; i < 8; ++i) w[i] = _mm256_shuffle_epi8(t, w[i]);
   }
 };
@@ -213,6 +216,17 @@ void dot_columns_signed(int64_t n, const uint8_t* group, const uint8_t* a, size_
     }
   }
   for (int c = 0; c < NC; ++c) _mm256_storeu_ps(out + c * os, acc[c]);
+}
+
+// A GroupDot (interleaved.h) of either frame: the column count picks the instance.
+template <class Codes, class Products>
+void group_dot(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out, int64_t os) {
+  dispatch_columns(n_cols, [&]<int NC>() { dot_columns<Codes, Products, NC>(n, group, a, a_stride, out, os); });
+}
+template <class Signed>
+void group_dot_signed(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                      int64_t os) {
+  dispatch_columns(n_cols, [&]<int NC>() { dot_columns_signed<Signed, NC>(n, group, a, a_stride, out, os); });
 }
 
 }  // namespace

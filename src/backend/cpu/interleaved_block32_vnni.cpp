@@ -166,30 +166,22 @@ void dot_q8_0_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_st
 
 void dot_q5_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<block32_x8::Q5_0Codes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  block32_x8::group_dot<block32_x8::Q5_0Codes, VnniProducts>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 void dot_q4_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<block32_x8::Q4_0Codes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  block32_x8::group_dot<block32_x8::Q4_0Codes, VnniProducts>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 void dot_iq4_nl_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                    int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<block32_x8::IQ4_NLCodes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  block32_x8::group_dot<block32_x8::IQ4_NLCodes, VnniProducts>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 void dot_q8_0_x8(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                  int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<Q8_0Codes, VnniProducts, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  block32_x8::group_dot<Q8_0Codes, VnniProducts>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 }  // namespace tandem::cpu::TANDEM_VNNI_NS

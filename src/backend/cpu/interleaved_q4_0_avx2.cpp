@@ -12,17 +12,13 @@ namespace tandem::cpu {
 
 void dot_q4_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                       int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<block32_x8::Q4_0Codes, block32_x8::MaddubsProducts, NC>(n, group, a, a_stride, out,
-                                                                                   out_stride);
-  });
+  block32_x8::group_dot<block32_x8::Q4_0Codes, block32_x8::MaddubsProducts>(n, group, a, a_stride, n_cols, out,
+                                                                            out_stride);
 }
 
 void dot_iq4_nl_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                         int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns_signed<block32_x8::IQ4_NLSigned, NC>(n, group, a, a_stride, out, out_stride);
-  });
+  block32_x8::group_dot_signed<block32_x8::IQ4_NLSigned>(n, group, a, a_stride, n_cols, out, out_stride);
 }
 
 }  // namespace tandem::cpu

@@ -8,10 +8,8 @@ namespace tandem::cpu {
 
 void dot_q5_0_x8_avx2(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
                       int64_t out_stride) {
-  dispatch_columns(n_cols, [&]<int NC>() {
-    block32_x8::dot_columns<block32_x8::Q5_0Codes, block32_x8::MaddubsProducts, NC>(n, group, a, a_stride, out,
-                                                                                   out_stride);
-  });
+  block32_x8::group_dot<block32_x8::Q5_0Codes, block32_x8::MaddubsProducts>(n, group, a, a_stride, n_cols, out,
+                                                                            out_stride);
 }
 
 }  // namespace tandem::cpu
