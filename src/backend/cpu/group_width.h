@@ -4,13 +4,15 @@
 // it loads and broadcasts each activation chunk once for 16 rows instead of 8, but holds
 // twice the accumulators and unpacked codes. Whether that pays depends on the core's
 // registers, ports and load bandwidth, and on how many activation columns a call has: a
-// win at a prompt's 8 columns can be a loss at decode's 1. So the matmul asks, once per
-// weight type and process, which width is faster at 1, 2, 4 and 8 columns on synthetic
-// groups of that type held in cache (the matmul's row tiles are), and uses the 16-row
-// pass from the column count where it wins. At 1 column a decode streams the weights from
-// memory, where both widths wait on the same bytes; there the in-cache time ranks only
-// what each pass issues. Both widths give bit-identical outputs (interleaved_x16_test), so
-// the choice only ever changes speed.
+// win at a prompt's 8 columns can be a loss at fewer. So the matmul asks, once per weight
+// type and process, which width is faster at 2, 4 and 8 columns on synthetic groups of
+// that type held in cache (the matmul's row tiles are), and uses the 16-row pass from the
+// column count where it wins. One column (decode) always takes the 8-row pass: there every
+// weight byte streams from memory once, and one stream is read faster than the two a
+// 16-row pass walks at once, even where the 16-row pass wins in cache (Zen 5, 1.5B Q4_K_M:
+// decode 37-51 tok/s with Q4_K's 16-row pass at one column, 44-63 without, alternated). Both
+// widths give bit-identical outputs (interleaved_x16_test), so the choice only ever
+// changes speed.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +30,8 @@ struct WidthTiming {
   double x8 = 0, x16 = 0;
 };
 
-// The column counts measured.
-inline constexpr int kWidthColumns[] = {1, 2, 4, 8};
+// The column counts measured (one column never runs the 16-row pass, above).
+inline constexpr int kWidthColumns[] = {2, 4, 8};
 
 // The smallest measured column count from which the 16-row pass is faster by more than
 // `margin` (a fraction of the 8-row time) at that count and at every larger one; 0 when it
