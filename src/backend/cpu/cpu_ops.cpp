@@ -196,8 +196,9 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
   for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk) {
     const int64_t c1 = std::min(n_tokens, c0 + chunk);
     if (w.interleaved) {
+      const int64_t min_tile = kernel.dot_x16 ? 2 * kInterleave : kInterleave;
       const int64_t row_tile =
-          std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), kInterleave, kMaxRowTile) / kInterleave *
+          std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), min_tile, kMaxRowTile) / kInterleave *
           kInterleave;
       for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
         const int64_t r1 = std::min(o1, r0 + row_tile);
