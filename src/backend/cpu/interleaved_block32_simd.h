@@ -27,6 +27,7 @@
 
 #include "backend/cpu/avx2_util.h"
 #include "backend/cpu/interleaved.h"
+#include "backend/cpu/quant_dot.h"
 #include "quant/blocks.h"
 
 namespace tandem::cpu::block32_x8 {
@@ -114,10 +115,6 @@ struct IQ4_NLCodes {
 // maddubs gives each row's pair sums of unsigned codes (at most 31) and activations in its
 // own lanes; four chunks add in 16 bits (4 * 2 * 31 * 128 < 2^15) and one madd widens them.
 struct MaddubsProducts {
-  static inline int code_sum(const int8_t* qs, int weight) {
-    const __m256i s = _mm256_maddubs_epi16(_mm256_set1_epi8(static_cast<char>(weight)), load256(qs));
-    return hsum_i32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)));
-  }
   static inline __m256i dot(const __m256i q[8], const uint8_t* aq) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i p[8];
@@ -131,18 +128,20 @@ struct MaddubsProducts {
 // Blocks whose activation sums are taken ahead of the rows' work (bounded stack use).
 constexpr int64_t kSpan = 32;
 
-// Products supplies static int code_sum(const int8_t* qs, int weight) (weight times the sum
-// of the 32 activation codes) and static __m256i dot(const __m256i q[8], const uint8_t* aq)
-// (per row: q . the 32 activation codes at aq, in int32 lanes).
+// Products supplies static __m256i dot(const __m256i q[8], const uint8_t* aq) (per row:
+// q . the 32 activation codes at aq, in int32 lanes).
 // Per activation block b0..b1-1 and column: kOffset times the sum of its codes (taken off
-// the unsigned-code products) and its scale, ahead of the rows' work on those blocks.
-template <class Products, int NC>
-inline void span_sums(const uint8_t* a, size_t a_stride, int64_t b0, int64_t b1, int k_offset,
+// the unsigned-code products; the row carries the sums, quant_dot.h) and its scale, ahead
+// of the rows' work on those blocks.
+template <int NC>
+inline void span_sums(int64_t n, const uint8_t* a, size_t a_stride, int64_t b0, int64_t b1, int k_offset,
                       int32_t offset[kSpan][NC], float scale_a[kSpan][NC]) {
   for (int c = 0; c < NC; ++c) {
-    const auto* ab = reinterpret_cast<const BlockQ8_0*>(a + c * a_stride);
+    const uint8_t* row = a + c * a_stride;
+    const auto* ab = reinterpret_cast<const BlockQ8_0*>(row);
+    const uint8_t* sums = row + q8_0_sums_offset(n);
     for (int64_t b = b0; b < b1; ++b) {
-      offset[b - b0][c] = Products::code_sum(ab[b].qs, k_offset);
+      offset[b - b0][c] = k_offset * q8_0_code_sum(sums, b);
       scale_a[b - b0][c] = f16(ab[b].d);
     }
   }
@@ -157,7 +156,7 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
   alignas(32) float scale_a[kSpan][NC];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
-    span_sums<Products, NC>(a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
+    span_sums<NC>(n, a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* gb = group + b * Codes::kBlockBytes;
       prefetch_weights(gb, Codes::kBlockBytes);

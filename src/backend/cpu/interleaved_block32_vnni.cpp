@@ -30,9 +30,6 @@ struct Q8_0Codes {
 };
 
 struct VnniProducts {
-  static inline int code_sum(const int8_t* qs, int weight) {
-    return hsum_i32(dpbusd(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(weight)), load256(qs)));
-  }
   static inline __m256i dot(const __m256i q[8], const uint8_t* aq) {
     // Two chains: a vpdpbusd's latency (4-5 cycles) is longer than its issue interval.
     __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
@@ -113,7 +110,7 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
   alignas(32) float scale_a[kSpan][NC];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
-    block32_x8::span_sums<VnniProducts, NC>(a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
+    block32_x8::span_sums<NC>(n, a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* g0 = group + b * Codes::kBlockBytes;
       const uint8_t* g1 = group1 + b * Codes::kBlockBytes;
