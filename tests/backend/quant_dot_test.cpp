@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_ops.h"
@@ -153,6 +154,40 @@ TEST(QuantDot, SimdPathsAgreeWithScalar) {
 // shortcut would differ: the largest magnitude twice with both signs (the first one sets
 // the sign), at the last element, all zeros, only -0, a lone subnormal, halves that round
 // to even, and blocks with a NaN or an infinity (handed to the reference).
+TEST(QuantDot, Q8_0RowsCarryEachBlocksCodeSumAndScale) {
+  // The block32 group dots read the sums and scales from the row's tail (quant_dot.h);
+  // every path's quantizer writes them, padding included, for any block count.
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (Isa isa : runnable_isas()) {
+    const QuantDotKernel k = quant_dot_kernel(DType::Q5_0, isa);
+    ASSERT_EQ(k.activation, DType::Q8_0);
+    for (int64_t n : {32, 96, 256, 896, 1120}) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " n=" + std::to_string(n));
+      const int64_t nb = n / 32, padded = (nb + 7) / 8 * 8;
+      const size_t row = activation_row_bytes(k, n);
+      ASSERT_EQ(row, static_cast<size_t>(nb * 34 + padded * 4));
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = normal(rng);
+      std::vector<uint8_t> a(row, 0xAB);  // garbage the quantizer must overwrite
+      k.quantize(x.data(), a.data(), n);
+      const auto* blocks = reinterpret_cast<const quant::BlockQ8_0*>(a.data());
+      for (int64_t b = 0; b < padded; ++b) {
+        int16_t sum;
+        uint16_t d;
+        std::memcpy(&sum, a.data() + nb * 34 + 2 * b, 2);
+        std::memcpy(&d, a.data() + nb * 34 + padded * 2 + 2 * b, 2);
+        int want = 0;
+        if (b < nb) {
+          for (int8_t q : blocks[b].qs) want += q;
+        }
+        EXPECT_EQ(sum, want) << "block " << b;
+        EXPECT_EQ(d, b < nb ? blocks[b].d : 0) << "block " << b;
+      }
+    }
+  }
+}
+
 TEST(QuantDot, SimdQ8KQuantizerEqualsTheReferenceOnEdgeBlocks) {
   TANDEM_SKIP_WITHOUT_ISA(best_isa() != Isa::scalar, testing::isa_features(Isa::avx2),
                           "this CPU runs the scalar path only");

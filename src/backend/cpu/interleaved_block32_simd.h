@@ -130,19 +130,23 @@ constexpr int64_t kSpan = 32;
 
 // Products supplies static __m256i dot(const __m256i q[8], const uint8_t* aq) (per row:
 // q . the 32 activation codes at aq, in int32 lanes).
-// Per activation block b0..b1-1 and column: kOffset times the sum of its codes (taken off
-// the unsigned-code products; the row carries the sums, quant_dot.h) and its scale, ahead
-// of the rows' work on those blocks.
+// Per column and activation block b0..b1-1 (b0 a multiple of kSpan): kOffset times the sum
+// of its codes (taken off the unsigned-code products) and its scale, ahead of the rows'
+// work on those blocks, 8 blocks per load from the row's tail (quant_dot.h).
 template <int NC>
 inline void span_sums(int64_t n, const uint8_t* a, size_t a_stride, int64_t b0, int64_t b1, int k_offset,
-                      int32_t offset[kSpan][NC], float scale_a[kSpan][NC]) {
+                      int32_t offset[NC][kSpan], float scale_a[NC][kSpan]) {
+  const __m256i k = _mm256_set1_epi32(k_offset);
   for (int c = 0; c < NC; ++c) {
-    const uint8_t* row = a + c * a_stride;
-    const auto* ab = reinterpret_cast<const BlockQ8_0*>(row);
-    const uint8_t* sums = row + q8_0_sums_offset(n);
-    for (int64_t b = b0; b < b1; ++b) {
-      offset[b - b0][c] = k_offset * q8_0_code_sum(sums, b);
-      scale_a[b - b0][c] = f16(ab[b].d);
+    const uint8_t* sums = a + c * a_stride + q8_0_sums_offset(n);
+    const uint8_t* scales = a + c * a_stride + q8_0_scales_offset(n);
+    // b1 - b0 rounded up to 8 stays within kSpan (b0 is a multiple of it), and the lists are
+    // padded to whole 8-block loads: the lanes past b1 are never read back.
+    for (int64_t b = b0; b < b1; b += 8) {
+      const __m128i s16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 2 * b));
+      const __m128i d16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 2 * b));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(offset[c] + (b - b0)), _mm256_mullo_epi32(_mm256_cvtepi16_epi32(s16), k));
+      _mm256_store_ps(scale_a[c] + (b - b0), _mm256_cvtph_ps(d16));
     }
   }
 }
@@ -152,8 +156,8 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
   const int64_t nb = n / 32;
   __m256 acc[NC];
   for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
-  alignas(32) int32_t offset[kSpan][NC];  // kOffset * sum of the block's activation codes
-  alignas(32) float scale_a[kSpan][NC];
+  alignas(32) int32_t offset[NC][kSpan];  // kOffset * sum of the block's activation codes
+  alignas(32) float scale_a[NC][kSpan];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
     span_sums<NC>(n, a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
@@ -165,8 +169,8 @@ void dot_columns(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_str
       Codes::unpack(gb, q);
       for (int c = 0; c < NC; ++c) {
         const uint8_t* aq = a + c * a_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
-        const __m256i sum = _mm256_sub_epi32(Products::dot(q, aq), _mm256_set1_epi32(offset[b - b0][c]));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(scale_a[b - b0][c])), acc[c]);
+        const __m256i sum = _mm256_sub_epi32(Products::dot(q, aq), _mm256_set1_epi32(offset[c][b - b0]));
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(scale_a[c][b - b0])), acc[c]);
       }
     }
   }

@@ -106,8 +106,8 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
   const uint8_t* group1 = group + nb * Codes::kBlockBytes;  // the next 8 rows
   __m512 acc[NC];
   for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
-  alignas(32) int32_t offset[kSpan][NC];
-  alignas(32) float scale_a[kSpan][NC];
+  alignas(32) int32_t offset[NC][kSpan];
+  alignas(32) float scale_a[NC][kSpan];
   for (int64_t b0 = 0; b0 < nb; b0 += kSpan) {
     const int64_t b1 = std::min(nb, b0 + kSpan);
     block32_x8::span_sums<NC>(n, a, a_stride, b0, b1, Codes::kOffset, offset, scale_a);
@@ -127,8 +127,8 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
           s0 = _mm512_dpbusd_epi32(s0, q[i], broadcast4_512(aq + 4 * i));
           s1 = _mm512_dpbusd_epi32(s1, q[i + 1], broadcast4_512(aq + 4 * i + 4));
         }
-        const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(offset[b - b0][c]));
-        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(scale_a[b - b0][c])), acc[c]);
+        const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(offset[c][b - b0]));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(scale_a[c][b - b0])), acc[c]);
       }
     }
   }

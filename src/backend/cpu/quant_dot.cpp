@@ -44,12 +44,12 @@ float quantize_block32(const float* x, int8_t* qs, int& sum) {
 
 void quantize_q8_0_scalar(const float* x, void* y, int64_t n) {
   auto* out = static_cast<BlockQ8_0*>(y);
-  uint8_t* sums = static_cast<uint8_t*>(y) + q8_0_sums_offset(n);
   int sum;
   for (int64_t b = 0; b < n / 32; ++b) {
     out[b].d = f32_to_f16(quantize_block32(x + 32 * b, out[b].qs, sum));
-    set_q8_0_code_sum(sums, b, sum);
+    set_q8_0_block_tail(static_cast<uint8_t*>(y), n, b, sum, out[b].d);
   }
+  clear_q8_0_tail_padding(static_cast<uint8_t*>(y), n);
 }
 
 void quantize_q8_1_scalar(const float* x, void* y, int64_t n) {
@@ -424,8 +424,8 @@ QuantDotKernel quant_dot_kernel(DType weight) {
 size_t activation_row_bytes(const QuantDotKernel& kernel, int64_t n) {
   const DTypeInfo& info = dtype_info(kernel.activation);
   const size_t blocks = static_cast<size_t>(n / info.block_elems);
-  // Q8_0: the blocks' code sums after them (q8_0_code_sums).
-  return blocks * info.block_bytes + (kernel.activation == DType::Q8_0 ? blocks * sizeof(int16_t) : 0);
+  // Q8_0: the blocks' code sums and scales after them (q8_0_sums_offset).
+  return blocks * info.block_bytes + (kernel.activation == DType::Q8_0 ? q8_0_tail_bytes(n) : 0);
 }
 
 }  // namespace tandem::cpu

@@ -65,23 +65,31 @@ QuantDotKernel quant_dot_kernel(DType weight);
 size_t activation_row_bytes(const QuantDotKernel& kernel, int64_t n);
 
 // A Q8_0 activation row of n elements is its n / 32 blocks, then each block's sum of codes
-// as int16 (at most 32 * 127 in magnitude), written by every Q8_0 quantizer here and
-// counted by activation_row_bytes. The block32 group dots take kOffset times it off their
-// unsigned-code products for every block and column; reading it spares each group call
-// (every 8 or 16 rows) a horizontal sum per block and column, which was 40% of Q5_0's
-// 16-row pass.
+// as int16 (at most 32 * 127 in magnitude), then the blocks' f16 scales again, side by
+// side, each list padded with zeros to a multiple of 8 blocks (one 16-byte load each):
+// written by every Q8_0 quantizer here and counted by activation_row_bytes. The
+// block32 group dots take kOffset times the sum off their unsigned-code products for
+// every block and column and scale by d; with both packed they read 8 blocks' worth in one
+// load each, where each group call (every 8 or 16 rows) used to sum the block's codes
+// again and convert its scale alone (60% of Q5_0's 16-row pass on Zen 5).
 // Internal linkage: the VNNI files include this with AVX-512 flags (vnni.h).
 namespace {
-// Where the sums start in a row of n elements.
+// Where the sums and the scales start in a row of n elements, and the tail's bytes.
+inline size_t q8_0_tail_list_bytes(int64_t n) { return static_cast<size_t>((n / 32 + 7) / 8 * 8) * 2; }
 inline size_t q8_0_sums_offset(int64_t n) { return static_cast<size_t>(n / 32) * 34; }
-inline int q8_0_code_sum(const uint8_t* sums, int64_t block) {
-  int16_t s;
-  std::memcpy(&s, sums + 2 * block, sizeof(s));  // rows start anywhere: no aligned load
-  return s;
-}
-inline void set_q8_0_code_sum(uint8_t* sums, int64_t block, int sum) {
+inline size_t q8_0_scales_offset(int64_t n) { return q8_0_sums_offset(n) + q8_0_tail_list_bytes(n); }
+inline size_t q8_0_tail_bytes(int64_t n) { return 2 * q8_0_tail_list_bytes(n); }
+// Block b's sum and scale (f16 bits) into the row's tail (rows start anywhere: memcpy).
+inline void set_q8_0_block_tail(uint8_t* row, int64_t n, int64_t b, int sum, uint16_t d) {
   const auto s = static_cast<int16_t>(sum);
-  std::memcpy(sums + 2 * block, &s, sizeof(s));
+  std::memcpy(row + q8_0_sums_offset(n) + 2 * b, &s, sizeof(s));
+  std::memcpy(row + q8_0_scales_offset(n) + 2 * b, &d, sizeof(d));
+}
+// Zeros in the padding of both lists (after the quantizer wrote blocks 0..n/32-1).
+inline void clear_q8_0_tail_padding(uint8_t* row, int64_t n) {
+  const size_t used = static_cast<size_t>(n / 32) * 2, pad = q8_0_tail_list_bytes(n) - used;
+  std::memset(row + q8_0_sums_offset(n) + used, 0, pad);
+  std::memset(row + q8_0_scales_offset(n) + used, 0, pad);
 }
 }  // namespace
 

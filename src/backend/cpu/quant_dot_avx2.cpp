@@ -94,12 +94,12 @@ inline float quantize_block32(const float* x, int8_t* qs, int& sum) {
 
 void quantize_q8_0_avx2(const float* x, void* y, int64_t n) {
   auto* out = static_cast<BlockQ8_0*>(y);
-  uint8_t* sums = static_cast<uint8_t*>(y) + q8_0_sums_offset(n);
   int sum;
   for (int64_t b = 0; b < n / 32; ++b) {
     out[b].d = _cvtss_sh(quantize_block32(x + 32 * b, out[b].qs, sum), 0);
-    set_q8_0_code_sum(sums, b, sum);
+    set_q8_0_block_tail(static_cast<uint8_t*>(y), n, b, sum, out[b].d);
   }
+  clear_q8_0_tail_padding(static_cast<uint8_t*>(y), n);
 }
 
 void quantize_q8_1_avx2(const float* x, void* y, int64_t n) {
