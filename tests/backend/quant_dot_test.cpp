@@ -150,10 +150,6 @@ TEST(QuantDot, SimdPathsAgreeWithScalar) {
   }
 }
 
-// The SIMD Q8_K quantizer against the reference byte for byte on the blocks where a
-// shortcut would differ: the largest magnitude twice with both signs (the first one sets
-// the sign), at the last element, all zeros, only -0, a lone subnormal, halves that round
-// to even, and blocks with a NaN or an infinity (handed to the reference).
 TEST(QuantDot, Q8_0RowsCarryEachBlocksCodeSumAndScale) {
   // The block32 group dots read the sums and scales from the row's tail (quant_dot.h);
   // every path's quantizer writes them, padding included, for any block count.
@@ -188,6 +184,10 @@ TEST(QuantDot, Q8_0RowsCarryEachBlocksCodeSumAndScale) {
   }
 }
 
+// The SIMD Q8_K quantizer against the reference byte for byte on the blocks where a
+// shortcut would differ: the largest magnitude twice with both signs (the first one sets
+// the sign), at the last element, all zeros, only -0, a lone subnormal, halves that round
+// to even, and blocks with a NaN or an infinity (handed to the reference).
 TEST(QuantDot, SimdQ8KQuantizerEqualsTheReferenceOnEdgeBlocks) {
   TANDEM_SKIP_WITHOUT_ISA(best_isa() != Isa::scalar, testing::isa_features(Isa::avx2),
                           "this CPU runs the scalar path only");
