@@ -31,10 +31,11 @@ double bench_one(const QuantDotKernel& k, bool x8, int64_t n, int64_t rows, int6
   const std::vector<uint8_t>& act = s.act;
   const size_t row_bytes = s.row_bytes, act_row = s.act_row;
   std::vector<float> y(static_cast<size_t>(rows * tokens));
-  // Interleaved: groups of 8 rows, tiles of whole groups (as the matmul drives them).
-  int64_t tile = std::max<int64_t>(1, std::min<int64_t>(16, 16384 / static_cast<int64_t>(row_bytes)));
-  if (x8) tile = std::max(kInterleave, tile / kInterleave * kInterleave);
   const bool x16 = x8 && k.dot_x16 && x16_from > 0 && cols >= x16_from;
+  // Row tiles as the matmul takes them (whole groups, two at least for a 16-row pass).
+  QuantDotKernel tiled = k;
+  if (!x16) tiled.dot_x16 = nullptr;
+  const int64_t tile = matmul_row_tile(tiled, row_bytes, x8);
   // Token chunks as the matmul takes them (cpu_ops.h), unless --token-chunk says otherwise.
   const int64_t chunk = token_chunk > 0 ? token_chunk : matmul_token_chunk(act_row);
   int64_t columns = 0;  // per pass: whole calls of `cols` in each chunk

@@ -192,14 +192,10 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
                    int64_t n_tokens, float* y, int64_t o0, int64_t o1) {
   const int64_t n_in = w.ne[0], n_out = w.rows();
   const size_t row_bytes = w.row_bytes();  // once: the type lookup is not free per row
-  const int64_t chunk = matmul_token_chunk(act_row);
+  const int64_t chunk = matmul_token_chunk(act_row), row_tile = matmul_row_tile(kernel, row_bytes, w.interleaved);
   for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk) {
     const int64_t c1 = std::min(n_tokens, c0 + chunk);
     if (w.interleaved) {
-      const int64_t min_tile = kernel.dot_x16 ? 2 * kInterleave : kInterleave;
-      const int64_t row_tile =
-          std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), min_tile, kMaxRowTile) / kInterleave *
-          kInterleave;
       for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
         const int64_t r1 = std::min(o1, r0 + row_tile);
         for (int64_t t0 = c0; t0 < c1; t0 += kColumns) {
@@ -215,7 +211,6 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
       }
       continue;
     }
-    const int64_t row_tile = std::clamp<int64_t>(kRowTileBytes / static_cast<int64_t>(row_bytes), 1, kMaxRowTile);
     for (int64_t r0 = o0; r0 < o1; r0 += row_tile) {
       const int64_t r1 = std::min(o1, r0 + row_tile);
       for (int64_t t0 = c0; t0 < c1; t0 += kColumns) {
@@ -236,6 +231,13 @@ void add_bias_rows(const float* bias, int64_t n_tokens, int64_t n_out, float* y,
 }
 
 }  // namespace
+
+int64_t matmul_row_tile(const QuantDotKernel& kernel, size_t row_bytes, bool interleaved) {
+  const int64_t fit = kRowTileBytes / std::max<int64_t>(1, static_cast<int64_t>(row_bytes));
+  if (!interleaved) return std::clamp<int64_t>(fit, 1, kMaxRowTile);
+  const int64_t min_tile = kernel.dot_x16 ? 2 * kInterleave : kInterleave;
+  return std::clamp<int64_t>(fit, min_tile, kMaxRowTile) / kInterleave * kInterleave;
+}
 
 int64_t matmul_token_chunk(size_t act_row) {
   // Half the L2 for the activations: the rest holds the row tile, the outputs and what the

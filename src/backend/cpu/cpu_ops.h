@@ -132,6 +132,11 @@ class OpContext {
 // L3 once per 16-row tile, the Q4_K group dot lost 16% (tandem_kernel_bench --tokens 512).
 // A multiple of 8 (the kernels' column block), at least 8.
 int64_t matmul_token_chunk(size_t act_row);
+// Rows of one weight the matmul takes as a tile (about 16 KiB, at most 16 rows): the tile
+// stays in cache while the token chunk's columns go past it. Interleaved: whole groups,
+// and two at least where the kernel has a 16-row pass (dot_x16), or wide rows (Q6_K at
+// 1536, any 8960-wide ffn_down) would never reach it.
+int64_t matmul_row_tile(const QuantDotKernel& kernel, size_t row_bytes, bool interleaved);
 
 // y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o]) for t < n_tokens; W is {n_in, n_out}.
 // x is [n_tokens][n_in], y is [n_tokens][n_out].

@@ -33,7 +33,9 @@ struct SuperBlockScales {
 template <class W>
 struct VnniCodes {
   using I = typename W::I;
-  static constexpr int kColumnBlock = 4;
+  // At 16 rows all 8 columns in one block (32 zmm registers hold them; 4 + 4 spilled around
+  // the outlined calls): 8 columns 22% faster on Zen 5.
+  static constexpr int kColumnBlock = W::kRows == 16 ? 8 : 4;
 
   template <int CB>
   __attribute__((always_inline)) static inline void accumulate(typename W::Ptr gb, const SuperBlockScales<W>& s,
