@@ -15,6 +15,7 @@
 
 #include "backend/cpu/interleaved.h"
 #include "core/dtype.h"
+#include "quant/blocks.h"
 
 namespace tandem::cpu {
 
@@ -76,7 +77,7 @@ size_t activation_row_bytes(const QuantDotKernel& kernel, int64_t n);
 namespace {
 // Where the sums and the scales start in a row of n elements, and the tail's bytes.
 inline size_t q8_0_tail_list_bytes(int64_t n) { return static_cast<size_t>((n / 32 + 7) / 8 * 8) * 2; }
-inline size_t q8_0_sums_offset(int64_t n) { return static_cast<size_t>(n / 32) * 34; }
+inline size_t q8_0_sums_offset(int64_t n) { return static_cast<size_t>(n / 32) * sizeof(quant::BlockQ8_0); }
 inline size_t q8_0_scales_offset(int64_t n) { return q8_0_sums_offset(n) + q8_0_tail_list_bytes(n); }
 inline size_t q8_0_tail_bytes(int64_t n) { return 2 * q8_0_tail_list_bytes(n); }
 // Block b's sum and scale (f16 bits) into the row's tail (rows start anywhere: memcpy).
