@@ -85,5 +85,21 @@ TEST(InterleavedX16, SixteenRowPassEqualsTwoGroupPasses) {
   }
 }
 
+// The prefetch of a 16-row pass aims each of its two streams at what that stream itself
+// reads `distance` bytes later. Model: the first stream reads groups 0, 2, 4, ... of a
+// row tile, in order, so after s bytes of reading it is at byte 2G * (s / G) + s % G.
+TEST(InterleavedX16, PairPrefetchFollowsItsOwnStream) {
+  const auto stream_at = [](int64_t s, int64_t g) { return 2 * g * (s / g) + s % g; };
+  for (int64_t g : {176, 1152, 4352, 6720, 16384}) {
+    for (int64_t distance : {64, 4096, 8192, 12288, 40000}) {
+      for (int64_t s = 0; s < 3 * g; s += 32) {
+        const PairStream stream(g, distance);
+        EXPECT_EQ(stream_at(s, g) - s % g + stream.ahead(s % g), stream_at(s + distance, g))
+            << "group " << g << " bytes, distance " << distance << ", " << s << " bytes read";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tandem::cpu

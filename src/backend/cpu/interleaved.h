@@ -43,6 +43,23 @@ using RepackFn = Repack*;
 using UnpackFn = Unpack*;
 using GroupDotFn = GroupDot*;
 
+// A 16-row pass reads two consecutive groups (each `group_bytes` long) side by side, from
+// their start to their end, so each of its two streams skips every other group. ahead(pos)
+// is the offset, from the pair's start, of the byte the first stream will read `distance`
+// bytes of reading after byte pos of its group: past its group's end that is in a later
+// pair's first group (a prefetch aimed at plain +distance lands in groups the other stream
+// reads). Set up once per pass (one divide); one compare per position.
+struct PairStream {
+  int64_t start;  // ahead(0)
+  int64_t cross;  // the first position whose target lies one pair further on
+  int64_t group_bytes;
+  constexpr PairStream(int64_t group_bytes, int64_t distance)
+      : start(2 * group_bytes * (distance / group_bytes) + distance % group_bytes),
+        cross(group_bytes - distance % group_bytes),
+        group_bytes(group_bytes) {}
+  constexpr int64_t ahead(int64_t pos) const { return start + pos + (pos >= cross ? group_bytes : 0); }
+};
+
 // Byte offsets inside one group super-block (256 elements x 8 rows), shared by each type's
 // portable and AVX2 files; the layouts are described in interleaved_q4_k.cpp / _q5_k.cpp /
 // _q6_k.cpp / _iq4_xs.cpp.

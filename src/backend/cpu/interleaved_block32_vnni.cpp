@@ -104,6 +104,7 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
   using block32_x8::kSpan;
   const int64_t nb = n / 32;
   const uint8_t* group1 = group + nb * Codes::kBlockBytes;  // the next 8 rows
+  const PairStream stream(nb * Codes::kBlockBytes, kPrefetchDistance);
   __m512 acc[NC];
   for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
   alignas(32) int32_t offset[NC][kSpan];
@@ -114,7 +115,7 @@ void dot_columns_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* g0 = group + b * Codes::kBlockBytes;
       const uint8_t* g1 = group1 + b * Codes::kBlockBytes;
-      prefetch_weight_pair(g0, (nb - b) * Codes::kBlockBytes, group1 - group, Codes::kBlockBytes);
+      prefetch_weight_pair(group, stream, b * Codes::kBlockBytes, Codes::kBlockBytes);
       const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(
           _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0))),
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1)), 1));

@@ -65,13 +65,16 @@ inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
 struct Zmm16 {
   struct Ptr {
     const uint8_t* p;
-    int64_t next;  // bytes from the first group's data to the second's
-    int64_t left;  // bytes from p to the end of the first group (for the prefetch)
+    int64_t next;         // bytes from the first group's data to the second's
+    int64_t pos;          // bytes from the first group's start to p (for the prefetch)
+    PairStream stream;    // the prefetch's targets
   };
   static constexpr int kRows = 16;
-  static Ptr groups(const uint8_t* group, int64_t group_bytes) { return {group, group_bytes, group_bytes}; }
-  static Ptr at(Ptr g, int64_t offset) { return {g.p + offset, g.next, g.left - offset}; }
-  static void prefetch(Ptr g, int bytes) { prefetch_weight_pair(g.p, g.left, g.next, bytes); }
+  static Ptr groups(const uint8_t* group, int64_t group_bytes) {
+    return {group, group_bytes, 0, PairStream(group_bytes, kPrefetchDistance)};
+  }
+  static Ptr at(Ptr g, int64_t offset) { return {g.p + offset, g.next, g.pos + offset, g.stream}; }
+  static void prefetch(Ptr g, int bytes) { prefetch_weight_pair(g.p - g.pos, g.stream, g.pos, bytes); }
   static __m128i load128(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 #if defined(TANDEM_VNNI_EMULATED)
   struct I {
