@@ -139,9 +139,15 @@ int main(int argc, char** argv) {
       if (x8 && rows % kInterleave != 0) tandem::fail("--layout x8: --rows {} is not a multiple of {}", rows, kInterleave);
       int x16_from = x16_mode == "on" ? 1 : 0;
       if (x8 && k.dot_x16 && x16_mode == "auto") {
-        const std::vector<WidthTiming> widths = time_group_widths(k);
+        // As the matmul chooses: streamed when each byte is read once from memory (at most 8
+        // tokens, more weights than the L3), in cache otherwise.
+        const size_t weight_bytes = static_cast<size_t>(rows) * static_cast<size_t>(n / tandem::dtype_info(type).block_elems) *
+                                    tandem::dtype_info(type).block_bytes;
+        const bool streamed = tokens <= 8 && weights_stream(weight_bytes);
+        const std::vector<WidthTiming> widths =
+            streamed ? time_streamed_group_widths(k, streamed_probe_bytes()) : time_group_widths(k);
         x16_from = x16_min_cols_from(widths);
-        fmt::print("{:<8} 16-row pass measured (x8 / x16 time):", name);
+        fmt::print("{:<8} 16-row pass measured {} (x8 / x16 time):", name, streamed ? "streamed" : "in cache");
         for (const WidthTiming& t : widths) fmt::print(" {} cols {:.2f}", t.cols, t.x8 / t.x16);
         fmt::print(" -> {}\n", x16_from > 0 ? fmt::format("from {} cols", x16_from) : std::string("not used"));
       }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -67,10 +68,10 @@ void one_group_thrice(int64_t n, const uint8_t* group, const uint8_t* a, size_t 
   for (int i = 0; i < 3; ++i) g_x8(n, group, a, a_stride, n_cols, out, os);
 }
 
-void expect_complete(const std::vector<WidthTiming>& timings) {
-  ASSERT_EQ(timings.size(), std::size(kWidthColumns));
+void expect_complete(const std::vector<WidthTiming>& timings, std::span<const int> columns = kWidthColumns) {
+  ASSERT_EQ(timings.size(), columns.size());
   for (size_t i = 0; i < timings.size(); ++i) {
-    EXPECT_EQ(timings[i].cols, kWidthColumns[i]);
+    EXPECT_EQ(timings[i].cols, columns[i]);
     EXPECT_GT(timings[i].x8, 0.0);
     EXPECT_GT(timings[i].x16, 0.0);
     EXPECT_LT(timings[i].x8, 1.0);
@@ -100,6 +101,30 @@ TEST(GroupWidth, MeasurementFindsTheFasterWidth) {
   }
 }
 
+// The streamed measurement reads its buffer once per pass (a small one here, for the
+// test's time) and covers one column too: with the 8-row pass three times too slow, the
+// 16-row pass wins from one column; at twice the work, never.
+TEST(GroupWidth, StreamedMeasurementFindsTheFasterWidth) {
+  QuantDotKernel k = quant_dot_kernel(DType::Q8_0);
+  ASSERT_TRUE(k.interleavable());
+  g_type = DType::Q8_0;
+  g_x8 = k.dot_x8;
+  constexpr size_t kBytes = size_t{4} << 20;
+  k.dot_x16 = two_groups_twice;
+  std::vector<WidthTiming> t = time_streamed_group_widths(k, kBytes);
+  expect_complete(t, kStreamedWidthColumns);
+  EXPECT_EQ(x16_min_cols_from(t), 0);
+  k.dot_x8 = one_group_thrice;
+  k.dot_x16 = two_groups;
+  t = time_streamed_group_widths(k, kBytes);
+  expect_complete(t, kStreamedWidthColumns);
+  EXPECT_EQ(x16_min_cols_from(t), 1);
+  EXPECT_GE(streamed_probe_bytes(), size_t{32} << 20);
+  EXPECT_LE(streamed_probe_bytes(), size_t{256} << 20);
+  EXPECT_FALSE(weights_stream(size_t{1} << 20));  // every L3 holds 1 MiB
+  EXPECT_TRUE(weights_stream(size_t{1} << 40));
+}
+
 TEST(GroupWidth, RealSixteenRowPassesAreMeasured) {
   // The emulated 512-bit passes run anywhere; the native ones where the CPU has AVX512-VNNI.
   // Which width wins is the CPU's business; the measurement must cover every count and the
@@ -125,6 +150,14 @@ TEST(GroupWidth, RealSixteenRowPassesAreMeasured) {
         << from;
     EXPECT_EQ(x16_min_cols(k), from);
   }
+  // Streamed, for one real kernel (the full probe: twice the L3).
+  const QuantDotKernel& k = kernels.back();
+  expect_complete(time_streamed_group_widths(k, size_t{8} << 20), kStreamedWidthColumns);
+  const int from = x16_min_cols_streamed(k);
+  EXPECT_TRUE(from == 0 || std::find(std::begin(kStreamedWidthColumns), std::end(kStreamedWidthColumns), from) !=
+                               std::end(kStreamedWidthColumns))
+      << from;
+  EXPECT_EQ(x16_min_cols_streamed(k), from);
 }
 
 TEST(GroupWidth, PathsWithoutSixteenRowsAndTheOverride) {
@@ -132,7 +165,9 @@ TEST(GroupWidth, PathsWithoutSixteenRowsAndTheOverride) {
   if (!cpu_runs(Isa::avx2)) k = quant_dot_kernel(DType::Q8_0, Isa::scalar);
   k.dot_x16 = nullptr;
   EXPECT_EQ(x16_min_cols(k), 0);
+  EXPECT_EQ(x16_min_cols_streamed(k), 0);
   EXPECT_THROW(time_group_widths(k), std::runtime_error);
+  EXPECT_THROW(time_streamed_group_widths(k, size_t{1} << 20), std::runtime_error);
   EXPECT_EQ(parse_x16_override(nullptr), -1);
   EXPECT_EQ(parse_x16_override("auto"), -1);
   EXPECT_EQ(parse_x16_override("on"), 1);

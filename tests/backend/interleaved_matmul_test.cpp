@@ -12,6 +12,8 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/group_width.h"
+#include "backend/cpu/interleaved.h"
 #include "core/error.h"
 #include "support/random_blocks.h"
 
@@ -183,6 +185,83 @@ TEST(InterleavedMatmul, ExpertOfARepackedStackMatchesItsRows) {
     matmul_serial(k, {w.tensor.matrix(e), act.data(), T, want.data()});
     matmul_serial(k, {p.matrix(e), act.data(), T, got.data()});
     expect_close(got, want, "expert");
+  }
+}
+
+// A 16-row pass that counts its calls: two calls of the path's 8-row pass.
+GroupDotFn g_x8 = nullptr;
+size_t g_group_bytes = 0;
+int g_x16_calls = 0;
+void counted_x16(int64_t n, const uint8_t* group, const uint8_t* a, size_t a_stride, int n_cols, float* out,
+                 int64_t os) {
+  ++g_x16_calls;
+  g_x8(n, group, a, a_stride, n_cols, out, os);
+  g_x8(n, group + g_group_bytes, a, a_stride, n_cols, out + kInterleave, os);
+}
+
+// A call of up to 8 tokens reads each weight byte once: it takes the streamed threshold; a
+// longer one, whose tiles serve every block of 8 tokens from cache, the in-cache one.
+TEST(InterleavedMatmul, WidthFollowsWhetherTheCallStreamsItsWeights) {
+  OpContext ctx(1, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(19);
+  const int64_t n = 512, rows = 64;
+  const Weight w = random_weight(DType::Q8_0, n, rows, 1, rng);
+  const Tensor& p = be.prepared(w.tensor);
+  ASSERT_TRUE(p.interleaved);
+  QuantDotKernel k = ctx.kernel(DType::Q8_0);
+  g_x8 = k.dot_x8;
+  g_group_bytes = w.tensor.row_bytes() * kInterleave;
+  k.dot_x16 = counted_x16;
+  struct Case {
+    int cached, streamed;
+    int64_t tokens;
+    bool x16;
+  };
+  for (const Case& c : {Case{2, 0, 2, false}, Case{2, 0, 16, true}, Case{0, 2, 2, true}, Case{0, 2, 16, false},
+                        Case{4, 3, 3, true}, Case{4, 3, 12, true}, Case{4, 4, 3, false}, Case{1, 1, 1, true}}) {
+    k.x16_min_cols = c.cached;
+    k.x16_min_cols_streamed = c.streamed;
+    const auto x = random_input(n * c.tokens, rng);
+    std::vector<uint8_t> act(activation_row_bytes(k, n) * static_cast<size_t>(c.tokens));
+    quantize_activations(ctx, DType::Q8_0, x.data(), c.tokens, n, act.data());
+    std::vector<float> want(static_cast<size_t>(rows * c.tokens)), got(want.size());
+    matmul_serial(k, {w.tensor, act.data(), c.tokens, want.data()});
+    g_x16_calls = 0;
+    matmul_serial(k, {p, act.data(), c.tokens, got.data()});
+    EXPECT_EQ(g_x16_calls > 0, c.x16) << "in cache from " << c.cached << ", streamed from " << c.streamed << ", "
+                                      << c.tokens << " tokens";
+    expect_close(got, want, "width choice");
+  }
+}
+
+// The weights one context repacks decide which threshold its kernels keep for few-token
+// calls: the in-cache one while they fit in the L3 (a call reads them from cache), the
+// streamed measurement from the weight that outgrows it on, for every type seen.
+TEST(InterleavedMatmul, ContextTakesStreamedWidthsOnceItsWeightsOutgrowTheL3) {
+  const QuantDotKernel q4 = quant_dot_kernel(DType::Q4_K), q8 = quant_dot_kernel(DType::Q8_0);
+  if (!q4.dot_x16 || !q8.dot_x16) GTEST_SKIP() << "this CPU's path has no 16-row pass: nothing to choose";
+  OpContext ctx(1, 4096);
+  CpuBackend be(ctx);
+  std::mt19937 rng(23);
+  const Weight small = random_weight(DType::Q4_K, 512, 16, 1, rng);
+  ASSERT_TRUE(be.prepared(small.tensor).interleaved);
+  EXPECT_EQ(ctx.kernel(DType::Q4_K).x16_min_cols, x16_min_cols(q4));
+  EXPECT_EQ(ctx.kernel(DType::Q4_K).x16_min_cols_streamed, x16_min_cols(q4));
+  // One Q8_0 weight larger than the L3.
+  const int64_t n = 4096;
+  const size_t row_bytes = static_cast<size_t>(n / 32 * 34);
+  int64_t rows = 1024;
+  while (!weights_stream(row_bytes * static_cast<size_t>(rows))) rows *= 2;
+  const Weight big = random_weight(DType::Q8_0, n, rows, 1, rng);
+  ASSERT_TRUE(be.prepared(big.tensor).interleaved);
+  for (const QuantDotKernel* k : {&q4, &q8}) {
+    SCOPED_TRACE(dtype_name(k->weight));
+    const QuantDotKernel& settled = ctx.kernel(k->weight);
+    const int cached = x16_min_cols(*k), streamed = x16_min_cols_streamed(*k);
+    EXPECT_EQ(settled.x16_min_cols, cached);
+    EXPECT_EQ(settled.x16_min_cols_streamed, streamed);
+    EXPECT_EQ(settled.dot_x16 == nullptr, cached == 0 && streamed == 0);
   }
 }
 

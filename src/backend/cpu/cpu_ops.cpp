@@ -71,12 +71,21 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   }
   const QuantDotKernel& kernel = this->kernel(w.type);
   if (!kernel.interleavable() || !interleaving_enabled()) return w;
-  if (kernel.dot_x16 && !float_activations_) {  // which width pays on this CPU (measured once per type)
-    QuantDotKernel& k = kernels_[static_cast<size_t>(w.type)];
-    k.x16_min_cols = x16_min_cols(k);
-    if (k.x16_min_cols == 0) k.dot_x16 = nullptr;
-  }
   const size_t row_bytes = w.row_bytes(), bytes = row_bytes * static_cast<size_t>(w.rows());
+  if (kernel.dot_x16 && !float_activations_) {
+    width_types_[static_cast<size_t>(w.type)] = true;
+    // Once this context's weights outgrow the L3, a pass reads them from memory: every type
+    // seen so far takes its streamed choice (the measurement's buffer is freed before the
+    // repack below allocates).
+    const bool was_streaming = weights_stream(interleaved_bytes_);
+    if (!was_streaming && weights_stream(interleaved_bytes_ + bytes)) {
+      for (size_t id = 0; id < kDTypeIds; ++id) {
+        if (width_types_[id]) settle_widths(kernels_[id], true);
+      }
+    } else {
+      settle_widths(kernels_[static_cast<size_t>(w.type)], was_streaming);
+    }
+  }
   Repacked r{w, allocate_weights(bytes)};
   r.tensor.interleaved = true;
   r.tensor.data = static_cast<const uint8_t*>(r.bytes.as());
@@ -94,6 +103,14 @@ const Tensor& OpContext::prepared(const Tensor& w) {
   MappedFile::release_pages(w.data, bytes);  // the pages chunks shared
   interleaved_bytes_ += bytes;
   return repacked_.emplace(w.data, std::move(r)).first->second.tensor;
+}
+
+void OpContext::settle_widths(QuantDotKernel& k, bool streaming) {
+  if (!k.dot_x16) return;  // settled with streamed weights: neither choice uses it
+  k.x16_min_cols = x16_min_cols(k);
+  // While the weights fit in the L3, a call of few tokens reads them from cache too.
+  k.x16_min_cols_streamed = streaming ? x16_min_cols_streamed(k) : k.x16_min_cols;
+  if (streaming && k.x16_min_cols == 0 && k.x16_min_cols_streamed == 0) k.dot_x16 = nullptr;
 }
 
 const OpContext::Repacked* OpContext::stored_copy(const Tensor& w, int64_t row0, int64_t n_rows, const char* op) const {
@@ -193,6 +210,9 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
   const int64_t n_in = w.ne[0], n_out = w.rows();
   const size_t row_bytes = w.row_bytes();  // once: the type lookup is not free per row
   const int64_t chunk = matmul_token_chunk(act_row), row_tile = matmul_row_tile(kernel, row_bytes, w.interleaved);
+  // Up to kColumns tokens, one call per tile: each weight byte is read once (streamed);
+  // more, and the tile serves every group of kColumns tokens from cache.
+  const int x16_from = n_tokens <= kColumns ? kernel.x16_min_cols_streamed : kernel.x16_min_cols;
   for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk) {
     const int64_t c1 = std::min(n_tokens, c0 + chunk);
     if (w.interleaved) {
@@ -202,7 +222,7 @@ void dot_row_tiles(const QuantDotKernel& kernel, const Tensor& w, const uint8_t*
           const int cols = static_cast<int>(std::min<int64_t>(kColumns, c1 - t0));
           const uint8_t* a = act + static_cast<size_t>(t0) * act_row;
           for (int64_t g = r0; g < r1;) {
-            const bool two = kernel.dot_x16 && cols >= kernel.x16_min_cols && g + 2 * kInterleave <= r1;
+            const bool two = kernel.dot_x16 && x16_from > 0 && cols >= x16_from && g + 2 * kInterleave <= r1;
             (two ? kernel.dot_x16 : kernel.dot_x8)(n_in, w.data + static_cast<size_t>(g) * row_bytes, a, act_row, cols,
                                                    y + t0 * n_out + g, n_out);
             g += two ? 2 * kInterleave : kInterleave;
@@ -235,7 +255,8 @@ void add_bias_rows(const float* bias, int64_t n_tokens, int64_t n_out, float* y,
 int64_t matmul_row_tile(const QuantDotKernel& kernel, size_t row_bytes, bool interleaved) {
   const int64_t fit = kRowTileBytes / std::max<int64_t>(1, static_cast<int64_t>(row_bytes));
   if (!interleaved) return std::clamp<int64_t>(fit, 1, kMaxRowTile);
-  const int64_t min_tile = kernel.dot_x16 ? 2 * kInterleave : kInterleave;
+  const bool x16 = kernel.dot_x16 && (kernel.x16_min_cols > 0 || kernel.x16_min_cols_streamed > 0);
+  const int64_t min_tile = x16 ? 2 * kInterleave : kInterleave;
   return std::clamp<int64_t>(fit, min_tile, kMaxRowTile) / kInterleave * kInterleave;
 }
 

@@ -5,6 +5,7 @@
 // into per-thread scratch and dotted in f32 (never a whole dequantized copy).
 #pragma once
 
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -124,6 +125,11 @@ class OpContext {
   // rows bytes from src to dst, by all threads.
   void parallel_copy(uint8_t* dst, const uint8_t* src, size_t bytes);
   size_t interleaved_bytes_ = 0;
+  // The types whose 16-row pass this context has chosen widths for.
+  std::bitset<64> width_types_;
+  // k's in-cache and streamed x16 thresholds (group_width.h); the streamed one is the
+  // in-cache one while `streaming` is false (the weights fit in the L3).
+  static void settle_widths(QuantDotKernel& k, bool streaming);
 };
 
 // Tokens a quantized matmul takes per pass over its row tiles: their activations

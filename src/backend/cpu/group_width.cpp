@@ -10,8 +10,11 @@
 #include <string_view>
 #include <utility>
 
+#include "backend/cpu/cpu_ops.h"
+#include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/memory.h"
 #include "quant/quantize.h"
 
 namespace tandem::cpu {
@@ -69,32 +72,45 @@ SyntheticOperands synthetic_operands(const QuantDotKernel& k, int64_t n, int64_t
   return s;
 }
 
-std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n, int trials) {
-  if (!k.dot_x8 || !k.dot_x16) fail("time_group_widths: {} has no 16-row pass on this path", dtype_name(k.weight));
-  constexpr int64_t kRows = 2 * kInterleave, kTokens = 64;
-  const SyntheticOperands s = synthetic_operands(k, n, kRows, kTokens, true);
-  std::vector<float> y(static_cast<size_t>(kRows * kTokens));
+namespace {
+
+// Times k.dot_x8 (two calls per 16 rows) against k.dot_x16 (one) over `pairs` consecutive
+// 16-row blocks of w, for `tokens(cols)` activation columns in calls of `cols`, at each count
+// in `columns`: the widths alternate and each keeps its best of `trials` passes (a busy
+// neighbour only ever slows a pass); `warm` first runs one untimed pass of each.
+template <class Tokens>
+std::vector<WidthTiming> time_widths(const QuantDotKernel& k, int64_t n, const uint8_t* w, size_t pairs,
+                                     const SyntheticOperands& s, std::span<const int> columns, Tokens tokens, int trials,
+                                     bool warm) {
+  constexpr int64_t kRows = 2 * kInterleave;
   const size_t group_bytes = s.row_bytes * kInterleave;
+  std::vector<float> y(static_cast<size_t>(kRows * 64));
   using Clock = std::chrono::steady_clock;
   auto pass = [&](int cols, bool x16) {
+    const int64_t n_tokens = tokens(cols);
     const auto start = Clock::now();
-    for (int64_t t0 = 0; t0 < kTokens; t0 += cols) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += cols) {
       const uint8_t* a = s.act.data() + s.act_row * static_cast<size_t>(t0);
       float* out = y.data() + t0 * kRows;
-      if (x16) {
-        k.dot_x16(n, s.w.data(), a, s.act_row, cols, out, kRows);
-      } else {
-        k.dot_x8(n, s.w.data(), a, s.act_row, cols, out, kRows);
-        k.dot_x8(n, s.w.data() + group_bytes, a, s.act_row, cols, out + kInterleave, kRows);
+      const uint8_t* g = w;
+      for (size_t p = 0; p < pairs; ++p, g += 2 * group_bytes) {
+        if (x16) {
+          k.dot_x16(n, g, a, s.act_row, cols, out, kRows);
+        } else {
+          k.dot_x8(n, g, a, s.act_row, cols, out, kRows);
+          k.dot_x8(n, g + group_bytes, a, s.act_row, cols, out + kInterleave, kRows);
+        }
       }
     }
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
   std::vector<WidthTiming> out;
-  for (int cols : kWidthColumns) {
+  for (int cols : columns) {
     WidthTiming t{cols, 1e30, 1e30};
-    pass(cols, false);  // warm: operands in cache, code paged in
-    pass(cols, true);
+    if (warm) {  // operands in cache, code paged in
+      pass(cols, false);
+      pass(cols, true);
+    }
     for (int i = 0; i < trials; ++i) {
       t.x8 = std::min(t.x8, pass(cols, false));
       t.x16 = std::min(t.x16, pass(cols, true));
@@ -102,6 +118,43 @@ std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n, i
     out.push_back(t);
   }
   return out;
+}
+
+void require_x16(const QuantDotKernel& k, const char* what) {
+  if (!k.dot_x8 || !k.dot_x16) fail("{}: {} has no 16-row pass on this path", what, dtype_name(k.weight));
+}
+
+}  // namespace
+
+std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n, int trials) {
+  require_x16(k, "time_group_widths");
+  constexpr int64_t kTokens = 64;
+  const SyntheticOperands s = synthetic_operands(k, n, 2 * kInterleave, kTokens, true);
+  return time_widths(k, n, s.w.data(), 1, s, kWidthColumns, [](int) { return kTokens; }, trials, true);
+}
+
+std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, int64_t n, int trials) {
+  require_x16(k, "time_streamed_group_widths");
+  const int max_cols = *std::max_element(std::begin(kStreamedWidthColumns), std::end(kStreamedWidthColumns));
+  const SyntheticOperands s = synthetic_operands(k, n, 2 * kInterleave, max_cols, true);
+  // The 16 synthetic rows, repeated: the kernels' speed does not depend on the codes, and
+  // filling the buffer this way takes a memcpy, not a quantizer's time.
+  const size_t pair_bytes = s.w.size(), pairs = std::max<size_t>(1, bytes / pair_bytes);
+  const Memory buffer = OpContext::allocate_weights(pairs * pair_bytes);
+  auto* w = buffer.as();
+  for (size_t p = 0; p < pairs; ++p) std::memcpy(w + p * pair_bytes, s.w.data(), pair_bytes);
+  // One call per 16 rows and no warm-up: each pass reads every byte once, from memory.
+  return time_widths(k, n, w, pairs, s, kStreamedWidthColumns, [](int cols) { return int64_t{cols}; }, trials, false);
+}
+
+size_t streamed_probe_bytes() {
+  const int64_t l3 = cpu_caches().l3 > 0 ? cpu_caches().l3 : int64_t{32} << 20;
+  return static_cast<size_t>(std::clamp<int64_t>(2 * l3, int64_t{32} << 20, int64_t{256} << 20));
+}
+
+bool weights_stream(size_t weight_bytes) {
+  const int64_t l3 = cpu_caches().l3 > 0 ? cpu_caches().l3 : int64_t{32} << 20;
+  return weight_bytes > static_cast<size_t>(l3);
 }
 
 int parse_x16_override(const char* value) {
@@ -118,20 +171,35 @@ int x16_override() {
   return value;
 }
 
-int x16_min_cols(const QuantDotKernel& k) {
+namespace {
+
+// One decision per 16-row kernel for the process (the kernels of a type on a path are the
+// same functions for every context): `measure` runs on the first call for k.dot_x16.
+template <class Measure>
+int decided_once(std::vector<std::pair<GroupDotFn, int>>& decided, const QuantDotKernel& k, Measure measure) {
   if (const int forced = x16_override(); forced >= 0) return k.dot_x16 ? forced : 0;
   if (!k.dot_x16) return 0;
-  // One decision per 16-row kernel for the process (the kernels of a type on a path are the
-  // same functions for every context).
   static std::mutex mutex;
-  static std::vector<std::pair<GroupDotFn, int>> decided;
   const std::lock_guard<std::mutex> lock(mutex);
   for (const auto& [fn, from] : decided) {
     if (fn == k.dot_x16) return from;
   }
-  const int from = x16_min_cols_from(time_group_widths(k));
+  const int from = measure();
   decided.emplace_back(k.dot_x16, from);
   return from;
+}
+
+}  // namespace
+
+int x16_min_cols(const QuantDotKernel& k) {
+  static std::vector<std::pair<GroupDotFn, int>> decided;
+  return decided_once(decided, k, [&] { return x16_min_cols_from(time_group_widths(k)); });
+}
+
+int x16_min_cols_streamed(const QuantDotKernel& k) {
+  static std::vector<std::pair<GroupDotFn, int>> decided;
+  return decided_once(decided, k,
+                      [&] { return x16_min_cols_from(time_streamed_group_widths(k, streamed_probe_bytes())); });
 }
 
 }  // namespace tandem::cpu

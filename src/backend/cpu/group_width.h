@@ -2,16 +2,19 @@
 //
 // Where a path has a 16-row pass (QuantDotKernel::dot_x16: two groups of 8 rows per call),
 // it loads and broadcasts each activation chunk once for 16 rows instead of 8, but holds
-// twice the accumulators and unpacked codes. Whether that pays depends on the core's
-// registers, ports and load bandwidth, and on how many activation columns a call has: a
-// win at a prompt's 8 columns can be a loss at fewer. So the matmul asks, once per weight
-// type and process, which width is faster at 2, 4 and 8 columns on synthetic groups of
-// that type held in cache (the matmul's row tiles are), and uses the 16-row pass from the
-// column count where it wins. One column (decode) always takes the 8-row pass: there every
-// weight byte streams from memory once, and one stream is read faster than the two a
-// 16-row pass walks at once, even where the 16-row pass wins in cache (Zen 5, 1.5B Q4_K_M:
-// decode 37-51 tok/s with Q4_K's 16-row pass at one column, 44-63 without, alternated). Both
-// widths give bit-identical outputs (interleaved_x16_test), so the choice only ever
+// twice the accumulators and unpacked codes and walks two weight streams at once. Whether
+// that pays depends on the core's registers, ports and load bandwidth, on how many
+// activation columns a call has, and on where the weights come from. So the matmul asks,
+// once per weight type and process, which width is faster at each column count, twice:
+//  - in cache: synthetic groups of the type held in cache, as a prompt's row tiles are
+//    (each tile serves every chunk of 8 tokens). Counts 2, 4 and 8; one column never
+//    comes from a tile in cache.
+//  - streamed: the same groups repeated over a buffer twice the L3, read once per pass, as
+//    every weight byte of a decode step or of a verify pass of up to 8 tokens is, once the
+//    model's weights outgrow the L3. Counts 1 to 8. Here the two streams cost more: on Zen
+//    5, at 2 columns the 16-row pass is 20-30% slower than the 8-row pass for Q6_K and
+//    Q5_K while it is 1.4-1.8x faster in cache; at one column it loses for every type.
+// Both widths give bit-identical outputs (interleaved_x16_test), so the choice only ever
 // changes speed.
 #pragma once
 
@@ -30,8 +33,9 @@ struct WidthTiming {
   double x8 = 0, x16 = 0;
 };
 
-// The column counts measured (one column never runs the 16-row pass, above).
+// The column counts measured in cache and streamed (above).
 inline constexpr int kWidthColumns[] = {2, 4, 8};
+inline constexpr int kStreamedWidthColumns[] = {1, 2, 3, 4, 6, 8};
 
 // The smallest measured column count from which the 16-row pass is faster by more than
 // `margin` (a fraction of the 8-row time) at that count and at every larger one; 0 when it
@@ -44,10 +48,25 @@ int x16_min_cols_from(std::span<const WidthTiming> timings, double margin = 0.02
 // ever slows a pass). A few milliseconds per type.
 std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n = 2048, int trials = 9);
 
+// Same over `bytes` of k.weight's groups read once per pass (the 16 rows repeated; one
+// 16-row call per pass, no warm-up), at each of kStreamedWidthColumns, best of `trials`.
+// About 0.15 s per type for the 64 MiB probe of a 32 MiB L3 (Zen 5), once per process.
+std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, int64_t n = 2048,
+                                                    int trials = 3);
+// The buffer the streamed measurement reads: twice the L3 (32 MiB assumed where cpuid does
+// not say), between 32 and 256 MiB.
+size_t streamed_probe_bytes();
+// Whether weights of this many bytes, read in turn, come from memory rather than cache
+// (more than the L3).
+bool weights_stream(size_t weight_bytes);
+
 // The column count from which the matmul runs k.dot_x16 on this CPU (0: never, also when
-// the path has no 16-row pass): measured on the first call for each weight type, then kept
-// for the process. TANDEM_X16=on (always) or off (never) overrides, for A/B measurements.
+// the path has no 16-row pass): in cache (x16_min_cols) and streamed (..._streamed),
+// measured on the first call for each 16-row kernel, then kept for the process.
+// TANDEM_X16=on (always, from one column) or off (never) overrides both, for A/B
+// measurements.
 int x16_min_cols(const QuantDotKernel& k);
+int x16_min_cols_streamed(const QuantDotKernel& k);
 // TANDEM_X16 read once (a value other than those below is an error naming it): the
 // matmul's contexts read it when they start, so a typo fails on any CPU.
 int x16_override();

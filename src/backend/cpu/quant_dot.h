@@ -48,10 +48,13 @@ struct QuantDotKernel {
   UnpackFn unpack_x8 = nullptr;
   GroupDotFn dot_x8 = nullptr;
   // Where a path has one: dot_x8 over two consecutive groups at once (16 rows), which the
-  // matmul runs from x16_min_cols activation columns per call (measured per CPU when a
-  // context first repacks a weight of the type: group_width.h).
+  // matmul runs from x16_min_cols activation columns per call when its weight tiles serve
+  // more than one call (a prompt's), and from x16_min_cols_streamed when each weight byte
+  // is read once (a call of up to 8 tokens); 0: never. Measured per CPU when a context
+  // repacks weights of the type (group_width.h).
   GroupDotFn dot_x16 = nullptr;
   int x16_min_cols = 1;
+  int x16_min_cols_streamed = 1;
   explicit operator bool() const { return dot != nullptr; }
   bool interleavable() const { return dot_x8 != nullptr; }
 };
