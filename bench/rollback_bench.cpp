@@ -10,7 +10,8 @@
 //             a rejection restored and the kept tokens fed again (a second forward pass)
 // Per-token costs are medians of --reps timed iterations (each after --warmup untimed
 // ones), each row's three steps alternating; weights are whatever the file holds (random weights say nothing about how often
-// guesses are accepted, only about what a pass costs). A tool, not a test.
+// guesses are accepted, only about what a pass costs). A file with an MTP block also gets the
+// drafter's own cost per guess, with the whole head and the pruned one. A tool, not a test.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -19,11 +20,14 @@
 #include <functional>
 #include <vector>
 
+#include "core/error.h"
 #include "runtime/engine.h"
+#include "runtime/speculative.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using tandem::runtime::MtpDrafter;
 using tandem::runtime::Session;
 
 double median_ms(std::vector<double> v) {
@@ -117,5 +121,33 @@ int main(int argc, char** argv) {
                   ms[1], ms[1] / ms[0], ms[2], ms[2] / ms[0]);
     }
   }
+  if (!engine.model().has_mtp()) return 0;
+
+  // The MTP drafter's own cost: one guess (the block and the head), with the whole head and
+  // with the pruned one (PrunedVocabulary: kDraftHeadPrefix ids and the context's runs),
+  // alternating with plain steps. Its own session holds the context it guesses after.
+  auto ds = engine.new_session(1024, 64);
+  ds->keep_hidden(true);
+  ds->feed(base);
+  MtpDrafter whole(engine, 1024, 0), pruned(engine, 1024, tandem::runtime::kDraftHeadPrefix);
+  whole.catch_up(ds->fed_context());
+  pruned.catch_up(ds->fed_context());
+  std::vector<int32_t> context(base);
+  context.push_back(token);
+  std::vector<int32_t> guesses;
+  const auto guess = [&](MtpDrafter& d) {
+    return [&] {
+      d.draft(context, 1, guesses);
+      if (guesses.size() != 1) tandem::fail("the MTP drafter made no guess");
+    };
+  };
+  const std::vector<double> ms = time_steps(s, base, warmup, reps, {plain_step, guess(whole), guess(pruned)});
+  int64_t rows = 0;
+  for (const tandem::RowRange& r : pruned.head_rows()) rows += r.end - r.begin;
+  std::printf("\nMTP guess (one step of the block and the head; the pruned head computes %lld of %lld ids)\n\n",
+              static_cast<long long>(rows), static_cast<long long>(engine.hparams().n_vocab));
+  std::printf("| plain ms | guess, whole head ms | x plain | guess, pruned head ms | x plain |\n");
+  std::printf("|----------|----------------------|---------|-----------------------|---------|\n");
+  std::printf("| %.2f | %.2f | %.2f | %.2f | %.2f |\n", ms[0], ms[1], ms[1] / ms[0], ms[2], ms[2] / ms[0]);
   return 0;
 }

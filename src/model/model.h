@@ -125,6 +125,7 @@ struct MtpInput {
   float* logits = nullptr;          // n_vocab floats for the last token, or [tokens][n_vocab];
   bool all_logits = false;          //   nullptr: no head (catching the cache up needs none)
   float* hidden_out = nullptr;      // optional host [tokens][n_embd]: the block's normed output
+  std::span<const RowRange> head_rows = {};  // as SequenceInput's: logits over these ids only
 };
 
 class Model {

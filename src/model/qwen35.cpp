@@ -394,6 +394,7 @@ void Qwen35Model::mtp_forward(const Backends& be, Workspace& workspace, const Mt
   float no_logits = 0;  // validate_batch wants a buffer; without logits the head is skipped
   seq.logits = in.logits != nullptr ? in.logits : &no_logits;
   seq.all_logits = in.all_logits;
+  seq.head_rows = in.head_rows;
   const std::span<const SequenceInput> batch(&seq, 1);
   const int64_t T = validate_batch(workspace, batch), D = h.n_embd;
   if (T == 0) return;

@@ -37,7 +37,33 @@ void NgramDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   }
 }
 
-MtpDrafter::MtpDrafter(const Engine& target, int64_t n_ctx)
+namespace {
+
+// The first of the largest logits within `rows` (sorted; empty: all of them), as
+// std::max_element would find it over the whole row when the rest are -inf.
+text::TokenId argmax_in(std::span<const float> logits, std::span<const RowRange> rows) {
+  const RowRange whole{0, static_cast<int64_t>(logits.size())};
+  if (rows.empty()) rows = std::span(&whole, 1);
+  auto best = static_cast<text::TokenId>(rows.front().begin);
+  float top = logits[static_cast<size_t>(best)];
+  for (const RowRange& r : rows) {
+    for (int64_t i = r.begin; i < r.end; ++i) {
+      if (logits[static_cast<size_t>(i)] > top) best = static_cast<text::TokenId>(i), top = logits[static_cast<size_t>(i)];
+    }
+  }
+  return best;
+}
+
+// The bytes of the head a model's logits read: output.weight, or the tied embedding.
+uint64_t head_bytes(const gguf::ModelFiles& f) {
+  const gguf::TensorInfo* head = f.find_tensor("output.weight");
+  if (head == nullptr) head = f.find_tensor("token_embd.weight");  // tied
+  return head != nullptr ? head->n_bytes : 0;
+}
+
+}  // namespace
+
+MtpDrafter::MtpDrafter(const Engine& target, int64_t n_ctx, int64_t head_prefix)
     : model_(target.model()), backends_(target.backends()), D_(target.hparams().n_embd) {
   if (!model_.has_mtp()) {
     fail("--spec mtp: this {} file has no MTP (NextN) block (files converted without it, or an architecture "
@@ -49,6 +75,19 @@ MtpDrafter::MtpDrafter(const Engine& target, int64_t n_ctx)
   logits_.resize(static_cast<size_t>(target.hparams().n_vocab));
   out_hidden_.resize(static_cast<size_t>(2 * D_));
   last_hidden_.resize(static_cast<size_t>(D_));
+  if (head_prefix == kAutoHeadPrefix) head_prefix = auto_head_prefix(target);
+  pruned_ = PrunedVocabulary(target.hparams().n_vocab, head_prefix);
+}
+
+int64_t MtpDrafter::auto_head_prefix(const Engine& target) {
+  const gguf::ModelFiles& f = target.files();
+  const uint64_t head = head_bytes(f);
+  const std::string block = "blk." + std::to_string(target.hparams().n_layer) + ".";
+  uint64_t step = head;
+  for (const gguf::TensorInfo* t : f.tensors()) {
+    if (t->name.starts_with(block)) step += t->n_bytes;
+  }
+  return pruned_head_prefix(target.hparams().n_vocab, target.model().output_device(), head, step);
 }
 
 MtpDrafter::~MtpDrafter() = default;
@@ -73,6 +112,7 @@ void MtpDrafter::catch_up(const FedContext& fed) {
   if (from == 0) {  // a fresh context
     synced_ = 0;
     have_last_ = false;
+    unchanged_ = 0;
   }
   if (synced_ > n - 1) synced_ = n - 1, have_last_ = false;  // cut back past what was synced
   // The first new pair needs h at synced_: from this feed, or kept from the last one. If
@@ -105,6 +145,7 @@ void MtpDrafter::catch_up(const FedContext& fed) {
 // pair at position n stays the old context's until it is written again (a worse guess at
 // most, never a wrong token).
 void MtpDrafter::cut(int64_t n) {
+  unchanged_ = std::min(unchanged_, static_cast<size_t>(std::max<int64_t>(n, 0)));
   if (synced_ >= n) {
     synced_ = std::max<int64_t>(n - 1, 0);
     have_last_ = false;
@@ -117,6 +158,8 @@ void MtpDrafter::draft(std::span<const text::TokenId> context, int max, std::vec
   if (max <= 0 || !have_last_ || static_cast<int64_t>(context.size()) != synced_ + 2) return;
   max = static_cast<int>(std::min<int64_t>(max, cache_->n_ctx - cache_->n_past - 1));
   cache_->n_past = synced_;
+  if (pruned_.prefix() > 0) pruned_.follow(context, std::min(unchanged_, context.size()));
+  unchanged_ = context.size();  // until a cut or a fresh feed says otherwise
   text::TokenId token = context.back();
   const float* h = last_hidden_.data();
   for (int i = 0; i < max; ++i) {
@@ -127,8 +170,9 @@ void MtpDrafter::draft(std::span<const text::TokenId> context, int max, std::vec
     in.hidden = h;
     in.logits = logits_.data();
     in.hidden_out = next;
+    in.head_rows = pruned_.rows();
     model_.mtp_forward(backends_, *workspace_, in);
-    token = static_cast<text::TokenId>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+    token = argmax_in(logits_, pruned_.rows());
     out.push_back(token);
     h = next;  // the block's own output carries the chain
   }
@@ -174,17 +218,56 @@ int64_t head_prefix_override() {
 }
 }  // namespace
 
-int64_t ModelDrafter::auto_head_prefix(const Engine& draft) {
-  const int64_t V = draft.hparams().n_vocab;
+int64_t pruned_head_prefix(int64_t n_vocab, Device head_device, uint64_t head_bytes, uint64_t step_bytes) {
   if (const int64_t n = head_prefix_override(); n >= 0) return n;
-  if (V <= 65536 || draft.model().output_device() != Device::Cpu) return 0;
+  if (n_vocab <= 65536 || head_device != Device::Cpu) return 0;
+  if (head_bytes == 0 || head_bytes * 5 < step_bytes) return 0;
+  return kDraftHeadPrefix;
+}
+
+int64_t ModelDrafter::auto_head_prefix(const Engine& draft) {
   const gguf::ModelFiles& f = draft.files();
-  const gguf::TensorInfo* head = f.find_tensor("output.weight");
-  if (head == nullptr) head = f.find_tensor("token_embd.weight");  // tied
   uint64_t total = 0;
   for (const gguf::TensorInfo* t : f.tensors()) total += t->n_bytes;
-  if (head == nullptr || head->n_bytes * 5 < total) return 0;
-  return kDraftHeadPrefix;
+  return pruned_head_prefix(draft.hparams().n_vocab, draft.model().output_device(), head_bytes(f), total);
+}
+
+PrunedVocabulary::PrunedVocabulary(int64_t n_vocab, int64_t prefix)
+    : n_vocab_(n_vocab), prefix_(std::max<int64_t>(prefix, 0) / kHeadSubsetRows * kHeadSubsetRows) {
+  if (prefix_ >= n_vocab_) prefix_ = 0;
+  if (prefix_ > 0) seen_.assign(static_cast<size_t>((n_vocab_ + kHeadSubsetRows - 1) / kHeadSubsetRows), 0);
+}
+
+bool PrunedVocabulary::follow(std::span<const text::TokenId> context, size_t kept) {
+  if (prefix_ == 0) return false;
+  // The seen runs only grow while the context extends what was scanned; one that departs
+  // from it earlier starts them again.
+  bool changed = rows_.empty();
+  if (kept < scanned_) {
+    std::fill(seen_.begin(), seen_.end(), uint8_t{0});
+    scanned_ = 0;
+    changed = true;
+  }
+  for (size_t i = scanned_; i < context.size(); ++i) {
+    const int64_t id = context[i];
+    if (id < prefix_ || id >= n_vocab_) continue;
+    uint8_t& s = seen_[static_cast<size_t>(id / kHeadSubsetRows)];
+    changed |= s == 0;
+    s = 1;
+  }
+  scanned_ = context.size();
+  if (!changed) return false;
+  rows_.assign(1, RowRange{0, prefix_});
+  for (int64_t run = prefix_ / kHeadSubsetRows; run < static_cast<int64_t>(seen_.size()); ++run) {
+    if (seen_[static_cast<size_t>(run)] == 0) continue;
+    const int64_t begin = run * kHeadSubsetRows, end = std::min(n_vocab_, begin + kHeadSubsetRows);
+    if (rows_.back().end == begin) {
+      rows_.back().end = end;
+    } else {
+      rows_.push_back({begin, end});
+    }
+  }
+  return true;
 }
 
 ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, int64_t target_n_vocab, int64_t n_ctx,
@@ -199,46 +282,7 @@ ModelDrafter::ModelDrafter(Engine& draft, const text::Tokenizer& target_vocab, i
          draft.hparams().arch);
   }
   if (head_prefix == kAutoHeadPrefix) head_prefix = auto_head_prefix(draft);
-  const int64_t V = draft.hparams().n_vocab;
-  head_prefix_ = head_prefix / kHeadSubsetRows * kHeadSubsetRows;
-  if (head_prefix_ <= 0 || head_prefix_ >= V) {
-    head_prefix_ = 0;
-    return;
-  }
-  seen_.assign(static_cast<size_t>((V + kHeadSubsetRows - 1) / kHeadSubsetRows), 0);
-}
-
-void ModelDrafter::follow_context(std::span<const text::TokenId> context, size_t kept) {
-  // The seen runs only grow while the context extends what was scanned; one that departs
-  // from it earlier (a new conversation on a server slot: the draft session kept fewer
-  // tokens than were scanned) starts them again.
-  bool changed = head_rows_.empty();
-  if (kept < scanned_) {
-    std::fill(seen_.begin(), seen_.end(), uint8_t{0});
-    scanned_ = 0;
-    changed = true;
-  }
-  const int64_t V = engine_.hparams().n_vocab;
-  for (size_t i = scanned_; i < context.size(); ++i) {
-    const int64_t id = context[i];
-    if (id < head_prefix_ || id >= V) continue;
-    uint8_t& s = seen_[static_cast<size_t>(id / kHeadSubsetRows)];
-    changed |= s == 0;
-    s = 1;
-  }
-  scanned_ = context.size();
-  if (!changed) return;
-  head_rows_.assign(1, RowRange{0, head_prefix_});
-  for (int64_t run = head_prefix_ / kHeadSubsetRows; run < static_cast<int64_t>(seen_.size()); ++run) {
-    if (seen_[static_cast<size_t>(run)] == 0) continue;
-    const int64_t begin = run * kHeadSubsetRows, end = std::min(V, begin + kHeadSubsetRows);
-    if (head_rows_.back().end == begin) {
-      head_rows_.back().end = end;
-    } else {
-      head_rows_.push_back({begin, end});
-    }
-  }
-  session_->limit_head(head_rows_);
+  pruned_ = PrunedVocabulary(draft.hparams().n_vocab, head_prefix);
 }
 
 ModelDrafter::~ModelDrafter() = default;
@@ -256,22 +300,19 @@ void ModelDrafter::draft(std::span<const text::TokenId> context, int max, std::v
   max = static_cast<int>(std::min<int64_t>(max, session_->n_ctx() - static_cast<int64_t>(context.size())));
   if (max <= 0) return;
   session_->truncate(static_cast<int64_t>(common));
-  if (head_prefix_ > 0) follow_context(context, shared);
+  if (pruned_.follow(context, shared)) session_->limit_head(pruned_.rows());
   std::span<float> logits = session_->feed(context.subspan(common));
   // With a pruned head only its rows hold logits (the rest are -inf): scan those alone.
   const RowRange whole{0, static_cast<int64_t>(logits.size())};
-  const std::span<const RowRange> rows = head_prefix_ > 0 ? std::span<const RowRange>(head_rows_) : std::span(&whole, 1);
+  const std::span<const RowRange> rows = pruned_.prefix() > 0 ? pruned_.rows() : std::span(&whole, 1);
   auto each_logit = [&](auto&& fn) {
     for (const RowRange& r : rows) {
       for (int64_t i = r.begin; i < r.end; ++i) fn(i, logits[static_cast<size_t>(i)]);
     }
   };
   for (;;) {
-    auto best = static_cast<text::TokenId>(rows.front().begin);  // the first of equal bests, as max_element
-    float top = logits[static_cast<size_t>(best)];
-    each_logit([&](int64_t i, float l) {
-      if (l > top) best = static_cast<text::TokenId>(i), top = l;
-    });
+    const text::TokenId best = argmax_in(logits, rows);  // the first of equal bests, as max_element
+    const float top = logits[static_cast<size_t>(best)];
     // The guess's probability: 1 / sum(exp(l - l_best)). Logits 20 below the best add at
     // most 2e-9 each (3e-4 over 151k tokens): skipping their exp saves most of the pass.
     // With a pruned head it is the probability within the subset (the rest are -inf, exp 0):

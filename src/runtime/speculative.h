@@ -53,21 +53,53 @@ class NgramDrafter final : public Drafter {
   int min_n_, max_n_;
 };
 
+// Pruned draft vocabulary: a guess only steers speculation (the target checks it), so a
+// drafter may pick its guesses from a subset of the vocabulary. Where its output head is a
+// large share of what a guess reads (a 0.5B draft model's 151k-token head: ~40%; an MTP
+// block's 248k-token head: ~90%), it computes logits only for the ids below a prefix (BPE
+// ids come in merge order, roughly by frequency) and for the runs of kHeadSubsetRows ids
+// holding any id seen in the context (the prompt and what was generated); every other logit
+// is -inf. A guess is lost to pruning only where the model's token is outside that subset.
+//
+// The prefix, in ids. Qwen2.5-Coder-0.5B drafting for the 1.5B on a code prompt
+// (bench/RESULTS.md): ids < 32768 cover 96% of generated code (as many as < 65536), and the
+// head then reads 21 MB instead of 145 MB a guess. Qwen3.5's 248k vocabulary keeps Qwen2's
+// first ids (the tokenizer test vectors share their ids).
+inline constexpr int64_t kDraftHeadPrefix = 32768;
+
+class PrunedVocabulary {
+ public:
+  PrunedVocabulary() = default;  // off: the whole head
+  // `prefix` rounds down to whole runs of kHeadSubsetRows; off when that is 0 or covers the
+  // vocabulary.
+  PrunedVocabulary(int64_t n_vocab, int64_t prefix);
+  // 0 while off.
+  int64_t prefix() const { return prefix_; }
+  // Follows `context`, whose first `kept` tokens are those followed so far, unchanged (fewer
+  // than were followed, as for a new conversation on a server slot: the seen runs start
+  // again). True when rows() changed (their storage may have moved).
+  bool follow(std::span<const text::TokenId> context, size_t kept);
+  // [0, prefix) and the seen runs past it, merged; empty while off or before follow.
+  std::span<const RowRange> rows() const { return rows_; }
+
+ private:
+  int64_t n_vocab_ = 0, prefix_ = 0;
+  std::vector<uint8_t> seen_;  // per run of kHeadSubsetRows ids: holds an id of the context
+  size_t scanned_ = 0;         // context tokens marked in seen_
+  std::vector<RowRange> rows_;
+};
+
+// The prefix for a drafter's head (0: the whole head): kDraftHeadPrefix when the head runs
+// on the CPU (a GPU computes the whole head anyway: Backend::logits_subset's default), the
+// vocabulary is over 64k ids and the head is at least a fifth of `step_bytes` (the weights
+// a guess reads, head included, or a bound on them). TANDEM_DRAFT_HEAD_PREFIX=N forces N (0:
+// the whole head), for A/B runs.
+int64_t pruned_head_prefix(int64_t n_vocab, Device head_device, uint64_t head_bytes, uint64_t step_bytes);
+
 // A small model with the target's vocabulary guesses greedily, stopping when its top
 // token's probability falls below p_min. Its session follows the target's context: the
-// common prefix is kept, the rest re-fed, so rejected guesses cost nothing later.
-//
-// The prefix of a pruned draft vocabulary (below), in ids. Qwen2.5-Coder-0.5B drafting for
-// the 1.5B on a code prompt (bench/RESULTS.md): ids < 32768 cover 96% of generated code (as
-// many as < 65536), and the head then reads 21 MB instead of 145 MB a guess.
-inline constexpr int64_t kDraftHeadPrefix = 32768;
-//
-// Pruned draft vocabulary: a guess only steers speculation (the target checks it), so the
-// drafter may pick its guesses from a subset of the vocabulary. When its output head is a
-// large share of what a token reads (a 0.5B model with a 151k-token head: ~40%), it computes
-// logits only for the ids below `head_prefix` (BPE ids come in merge order, roughly by
-// frequency) and for the runs of kHeadSubsetRows ids holding any id seen in the context
-// (the prompt and what was generated); every other logit is -inf.
+// common prefix is kept, the rest re-fed, so rejected guesses cost nothing later. Its head
+// may be pruned (above).
 class ModelDrafter final : public Drafter {
  public:
   // head_prefix for the constructor: let auto_head_prefix choose.
@@ -81,28 +113,18 @@ class ModelDrafter final : public Drafter {
   ~ModelDrafter() override;
   void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override;
   // The prefix of the vocabulary the drafter's head always computes (0: the whole head).
-  int64_t head_prefix() const { return head_prefix_; }
+  int64_t head_prefix() const { return pruned_.prefix(); }
   // The vocabulary ids the head computed for the last guess (empty: all).
-  std::span<const RowRange> head_rows() const { return head_rows_; }
-  // The prefix for a draft model (0: the whole head): kDraftHeadPrefix when its head runs on
-  // the CPU (a GPU computes the whole head anyway: Backend::logits_subset's default), its
-  // vocabulary is over 64k ids and its head is at least a fifth of its weights' bytes.
-  // TANDEM_DRAFT_HEAD_PREFIX=N forces N (0: the whole head), for A/B runs.
+  std::span<const RowRange> head_rows() const { return pruned_.rows(); }
+  // pruned_head_prefix for a draft model: its head against all its weights' bytes.
   static int64_t auto_head_prefix(const Engine& draft);
 
  private:
-  // Marks the runs of ids the context adds and hands the session the head's rows; `kept`:
-  // how many of the context's first tokens the draft session already held.
-  void follow_context(std::span<const text::TokenId> context, size_t kept);
-
   Engine& engine_;
   std::unique_ptr<Session> session_;
   int64_t target_n_vocab_;
   float p_min_;
-  int64_t head_prefix_ = 0;
-  std::vector<uint8_t> seen_;        // per run of kHeadSubsetRows ids: holds an id of the context
-  size_t scanned_ = 0;               // context tokens marked in seen_
-  std::vector<RowRange> head_rows_;  // [0, head_prefix_) and the seen runs past it, merged
+  PrunedVocabulary pruned_;
 };
 
 // The model's own MTP (NextN) block (Qwen3.5): from the trunk's final hidden state h_{p-1} and
@@ -110,17 +132,28 @@ class ModelDrafter final : public Drafter {
 // output for more guesses. Its KV cache must hold every position, so after each feed of the
 // target it processes the pairs (h_{p-1}, x_p) of the new positions (catch_up); guesses' own
 // pairs are dropped before the next catch-up.
+//
+// On the CPU its head is pruned (PrunedVocabulary): a guess reads the 248k-token head
+// (417 MB at Q6_K for Qwen3.5-35B-A3B) and one layer (~30 MB with 8 experts), so the head is
+// ~90% of a guess; the pruned one reads ~60 MB of it.
 class MtpDrafter final : public Drafter {
  public:
-  // Fails, naming the file's architecture, when the model has no MTP block.
-  MtpDrafter(const Engine& target, int64_t n_ctx);
+  static constexpr int64_t kAutoHeadPrefix = ModelDrafter::kAutoHeadPrefix;
+  // Fails, naming the file's architecture, when the model has no MTP block. head_prefix as
+  // for ModelDrafter.
+  MtpDrafter(const Engine& target, int64_t n_ctx, int64_t head_prefix = kAutoHeadPrefix);
   ~MtpDrafter() override;
   bool needs_hidden() const override { return true; }
   void catch_up(const FedContext& fed) override;
   void cut(int64_t n) override;
   void draft(std::span<const text::TokenId> context, int max, std::vector<text::TokenId>& out) override;
-  // The block's logits behind the last guess.
+  // The block's logits behind the last guess (-inf outside head_rows() when pruned).
   std::span<const float> logits() const { return logits_; }
+  int64_t head_prefix() const { return pruned_.prefix(); }
+  std::span<const RowRange> head_rows() const { return pruned_.rows(); }
+  // pruned_head_prefix for the file's MTP block: the head against itself plus the block's
+  // tensors (every expert counted: a bound on what a guess reads).
+  static int64_t auto_head_prefix(const Engine& target);
 
  private:
   // Runs the block on pairs (hidden rows, tokens); logits of the last pair into logits_, its
@@ -136,6 +169,10 @@ class MtpDrafter final : public Drafter {
   bool have_last_ = false;
   std::vector<float> last_hidden_;  // the trunk's h at position synced_ (the next pair needs it)
   std::vector<float> logits_, out_hidden_, pairs_;  // reused
+  PrunedVocabulary pruned_;
+  // The leading context tokens known unchanged since the last guess (cut and a fresh feed
+  // lower it; every feed otherwise only appends).
+  size_t unchanged_ = 0;
 };
 
 // Fails unless the two vocabularies agree token for token (over the ids both have, from 0),

@@ -382,6 +382,85 @@ TEST(MtpDrafter, IncrementalCatchUpEqualsAFromScratchRun) {
   EXPECT_LT(worst, 1e-4f);
 }
 
+// On the CPU the MTP block's head may be pruned as a draft model's is (PrunedVocabulary):
+// its logits are the whole head's on the rows it computes, to the bit, and -inf elsewhere;
+// its guess is the best of those rows; the output stays plain decoding's, greedy and
+// sampled. A fresh context drops the runs only the old one held. The fixture's 288-id
+// vocabulary is far below where the drafter prunes by itself, so the prefix is forced.
+TEST(MtpDrafter, APrunedHeadGuessesFromItsRowsAndTheOutputStays) {
+  const auto engine = open_engine(fixture("qwen35moe"));
+  EXPECT_EQ(MtpDrafter::auto_head_prefix(*engine), 0) << "a 288-id vocabulary is never pruned";
+  const int64_t V = engine->hparams().n_vocab;
+  const Tokens prompt = prompt_of(*engine);
+  for (float temperature : {0.0f, 1.0f}) {
+    GenerationParams gp = params(temperature, 32, 2);
+    gp.sampling.top_k = 0;
+    gp.sampling.top_p = 1.0f;
+    gp.sampling.min_p = 0.0f;
+    const Outcome plain = decode(*engine, prompt, gp);
+    MtpDrafter mtp(*engine, 512, 64);
+    EXPECT_EQ(mtp.head_prefix(), 64);
+    const Outcome fast = decode_with(*engine, prompt, gp, mtp, 3);
+    expect_same(plain, fast, prompt);
+    EXPECT_GT(fast.stats.drafted, 0);
+  }
+
+  auto session = engine->new_session(512, 64);
+  session->keep_hidden(true);
+  MtpDrafter full(*engine, 512, 0), pruned(*engine, 512, 70);
+  EXPECT_EQ(full.head_prefix(), 0);
+  EXPECT_EQ(pruned.head_prefix(), 64) << "prefixes round down to whole runs";
+  auto guess_after = [&](const Tokens& tokens) {
+    session->reset();
+    const std::span<float> out = session->feed(tokens);
+    Tokens context(tokens);
+    context.push_back(static_cast<text::TokenId>(Sampler::argmax(out)));
+    full.catch_up(session->fed_context());
+    pruned.catch_up(session->fed_context());
+    Tokens a, b;
+    full.draft(context, 1, a);
+    pruned.draft(context, 1, b);
+    EXPECT_EQ(a.size(), 1u);
+    EXPECT_EQ(b.size(), 1u);
+    return b;
+  };
+  auto holds = [&](text::TokenId t) {
+    const std::span<const RowRange> rows = pruned.head_rows();
+    return std::any_of(rows.begin(), rows.end(), [&](const RowRange& r) { return t >= r.begin && t < r.end; });
+  };
+  const Tokens guess = guess_after(prompt);
+  ASSERT_EQ(guess.size(), 1u);
+  const std::span<const RowRange> rows = pruned.head_rows();
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.front(), (RowRange{0, rows.front().end}));
+  EXPECT_GE(rows.front().end, 64);
+  int64_t covered = 0;
+  for (const RowRange& r : rows) covered += r.end - r.begin;
+  EXPECT_LT(covered, V) << "the subset is the whole vocabulary";
+  for (text::TokenId t : prompt) EXPECT_TRUE(holds(t)) << "context id " << t << " is outside the head's rows";
+  text::TokenId best = -1;
+  for (int64_t i = 0; i < V; ++i) {
+    const float want = full.logits()[static_cast<size_t>(i)], got = pruned.logits()[static_cast<size_t>(i)];
+    if (holds(static_cast<text::TokenId>(i))) {
+      ASSERT_EQ(got, want) << "logit " << i;
+      if (best < 0 || want > full.logits()[static_cast<size_t>(best)]) best = static_cast<text::TokenId>(i);
+    } else {
+      ASSERT_TRUE(std::isinf(got) && got < 0) << "logit " << i << " outside the rows: " << got;
+    }
+  }
+  EXPECT_EQ(guess[0], best) << "the guess is the best logit of the rows";
+
+  // Two contexts whose ids past the prefix fall in different runs.
+  const Tokens first = {1, 2, 100, 101, 3}, second = {5, 6, 7, 200, 201, 8};
+  ASSERT_NE(100 / kHeadSubsetRows, 200 / kHeadSubsetRows);
+  guess_after(first);
+  EXPECT_TRUE(holds(100));
+  EXPECT_FALSE(holds(200));
+  guess_after(second);
+  EXPECT_TRUE(holds(200));
+  EXPECT_FALSE(holds(100)) << "a run seen only in the abandoned context is still computed";
+}
+
 TEST(MtpDrafter, AFileWithoutTheBlockIsRefusedWithAReason) {
   const auto engine = open_engine(fixture("qwen3"));
   try {

@@ -74,6 +74,9 @@ SyntheticOperands synthetic_operands(const QuantDotKernel& k, int64_t n, int64_t
 
 namespace {
 
+// Activation columns a timed pass holds at most (the in-cache measurement's 64 tokens).
+constexpr int64_t kTimedTokens = 64;
+
 // Times k.dot_x8 (two calls per 16 rows) against k.dot_x16 (one) over `pairs` consecutive
 // 16-row blocks of w, for `tokens(cols)` activation columns in calls of `cols`, at each count
 // in `columns`: the widths alternate and each keeps its best of `trials` passes (a busy
@@ -84,7 +87,7 @@ std::vector<WidthTiming> time_widths(const QuantDotKernel& k, int64_t n, const u
                                      bool warm) {
   constexpr int64_t kRows = 2 * kInterleave;
   const size_t group_bytes = s.row_bytes * kInterleave;
-  std::vector<float> y(static_cast<size_t>(kRows * 64));
+  std::vector<float> y(static_cast<size_t>(kRows * kTimedTokens));
   using Clock = std::chrono::steady_clock;
   auto pass = [&](int cols, bool x16) {
     const int64_t n_tokens = tokens(cols);
@@ -128,9 +131,8 @@ void require_x16(const QuantDotKernel& k, const char* what) {
 
 std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n, int trials) {
   require_x16(k, "time_group_widths");
-  constexpr int64_t kTokens = 64;
-  const SyntheticOperands s = synthetic_operands(k, n, 2 * kInterleave, kTokens, true);
-  return time_widths(k, n, s.w.data(), 1, s, kWidthColumns, [](int) { return kTokens; }, trials, true);
+  const SyntheticOperands s = synthetic_operands(k, n, 2 * kInterleave, kTimedTokens, true);
+  return time_widths(k, n, s.w.data(), 1, s, kWidthColumns, [](int) { return kTimedTokens; }, trials, true);
 }
 
 std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, int64_t n, int trials) {

@@ -12,7 +12,7 @@
 //  - streamed: the same groups repeated over a buffer twice the L3, read once per pass, as
 //    every weight byte of a decode step or of a verify pass of up to 8 tokens is, once the
 //    model's weights outgrow the L3. Counts 1 to 8. Here the two streams cost more: on Zen
-//    5, at 2 columns the 16-row pass is 20-30% slower than the 8-row pass for Q6_K and
+//    5, at 2 columns the 16-row pass runs at 68-80% of the 8-row pass's speed for Q6_K and
 //    Q5_K while it is 1.4-1.8x faster in cache; at one column it loses for every type.
 // Both widths give bit-identical outputs (interleaved_x16_test), so the choice only ever
 // changes speed.
