@@ -18,6 +18,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace {
 
@@ -144,8 +145,10 @@ int main(int argc, char** argv) {
         const size_t weight_bytes = static_cast<size_t>(rows) * static_cast<size_t>(n / tandem::dtype_info(type).block_elems) *
                                     tandem::dtype_info(type).block_bytes;
         const bool streamed = tokens <= 8 && weights_stream(weight_bytes);
+        // Streamed, every core reads at once, as the engine's matmul threads do.
+        tandem::ThreadPool probe_pool(tandem::default_thread_count());
         const std::vector<WidthTiming> widths =
-            streamed ? time_streamed_group_widths(k, streamed_probe_bytes()) : time_group_widths(k);
+            streamed ? time_streamed_group_widths(k, streamed_probe_bytes(), &probe_pool) : time_group_widths(k);
         x16_from = x16_min_cols_from(widths);
         fmt::print("{:<8} 16-row pass measured {} (x8 / x16 time):", name, streamed ? "streamed" : "in cache");
         for (const WidthTiming& t : widths) fmt::print(" {} cols {:.2f}", t.cols, t.x8 / t.x16);

@@ -14,6 +14,7 @@
 #include "backend/cpu/interleaved.h"
 #include "backend/cpu/quant_dot.h"
 #include "core/dtype.h"
+#include "core/thread_pool.h"
 #include "interleaved_test_util.h"
 
 namespace tandem::cpu {
@@ -119,6 +120,16 @@ TEST(GroupWidth, StreamedMeasurementFindsTheFasterWidth) {
   t = time_streamed_group_widths(k, kBytes);
   expect_complete(t, kStreamedWidthColumns);
   EXPECT_EQ(x16_min_cols_from(t), 1);
+  // The same with two threads streaming at once (each pass split between them).
+  ThreadPool pool(2);
+  t = time_streamed_group_widths(k, kBytes, &pool);
+  expect_complete(t, kStreamedWidthColumns);
+  EXPECT_EQ(x16_min_cols_from(t), 1);
+  k.dot_x16 = two_groups_twice;
+  k.dot_x8 = g_x8;
+  t = time_streamed_group_widths(k, kBytes, &pool);
+  expect_complete(t, kStreamedWidthColumns);
+  EXPECT_EQ(x16_min_cols_from(t), 0);
   EXPECT_GE(streamed_probe_bytes(), size_t{32} << 20);
   EXPECT_LE(streamed_probe_bytes(), size_t{256} << 20);
   EXPECT_FALSE(weights_stream(size_t{1} << 20));  // every L3 holds 1 MiB

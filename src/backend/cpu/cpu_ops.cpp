@@ -109,7 +109,7 @@ void OpContext::settle_widths(QuantDotKernel& k, bool streaming) {
   if (!k.dot_x16) return;  // settled with streamed weights: neither choice uses it
   k.x16_min_cols = x16_min_cols(k);
   // While the weights fit in the L3, a call of few tokens reads them from cache too.
-  k.x16_min_cols_streamed = streaming ? x16_min_cols_streamed(k) : k.x16_min_cols;
+  k.x16_min_cols_streamed = streaming ? x16_min_cols_streamed(k, pool_.get()) : k.x16_min_cols;
   if (streaming && k.x16_min_cols == 0 && k.x16_min_cols_streamed == 0) k.dot_x16 = nullptr;
 }
 

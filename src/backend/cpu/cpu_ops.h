@@ -129,7 +129,7 @@ class OpContext {
   std::bitset<64> width_types_;
   // k's in-cache and streamed x16 thresholds (group_width.h); the streamed one is the
   // in-cache one while `streaming` is false (the weights fit in the L3).
-  static void settle_widths(QuantDotKernel& k, bool streaming);
+  void settle_widths(QuantDotKernel& k, bool streaming);
 };
 
 // Tokens a quantized matmul takes per pass over its row tiles: their activations

@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/thread_pool.h"
 #include "quant/quantize.h"
 
 namespace tandem::cpu {
@@ -81,22 +82,23 @@ constexpr int64_t kTimedTokens = 64;
 // 16-row blocks of w, for `tokens(cols)` activation columns in calls of `cols`, at each count
 // in `columns`: the widths alternate and each keeps its best of `trials` passes (a busy
 // neighbour only ever slows a pass); `warm` first runs one untimed pass of each.
+// With a pool, each pass splits the pairs among its threads, every thread with its own
+// outputs: all of them stream at once, as the matmul's do.
 template <class Tokens>
 std::vector<WidthTiming> time_widths(const QuantDotKernel& k, int64_t n, const uint8_t* w, size_t pairs,
                                      const SyntheticOperands& s, std::span<const int> columns, Tokens tokens, int trials,
-                                     bool warm) {
+                                     bool warm, ThreadPool* pool = nullptr) {
   constexpr int64_t kRows = 2 * kInterleave;
-  const size_t group_bytes = s.row_bytes * kInterleave;
-  std::vector<float> y(static_cast<size_t>(kRows * kTimedTokens));
+  const size_t group_bytes = s.row_bytes * kInterleave, y_per_thread = static_cast<size_t>(kRows * kTimedTokens);
+  std::vector<float> y(y_per_thread * static_cast<size_t>(pool != nullptr ? pool->size() : 1));
   using Clock = std::chrono::steady_clock;
-  auto pass = [&](int cols, bool x16) {
-    const int64_t n_tokens = tokens(cols);
-    const auto start = Clock::now();
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += cols) {
+  auto pairs_pass = [&](int thread, int cols, bool x16, size_t p0, size_t p1) {
+    float* y_thread = y.data() + y_per_thread * static_cast<size_t>(thread);
+    for (int64_t t0 = 0; t0 < tokens(cols); t0 += cols) {
       const uint8_t* a = s.act.data() + s.act_row * static_cast<size_t>(t0);
-      float* out = y.data() + t0 * kRows;
-      const uint8_t* g = w;
-      for (size_t p = 0; p < pairs; ++p, g += 2 * group_bytes) {
+      float* out = y_thread + t0 * kRows;
+      const uint8_t* g = w + p0 * 2 * group_bytes;
+      for (size_t p = p0; p < p1; ++p, g += 2 * group_bytes) {
         if (x16) {
           k.dot_x16(n, g, a, s.act_row, cols, out, kRows);
         } else {
@@ -104,6 +106,16 @@ std::vector<WidthTiming> time_widths(const QuantDotKernel& k, int64_t n, const u
           k.dot_x8(n, g + group_bytes, a, s.act_row, cols, out + kInterleave, kRows);
         }
       }
+    }
+  };
+  auto pass = [&](int cols, bool x16) {
+    const auto start = Clock::now();
+    if (pool == nullptr) {
+      pairs_pass(0, cols, x16, 0, pairs);
+    } else {
+      pool->parallel_for(static_cast<int64_t>(pairs), [&](int thread, int64_t p0, int64_t p1) {
+        pairs_pass(thread, cols, x16, static_cast<size_t>(p0), static_cast<size_t>(p1));
+      });
     }
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
@@ -135,7 +147,8 @@ std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n, i
   return time_widths(k, n, s.w.data(), 1, s, kWidthColumns, [](int) { return kTimedTokens; }, trials, true);
 }
 
-std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, int64_t n, int trials) {
+std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, ThreadPool* pool, int64_t n,
+                                                    int trials) {
   require_x16(k, "time_streamed_group_widths");
   const int max_cols = *std::max_element(std::begin(kStreamedWidthColumns), std::end(kStreamedWidthColumns));
   const SyntheticOperands s = synthetic_operands(k, n, 2 * kInterleave, max_cols, true);
@@ -146,7 +159,8 @@ std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, siz
   auto* w = buffer.as();
   for (size_t p = 0; p < pairs; ++p) std::memcpy(w + p * pair_bytes, s.w.data(), pair_bytes);
   // One call per 16 rows and no warm-up: each pass reads every byte once, from memory.
-  return time_widths(k, n, w, pairs, s, kStreamedWidthColumns, [](int cols) { return int64_t{cols}; }, trials, false);
+  return time_widths(k, n, w, pairs, s, kStreamedWidthColumns, [](int cols) { return int64_t{cols}; }, trials, false,
+                     pool);
 }
 
 size_t streamed_probe_bytes() {
@@ -198,10 +212,10 @@ int x16_min_cols(const QuantDotKernel& k) {
   return decided_once(decided, k, [&] { return x16_min_cols_from(time_group_widths(k)); });
 }
 
-int x16_min_cols_streamed(const QuantDotKernel& k) {
+int x16_min_cols_streamed(const QuantDotKernel& k, ThreadPool* pool) {
   static std::vector<std::pair<GroupDotFn, int>> decided;
   return decided_once(decided, k,
-                      [&] { return x16_min_cols_from(time_streamed_group_widths(k, streamed_probe_bytes())); });
+                      [&] { return x16_min_cols_from(time_streamed_group_widths(k, streamed_probe_bytes(), pool)); });
 }
 
 }  // namespace tandem::cpu

@@ -9,11 +9,12 @@
 //  - in cache: synthetic groups of the type held in cache, as a prompt's row tiles are
 //    (each tile serves every chunk of 8 tokens). Counts 2, 4 and 8; one column never
 //    comes from a tile in cache.
-//  - streamed: the same groups repeated over a buffer twice the L3, read once per pass, as
-//    every weight byte of a decode step or of a verify pass of up to 8 tokens is, once the
-//    model's weights outgrow the L3. Counts 1 to 8. Here the two streams cost more: on Zen
-//    5, at 2 columns the 16-row pass runs at 68-80% of the 8-row pass's speed for Q6_K and
-//    Q5_K while it is 1.4-1.8x faster in cache; at one column it loses for every type.
+//  - streamed: the same groups repeated over a buffer twice the L3, read once per pass by
+//    every thread of the matmul's pool at once, as every weight byte of a decode step or of
+//    a verify pass of up to 8 tokens is, once the model's weights outgrow the L3. Counts 1
+//    to 8. Here the two streams cost more: on Zen 5 with both cores streaming, the 16-row
+//    pass wins only from 4 columns (Q4_K, Q5_0) or 6 (Q5_K, Q6_K), where in cache it is
+//    1.4-1.8x faster from 2; at one column it loses for every type.
 // Both widths give bit-identical outputs (interleaved_x16_test), so the choice only ever
 // changes speed.
 #pragma once
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "backend/cpu/quant_dot.h"
+#include "core/thread_pool.h"
 
 namespace tandem::cpu {
 
@@ -49,10 +51,13 @@ int x16_min_cols_from(std::span<const WidthTiming> timings, double margin = 0.02
 std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n = 2048, int trials = 9);
 
 // Same over `bytes` of k.weight's groups read once per pass (the 16 rows repeated; one
-// 16-row call per pass, no warm-up), at each of kStreamedWidthColumns, best of `trials`.
-// About 0.15 s per type for the 64 MiB probe of a 32 MiB L3 (Zen 5), once per process.
-std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, int64_t n = 2048,
-                                                    int trials = 3);
+// 16-row call per 16 rows, no warm-up), at each of kStreamedWidthColumns, best of `trials`,
+// with every thread of `pool` streaming its share at once (null: this thread alone). The
+// threads matter: on Zen 5 with both cores streaming, the 16-row pass lost up to 4-6
+// columns where one core alone found it winning from 2-3 (they share the memory bandwidth).
+// About 65 ms per type on 2 cores for the 64 MiB probe of a 32 MiB L3, once per process.
+std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, ThreadPool* pool = nullptr,
+                                                    int64_t n = 2048, int trials = 3);
 // The buffer the streamed measurement reads: twice the L3 (32 MiB assumed where cpuid does
 // not say), between 32 and 256 MiB.
 size_t streamed_probe_bytes();
@@ -62,11 +67,12 @@ bool weights_stream(size_t weight_bytes);
 
 // The column count from which the matmul runs k.dot_x16 on this CPU (0: never, also when
 // the path has no 16-row pass): in cache (x16_min_cols) and streamed (..._streamed),
-// measured on the first call for each 16-row kernel, then kept for the process.
+// measured on the first call for each 16-row kernel, then kept for the process (the
+// streamed one with the first caller's pool: the threads a matmul runs on).
 // TANDEM_X16=on (always, from one column) or off (never) overrides both, for A/B
 // measurements.
 int x16_min_cols(const QuantDotKernel& k);
-int x16_min_cols_streamed(const QuantDotKernel& k);
+int x16_min_cols_streamed(const QuantDotKernel& k, ThreadPool* pool = nullptr);
 // TANDEM_X16 read once (a value other than those below is an error naming it): the
 // matmul's contexts read it when they start, so a typo fails on any CPU.
 int x16_override();
