@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
         tandem::ThreadPool probe_pool(tandem::default_thread_count());
         const std::vector<WidthTiming> widths =
             streamed ? time_streamed_group_widths(k, streamed_probe_bytes(), &probe_pool) : time_group_widths(k);
-        x16_from = x16_min_cols_from(widths);
+        x16_from = x16_min_cols_from(widths, streamed ? kStreamedMargin : kCachedMargin);
         fmt::print("{:<8} 16-row pass measured {} (x8 / x16 time):", name, streamed ? "streamed" : "in cache");
         for (const WidthTiming& t : widths) fmt::print(" {} cols {:.2f}", t.cols, t.x8 / t.x16);
         fmt::print(" -> {}\n", x16_from > 0 ? fmt::format("from {} cols", x16_from) : std::string("not used"));

@@ -233,6 +233,15 @@ TEST(InterleavedMatmul, WidthFollowsWhetherTheCallStreamsItsWeights) {
                                       << c.tokens << " tokens";
     expect_close(got, want, "width choice");
   }
+  // A forward pass of more than 8 tokens keeps its few-token calls (experts) on the in-cache
+  // threshold; one of up to 8 lets them stream.
+  k.x16_min_cols = 2;
+  k.x16_min_cols_streamed = 5;
+  EXPECT_EQ(kernel_for_pass(k, 8).x16_min_cols_streamed, 5);
+  EXPECT_EQ(kernel_for_pass(k, 1).x16_min_cols_streamed, 5);
+  EXPECT_EQ(kernel_for_pass(k, 9).x16_min_cols_streamed, 2);
+  EXPECT_EQ(kernel_for_pass(k, 512).x16_min_cols, 2);
+  EXPECT_EQ(kernel_for_pass(k, 512).dot_x16, k.dot_x16);
 }
 
 // The weights one context repacks decide which threshold its kernels keep for few-token

@@ -355,8 +355,11 @@ void CpuBackend::moe_grouped(const FfnWeights& w, const float* m, int64_t T, con
     s.slot_token[slot] = static_cast<int32_t>(i / k);
     s.slot_weight[slot] = weight[i];
   }
-  const QuantDotKernel &kg = ctx_.kernel(w.gate_exps.type), &ku = ctx_.kernel(w.up_exps.type),
-                       &kd = ctx_.kernel(w.down_exps.type);
+  // Copies: each expert's call has its own few tokens, but the pass's size says whether
+  // they stream (kernel_for_pass).
+  const QuantDotKernel kg = kernel_for_pass(ctx_.kernel(w.gate_exps.type), T),
+                       ku = kernel_for_pass(ctx_.kernel(w.up_exps.type), T),
+                       kd = kernel_for_pass(ctx_.kernel(w.down_exps.type), T);
   const size_t in_row = activation_row_bytes(kg, D), down_row = activation_row_bytes(kd, F);
   const Tensor &gate_exps = prepared(w.gate_exps), &up_exps = prepared(w.up_exps), &down_exps = prepared(w.down_exps);
   quantize_activations(ctx_, w.gate_exps.type, m, T, D, s.act_in.data());

@@ -320,6 +320,12 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group) {
       kMaxRowTile);
 }
 
+QuantDotKernel kernel_for_pass(const QuantDotKernel& kernel, int64_t batch_tokens) {
+  QuantDotKernel k = kernel;
+  if (batch_tokens > kColumns) k.x16_min_cols_streamed = k.x16_min_cols;
+  return k;
+}
+
 void matmul_serial(const QuantDotKernel& kernel, const GroupedMatmul& m) {
   dot_row_tiles(kernel, m.w, m.act, activation_row_bytes(kernel, m.w.ne[0]), m.n_tokens, m.y, 0, m.w.rows());
   if (m.bias) add_bias_rows(m.bias, m.n_tokens, m.w.rows(), m.y, 0, m.w.rows());

@@ -169,6 +169,13 @@ void matmul_grouped(OpContext& ctx, std::span<const GroupedMatmul> group);
 // One matmul over pre-quantized activations on the calling thread only: for work that is
 // already split across the pool by the caller (one MoE expert per job).
 void matmul_serial(const QuantDotKernel& kernel, const GroupedMatmul& m);
+// The kernel for the calls of one forward pass over `batch_tokens` tokens. A call of up to
+// 8 tokens takes the streamed 16-row threshold (group_width.h), measured with every thread
+// streaming: true of a pass that small, where every call streams. A larger pass runs its
+// few-token calls (lightly routed experts) beside compute-bound ones, with the memory bus far
+// from saturated, so they keep the in-cache threshold (qwen35moe-8l pp512 on Zen 5: 515-563
+// tok/s with the streamed one, 577-591 without).
+QuantDotKernel kernel_for_pass(const QuantDotKernel& kernel, int64_t batch_tokens);
 
 // Several matmuls of one input (a layer's q/k/v, an FFN's gate/up): the input is quantized
 // once per activation type and each type's weights run in one parallel pass; weights on

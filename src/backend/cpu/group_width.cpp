@@ -214,8 +214,9 @@ int x16_min_cols(const QuantDotKernel& k) {
 
 int x16_min_cols_streamed(const QuantDotKernel& k, ThreadPool* pool) {
   static std::vector<std::pair<GroupDotFn, int>> decided;
-  return decided_once(decided, k,
-                      [&] { return x16_min_cols_from(time_streamed_group_widths(k, streamed_probe_bytes(), pool)); });
+  return decided_once(decided, k, [&] {
+    return x16_min_cols_from(time_streamed_group_widths(k, streamed_probe_bytes(), pool), kStreamedMargin);
+  });
 }
 
 }  // namespace tandem::cpu

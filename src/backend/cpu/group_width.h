@@ -42,7 +42,8 @@ inline constexpr int kStreamedWidthColumns[] = {1, 2, 3, 4, 6, 8};
 // The smallest measured column count from which the 16-row pass is faster by more than
 // `margin` (a fraction of the 8-row time) at that count and at every larger one; 0 when it
 // is not at the largest. Within the margin the 8-row pass stays: it is the one every path has.
-int x16_min_cols_from(std::span<const WidthTiming> timings, double margin = 0.02);
+inline constexpr double kCachedMargin = 0.02;
+int x16_min_cols_from(std::span<const WidthTiming> timings, double margin = kCachedMargin);
 
 // Times k.dot_x8 (two calls) against k.dot_x16 (one) on 16 synthetic rows of k.weight, n
 // elements each, and 64 activation rows, at each of kWidthColumns columns per call: calls
@@ -56,6 +57,12 @@ std::vector<WidthTiming> time_group_widths(const QuantDotKernel& k, int64_t n = 
 // threads matter: on Zen 5 with both cores streaming, the 16-row pass lost up to 4-6
 // columns where one core alone found it winning from 2-3 (they share the memory bandwidth).
 // About 65 ms per type on 2 cores for the 64 MiB probe of a 32 MiB L3, once per process.
+//
+// The streamed choice takes the 16-row pass only where it wins by more than this share:
+// with other tenants' traffic the streamed ratios move by ±10% from one probe to the next
+// on a shared host (Q6_K at 2 columns: 0.76-1.44 over a few minutes of Zen 5), and the
+// 8-row pass, one stream, is the one that never loses much.
+inline constexpr double kStreamedMargin = 0.10;
 std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, size_t bytes, ThreadPool* pool = nullptr,
                                                     int64_t n = 2048, int trials = 3);
 // The buffer the streamed measurement reads: twice the L3 (32 MiB assumed where cpuid does
