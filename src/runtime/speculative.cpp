@@ -158,7 +158,7 @@ void MtpDrafter::draft(std::span<const text::TokenId> context, int max, std::vec
   if (max <= 0 || !have_last_ || static_cast<int64_t>(context.size()) != synced_ + 2) return;
   max = static_cast<int>(std::min<int64_t>(max, cache_->n_ctx - cache_->n_past - 1));
   cache_->n_past = synced_;
-  if (pruned_.prefix() > 0) pruned_.follow(context, std::min(unchanged_, context.size()));
+  pruned_.follow(context, std::min(unchanged_, context.size()));
   unchanged_ = context.size();  // until a cut or a fresh feed says otherwise
   text::TokenId token = context.back();
   const float* h = last_hidden_.data();

@@ -163,15 +163,16 @@ std::vector<WidthTiming> time_streamed_group_widths(const QuantDotKernel& k, siz
                      pool);
 }
 
+namespace {
+// The L3 the core sees; 32 MiB where cpuid does not say.
+int64_t l3_bytes() { return cpu_caches().l3 > 0 ? cpu_caches().l3 : int64_t{32} << 20; }
+}  // namespace
+
 size_t streamed_probe_bytes() {
-  const int64_t l3 = cpu_caches().l3 > 0 ? cpu_caches().l3 : int64_t{32} << 20;
-  return static_cast<size_t>(std::clamp<int64_t>(2 * l3, int64_t{32} << 20, int64_t{256} << 20));
+  return static_cast<size_t>(std::clamp<int64_t>(2 * l3_bytes(), int64_t{32} << 20, int64_t{256} << 20));
 }
 
-bool weights_stream(size_t weight_bytes) {
-  const int64_t l3 = cpu_caches().l3 > 0 ? cpu_caches().l3 : int64_t{32} << 20;
-  return weight_bytes > static_cast<size_t>(l3);
-}
+bool weights_stream(size_t weight_bytes) { return weight_bytes > static_cast<size_t>(l3_bytes()); }
 
 int parse_x16_override(const char* value) {
   if (value == nullptr) return -1;
